@@ -1,0 +1,3 @@
+from metercert.cli import main
+
+raise SystemExit(main())

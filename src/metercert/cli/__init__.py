@@ -1,0 +1,72 @@
+"""Command-line entry point.
+
+Every module in this package that defines ``register(subparsers)`` contributes
+one or more sub-commands; they are discovered at start-up so that each command
+lives in its own module. A command's handler is stored as ``func`` on the parsed
+namespace and returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from metercert import __version__
+from metercert.errors import MetercertError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metercert",
+        description="Smart-meter security certification: DLMS/COSEM, IEC 62351, ENISA / CRA / EN 303 645.",
+    )
+    parser.add_argument("--version", action="version", version=f"metercert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MetercertError as exc:
+        print(f"metercert: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("metercert: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as exc:
+        name = getattr(exc, "filename", None) or ""
+        reason = exc.strerror or exc.__class__.__name__
+        print(f"metercert: error: {name}: {reason}" if name else f"metercert: error: {reason}",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:  # an internal defect: still one line unless debugging
+        if os.environ.get("METERCERT_DEBUG"):
+            raise
+        print(
+            f"metercert: internal error: {exc.__class__.__name__}: {_one_line(exc)} "
+            "(set METERCERT_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 3
