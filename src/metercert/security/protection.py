@@ -1,0 +1,325 @@
+"""Protect and unprotect xDLMS APDUs: every ciphered form, every protection mode.
+
+Forms (tags in STANDARDS.md):
+
+* service-specific global (``glo-*``, 0xC8-0xCF, initiate 0x21/0x28, confirmed
+  service error 0x2E) and dedicated (``ded-*``, 0xD0-0xD7): ``tag, length, SC,
+  IC(4), payload``; the system title comes from the association.
+* general-glo-ciphering 0xDB and general-ded-ciphering 0xDC: ``tag, system title
+  (octet string), length, SC, IC(4), payload``.
+
+Payload by mode: authenticated and encrypted -> ciphertext || tag (AAD = SC || AK);
+authenticated only -> plaintext || tag (AAD = SC || AK || plaintext); encrypted
+only -> ciphertext; neither -> plaintext (a meter must treat that as unprotected).
+IV = system title || invocation counter.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+from metercert.security import _gcm
+from metercert.security.errors import ApduFormatError, AuthenticationFailed, InvalidKey
+from metercert.security.keys import Key, KeySet
+from metercert.security.suites import _BY_BYTE as _SC_TABLE
+from metercert.security.suites import SUITES, SecurityControl
+
+
+class CipheringForm(str, enum.Enum):
+    GLOBAL = "global"
+    DEDICATED = "dedicated"
+    GENERAL_GLO = "general-glo"
+    GENERAL_DED = "general-ded"
+
+    @property
+    def dedicated(self) -> bool:
+        return self in (CipheringForm.DEDICATED, CipheringForm.GENERAL_DED)
+
+
+# plain tag -> (global tag, dedicated tag or None)
+_SERVICE_TAGS: dict[int, tuple[int, int | None]] = {
+    0xC0: (0xC8, 0xD0),  # get-request
+    0xC1: (0xC9, 0xD1),  # set-request
+    0xC2: (0xCA, 0xD2),  # event-notification-request
+    0xC3: (0xCB, 0xD3),  # action-request
+    0xC4: (0xCC, 0xD4),  # get-response
+    0xC5: (0xCD, 0xD5),  # set-response
+    0xC7: (0xCF, 0xD7),  # action-response
+    0x01: (0x21, None),  # initiate-request
+    0x08: (0x28, None),  # initiate-response
+    0x0E: (0x2E, None),  # confirmed-service-error
+}
+GLOBAL_TAGS: dict[int, int] = {g: p for p, (g, _) in _SERVICE_TAGS.items()}
+DEDICATED_TAGS: dict[int, int] = {d: p for p, (_, d) in _SERVICE_TAGS.items() if d is not None}
+GENERAL_GLO_CIPHERING = 0xDB
+GENERAL_DED_CIPHERING = 0xDC
+GENERAL_CIPHERING = 0xDD
+GENERAL_SIGNING = 0xDF
+CIPHERED_TAGS = frozenset(GLOBAL_TAGS) | frozenset(DEDICATED_TAGS) | {
+    GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING, GENERAL_CIPHERING, GENERAL_SIGNING}
+
+_SPECIFIC_FORM: dict[int, CipheringForm] = {
+    **{t: CipheringForm.GLOBAL for t in GLOBAL_TAGS},
+    **{t: CipheringForm.DEDICATED for t in DEDICATED_TAGS},
+}
+
+TAG_NAMES: dict[int, str] = {
+    0x01: "initiate-request", 0x08: "initiate-response", 0x0E: "confirmed-service-error",
+    0x21: "glo-initiate-request", 0x28: "glo-initiate-response",
+    0x2E: "glo-confirmed-service-error",
+    0x60: "aarq", 0x61: "aare", 0x62: "rlrq", 0x63: "rlre",
+    0xC0: "get-request", 0xC1: "set-request", 0xC2: "event-notification-request",
+    0xC3: "action-request", 0xC4: "get-response", 0xC5: "set-response",
+    0xC7: "action-response",
+    0xC8: "glo-get-request", 0xC9: "glo-set-request", 0xCA: "glo-event-notification-request",
+    0xCB: "glo-action-request", 0xCC: "glo-get-response", 0xCD: "glo-set-response",
+    0xCF: "glo-action-response",
+    0xD0: "ded-get-request", 0xD1: "ded-set-request", 0xD2: "ded-event-notification-request",
+    0xD3: "ded-action-request", 0xD4: "ded-get-response", 0xD5: "ded-set-response",
+    0xD7: "ded-action-response", 0xD8: "exception-response",
+    0xDB: "general-glo-ciphering", 0xDC: "general-ded-ciphering",
+    0xDD: "general-ciphering", 0xDF: "general-signing",
+}
+
+
+def tag_name(tag: int) -> str:
+    return TAG_NAMES.get(tag, f"unknown-0x{tag:02X}")
+
+
+def encode_length(n: int) -> bytes:
+    """A-XDR length: one byte below 0x80, else 0x8k followed by k big-endian bytes."""
+    if n < 0x80:
+        return bytes((n,))
+    size = (n.bit_length() + 7) // 8
+    return bytes((0x80 | size,)) + n.to_bytes(size, "big")
+
+
+def decode_length(data: bytes, offset: int) -> tuple[int, int]:
+    if offset >= len(data):
+        raise ApduFormatError(f"truncated APDU: length expected at offset {offset}")
+    first = data[offset]
+    if first < 0x80:
+        return first, offset + 1
+    size = first & 0x7F
+    if size == 0 or size > 4:
+        raise ApduFormatError(f"bad length encoding 0x{first:02X} at offset {offset}")
+    end = offset + 1 + size
+    if end > len(data):
+        raise ApduFormatError(f"truncated APDU: {size}-byte length at offset {offset}")
+    return int.from_bytes(data[offset + 1:end], "big"), end
+
+
+class CipheredApdu(NamedTuple):
+    """The framing of a ciphered APDU, before any cryptography.
+
+    (A named tuple rather than a dataclass: it is built once per APDU on the hot path.)
+    """
+
+    tag: int
+    form: CipheringForm
+    security_control: SecurityControl
+    invocation_counter: int
+    payload: bytes
+    system_title: bytes | None = None
+
+    @property
+    def plain_tag(self) -> int | None:
+        """Tag of the protected service (service-specific forms only)."""
+        if self.form is CipheringForm.GLOBAL:
+            return GLOBAL_TAGS[self.tag]
+        if self.form is CipheringForm.DEDICATED:
+            return DEDICATED_TAGS[self.tag]
+        return None
+
+
+def is_ciphered(apdu: bytes) -> bool:
+    return bool(apdu) and apdu[0] in CIPHERED_TAGS
+
+
+def parse_ciphered(apdu: bytes) -> CipheredApdu:
+    """Split a ciphered APDU into its fields. Raises :class:`ApduFormatError`."""
+    if not apdu:
+        raise ApduFormatError("empty APDU")
+    tag = apdu[0]
+    system_title: bytes | None = None
+    offset = 1
+    # fast path: service-specific form with a one-byte length covering the rest
+    if len(apdu) > 6 and apdu[1] == len(apdu) - 2 and apdu[1] < 0x80 and tag in _SPECIFIC_FORM:
+        return CipheredApdu(tag, _SPECIFIC_FORM[tag], _SC_TABLE[apdu[2]],
+                            int.from_bytes(apdu[3:7], "big"), apdu[7:], None)
+    if tag in GLOBAL_TAGS:
+        form = CipheringForm.GLOBAL
+    elif tag in DEDICATED_TAGS:
+        form = CipheringForm.DEDICATED
+    elif tag in (GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING):
+        form = CipheringForm.GENERAL_GLO if tag == GENERAL_GLO_CIPHERING else CipheringForm.GENERAL_DED
+        st_len, offset = decode_length(apdu, offset)
+        if st_len != 8:
+            raise ApduFormatError(f"system title must be 8 bytes, the APDU says {st_len}")
+        if offset + 8 > len(apdu):
+            raise ApduFormatError("truncated APDU: system title cut short")
+        system_title = apdu[offset:offset + 8]
+        offset += 8
+    elif tag in (GENERAL_CIPHERING, GENERAL_SIGNING):
+        raise ApduFormatError(f"{tag_name(tag)} (0x{tag:02X}) is not supported yet")
+    else:
+        raise ApduFormatError(f"0x{tag:02X} ({tag_name(tag)}) is not a ciphered APDU tag")
+    length, offset = decode_length(apdu, offset)
+    if length < 5:
+        raise ApduFormatError(f"ciphered content of {length} bytes cannot hold SC and counter")
+    end = offset + length
+    if end > len(apdu):
+        raise ApduFormatError(
+            f"truncated APDU: length says {length} bytes, {len(apdu) - offset} present")
+    if end != len(apdu):
+        raise ApduFormatError(f"{len(apdu) - end} trailing bytes after the ciphered content")
+    sc = SecurityControl.from_byte(apdu[offset])
+    ic = int.from_bytes(apdu[offset + 1:offset + 5], "big")
+    return CipheredApdu(tag, form, sc, ic, apdu[offset + 5:end], system_title)
+
+
+def _secret(key: Key | bytes | None, what: str, size: int) -> bytes:
+    if key is None:
+        raise InvalidKey(f"no {what} available")
+    secret = key if type(key) is bytes else key.secret if isinstance(key, Key) else bytes(key)
+    if len(secret) != size:
+        raise InvalidKey(f"{what} is {len(secret) * 8} bits, the security suite needs {size * 8}")
+    return secret
+
+
+_KEY_SIZE = {n: spec.key_bytes for n, spec in SUITES.items()}
+
+
+def _key_size(sc: SecurityControl) -> int:
+    try:
+        return _KEY_SIZE[sc.suite]
+    except KeyError:
+        raise ApduFormatError(f"security suite {sc.suite} is not defined") from None
+
+
+def protect(
+    plaintext: bytes,
+    *,
+    security_control: SecurityControl,
+    system_title: bytes,
+    invocation_counter: int,
+    encryption_key: Key | bytes | None,
+    authentication_key: Key | bytes | None,
+    form: CipheringForm = CipheringForm.GLOBAL,
+) -> bytes:
+    """Protect one plaintext xDLMS APDU and return the ciphered APDU."""
+    if not plaintext:
+        raise ApduFormatError("empty APDU")
+    if len(system_title) != 8:
+        raise InvalidKey(f"system title must be 8 bytes, got {len(system_title)}")
+    if not 0 <= invocation_counter <= 0xFFFFFFFF:
+        raise ApduFormatError(f"invocation counter {invocation_counter} does not fit in 32 bits")
+    sc = security_control
+    if sc.compressed:
+        raise ApduFormatError("compression is not supported")
+    if form is CipheringForm.GLOBAL or form is CipheringForm.DEDICATED:
+        pair = _SERVICE_TAGS.get(plaintext[0])
+        tag = None if pair is None else pair[1] if form is CipheringForm.DEDICATED else pair[0]
+        if tag is None:
+            raise ApduFormatError(
+                f"{tag_name(plaintext[0])} has no {form.value} service-specific ciphered form")
+    else:
+        tag = GENERAL_GLO_CIPHERING if form is CipheringForm.GENERAL_GLO else GENERAL_DED_CIPHERING
+    sc_byte = sc.byte
+    nonce = system_title + invocation_counter.to_bytes(4, "big")
+    size = _key_size(sc)
+    if sc.authenticated and sc.encrypted:
+        ek = _secret(encryption_key, "encryption key", size)
+        ak = _secret(authentication_key, "authentication key", size)
+        payload = _gcm.seal(ek, nonce, plaintext, bytes((sc_byte,)) + ak)
+    elif sc.authenticated:
+        ek = _secret(encryption_key, "encryption key", size)
+        ak = _secret(authentication_key, "authentication key", size)
+        payload = plaintext + _gcm.mac(ek, nonce, bytes((sc_byte,)) + ak + plaintext)
+    elif sc.encrypted:
+        payload = _gcm.ctr(_secret(encryption_key, "encryption key", size), nonce, plaintext)
+    else:
+        payload = plaintext
+    content_len = encode_length(5 + len(payload))
+    head = bytes((tag,))
+    if tag >= GENERAL_GLO_CIPHERING:
+        head += b"\x08" + system_title
+    return head + content_len + bytes((sc_byte,)) + nonce[8:] + payload
+
+
+class Unprotected(NamedTuple):
+    """A verified (or, for unauthenticated modes, merely decrypted) APDU."""
+
+    plaintext: bytes
+    tag: int
+    form: CipheringForm
+    security_control: SecurityControl
+    invocation_counter: int
+    system_title: bytes
+    authenticated: bool
+
+
+def unprotect_parsed(
+    parsed: CipheredApdu,
+    *,
+    encryption_key: Key | bytes | None,
+    authentication_key: Key | bytes | None,
+    system_title: bytes | None = None,
+) -> Unprotected:
+    title = parsed.system_title if parsed.system_title is not None else system_title
+    if title is None or len(title) != 8:
+        raise ApduFormatError(
+            "the sender's system title is needed to unprotect a service-specific ciphered APDU")
+    sc = parsed.security_control
+    if sc.compressed:
+        raise ApduFormatError("compression is not supported")
+    nonce = title + parsed.invocation_counter.to_bytes(4, "big")
+    size = _key_size(sc)
+    payload = parsed.payload
+    if sc.authenticated:
+        ek = _secret(encryption_key, "encryption key", size)
+        aad = bytes((sc.byte,)) + _secret(authentication_key, "authentication key", size)
+        if sc.encrypted:
+            plaintext = _gcm.open_sealed(ek, nonce, payload, aad)
+        else:
+            if len(payload) < _gcm.TAG_BYTES:
+                raise AuthenticationFailed()
+            plaintext = payload[:-_gcm.TAG_BYTES]
+            _gcm.verify_mac(ek, nonce, aad + plaintext, payload[-_gcm.TAG_BYTES:])
+    elif sc.encrypted:
+        plaintext = _gcm.ctr(_secret(encryption_key, "encryption key", size), nonce, payload)
+    else:
+        plaintext = payload
+    expected_tag = parsed.plain_tag
+    if expected_tag is not None and plaintext[:1] != bytes((expected_tag,)):
+        # The outer tag is not covered by the tag: a receiver must check that it
+        # matches the protected service, or a glo-get could be relabelled glo-set.
+        raise AuthenticationFailed()
+    return Unprotected(plaintext, parsed.tag, parsed.form, sc, parsed.invocation_counter, title,
+                       sc.authenticated)
+
+
+def unprotect(
+    apdu: bytes,
+    *,
+    encryption_key: Key | bytes | None,
+    authentication_key: Key | bytes | None,
+    system_title: bytes | None = None,
+) -> Unprotected:
+    """Verify and decrypt a ciphered APDU.
+
+    ``system_title`` is the sender's (needed for service-specific forms; the
+    general forms carry it). Any verification failure raises the one
+    :class:`AuthenticationFailed`.
+    """
+    return unprotect_parsed(parse_ciphered(apdu), encryption_key=encryption_key,
+                            authentication_key=authentication_key, system_title=system_title)
+
+
+def select_encryption_key(keys: KeySet, parsed: CipheredApdu,
+                          dedicated_key: Key | bytes | None = None) -> Key | bytes | None:
+    """The key a receiver uses for ``parsed``: dedicated, broadcast (GBEK) or unicast (GUEK)."""
+    if parsed.form.dedicated:
+        return dedicated_key
+    return keys.gbek if parsed.security_control.broadcast else keys.guek
