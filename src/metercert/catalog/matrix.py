@@ -1,0 +1,126 @@
+"""The framework x threat coverage matrix.
+
+The first columns restate the seed article's assessment from ``coverage.yaml``;
+the last column is computed: for each threat, the registered checks that
+evidence at least one requirement mapped to that threat. So the table shows both
+what the frameworks ask for and what metercert actually tests, and the second
+part changes by itself when a check is added.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jinja2 import Environment, select_autoescape
+
+from metercert.catalog.model import Catalog, CoverageCell, Threat
+from metercert.checks.base import CheckSpec
+
+METERCERT_COLUMN = "metercert (automated)"
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    threat: Threat
+    cells: tuple[CoverageCell, ...]
+    checks: tuple[str, ...]
+    by_target: tuple[tuple[str, int], ...]
+
+    @property
+    def metercert_text(self) -> str:
+        """Text of the computed column: how many checks test this threat, by target kind."""
+        if not self.checks:
+            return "Not tested"
+        kinds = ", ".join(f"{kind} {n}" for kind, n in self.by_target)
+        noun = "check" if len(self.checks) == 1 else "checks"
+        return f"Tested — {len(self.checks)} {noun} ({kinds})"
+
+
+@dataclass(frozen=True)
+class CoverageMatrix:
+    column_titles: tuple[str, ...]
+    rows: tuple[MatrixRow, ...]
+
+    def as_rows(self) -> list[list[str]]:
+        """Header plus one list of cell texts per threat, as the CSV and HTML show it."""
+        out = [["Threat Category", *self.column_titles, METERCERT_COLUMN]]
+        for row in self.rows:
+            out.append([row.threat.title, *(c.text for c in row.cells), row.metercert_text])
+        return out
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        header = ["threat_id", "threat", *self.column_titles]
+        header += [f"{t} status" for t in self.column_titles]
+        header += [METERCERT_COLUMN, "metercert checks"]
+        writer.writerow(header)
+        for row in self.rows:
+            writer.writerow(
+                [row.threat.id, row.threat.title]
+                + [c.text for c in row.cells]
+                + [c.status for c in row.cells]
+                + [row.metercert_text, " ".join(row.checks)]
+            )
+        return buf.getvalue()
+
+    def to_html(self) -> str:
+        env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+        return env.from_string(_HTML).render(matrix=self, metercert_column=METERCERT_COLUMN)
+
+
+def build_matrix(catalog: Catalog, checks: Mapping[str, CheckSpec]) -> CoverageMatrix:
+    """Combine the seed's coverage data with the registered checks."""
+    rows = []
+    for threat in catalog.threats:
+        threat_reqs = {r.id for r in catalog.for_threat(threat.id)}
+        hits = sorted(
+            (spec for spec in checks.values() if threat_reqs.intersection(spec.requirements)),
+            key=lambda s: s.id,
+        )
+        counts: dict[str, int] = {}
+        for spec in hits:
+            kind = spec.target.value if hasattr(spec.target, "value") else str(spec.target)
+            counts[kind] = counts.get(kind, 0) + 1
+        rows.append(
+            MatrixRow(
+                threat=threat,
+                cells=tuple(catalog.coverage.cell(threat.id, c.id) for c in catalog.coverage.columns),
+                checks=tuple(s.id for s in hits),
+                by_target=tuple(sorted(counts.items())),
+            )
+        )
+    return CoverageMatrix(
+        column_titles=tuple(c.title for c in catalog.coverage.columns), rows=tuple(rows)
+    )
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>metercert coverage matrix</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em}
+table{border-collapse:collapse}
+th,td{border:1px solid #999;padding:.4em .6em;vertical-align:top;text-align:left}
+.covered{background:#d7f0d2}.partial{background:#fbeec1}.referenced{background:#e6e9f5}
+.not-addressed{background:#f6d5d5}.tested{background:#cfe8fc}.untested{background:#eee}
+small{color:#444}
+</style></head><body>
+<h1>Framework coverage by threat category</h1>
+<p>Framework columns restate the seed article's assessment; the last column is computed
+from metercert's registered checks.</p>
+<table>
+<thead><tr><th>Threat Category</th>
+{% for title in matrix.column_titles %}<th>{{ title }}</th>{% endfor %}
+<th>{{ metercert_column }}</th></tr></thead>
+<tbody>
+{% for row in matrix.rows %}<tr><th>{{ row.threat.title }}</th>
+{% for cell in row.cells %}<td class="{{ cell.status }}">{{ cell.text }}</td>{% endfor %}
+<td class="{{ 'tested' if row.checks else 'untested' }}">{{ row.metercert_text }}
+{% if row.checks %}<br><small>{{ row.checks | join(', ') }}</small>{% endif %}</td></tr>
+{% endfor %}</tbody></table>
+</body></html>
+"""

@@ -1,0 +1,427 @@
+"""Checks of a device dossier (target kind ``dossier``).
+
+Each check takes a loaded :class:`metercert.dossier.model.Dossier` and judges
+one statement or artefact of it. The dossier *is* the evidence here, so a
+statement the dossier does not make counts as not evidenced (FAIL, saying what
+is missing), while tool-side gaps (no advisory export supplied) are
+INCONCLUSIVE. Every evidence item cites ``dossier.yaml:LINE field`` or the
+artefact file it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+
+from metercert.checks.base import (
+    CheckOutcome,
+    Evidence,
+    Severity,
+    TargetKind,
+    check,
+    fail,
+    inconclusive,
+    passed,
+)
+from metercert.dossier.audit import verify_chain
+from metercert.dossier.firmware import SignatureProblem, verify_image
+from metercert.dossier.model import Artifact, Dossier
+from metercert.dossier.osv import affected_components
+
+_T = TargetKind.DOSSIER
+_OK_DEBUG = ("disabled", "authentication-gated", "absent")
+_REQUIRED_DEBUG = ("uart", "jtag", "optical")
+_URL = re.compile(r"^https://[^\s/]+\.[^\s]+$")
+_CONTACT = re.compile(r"^(mailto:)?[^@\s]+@[^@\s]+\.[^@\s]+$|^https://\S+$")
+
+
+def _file_ev(label: str, art: Artifact, d: Dossier, content: str = "") -> Evidence:
+    text = content or (f"{art.reference}: {art.problem}" if art.problem else art.reference)
+    return Evidence(label, text, "file", f"{d.cite(*_split(art.field))} -> {art.reference}")
+
+
+def _split(field: str) -> list[str | int]:
+    out: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return out
+
+
+def _value(label: str, value: object, d: Dossier, *where: str | int) -> Evidence:
+    return Evidence(label, str(value), "value", d.cite(*where))
+
+
+@check(
+    "DOSSIER-SBOM-01",
+    "SBOM present, parseable, every component identified (name, version, purl or CPE)",
+    severity=Severity.HIGH,
+    target=_T,
+    requirements=["CRA:II.1", "EN303645:5.2-3"],
+    tags=["sbom", "supply-chain"],
+)
+def sbom_complete(d: Dossier) -> CheckOutcome:
+    """CRA Annex I Part II (1) asks for an SBOM; an SBOM whose components cannot be
+    matched to advisories (no version, no purl/CPE) does not serve its purpose."""
+    if d.sbom_file is None:
+        return fail("the dossier names no SBOM", _value("sbom", "(absent)", d, "sbom"))
+    if d.sbom is None:
+        return fail(f"SBOM unusable: {d.sbom_file.problem}", _file_ev("SBOM", d.sbom_file, d))
+    if not d.sbom.components:
+        return fail("SBOM lists no components", _file_ev("SBOM", d.sbom_file, d, d.sbom.format))
+    bad = [
+        f"{c.name or '(unnamed)'}@{c.version or '?'}"
+        for c in d.sbom.components
+        if not (c.name and c.version and (c.purl or c.cpe))
+    ]
+    summary = f"{d.sbom.format}, {len(d.sbom.components)} components"
+    if bad:
+        return fail(
+            f"{len(bad)} of {len(d.sbom.components)} SBOM components lack name, version or purl/CPE",
+            _file_ev("SBOM", d.sbom_file, d, summary),
+            Evidence("incomplete components", ", ".join(bad), "value", d.sbom_file.reference),
+        )
+    return passed(f"{summary}, all identified", _file_ev("SBOM", d.sbom_file, d, summary))
+
+
+@check(
+    "DOSSIER-VULN-01",
+    "No SBOM component version is affected by a known vulnerability (offline OSV export)",
+    severity=Severity.CRITICAL,
+    target=_T,
+    requirements=["CRA:I.2a", "CRA:II.2", "EN303645:5.2-3"],
+    tags=["sbom", "vulnerabilities"],
+)
+def known_vulnerabilities(d: Dossier) -> CheckOutcome:
+    """CRA Annex I Part I (2)(a): no known exploitable vulnerabilities at release.
+    The verdict is only as current as the advisory export the user supplied."""
+    if d.advisories_file is None:
+        return inconclusive("no advisory export (advisories:) supplied with the dossier")
+    if d.sbom is None:
+        return inconclusive("no usable SBOM to match advisories against")
+    hits = affected_components(d.sbom, d.advisories)
+    src = _file_ev("advisories", d.advisories_file, d, f"{len(d.advisories)} OSV records")
+    if hits:
+        lines = [f"{c.name}@{c.version}: {a.id}" + (f" ({a.summary})" if a.summary else "") for c, a in hits]
+        return fail(
+            f"{len(hits)} affected component(s): " + "; ".join(f"{c.name}@{c.version} {a.id}" for c, a in hits),
+            src,
+            Evidence("affected components", "\n".join(lines), "value", d.advisories_file.reference),
+        )
+    return passed(
+        f"{len(d.sbom.components)} components checked against {len(d.advisories)} advisories, none affected",
+        src,
+    )
+
+
+@check(
+    "DOSSIER-FW-01",
+    "Firmware images carry a valid vendor ECDSA signature and match the SBOM hash",
+    severity=Severity.CRITICAL,
+    target=_T,
+    requirements=["EN303645:5.3-10", "EN303645:5.3-7", "IEC62443-4-2:EDR3.10", "CRA:I.2f",
+                  "BSI-TR-03109-1:FW-UPDATE", "ENISA:GP-TM-10"],
+    tags=["firmware", "signature"],
+)
+def firmware_signed(d: Dossier) -> CheckOutcome:
+    """Update authenticity is the control against firmware tampering; the SBOM hash
+    ties the signed image to the component list an auditor reviews."""
+    if not d.firmware:
+        return fail("the dossier lists no firmware image", _value("firmware", "(absent)", d, "firmware"))
+    evidence: list[Evidence] = []
+    problems: list[str] = []
+    for fw in d.firmware:
+        tag = f"firmware[{fw.index}]"
+        if not fw.image.usable:
+            problems.append(f"{tag} image {fw.image.reference}: {fw.image.problem}")
+            evidence.append(_file_ev("image", fw.image, d))
+            continue
+        image = fw.image.path.read_bytes()
+        digest = hashlib.sha256(image).hexdigest()
+        evidence.append(_file_ev("image", fw.image, d, f"{fw.image.reference} SHA-256 {digest}"))
+        if fw.signature is None:
+            problems.append(f"{tag} is unsigned (no signature file)")
+        elif not fw.signature.usable:
+            problems.append(f"{tag} signature {fw.signature.reference}: {fw.signature.problem}")
+        elif fw.certificate is None or not fw.certificate.usable:
+            why = fw.certificate.problem if fw.certificate else "no certificate named"
+            problems.append(f"{tag} vendor certificate: {why}")
+        else:
+            try:
+                result = verify_image(image, fw.signature.path.read_bytes(), fw.certificate.path.read_bytes())
+            except SignatureProblem as exc:
+                problems.append(f"{tag}: {exc}")
+            else:
+                evidence.append(
+                    _file_ev(
+                        "signature",
+                        fw.signature,
+                        d,
+                        f"ECDSA {result.curve}/{result.hash_name} by {result.subject} "
+                        f"(certificate valid to {result.not_after}): "
+                        + ("verifies" if result.valid else "DOES NOT verify"),
+                    )
+                )
+                if not result.valid:
+                    problems.append(f"{tag} signature does not verify with the vendor certificate")
+        if not fw.sbom_component:
+            problems.append(f"{tag} names no sbom_component to match its hash")
+        elif d.sbom is None:
+            problems.append(f"{tag}: no usable SBOM to compare the image hash with")
+        else:
+            comp = d.sbom.find(fw.sbom_component)
+            if comp is None:
+                problems.append(f"{tag}: SBOM has no component {fw.sbom_component!r}")
+            elif not comp.sha256:
+                problems.append(f"{tag}: SBOM component {fw.sbom_component!r} records no SHA-256")
+            elif comp.sha256 != digest:
+                problems.append(f"{tag}: image SHA-256 differs from SBOM component {fw.sbom_component!r}")
+                evidence.append(Evidence("SBOM hash", comp.sha256, "value", d.sbom_file.reference if d.sbom_file else ""))
+            else:
+                evidence.append(Evidence("SBOM hash", f"{comp.name}@{comp.version} SHA-256 matches", "value",
+                                         d.sbom_file.reference if d.sbom_file else ""))
+    if problems:
+        return fail("; ".join(problems), *evidence)
+    return passed(f"{len(d.firmware)} image(s) signed, verified and matching the SBOM", *evidence)
+
+
+@check(
+    "DOSSIER-DEBUG-01",
+    "Debug interfaces (UART, JTAG, optical) are disabled or authentication-gated",
+    severity=Severity.HIGH,
+    target=_T,
+    requirements=["EN303645:5.6-4", "IEC62443-4-2:EDR2.13", "CRA:I.2j", "ENISA:GP-TM-45"],
+    tags=["hardware", "debug"],
+)
+def debug_interfaces(d: Dossier) -> CheckOutcome:
+    """An open UART or JTAG port bypasses every protocol-level control."""
+    evidence = [_value(name, state, d, "debug_interfaces", name) for name, state in d.debug_interfaces.items()]
+    open_ports = [n for n, s in d.debug_interfaces.items() if s not in _OK_DEBUG]
+    undeclared = [n for n in _REQUIRED_DEBUG if n not in d.debug_interfaces]
+    if open_ports:
+        return fail(f"debug interface(s) open without authentication: {', '.join(open_ports)}", *evidence)
+    if undeclared:
+        return fail(f"state of {', '.join(undeclared)} not declared", *evidence)
+    return passed("all debug interfaces disabled, gated or absent", *evidence)
+
+
+@check(
+    "DOSSIER-PASSWD-01",
+    "No universal default password; per-device secrets",
+    severity=Severity.CRITICAL,
+    target=_T,
+    requirements=["EN303645:5.1-1", "EN303645:5.1-2", "CRA:I.2b", "ENISA:GP-TM-22", "IEC62443-4-2:CR1.5"],
+    tags=["credentials"],
+)
+def default_password(d: Dossier) -> CheckOutcome:
+    """A password shared by every meter of a model is known to every attacker once one leaks."""
+    ev = [
+        _value("default_password", d.default_password or "(not stated)", d, "credentials", "default_password"),
+        _value("per_device_secrets", d.per_device_secrets, d, "credentials", "per_device_secrets"),
+    ]
+    if d.default_password is None:
+        return fail("the dossier does not state its default-password policy", *ev)
+    if d.default_password == "universal":
+        return fail("devices ship with a universal default password", *ev)
+    if d.per_device_secrets is not True:
+        return fail("per-device secrets are not stated", *ev)
+    return passed(f"default password policy '{d.default_password}' with per-device secrets", *ev)
+
+
+@check(
+    "DOSSIER-PATCH-01",
+    "Security fixes ship within the patch window (default 90 days, configurable)",
+    severity=Severity.MEDIUM,
+    target=_T,
+    requirements=["CRA:II.2", "EN303645:5.3-8", "EN303645:5.2-2"],
+    tags=["lifecycle"],
+)
+def patch_window(d: Dossier) -> CheckOutcome:
+    """The CRA says "without delay"; the 90-day figure is the seed's policy default."""
+    ev = [
+        _value("days_disclosure_to_fix", d.patch_days, d, "patch_policy", "days_disclosure_to_fix"),
+        _value("limit_days", d.patch_limit_days, d, "patch_policy", "limit_days"),
+    ]
+    if d.patch_days is None:
+        return fail("the dossier states no disclosure-to-fix time", *ev)
+    if d.patch_days > d.patch_limit_days:
+        return fail(f"patch window {d.patch_days} days exceeds the {d.patch_limit_days}-day limit", *ev)
+    return passed(f"patch window {d.patch_days} days within {d.patch_limit_days}", *ev)
+
+
+@check(
+    "DOSSIER-SUPPORT-01",
+    "A support period end date is stated and not yet past",
+    severity=Severity.MEDIUM,
+    target=_T,
+    requirements=["EN303645:5.3-13", "CRA:ART13.8"],
+    tags=["lifecycle"],
+)
+def support_period(d: Dossier) -> CheckOutcome:
+    """Buyers of a 15-year asset must know until when it gets security updates."""
+    ev = _value("end_date", d.support_end or "(not stated)", d, "support_period", "end_date")
+    if d.support_end is None:
+        return fail("no support period end date stated", ev)
+    if d.support_end < dt.date.today():
+        return fail(f"support period ended on {d.support_end.isoformat()}", ev)
+    return passed(f"security support until {d.support_end.isoformat()}", ev)
+
+
+@check(
+    "DOSSIER-CVD-01",
+    "A vulnerability disclosure policy (https URL) and a reporting contact are published",
+    severity=Severity.MEDIUM,
+    target=_T,
+    requirements=["EN303645:5.2-1", "CRA:II.5", "CRA:II.6"],
+    tags=["lifecycle", "cvd"],
+)
+def disclosure_policy(d: Dossier) -> CheckOutcome:
+    """Researchers need a way to report; the CRA makes both policy and contact mandatory."""
+    ev = [
+        _value("policy_url", d.cvd_policy_url or "(not stated)", d, "cvd", "policy_url"),
+        _value("contact", d.cvd_contact or "(not stated)", d, "cvd", "contact"),
+    ]
+    problems = []
+    if not _URL.match(d.cvd_policy_url):
+        problems.append("no https policy URL")
+    if not _CONTACT.match(d.cvd_contact):
+        problems.append("no e-mail or https contact")
+    if problems:
+        return fail("; ".join(problems), *ev)
+    return passed("disclosure policy and contact published", *ev)
+
+
+@check(
+    "DOSSIER-INCIDENT-01",
+    "Incident reporting meets CRA Art. 14 timelines (24 h / 72 h / 14 days)",
+    severity=Severity.MEDIUM,
+    target=_T,
+    requirements=["CRA:ART14", "ENISA:GP-TM-55"],
+    tags=["incident"],
+)
+def incident_reporting(d: Dossier) -> CheckOutcome:
+    """Art. 14: early warning within 24 h, notification within 72 h, final report
+    within 14 days after a fix is available."""
+    limits = (
+        ("early_warning_hours", d.early_warning_hours, 24),
+        ("notification_hours", d.notification_hours, 72),
+        ("final_report_days", d.final_report_days, 14),
+    )
+    ev = [_value(name, value if value is not None else "(not stated)", d, "incident_notification", name)
+          for name, value, _ in limits]
+    problems = []
+    for name, value, limit in limits:
+        if value is None:
+            problems.append(f"{name} not stated")
+        elif value > limit:
+            problems.append(f"{name} {value} exceeds {limit}")
+    if problems:
+        return fail("; ".join(problems), *ev)
+    return passed("incident reporting capability within 24 h / 72 h / 14 days", *ev)
+
+
+@check(
+    "DOSSIER-KEYAUDIT-01",
+    "Key-injection audit trail is hash-chained and covers every listed device and key",
+    severity=Severity.HIGH,
+    target=_T,
+    requirements=["EN303645:5.5-8", "EN303645:5.4-4", "BSI-TR-03109-1:SEC-MODULE", "ENISA:GP-TM-34"],
+    tags=["keys", "supply-chain"],
+)
+def key_injection_audit(d: Dossier) -> CheckOutcome:
+    """Master-key injection at the factory is where DLMS security is most exposed
+    and DLMS conformance testing does not look; a tamper-evident log closes that gap."""
+    if d.audit_log is None:
+        return fail("no key-injection audit log named", _value("audit_log", "(absent)", d, "key_injection"))
+    if not d.audit_log.usable:
+        return fail(f"audit log unusable: {d.audit_log.problem}", _file_ev("audit log", d.audit_log, d))
+    if not d.audit_devices:
+        return fail("key_injection.devices lists no device serials to account for",
+                    _file_ev("audit log", d.audit_log, d))
+    verdict = verify_chain([(r.line, r.data) for r in d.audit_records], d.audit_devices, d.audit_required_keys)
+    ev = [_file_ev("audit log", d.audit_log, d,
+                   f"{verdict.records} records, {len(verdict.devices_covered)}/{len(d.audit_devices)} devices complete")]
+    if verdict.findings:
+        ev.append(Evidence("chain breaks", "\n".join(f"line {f.line}: {f.problem}" for f in verdict.findings[:20]),
+                           "value", d.audit_log.reference))
+    if verdict.missing:
+        ev.append(Evidence("missing injections", ", ".join(verdict.missing[:50]), "value", d.audit_log.reference))
+    if not verdict.ok:
+        first = verdict.findings[0] if verdict.findings else None
+        what = f"chain broken at line {first.line}: {first.problem}" if first else ""
+        miss = f"{len(verdict.missing)} device/key injection(s) unrecorded" if verdict.missing else ""
+        return fail("; ".join(x for x in (what, miss) if x), *ev)
+    return passed(f"{verdict.records} records chain intact, all {len(d.audit_devices)} devices have "
+                  f"{', '.join(d.audit_required_keys)}", *ev)
+
+
+@check(
+    "DOSSIER-EOL-01",
+    "End-of-life key destruction procedure is documented",
+    severity=Severity.LOW,
+    target=_T,
+    requirements=["CRA:I.2m", "EN303645:5.11-1", "IEC62443-4-2:CR4.2"],
+    tags=["keys", "lifecycle"],
+)
+def eol_key_destruction(d: Dossier) -> CheckOutcome:
+    """A decommissioned meter still holding fleet keys is a key-extraction target."""
+    art = d.eol_procedure
+    if art is None:
+        return fail("no end-of-life key destruction procedure named",
+                    _value("end_of_life", "(absent)", d, "end_of_life"))
+    if not art.usable:
+        return fail(f"procedure document unusable: {art.problem}", _file_ev("procedure", art, d))
+    text = art.path.read_text(encoding="utf-8", errors="replace")
+    if not re.search(r"\b(key|keys)\b", text, re.IGNORECASE) or len(text.strip()) < 40:
+        return fail("procedure document does not describe key destruction", _file_ev("procedure", art, d))
+    first = text.strip().splitlines()[0][:120]
+    return passed("end-of-life key destruction documented", _file_ev("procedure", art, d, f"{art.reference}: {first}"))
+
+
+@check(
+    "DOSSIER-LOG-01",
+    "Security event logging is specified (events and retention)",
+    severity=Severity.LOW,
+    target=_T,
+    requirements=["CRA:I.2l", "IEC62443-4-2:CR2.8", "BSI-TR-03109-1:LOGS"],
+    tags=["logging"],
+)
+def security_logging(d: Dossier) -> CheckOutcome:
+    """Without a security log there is nothing to base an incident report on."""
+    ev = [
+        _value("events", ", ".join(d.logging_events) or "(none)", d, "security_logging", "events"),
+        _value("retention_days", d.logging_retention_days, d, "security_logging", "retention_days"),
+    ]
+    if not d.logging_events:
+        return fail("no security events are logged", *ev)
+    if not d.logging_retention_days:
+        return fail("log retention not stated", *ev)
+    return passed(f"{len(d.logging_events)} security event kinds logged, kept {d.logging_retention_days} days", *ev)
+
+
+def dossier_checks() -> list:
+    """The registered dossier checks, in declaration order."""
+    from metercert.checks.base import registered
+
+    return [spec for spec in registered().values() if spec.target is TargetKind.DOSSIER]
+
+
+def run_all(d: Dossier) -> list:
+    """Run every dossier check on ``d`` (they are quick and local, so sequentially).
+
+    Returns :class:`CheckResult` values; a check that raises becomes INCONCLUSIVE
+    with the exception named, as the campaign runner would record it.
+    """
+    import time
+
+    from metercert.checks.base import CheckResult
+
+    out = []
+    for spec in dossier_checks():
+        began = time.perf_counter()
+        try:
+            outcome = spec.func(d)
+        except Exception as exc:  # noqa: BLE001 - a defect in one check must not stop the others
+            outcome = inconclusive(f"check raised {exc.__class__.__name__}: {exc}")
+        out.append(CheckResult(spec, outcome, time.perf_counter() - began))
+    return out

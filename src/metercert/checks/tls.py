@@ -1,0 +1,650 @@
+"""IEC 62351-3 checks of a TLS endpoint (target kind ``tls``).
+
+Each check reads the one cached probe of its :class:`~metercert.tlsprobe.audit.TlsTarget`
+(``target.scan()``) and judges it against ``target.profile``, the thresholds as
+data. A check fails only on a flaw it has seen; when the probe could not answer
+(e.g. renegotiation was not testable without a client certificate) it says
+INCONCLUSIVE and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from metercert.checks.base import (
+    CheckOutcome,
+    Evidence,
+    Severity,
+    TargetKind,
+    check,
+    fail,
+    inconclusive,
+    not_applicable,
+    passed,
+)
+from metercert.tlsprobe.audit import (
+    SSLYZE_VERSION_COMMANDS,
+    AcceptedSuite,
+    TlsScanResult,
+    TlsTarget,
+)
+from metercert.tlsprobe.profile import TLS_VERSIONS
+
+# The probe itself (sslyze + own handshakes) runs inside whichever check comes first.
+_TIMEOUT = 90.0
+_CRYPTO = ["EN303645:5.5-1", "CRA:I.2e"]
+
+
+def _source(target: TlsTarget, what: str) -> str:
+    return f"{target.endpoint} ({what})"
+
+
+def _suites_evidence(target: TlsTarget, suites: Iterable[AcceptedSuite], label: str) -> Evidence:
+    lines = [s.describe() for s in suites]
+    return Evidence(
+        label, "\n".join(lines) or "(none)", "value", _source(target, "sslyze cipher suites")
+    )
+
+
+def _versions_evidence(target: TlsTarget, scan: TlsScanResult) -> Evidence:
+    accepted = scan.versions_accepted
+    lines = [
+        f"{v}: {'accepted' if v in accepted else 'rejected'}"
+        if v in scan.versions_scanned
+        else f"{v}: not tested ({scan.errors.get(SSLYZE_VERSION_COMMANDS[v], 'scan error')})"
+        for v in TLS_VERSIONS
+    ]
+    return Evidence("protocol versions", "\n".join(lines), "value", _source(target, "sslyze"))
+
+
+def _profile_evidence(target: TlsTarget, *settings: str) -> Evidence:
+    p = target.profile
+    lines = [f"{s} = {getattr(p, s)!r}  # {p.source(s)}" for s in settings]
+    return Evidence("profile thresholds", "\n".join(lines), "value", p.path)
+
+
+def _chain_evidence(target: TlsTarget, scan: TlsScanResult) -> Evidence:
+    text = "\n".join(c.describe() for c in scan.chain) or "(no certificate received)"
+    return Evidence(
+        "certificate chain sent by the server", text, "value", _source(target, "sslyze")
+    )
+
+
+@check(
+    "TLS-VERSION-01",
+    "No protocol version below the profile's TLS floor is accepted",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:TLS-VERSION", *_CRYPTO],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_version_floor(target: TlsTarget) -> CheckOutcome:
+    """SSL 2.0/3.0, TLS 1.0/1.1 (anything below the profile floor) must be refused."""
+    scan = target.scan()
+    floor = target.profile.min_tls_version
+    below = [v for v in TLS_VERSIONS if TLS_VERSIONS.index(v) < TLS_VERSIONS.index(floor)]
+    evidence = (_versions_evidence(target, scan), _profile_evidence(target, "min_tls_version"))
+    weak = [v for v in below if v in scan.versions_accepted]
+    if weak:
+        return fail(f"accepts {', '.join(weak)} (floor is {floor})", *evidence)
+    untested = [v for v in below if v not in scan.versions_scanned]
+    if untested:
+        return inconclusive(f"could not test {', '.join(untested)}", *evidence)
+    if not scan.versions_accepted:
+        return inconclusive("no protocol version was accepted at all", *evidence)
+    return passed(f"only {', '.join(scan.versions_accepted)} accepted (floor {floor})", *evidence)
+
+
+@check(
+    "TLS-13-01",
+    "TLS 1.3 is offered (recommended)",
+    severity=Severity.LOW,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:TLS13", "EN303645:5.5-1"],
+    tags=["tls", "iec62351-3", "recommended"],
+    timeout=_TIMEOUT,
+)
+def tls13_offered(target: TlsTarget) -> CheckOutcome:
+    """62351-3 ed.2 recommends TLS 1.3; a meter that only speaks TLS 1.2 is flagged."""
+    if not target.profile.recommend_tls13:
+        return not_applicable("the profile does not recommend TLS 1.3")
+    scan = target.scan()
+    evidence = (
+        _versions_evidence(target, scan),
+        _suites_evidence(target, scan.suites_for("TLS 1.3"), "TLS 1.3 suites"),
+    )
+    if "TLS 1.3" not in scan.versions_scanned:
+        return inconclusive("TLS 1.3 could not be tested", *evidence)
+    if "TLS 1.3" in scan.versions_accepted:
+        return passed(f"TLS 1.3 offered with {len(scan.suites_for('TLS 1.3'))} suites", *evidence)
+    return fail(f"TLS 1.3 not offered (highest is {scan.highest_version})", *evidence)
+
+
+def _is_forward_secret(suite: AcceptedSuite) -> bool:
+    if suite.version == "TLS 1.3":
+        return True  # every TLS 1.3 key exchange is ephemeral
+    return suite.name.startswith(("TLS_ECDHE_", "TLS_DHE_", "SSL_DHE_"))
+
+
+@check(
+    "TLS-FS-01",
+    "Only forward-secret key exchange (no static RSA / static DH)",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:CIPHER-FS", *_CRYPTO],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_forward_secrecy(target: TlsTarget) -> CheckOutcome:
+    """A recorded session must stay secret when the meter's key leaks later."""
+    if not target.profile.require_forward_secrecy:
+        return not_applicable("the profile does not require forward secrecy")
+    scan = target.scan()
+    if not scan.suites:
+        return inconclusive("no cipher suite was accepted", _versions_evidence(target, scan))
+    static = [s for s in scan.suites if not _is_forward_secret(s)]
+    if static:
+        return fail(
+            f"{len(static)} suites without forward secrecy, e.g. {static[0].version} {static[0].name}",
+            _suites_evidence(target, static, "suites without forward secrecy"),
+            _suites_evidence(target, scan.suites, "all accepted suites"),
+        )
+    return passed(
+        f"all {len(scan.suites)} accepted suites use ephemeral (EC)DHE",
+        _suites_evidence(target, scan.suites, "all accepted suites"),
+    )
+
+
+def cipher_families(suite: AcceptedSuite) -> set[str]:
+    """The weak families a suite belongs to, judged from its IANA name."""
+    name = suite.name.upper()
+    found: set[str] = set()
+    if "NULL" in name:
+        found.add("NULL")
+    if suite.anonymous or "_ANON_" in name:
+        found.add("anon")
+    if "EXPORT" in name:
+        found.add("EXPORT")
+    if "RC4" in name:
+        found.add("RC4")
+    if "3DES" in name or "DES_192" in name:
+        found.add("3DES")
+    elif "_DES" in name or "DES40" in name:
+        found.add("DES")
+    if name.endswith("_MD5"):
+        found.add("MD5")
+    if "_CBC" in name:
+        found.add("CBC")
+        if name.endswith("_SHA"):
+            found.add("CBC-SHA1")
+    if "PSK" in name:
+        found.add("PSK")
+    if "IDEA" in name:
+        found.add("IDEA")
+    if "SEED" in name:
+        found.add("SEED")
+    return found
+
+
+@check(
+    "TLS-CIPHER-01",
+    "No forbidden cipher families (NULL, anon, export, RC4, 3DES, CBC-SHA1 ...) or weak key sizes",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:CIPHER-STRENGTH", *_CRYPTO],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_cipher_families(target: TlsTarget) -> CheckOutcome:
+    """Every accepted suite must avoid the profile's forbidden families and bit floor."""
+    scan = target.scan()
+    profile = target.profile
+    forbidden = set(profile.forbidden_cipher_families)
+    bad: list[str] = []
+    for suite in scan.suites:
+        hits = sorted(cipher_families(suite) & forbidden)
+        if suite.key_bits and suite.key_bits < profile.min_cipher_bits:
+            hits.append(f"{suite.key_bits}-bit key")
+        if hits:
+            bad.append(f"{suite.version} {suite.name}: {', '.join(hits)}")
+    evidence = [
+        _suites_evidence(target, scan.suites, "all accepted suites"),
+        _profile_evidence(target, "forbidden_cipher_families", "min_cipher_bits"),
+    ]
+    if bad:
+        evidence.insert(
+            0,
+            Evidence(
+                "forbidden suites accepted", "\n".join(bad), "value", _source(target, "sslyze")
+            ),
+        )
+        return fail(f"{len(bad)} forbidden suites accepted, e.g. {bad[0]}", *evidence)
+    if not scan.suites:
+        return inconclusive("no cipher suite was accepted", *evidence)
+    return passed(f"none of {len(scan.suites)} accepted suites is in a forbidden family", *evidence)
+
+
+@check(
+    "TLS-MUTUAL-01",
+    "The server requires and verifies a client certificate (mutual authentication)",
+    severity=Severity.CRITICAL,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:MUTUAL-AUTH", "CRA:I.2d", "EN303645:5.5-1"],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_mutual_auth(target: TlsTarget) -> CheckOutcome:
+    """A head-end without the operator's certificate must not get a session."""
+    if not target.profile.require_client_auth:
+        return not_applicable("the profile does not require client authentication")
+    scan = target.scan()
+    probes = [
+        p for p in (scan.probe_without_cert, scan.probe_untrusted_cert, scan.probe_with_cert) if p
+    ]
+    evidence = [
+        Evidence(
+            "own handshakes",
+            "\n".join(p.describe() for p in probes),
+            "value",
+            _source(target, "ssl module"),
+        ),
+        Evidence(
+            "sslyze client-auth reading",
+            str(scan.sslyze_client_auth),
+            "value",
+            _source(target, "sslyze"),
+        ),
+    ]
+    without, stranger = scan.probe_without_cert, scan.probe_untrusted_cert
+    if without is None or stranger is None:
+        return inconclusive("the client-certificate handshakes did not run", *evidence)
+    if without.outcome == "accepted":
+        return fail("a handshake without any client certificate completed", *evidence)
+    if stranger.outcome == "accepted":
+        return fail("a self-signed client certificate from an unknown CA was accepted", *evidence)
+    if "error" in (without.outcome, stranger.outcome):
+        return inconclusive(
+            "a client-certificate handshake could not be completed either way", *evidence
+        )
+    note = ""
+    if scan.probe_with_cert is not None and scan.probe_with_cert.outcome != "accepted":
+        note = "; note: the given operator client certificate was NOT accepted"
+    return passed(
+        "handshakes without a client certificate and with an untrusted one are refused" + note,
+        *evidence,
+    )
+
+
+@check(
+    "TLS-CERT-01",
+    "Server certificate follows the X.509 v3 profile (key usage, EKU, CA flag, SAN, size)",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:CERT-PROFILE"],
+    tags=["tls", "iec62351-3", "pki"],
+    timeout=_TIMEOUT,
+)
+def tls_certificate_profile(target: TlsTarget) -> CheckOutcome:
+    """Wrongly profiled certificates break interoperability and path validation."""
+    scan = target.scan()
+    leaf = scan.leaf
+    evidence = (
+        _chain_evidence(target, scan),
+        _profile_evidence(
+            target,
+            "require_x509_v3",
+            "require_key_usage",
+            "require_subject_alt_name",
+            "max_certificate_bytes",
+        ),
+    )
+    if leaf is None:
+        return inconclusive("no server certificate was received", *evidence)
+    p = target.profile
+    problems: list[str] = []
+    if p.require_x509_v3 and leaf.version != 3:
+        problems.append(f"leaf is X.509 v{leaf.version}, not v3")
+    if leaf.extension_error:
+        problems.append(leaf.extension_error)
+    if p.require_key_usage:
+        if leaf.key_usage is None:
+            problems.append("leaf has no keyUsage extension")
+        elif "digital_signature" not in leaf.key_usage and "key_encipherment" not in leaf.key_usage:
+            problems.append(
+                f"leaf keyUsage {list(leaf.key_usage)} allows neither digitalSignature nor keyEncipherment"
+            )
+        if leaf.key_usage and "key_cert_sign" in leaf.key_usage:
+            problems.append("leaf keyUsage includes keyCertSign")
+    if leaf.extended_key_usage is not None and not (
+        {"serverAuth", "anyExtendedKeyUsage"} & set(leaf.extended_key_usage)
+    ):
+        problems.append(f"leaf extendedKeyUsage {list(leaf.extended_key_usage)} lacks serverAuth")
+    if leaf.is_ca:
+        problems.append("leaf has basicConstraints CA:TRUE")
+    if p.require_subject_alt_name and leaf.version == 3 and not leaf.subject_alt_names:
+        problems.append("leaf has no subjectAltName")
+    for cert in scan.chain:
+        if cert.der_size > p.max_certificate_bytes:
+            problems.append(
+                f"certificate #{cert.position} is {cert.der_size} bytes (> {p.max_certificate_bytes})"
+            )
+    facts = Evidence(
+        "leaf certificate extensions",
+        f"version: v{leaf.version}\nkeyUsage: {leaf.key_usage}\nextendedKeyUsage: {leaf.extended_key_usage}\n"
+        f"basicConstraints CA: {leaf.is_ca}\nsubjectAltName: {list(leaf.subject_alt_names)}\n"
+        f"size: {leaf.der_size} bytes",
+        "value",
+        _source(target, "sslyze certificate_info"),
+    )
+    if problems:
+        return fail("; ".join(problems), facts, *evidence)
+    return passed(
+        f"leaf is X.509 v3 with keyUsage {list(leaf.key_usage or ())} and serverAuth",
+        facts,
+        *evidence,
+    )
+
+
+@check(
+    "TLS-KEY-01",
+    "Certificate keys and ephemeral key exchange meet the key-strength floor",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:KEY-STRENGTH", *_CRYPTO],
+    tags=["tls", "iec62351-3", "pki"],
+    timeout=_TIMEOUT,
+)
+def tls_key_strength(target: TlsTarget) -> CheckOutcome:
+    """RSA >= the floor, ECDSA on an allowed curve, finite-field DHE >= its floor."""
+    scan = target.scan()
+    p = target.profile
+    problems: list[str] = []
+    for cert in scan.chain:
+        where = f"certificate #{cert.position} ({cert.subject})"
+        if cert.key_type == "RSA" and cert.key_bits < p.min_rsa_bits:
+            problems.append(f"{where}: RSA {cert.key_bits} bits < {p.min_rsa_bits}")
+        elif cert.key_type in ("EC", "Ed25519", "Ed448") and cert.curve not in p.allowed_curves:
+            problems.append(f"{where}: curve {cert.curve} not in {list(p.allowed_curves)}")
+        elif cert.key_type not in ("RSA", "EC", "Ed25519", "Ed448"):
+            problems.append(f"{where}: key type {cert.key_type} not allowed")
+    weak_dh = sorted(
+        {
+            f"{s.version} {s.name}: DH {s.kex_bits} bits"
+            for s in scan.suites
+            if s.kex_type == "DH" and s.kex_bits is not None and s.kex_bits < p.min_dh_bits
+        }
+    )
+    problems += weak_dh
+    evidence = (
+        Evidence(
+            "certificate keys",
+            "\n".join(
+                f"#{c.position} {c.subject}: {c.key_type} {c.curve or c.key_bits}"
+                for c in scan.chain
+            )
+            or "(none)",
+            "value",
+            _source(target, "sslyze certificate_info"),
+        ),
+        Evidence(
+            "key-exchange groups accepted (reported, not judged)",
+            ", ".join(scan.ecdh_groups) if scan.ecdh_groups is not None else "not tested",
+            "value",
+            _source(target, "sslyze elliptic_curves"),
+        ),
+        _profile_evidence(target, "min_rsa_bits", "allowed_curves", "min_dh_bits"),
+    )
+    if not scan.chain:
+        return inconclusive("no server certificate was received", *evidence)
+    if problems:
+        return fail("; ".join(problems), *evidence)
+    return passed("all certificate keys and DH groups meet the floor", *evidence)
+
+
+@check(
+    "TLS-SIG-01",
+    "No certificate in the chain is signed with SHA-1 or MD5",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:SIG-HASH", *_CRYPTO],
+    tags=["tls", "iec62351-3", "pki"],
+    timeout=_TIMEOUT,
+)
+def tls_signature_hash(target: TlsTarget) -> CheckOutcome:
+    """Collisions in SHA-1/MD5 let an attacker forge a certificate the CA never signed."""
+    scan = target.scan()
+    forbidden = set(target.profile.forbidden_signature_hashes)
+    judged = [c for c in scan.chain if not (c.self_signed and c.position > 0)]
+    bad = [c for c in judged if (c.signature_hash or "").lower() in forbidden]
+    evidence = (
+        Evidence(
+            "certificate signatures",
+            "\n".join(
+                f"#{c.position} {c.subject}: {c.signature_algorithm}"
+                + (" (self-signed trust anchor: not judged)" if c not in judged else "")
+                for c in scan.chain
+            )
+            or "(none)",
+            "value",
+            _source(target, "sslyze certificate_info"),
+        ),
+        _profile_evidence(target, "forbidden_signature_hashes"),
+    )
+    if not scan.chain:
+        return inconclusive("no server certificate was received", *evidence)
+    if bad:
+        return fail(
+            "; ".join(
+                f"certificate #{c.position} ({c.subject}) signed with {c.signature_algorithm}"
+                for c in bad
+            ),
+            *evidence,
+        )
+    return passed(f"{len(judged)} certificate signatures use an allowed hash", *evidence)
+
+
+@check(
+    "TLS-VALID-01",
+    "Certificates are within their validity period and chain to the operator CA",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:CERT-VALIDITY"],
+    tags=["tls", "iec62351-3", "pki"],
+    timeout=_TIMEOUT,
+)
+def tls_certificate_validity(target: TlsTarget) -> CheckOutcome:
+    """An expired or untrusted meter certificate must make a conformant head-end refuse it."""
+    scan = target.scan()
+    now = dt.datetime.now(dt.UTC)
+    problems: list[str] = []
+    for cert in scan.chain:
+        if now < cert.not_before:
+            problems.append(
+                f"certificate #{cert.position} not valid before {cert.not_before:%Y-%m-%d %H:%M} UTC"
+            )
+        if now > cert.not_after:
+            problems.append(
+                f"certificate #{cert.position} expired on {cert.not_after:%Y-%m-%d} UTC"
+            )
+    if scan.chain_validated_with_ca is False:
+        problems.append(
+            f"chain does not validate against the given CA: {scan.chain_validation_detail}"
+        )
+    leaf = scan.leaf
+    days_left = (leaf.not_after - now).days if leaf else None
+    evidence = (
+        Evidence(
+            "validity",
+            "\n".join(
+                f"#{c.position} {c.subject}: {c.not_before:%Y-%m-%d} .. {c.not_after:%Y-%m-%d} UTC "
+                f"({(c.not_after - now).days} days left)"
+                for c in scan.chain
+            )
+            or "(none)",
+            "value",
+            _source(target, "sslyze certificate_info"),
+        ),
+        Evidence(
+            "path validation against --ca",
+            f"OpenSSL (weak algorithms tolerated, judged by TLS-SIG-01/TLS-KEY-01): "
+            f"{scan.chain_validated_with_ca} - {scan.chain_validation_detail}\n"
+            f"sslyze (strict): {scan.sslyze_chain_validation or 'not run'}",
+            "value",
+            _source(target, "path validation"),
+        ),
+        _profile_evidence(target, "expiry_warning_days"),
+    )
+    if leaf is None:
+        return inconclusive("no server certificate was received", *evidence)
+    if problems:
+        return fail("; ".join(problems), *evidence)
+    warning = ""
+    if days_left is not None and days_left < target.profile.expiry_warning_days:
+        warning = (
+            f" WARNING: leaf expires in {days_left} days (< {target.profile.expiry_warning_days})"
+        )
+    if scan.chain_validated_with_ca is None:
+        return passed(
+            f"dates valid, {days_left} days to expiry; chain not validated "
+            f"({scan.chain_validation_detail}){warning}",
+            *evidence,
+        )
+    return passed(
+        f"chain valid against the operator CA, {days_left} days to expiry{warning}", *evidence
+    )
+
+
+@check(
+    "TLS-REVOC-01",
+    "Certificates name a CRL distribution point or an OCSP responder",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:REVOCATION"],
+    tags=["tls", "iec62351-3", "pki"],
+    timeout=_TIMEOUT,
+)
+def tls_revocation_info(target: TlsTarget) -> CheckOutcome:
+    """Without a CRL DP or OCSP URL a compromised meter certificate cannot be revoked in practice."""
+    if not target.profile.require_revocation_info:
+        return not_applicable("the profile does not require revocation information")
+    scan = target.scan()
+    judged = [c for c in scan.chain if not c.self_signed]
+    missing = [c for c in judged if not c.crl_urls and not c.ocsp_urls]
+    evidence = (
+        Evidence(
+            "revocation pointers",
+            "\n".join(
+                f"#{c.position} {c.subject}: CRL {list(c.crl_urls)} OCSP {list(c.ocsp_urls)}"
+                + (" (self-signed: not judged)" if c.self_signed else "")
+                for c in scan.chain
+            )
+            + f"\nOCSP response stapled: {scan.ocsp_stapled}",
+            "value",
+            _source(target, "sslyze certificate_info"),
+        ),
+    )
+    if not scan.chain:
+        return inconclusive("no server certificate was received", *evidence)
+    if not judged:
+        return fail("the server certificate is self-signed: nothing can revoke it", *evidence)
+    if missing:
+        return fail(
+            "; ".join(
+                f"certificate #{c.position} ({c.subject}) has no CRL DP and no OCSP URL"
+                for c in missing
+            ),
+            *evidence,
+        )
+    return passed(f"{len(judged)} certificates carry revocation pointers", *evidence)
+
+
+@check(
+    "TLS-RENEG-01",
+    "Secure renegotiation (RFC 5746) only; no client-initiated renegotiation",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:RENEGOTIATION"],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_renegotiation(target: TlsTarget) -> CheckOutcome:
+    """Insecure renegotiation allows prefix injection; client renegotiation is a DoS lever."""
+    if not target.profile.require_secure_renegotiation:
+        return not_applicable("the profile does not judge renegotiation")
+    scan = target.scan()
+    legacy = [v for v in scan.versions_accepted if v != "TLS 1.3"]
+    evidence = (
+        Evidence(
+            "renegotiation",
+            f"secure renegotiation (RFC 5746): {scan.secure_renegotiation}\n"
+            f"client-initiated renegotiation accepted: {scan.client_renegotiation_accepted}",
+            "value",
+            _source(target, "sslyze session_renegotiation"),
+        ),
+        _versions_evidence(target, scan),
+    )
+    if not legacy and scan.versions_accepted:
+        return passed("only TLS 1.3 is accepted, which has no renegotiation", *evidence)
+    if scan.secure_renegotiation is None:
+        why = scan.errors.get("session_renegotiation", "not tested")
+        hint = " (give --client-cert/--client-key)" if "CLIENT_CERTIFICATE" in why else ""
+        return inconclusive(f"renegotiation could not be tested: {why}{hint}", *evidence)
+    problems = []
+    if not scan.secure_renegotiation:
+        problems.append("no secure renegotiation (RFC 5746)")
+    if scan.client_renegotiation_accepted:
+        problems.append("client-initiated renegotiation accepted")
+    if problems:
+        return fail("; ".join(problems), *evidence)
+    return passed(
+        "secure renegotiation supported and client-initiated renegotiation refused", *evidence
+    )
+
+
+@check(
+    "TLS-COMP-01",
+    "TLS compression is off",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:COMPRESSION", "CRA:I.2e"],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_compression(target: TlsTarget) -> CheckOutcome:
+    """Compression before encryption leaks secrets through length (CRIME)."""
+    if not target.profile.forbid_compression:
+        return not_applicable("the profile does not judge compression")
+    scan = target.scan()
+    evidence = Evidence(
+        "TLS compression",
+        f"supported: {scan.compression}",
+        "value",
+        _source(target, "sslyze tls_compression"),
+    )
+    if scan.compression is None:
+        return inconclusive(
+            f"compression could not be tested: {scan.errors.get('tls_compression', '')}", evidence
+        )
+    if scan.compression:
+        return fail("the server accepts TLS compression (DEFLATE)", evidence)
+    return passed("the server refuses TLS compression", evidence)
+
+
+def tls_check_ids() -> tuple[str, ...]:
+    """The ids of the checks in this module, in declaration order."""
+    return (
+        "TLS-VERSION-01",
+        "TLS-13-01",
+        "TLS-FS-01",
+        "TLS-CIPHER-01",
+        "TLS-MUTUAL-01",
+        "TLS-CERT-01",
+        "TLS-KEY-01",
+        "TLS-SIG-01",
+        "TLS-VALID-01",
+        "TLS-REVOC-01",
+        "TLS-RENEG-01",
+        "TLS-COMP-01",
+    )

@@ -1,0 +1,84 @@
+"""``metercert gaps RESULTS.json``: per-framework readiness and the to-do list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from metercert.errors import InputFileError
+
+_STATE_STYLE = {"failed": "bold red", "inconclusive": "yellow", "untested": "magenta", "document-review": "cyan"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("gaps", help="gap analysis of a results.json against the requirement catalog")
+    parser.add_argument("results", type=Path, metavar="RESULTS.json")
+    parser.add_argument("--framework", metavar="X", help="only this framework (e.g. CRA, EN303645, DLMS)")
+    parser.add_argument("--json", action="store_true", help="print the gap report as JSON")
+    parser.set_defaults(func=_gaps)
+
+
+def read_check_entries(path: Path) -> list[dict[str, Any]]:
+    """The ``checks`` list of a results.json; one-line errors for anything else."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such results file") from None
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+    checks = doc.get("checks") if isinstance(doc, dict) else None
+    if not isinstance(checks, list):
+        raise InputFileError(f"{path}: not a results document (no 'checks' list)")
+    for i, entry in enumerate(checks):
+        if not isinstance(entry, dict) or not {"id", "requirements", "verdict"} <= set(entry):
+            raise InputFileError(f"{path}: checks[{i}] lacks id, requirements or verdict")
+    return checks
+
+
+def _gaps(args: argparse.Namespace) -> int:
+    from metercert.catalog import load_catalog
+    from metercert.catalog.gaps import analyse
+
+    catalog = load_catalog()
+    if args.framework:
+        catalog.framework(args.framework)  # UsageError for an unknown name
+    report = analyse(read_check_entries(args.results), catalog)
+    frameworks = [f for f in report.frameworks if not args.framework or f.framework.lower() == args.framework.lower()]
+    if args.json:
+        data = report.to_dict()
+        if args.framework:
+            data["frameworks"] = {f.framework: f.to_dict() for f in frameworks}
+        print(json.dumps(data, indent=2))
+        return 0
+    console = Console()
+    table = Table(title=f"Readiness per framework ({args.results})")
+    for col in ("framework", "pass", "fail", "inconcl.", "untested", "doc review", "n/a", "ready"):
+        table.add_column(col, justify="left" if col == "framework" else "right")
+    for f in frameworks:
+        table.add_row(
+            f.framework, str(f.count("passed")), str(f.count("failed")), str(f.count("inconclusive")),
+            str(f.count("untested")), str(f.count("document-review")), str(f.count("not-applicable")),
+            f"{f.readiness:.1f} %",
+        )
+    console.print(table)
+    for f in frameworks:
+        if not f.todo:
+            continue
+        console.print(f"\n[bold]{f.framework}[/] to do ({len(f.todo)}):")
+        for gap in f.todo:
+            style = _STATE_STYLE.get(gap.state, "white")
+            console.print(f"  [{style}]{gap.state:15}[/] {gap.requirement.id} ({gap.requirement.status}): "
+                          f"{gap.action}", highlight=False)
+    if report.unknown_requirements:
+        console.print(f"[yellow]requirement ids not in the catalog: {', '.join(report.unknown_requirements)}[/]")
+    return 0
+
+
+__all__ = ["read_check_entries", "register"]

@@ -1,0 +1,98 @@
+"""``metercert meter serve|profiles``: the reference meter."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from metercert.errors import UsageError
+from metercert.meter.profile import FLAWS, builtin_profiles, load_profile
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    meter = sub.add_parser("meter", help="run the reference meter (conformant or flawed)")
+    cmds = meter.add_subparsers(dest="meter_command", metavar="ACTION", required=True)
+    serve = cmds.add_parser("serve", help="serve one or many reference meters over TCP")
+    serve.add_argument("--profile", default="conformant", help="profile name or YAML file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=4059, help="first port (0 = any free port)")
+    serve.add_argument("--count", type=int, default=1, help="number of meters (consecutive ports)")
+    serve.add_argument("--framing", choices=["wrapper", "hdlc"], default="wrapper")
+    serve.add_argument("--state-dir", default="metercert-state",
+                       help="where keys and counters persist (a restart is a power cycle)")
+    serve.add_argument("--keys-out", metavar="FILE",
+                       help="write the client key file here (default: STATE_DIR/client-keys.yaml)")
+    serve.add_argument("--tls", action="store_true", help="serve DLMS over mutual TLS")
+    serve.add_argument("--cert", help="meter certificate (PEM), with --tls")
+    serve.add_argument("--key", help="meter private key (PEM), with --tls")
+    serve.add_argument("--ca", help="CA certificate(s) that sign client certificates, with --tls")
+    serve.add_argument("--ready-line", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(func=_serve)
+    profiles = cmds.add_parser("profiles", help="list the built-in meter profiles")
+    profiles.set_defaults(func=_profiles)
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    console = Console()
+    for name in builtin_profiles():
+        console.print(f"[bold]{name}[/]: {FLAWS.get(name, 'conformant reference meter')}")
+    return 0
+
+
+def _ssl_context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    if not args.tls:
+        return None
+    if not (args.cert and args.key and args.ca):
+        raise UsageError("--tls needs --cert, --key and --ca")
+    from metercert.tlsprobe.contexts import server_context
+
+    return server_context(args.cert, args.key, args.ca)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not 1 <= args.count <= 20000:
+        raise UsageError("--count must be between 1 and 20000")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.host.startswith("127."):
+        Console(stderr=True).print(f"[yellow]warning:[/] serving on {args.host}, not loopback")
+    profile = load_profile(args.profile)
+    state_dir = Path(args.state_dir)
+    keys_out = Path(args.keys_out) if args.keys_out else state_dir / "client-keys.yaml"
+    ssl = _ssl_context(args)
+    return asyncio.run(_run(profile, state_dir, keys_out, args, ssl))
+
+
+async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespace, ssl) -> int:  # type: ignore[no-untyped-def]
+    from metercert.meter.server import MeterFleet
+
+    fleet = MeterFleet(profile, state_dir, host=args.host, port=args.port, count=args.count,
+                       framing=args.framing, ssl=ssl)
+    try:
+        await fleet.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    keys_out.parent.mkdir(parents=True, exist_ok=True)
+    fleet.write_key_file(keys_out)
+    first_host, first_port = fleet.endpoints[0]
+    if args.ready_line:
+        print(f"READY {first_host}:{first_port}", flush=True)
+    else:
+        console = Console(stderr=True)
+        last = fleet.endpoints[-1][1]
+        ports = f"port {first_port}" if args.count == 1 else f"ports {first_port}-{last}"
+        console.print(f"[bold]{args.count} {profile.name} meter(s)[/] on {first_host} {ports} "
+                      f"({args.framing}{', TLS' if ssl else ''})")
+        console.print(f"client key file: {keys_out}  state: {state_dir}")
+        console.print("Ctrl-C stops (a restart on the same --state-dir is a power cycle)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await fleet.stop()
+    sys.stdout.flush()
+    return 0

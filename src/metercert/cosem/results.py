@@ -1,0 +1,150 @@
+"""Result and diagnostic codes carried in xDLMS and ACSE responses."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class DataAccessResult(IntEnum):
+    SUCCESS = 0
+    HARDWARE_FAULT = 1
+    TEMPORARY_FAILURE = 2
+    READ_WRITE_DENIED = 3
+    OBJECT_UNDEFINED = 4
+    OBJECT_CLASS_INCONSISTENT = 9
+    OBJECT_UNAVAILABLE = 11
+    TYPE_UNMATCHED = 12
+    SCOPE_OF_ACCESS_VIOLATED = 13
+    DATA_BLOCK_UNAVAILABLE = 14
+    LONG_GET_ABORTED = 15
+    NO_LONG_GET_IN_PROGRESS = 16
+    LONG_SET_ABORTED = 17
+    NO_LONG_SET_IN_PROGRESS = 18
+    DATA_BLOCK_NUMBER_INVALID = 19
+    OTHER_REASON = 250
+
+
+class ActionResult(IntEnum):
+    SUCCESS = 0
+    HARDWARE_FAULT = 1
+    TEMPORARY_FAILURE = 2
+    READ_WRITE_DENIED = 3
+    OBJECT_UNDEFINED = 4
+    OBJECT_CLASS_INCONSISTENT = 9
+    OBJECT_UNAVAILABLE = 11
+    TYPE_UNMATCHED = 12
+    SCOPE_OF_ACCESS_VIOLATED = 13
+    DATA_BLOCK_UNAVAILABLE = 14
+    LONG_ACTION_ABORTED = 15
+    NO_LONG_ACTION_IN_PROGRESS = 16
+    OTHER_REASON = 250
+
+
+class AssociationResult(IntEnum):
+    ACCEPTED = 0
+    REJECTED_PERMANENT = 1
+    REJECTED_TRANSIENT = 2
+
+
+class AcseServiceUserDiagnostic(IntEnum):
+    NULL = 0
+    NO_REASON_GIVEN = 1
+    APPLICATION_CONTEXT_NAME_NOT_SUPPORTED = 2
+    CALLING_AP_TITLE_NOT_RECOGNIZED = 3
+    CALLING_AP_INVOCATION_IDENTIFIER_NOT_RECOGNIZED = 4
+    CALLING_AE_QUALIFIER_NOT_RECOGNIZED = 5
+    CALLING_AE_INVOCATION_IDENTIFIER_NOT_RECOGNIZED = 6
+    CALLED_AP_TITLE_NOT_RECOGNIZED = 7
+    CALLED_AP_INVOCATION_IDENTIFIER_NOT_RECOGNIZED = 8
+    CALLED_AE_QUALIFIER_NOT_RECOGNIZED = 9
+    CALLED_AE_INVOCATION_IDENTIFIER_NOT_RECOGNIZED = 10
+    AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED = 11
+    AUTHENTICATION_MECHANISM_NAME_REQUIRED = 12
+    AUTHENTICATION_FAILURE = 13
+    AUTHENTICATION_REQUIRED = 14
+
+
+class AcseServiceProviderDiagnostic(IntEnum):
+    NULL = 0
+    NO_REASON_GIVEN = 1
+    NO_COMMON_ACSE_VERSION = 2
+
+
+class ReleaseRequestReason(IntEnum):
+    NORMAL = 0
+    URGENT = 1
+    USER_DEFINED = 30
+
+
+class ReleaseResponseReason(IntEnum):
+    NORMAL = 0
+    NOT_FINISHED = 1
+    USER_DEFINED = 30
+
+
+class StateError(IntEnum):
+    """ExceptionResponse state-error."""
+
+    SERVICE_NOT_ALLOWED = 1
+    SERVICE_UNKNOWN = 2
+
+
+class ServiceError(IntEnum):
+    """ExceptionResponse service-error; INVOCATION_COUNTER_ERROR carries a counter."""
+
+    OPERATION_NOT_POSSIBLE = 1
+    SERVICE_NOT_SUPPORTED = 2
+    OTHER_REASON = 3
+    PDU_TOO_LONG = 4
+    DECIPHERING_ERROR = 5
+    INVOCATION_COUNTER_ERROR = 6
+
+
+class ConfirmedServiceErrorChoice(IntEnum):
+    """Which service a ConfirmedServiceError answers."""
+
+    INITIATE_ERROR = 1
+    GET_STATUS = 2
+    GET_NAME_LIST = 3
+    GET_VARIABLE_ATTRIBUTE = 4
+    READ = 5
+    WRITE = 6
+    GET_DATA_SET_ATTRIBUTE = 7
+    GET_TI_ATTRIBUTE = 8
+    CHANGE_SCOPE = 9
+    START = 10
+    STOP = 11
+    RESUME = 12
+    MAKE_USABLE = 13
+    INITIATE_LOAD = 14
+    LOAD_SEGMENT = 15
+    TERMINATE_LOAD = 16
+    INITIATE_UP_LOAD = 17
+    UP_LOAD_SEGMENT = 18
+    TERMINATE_UP_LOAD = 19
+
+
+class ServiceErrorKind(IntEnum):
+    """The ServiceError CHOICE inside a ConfirmedServiceError (the value is an enum)."""
+
+    APPLICATION_REFERENCE = 0
+    HARDWARE_RESOURCE = 1
+    VDE_STATE_ERROR = 2
+    SERVICE = 3
+    DEFINITION = 4
+    ACCESS = 5
+    INITIATE = 6
+    LOAD_DATA_SET = 7
+    CHANGE_SCOPE = 8
+    TASK = 9
+    OTHER = 10
+
+
+class InitiateErrorReason(IntEnum):
+    """Values of ServiceError ``initiate`` (the ones a DLMS:SUITE check sees)."""
+
+    OTHER = 0
+    DLMS_VERSION_TOO_LOW = 1
+    INCOMPATIBLE_CONFORMANCE = 2
+    PDU_SIZE_TOO_SHORT = 3
+    REFUSED_BY_THE_VDE_HANDLER = 4

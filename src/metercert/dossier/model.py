@@ -1,0 +1,155 @@
+"""Value types of a loaded device dossier.
+
+A dossier is what a manufacturer hands a test lab besides the meter: a YAML
+file stating policies (patch window, support period, disclosure contact,
+incident reporting) plus the artefacts that back them (SBOM, signed firmware,
+key-injection audit log, end-of-life procedure). Loading checks the structure;
+judging the content is the job of ``metercert.checks.dossier``, so a defect in an
+artefact (an SBOM that does not parse, a missing signature) is kept as a
+:class:`Artifact` problem rather than raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metercert.dossier.yamldoc import YamlDocument
+
+DEBUG_STATES = ("present", "disabled", "authentication-gated", "absent")
+DEBUG_INTERFACES = ("uart", "jtag", "optical")
+PASSWORD_POLICIES = ("none", "unique-per-device", "universal")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file the dossier points at: where it is, and why it could not be used if so."""
+
+    field: str
+    reference: str
+    path: Path
+    problem: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return not self.problem
+
+
+@dataclass(frozen=True)
+class SbomComponent:
+    name: str
+    version: str
+    purl: str = ""
+    cpe: str = ""
+    ref: str = ""
+    sha256: str = ""
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class Sbom:
+    format: str  # "CycloneDX JSON", "CycloneDX XML", "SPDX JSON"
+    components: tuple[SbomComponent, ...]
+
+    def find(self, key: str) -> SbomComponent | None:
+        """The component whose bom-ref, SPDX id or name is ``key``."""
+        for comp in self.components:
+            if key and key in (comp.ref, comp.name):
+                return comp
+        return None
+
+
+@dataclass(frozen=True)
+class AffectedRange:
+    kind: str  # SEMVER / ECOSYSTEM / GIT
+    introduced: str = "0"
+    fixed: str = ""
+    last_affected: str = ""
+
+
+@dataclass(frozen=True)
+class AffectedPackage:
+    name: str
+    ecosystem: str = ""
+    purl: str = ""
+    versions: tuple[str, ...] = ()
+    ranges: tuple[AffectedRange, ...] = ()
+
+
+@dataclass(frozen=True)
+class Advisory:
+    """One OSV record, reduced to what matching needs."""
+
+    id: str
+    summary: str
+    affected: tuple[AffectedPackage, ...]
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FirmwareEntry:
+    image: Artifact
+    signature: Artifact | None
+    certificate: Artifact | None
+    sbom_component: str
+    index: int
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    line: int
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Dossier:
+    """A device dossier with its artefacts parsed (or their problems recorded)."""
+
+    doc: YamlDocument
+    folder: Path
+    manufacturer: str
+    model: str
+    firmware_version: str
+    sbom_file: Artifact | None
+    sbom: Sbom | None
+    advisories_file: Artifact | None
+    advisories: tuple[Advisory, ...]
+    firmware: tuple[FirmwareEntry, ...]
+    debug_interfaces: Mapping[str, str]
+    default_password: str | None
+    per_device_secrets: bool | None
+    patch_days: int | None
+    patch_limit_days: int
+    support_end: dt.date | None
+    cvd_policy_url: str
+    cvd_contact: str
+    early_warning_hours: float | None
+    notification_hours: float | None
+    final_report_days: float | None
+    audit_log: Artifact | None
+    audit_records: tuple[AuditRecord, ...]
+    audit_devices: tuple[str, ...]
+    audit_required_keys: tuple[str, ...]
+    eol_procedure: Artifact | None
+    logging_events: tuple[str, ...]
+    logging_retention_days: int | None
+
+    @property
+    def path(self) -> Path:
+        return self.doc.path
+
+    @property
+    def name(self) -> str:
+        return f"{self.manufacturer} {self.model}".strip()
+
+    def cite(self, *where: str | int) -> str:
+        """``dossier.yaml:LINE field.path`` for evidence ``source``."""
+        from metercert.dossier.yamldoc import dotted_path
+
+        return f"{self.doc.path.name}:{self.doc.line_of(where)} {dotted_path(where)}".strip()
+
+    def __repr__(self) -> str:  # keep reprs short; a dossier may be large
+        return f"Dossier({self.name!r}, {str(self.doc.path)!r})"

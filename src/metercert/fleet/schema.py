@@ -1,0 +1,133 @@
+"""The one table every fleet ingest writes and every detector reads.
+
+One row per APDU seen on the wire (or logged by a head-end). The dataset is a
+directory of Parquet files partitioned by UTC day (``day=YYYY-MM-DD/``) so that a
+scan can prune days and both DuckDB and Spark discover the partition column.
+
+Columns (nullable unless said otherwise):
+
+=============  ================  ==================================================
+column         type              meaning
+=============  ================  ==================================================
+id             int64, not null   unique row id within the dataset (evidence refers to it)
+ts             timestamp[us,UTC] when the APDU was complete on the wire
+direction      string, not null  ``c2s`` (client to meter) or ``s2c``
+client_addr    string            client ``ip:port`` (or head-end name)
+server_addr    string            meter side ``ip:port``
+client_sap     int32             client wPort (wrapper) or HDLC client address
+server_sap     int32             server wPort (wrapper) or HDLC server address
+link           string            ``wrapper``, ``hdlc`` or ``log``
+meter_id       string, not null  the server address ``ip:port/sap`` or a log's meter id
+assoc_id       string            one application association (TCP stream + AARQ number)
+system_title   string            sender's system title, 16 upper-case hex digits
+sc             int16             security control byte
+suite          int16             security suite (bits 0-3 of SC)
+key_set        string            ``unicast`` or ``broadcast`` (SC bit 0x40)
+ic             int64             invocation counter
+apdu_tag       int16, not null   first byte of the APDU
+length         int32, not null   APDU length in bytes
+ct_sha256      binary(32)        SHA-256 of the ciphered payload (ciphertext || tag)
+ciphered       bool, not null    a ciphered form (glo/ded/general-glo/general-ded)
+authenticated  bool, not null    SC has the authentication bit
+tag_ok         bool              GCM tag verified (only with a key file)
+plain_tag      int16             tag of the decrypted service APDU (only with keys)
+source         string            capture or log file the row came from
+=============  ================  ==================================================
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+APDU_SCHEMA = pa.schema([
+    pa.field("id", pa.int64(), nullable=False),
+    pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("direction", pa.string(), nullable=False),
+    pa.field("client_addr", pa.string()),
+    pa.field("server_addr", pa.string()),
+    pa.field("client_sap", pa.int32()),
+    pa.field("server_sap", pa.int32()),
+    pa.field("link", pa.string()),
+    pa.field("meter_id", pa.string(), nullable=False),
+    pa.field("assoc_id", pa.string()),
+    pa.field("system_title", pa.string()),
+    pa.field("sc", pa.int16()),
+    pa.field("suite", pa.int16()),
+    pa.field("key_set", pa.string()),
+    pa.field("ic", pa.int64()),
+    pa.field("apdu_tag", pa.int16(), nullable=False),
+    pa.field("length", pa.int32(), nullable=False),
+    pa.field("ct_sha256", pa.binary()),
+    pa.field("ciphered", pa.bool_(), nullable=False),
+    pa.field("authenticated", pa.bool_(), nullable=False),
+    pa.field("tag_ok", pa.bool_()),
+    pa.field("plain_tag", pa.int16()),
+    pa.field("source", pa.string()),
+])
+
+COLUMNS: tuple[str, ...] = tuple(APDU_SCHEMA.names)
+DIRECTIONS = ("c2s", "s2c")
+PARTITION = "day"
+
+
+def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Build a schema-conformant table from dict rows (missing keys become null)."""
+    cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    for row in rows:
+        for name in COLUMNS:
+            cols[name].append(row.get(name))
+    return pa.table(cols, schema=APDU_SCHEMA)
+
+
+def with_day(table: pa.Table) -> pa.Table:
+    """Add the ``day`` partition column (UTC date of ``ts`` as YYYY-MM-DD)."""
+    day = pc.strftime(table.column("ts"), format="%Y-%m-%d")
+    return table.append_column(PARTITION, day)
+
+
+def write_dataset(table: pa.Table, out_dir: str | Path) -> list[Path]:
+    """Append ``table`` to the day-partitioned dataset under ``out_dir``.
+
+    Files get a fresh name per call so that several ingests can share a directory.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if table.num_rows == 0:
+        return []
+    table = table.cast(APDU_SCHEMA)
+    written: list[str] = []
+    pq.write_to_dataset(
+        with_day(table), root_path=str(out), partition_cols=[PARTITION],
+        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
+        existing_data_behavior="overwrite_or_ignore",
+        file_visitor=lambda wf: written.append(wf.path),
+    )
+    return [Path(p) for p in written]
+
+
+def dataset_files(root: str | Path) -> list[Path]:
+    """Every Parquet file of a dataset directory (sorted, for stable scans)."""
+    return sorted(Path(root).glob(f"{PARTITION}=*/*.parquet"))
+
+
+def next_id(root: str | Path) -> int:
+    """The first free row id in an existing dataset (0 for a new one)."""
+    files = dataset_files(root)
+    if not files:
+        return 0
+    best = -1
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        idx = meta.schema.to_arrow_schema().get_field_index("id")
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(idx).statistics
+            if stats is not None and stats.has_min_max:
+                best = max(best, int(stats.max))
+    return best + 1

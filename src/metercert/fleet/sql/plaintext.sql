@@ -1,0 +1,21 @@
+-- xDLMS service APDUs without authentication (plaintext, or encryption-only SC
+-- 0x2x) inside an association that otherwise uses authenticated APDUs: the
+-- security policy is not enforced for every request (DLMS:POLICY-ENFORCED).
+-- ACSE (AARQ/AARE/RLRQ/RLRE) and exception-response are plain by design.
+WITH cand AS (
+  SELECT id, ts, meter_id, system_title, direction, assoc_id
+  FROM apdus
+  WHERE NOT authenticated AND assoc_id IS NOT NULL
+    AND apdu_tag NOT IN (96, 97, 98, 99, 216)
+),
+protected AS (
+  SELECT p.assoc_id
+  FROM apdus p
+  WHERE p.authenticated AND p.assoc_id IN (SELECT assoc_id FROM cand)
+  GROUP BY p.assoc_id
+)
+SELECT 'plaintext' AS kind, c.meter_id, MIN(c.system_title) AS system_title,
+       MIN(c.direction) AS direction, MIN(c.ts) AS ts, MAX(c.ts) AS ref_ts,
+       COUNT(*) AS n, c.assoc_id, array_agg(c.id) AS evidence_ids
+FROM cand c JOIN protected p ON c.assoc_id = p.assoc_id
+GROUP BY c.meter_id, c.assoc_id

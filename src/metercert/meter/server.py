@@ -1,0 +1,90 @@
+"""Serving reference meters over TCP (wrapper or HDLC framing, optionally TLS)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metercert.meter.model import Meter
+from metercert.meter.profile import MeterProfile
+from metercert.meter.rbac import load_rbac
+from metercert.meter.session import CloseConnection, MeterSession
+from metercert.security import write_key_file
+from metercert.security.keys import keyset_from_mapping
+from metercert.transport.errors import TransportError
+from metercert.transport.stream import ApduStream, DlmsServer, serve_dlms
+
+log = logging.getLogger("metercert.meter")
+
+
+async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float = 120.0) -> None:
+    """Run associations on one connection until the peer leaves or a frame is bad."""
+    session: MeterSession | None = None
+    try:
+        while not stream.closed:
+            apdu = await stream.recv(timeout=idle_timeout)
+            if session is None:
+                session = MeterSession(meter, stream.client_address or 16)
+            try:
+                answer = session.handle(apdu)
+            except CloseConnection as close:
+                if close.last:
+                    await stream.send(close.last)
+                break
+            if answer is not None:
+                await stream.send(answer)
+    except TransportError:
+        pass
+    finally:
+        stream.close()
+
+
+@dataclass
+class MeterFleet:
+    """``count`` meters on consecutive ports, each with its own state folder."""
+
+    profile: MeterProfile
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 4059
+    count: int = 1
+    framing: str = "wrapper"
+    ssl: ssl_module.SSLContext | None = None
+    idle_timeout: float = 120.0
+    meters: list[Meter] = field(default_factory=list)
+    servers: list[DlmsServer] = field(default_factory=list)
+
+    async def start(self) -> None:
+        rbac = load_rbac(self.profile.rbac)
+        for i in range(self.count):
+            meter = Meter(self.profile, self.state_dir, i, rbac)
+            port = 0 if self.port == 0 else self.port + i
+
+            async def handler(stream: ApduStream, meter: Meter = meter) -> None:
+                await serve_session(meter, stream, idle_timeout=self.idle_timeout)
+
+            server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
+                                      ssl=self.ssl, idle_timeout=self.idle_timeout)
+            self.meters.append(meter)
+            self.servers.append(server)
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [(s.host, s.port) for s in self.servers]
+
+    def write_key_file(self, path: Path) -> Path:
+        entries = [m.state.client_entry(host, port, key_dir=path.parent)
+                   for m, (host, port) in zip(self.meters, self.endpoints)]
+        sets = [keyset_from_mapping(e, base_dir=path.parent) for e in entries]
+        return write_key_file(path, sets)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
+        for meter in self.meters:
+            meter.close()

@@ -1,0 +1,192 @@
+"""What a reference meter keeps across power cycles: keys, counters, firmware.
+
+Each meter owns ``<state dir>/meter-NNNN/``: ``keys.yaml`` (0600; per-association
+GUEK/AK/KEK, HLS secret, the vendor firmware-signing key), ``counters/`` (the
+crash-safe invocation-counter files) and ``firmware.txt`` (the active image id).
+Restarting a meter process on the same folder is a real power cycle: only what is
+on disk survives. The ``ic-reset-on-power-cycle`` flaw keeps counters in a folder
+that is wiped at every start, as a meter with counters in RAM would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from metercert.errors import InputFileError
+from metercert.meter.profile import MeterProfile
+from metercert.meter.rbac import Rbac, Role
+from metercert.security import InvocationCounterStore, Key, KeyId, ReplayGuard
+
+DEFAULT_LLS_PASSWORD = b"00000000"
+CLIENT_TITLE_PREFIX = bytes.fromhex("4D4343")  # "MCC": suggested client titles
+METER_TITLE_PREFIX = bytes.fromhex("4D4354")   # "MCT"
+
+
+def meter_system_title(index: int) -> bytes:
+    return METER_TITLE_PREFIX + (index + 1).to_bytes(5, "big")
+
+
+@dataclass
+class AssociationSecrets:
+    guek: Key
+    ak: Key
+    kek: Key
+    hls_secret: bytes
+
+    def key(self, key_id: KeyId) -> Key | None:
+        return {KeyId.GUEK: self.guek, KeyId.AK: self.ak, KeyId.KEK: self.kek}.get(key_id)
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class MeterState:
+    """Keys, counters and firmware of one meter, persisted under its folder."""
+
+    def __init__(self, root: Path, index: int, profile: MeterProfile, rbac: Rbac) -> None:
+        self.index = index
+        self.profile = profile
+        self.rbac = rbac
+        self.folder = Path(root) / f"meter-{index:04d}"
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.system_title = meter_system_title(index)
+        self._key_size = 32 if profile.security_suite == 2 else 16
+        self.secrets: dict[int, AssociationSecrets] = {}
+        self.vendor_key: ec.EllipticCurvePrivateKey
+        self._load_or_create_keys()
+        counters = self.folder / "counters"
+        if profile.has("ic-reset-on-power-cycle"):
+            counters = self.folder / "counters-volatile"
+            shutil.rmtree(counters, ignore_errors=True)
+        self.counter_dir = counters
+        self._tx: dict[int, InvocationCounterStore] = {}
+        self._rx: dict[int, ReplayGuard] = {}
+        fw = self.folder / "firmware.txt"
+        self.active_firmware = fw.read_text().strip() if fw.exists() else "MCT-1.0.0"
+
+    # -- keys -----------------------------------------------------------------------
+    def _keys_path(self) -> Path:
+        return self.folder / "keys.yaml"
+
+    def _load_or_create_keys(self) -> None:
+        path = self._keys_path()
+        if path.exists():
+            try:
+                data = yaml.safe_load(path.read_text("utf-8"))
+                for e, entry in data["associations"].items():
+                    self.secrets[int(e)] = AssociationSecrets(
+                        Key(bytes.fromhex(entry["guek"]), "guek"),
+                        Key(bytes.fromhex(entry["ak"]), "ak"),
+                        Key(bytes.fromhex(entry["kek"]), "kek"),
+                        bytes.fromhex(entry["hls_secret"]))
+                self.vendor_key = serialization.load_pem_private_key(
+                    data["vendor_signing_key"].encode(), None)  # type: ignore[assignment]
+            except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+                raise InputFileError(f"meter state {path} is damaged; remove the state folder "
+                                     "to start from factory keys") from None
+            return
+        for role in self.rbac.roles.values():
+            if role.authenticated:
+                self.secrets[role.association] = AssociationSecrets(
+                    Key(os.urandom(self._key_size), "guek"), Key(os.urandom(self._key_size), "ak"),
+                    Key(os.urandom(self._key_size), "kek"), os.urandom(16))
+        curve = ec.SECP384R1() if self.profile.security_suite == 2 else ec.SECP256R1()
+        self.vendor_key = ec.generate_private_key(curve)
+        self.save_keys()
+
+    def save_keys(self) -> None:
+        pem = self.vendor_key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()).decode()
+        data = {
+            "system_title": self.system_title.hex().upper(),
+            "associations": {
+                e: {"guek": s.guek.secret.hex(), "ak": s.ak.secret.hex(), "kek": s.kek.secret.hex(),
+                    "hls_secret": s.hls_secret.hex()}
+                for e, s in sorted(self.secrets.items())
+            },
+            "vendor_signing_key": pem,
+        }
+        _write_private(self._keys_path(), "# reference meter state: secret\n"
+                       + yaml.safe_dump(data, sort_keys=False))
+
+    def set_key(self, association: int, key_id: KeyId, key: Key) -> None:
+        secrets = self.secrets[association]
+        setattr(secrets, key_id.name.lower(), Key(key.secret, key_id.name.lower()))
+        self.save_keys()
+
+    def set_firmware(self, identifier: str) -> None:
+        _write_private(self.folder / "firmware.txt", identifier + "\n")
+        self.active_firmware = identifier
+
+    # -- counters ---------------------------------------------------------------------
+    def tx_counter(self, association: int) -> InvocationCounterStore:
+        store = self._tx.get(association)
+        if store is None:
+            store = self._tx[association] = InvocationCounterStore(
+                self.counter_dir, self.system_title, f"a{association}-tx", block=64)
+        return store
+
+    def rx_guard(self, association: int) -> ReplayGuard:
+        guard = self._rx.get(association)
+        if guard is None:
+            guard = self._rx[association] = ReplayGuard(
+                self.counter_dir, self.system_title, f"a{association}-rx")
+        return guard
+
+    def close(self) -> None:
+        for store in self._tx.values():
+            store.close()
+        for guard in self._rx.values():
+            guard.close()
+
+    # -- what a client needs ------------------------------------------------------------
+    def client_entry(self, host: str, port: int, *, key_dir: Path | None = None) -> dict[str, Any]:
+        """This meter's entry of a client key file (documented key-file format + extras)."""
+        management = self.rbac.roles.get("SECADM")
+        entry: dict[str, Any] = {
+            "meter": self.index,
+            "host": host,
+            "port": port,
+            "server_system_title": self.system_title.hex().upper(),
+            "client_system_title": (CLIENT_TITLE_PREFIX + (self.index + 1).to_bytes(5, "big")).hex().upper(),
+            "security_suite": self.profile.security_suite,
+        }
+        if management is not None and management.association in self.secrets:
+            s = self.secrets[management.association]
+            entry.update(client_sap=management.client_sap, guek=s.guek.secret.hex().upper(),
+                         ak=s.ak.secret.hex().upper(), kek=s.kek.secret.hex().upper())
+        roles = []
+        for role in sorted(self.rbac.roles.values(), key=lambda r: r.association):
+            item: dict[str, Any] = {"role": role.name, "client_sap": role.client_sap}
+            s2 = self.secrets.get(role.association)
+            if s2 is not None:
+                item.update(guek=s2.guek.secret.hex().upper(), ak=s2.ak.secret.hex().upper(),
+                            kek=s2.kek.secret.hex().upper(), hls_secret=s2.hls_secret.hex().upper())
+            roles.append(item)
+        entry["roles"] = roles
+        if key_dir is not None:
+            pem_path = key_dir / f"firmware-signing-{self.index:04d}.pem"
+            _write_private(pem_path, self.vendor_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()).decode())
+            entry["firmware_signing_key"] = pem_path.name
+        return entry
+
+    def role(self, client_sap: int) -> Role | None:
+        return self.rbac.role_for_sap(client_sap)

@@ -1,0 +1,254 @@
+"""The human report: one self-contained HTML file an auditor can archive and open offline.
+
+Everything is inline (CSS, the SVG chart); there is no script and no external
+URL, so the file renders the same in ten years and leaks nothing when opened.
+All text passes through jinja2 autoescaping: check reasons and evidence come
+from the device under test and must be treated as hostile.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+VERDICT_ORDER = ("fail", "inconclusive", "pass", "not-applicable")
+VERDICT_LABEL = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "inconclusive": "INCONCLUSIVE",
+    "not-applicable": "NOT APPLICABLE",
+}
+VERDICT_COLOUR = {
+    "pass": "#2e7d32",
+    "fail": "#c62828",
+    "inconclusive": "#e08a00",
+    "not-applicable": "#8a8f98",
+}
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+
+
+@dataclass(frozen=True)
+class Segment:
+    verdict: str
+    count: int
+    x: float
+    width: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class FrameworkBar:
+    framework: str
+    total: int
+    y: float
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class RequirementRow:
+    id: str
+    framework: str
+    verdict: str
+    checks: tuple[tuple[str, str], ...]  # (check id, its verdict)
+
+
+def framework_of(requirement_id: str) -> str:
+    """Framework of a catalog id: the prefix before the first ``:``."""
+    return requirement_id.split(":", 1)[0] if ":" in requirement_id else requirement_id
+
+
+def requirement_verdict(verdicts: list[str]) -> str:
+    """One verdict per requirement: any FAIL fails it; then INCONCLUSIVE; then PASS."""
+    for verdict in VERDICT_ORDER:
+        if verdict in verdicts:
+            return verdict
+    return "not-applicable"
+
+
+def requirement_rows(checks: list[Mapping[str, Any]]) -> list[RequirementRow]:
+    by_req: dict[str, list[tuple[str, str]]] = {}
+    for check in checks:
+        for req in check["requirements"]:
+            by_req.setdefault(req, []).append((check["id"], check["verdict"]))
+    rows = [
+        RequirementRow(req, framework_of(req), requirement_verdict([v for _, v in pairs]), tuple(pairs))
+        for req, pairs in by_req.items()
+    ]
+    rows.sort(key=lambda r: (r.framework, _natural_key(r.id)))
+    return rows
+
+
+def _natural_key(text: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+# Chart geometry (SVG user units).
+_LABEL_W = 150.0
+_BAR_W = 560.0
+_ROW_H = 30.0
+_BAR_H = 20.0
+_TOP = 8.0
+
+
+def framework_bars(rows: list[RequirementRow]) -> tuple[list[FrameworkBar], float]:
+    """Stacked bars (requirements per verdict) per framework, and the chart height."""
+    per_fw: dict[str, Counter[str]] = {}
+    for row in rows:
+        per_fw.setdefault(row.framework, Counter())[row.verdict] += 1
+    widest = max((sum(c.values()) for c in per_fw.values()), default=1)
+    bars = []
+    for i, fw in enumerate(sorted(per_fw)):
+        counts = per_fw[fw]
+        x = _LABEL_W
+        segments = []
+        for verdict in ("pass", "fail", "inconclusive", "not-applicable"):
+            n = counts.get(verdict, 0)
+            if not n:
+                continue
+            width = _BAR_W * n / widest
+            segments.append(Segment(verdict, n, round(x, 2), round(width, 2), VERDICT_COLOUR[verdict]))
+            x += width
+        bars.append(FrameworkBar(fw, sum(counts.values()), _TOP + i * _ROW_H, tuple(segments)))
+    return bars, _TOP + len(bars) * _ROW_H + 4
+
+
+GAP_STATES = ("passed", "failed", "inconclusive", "untested", "document-review", "not-applicable")
+
+
+@dataclass(frozen=True)
+class FrameworkReadiness:
+    framework: str
+    name: str
+    readiness_pct: float
+    counts: Mapping[str, int]
+    total: int
+    todo: tuple[Mapping[str, Any], ...]
+
+
+def readiness_view(gaps: Mapping[str, Any] | None) -> list[FrameworkReadiness] | None:
+    """Per-framework readiness from the catalog's gap analysis, or None for another shape.
+
+    The catalog owns the ``gaps`` layout; an unknown layout is still shown, as a
+    generic nested listing, rather than dropped.
+    """
+    if not isinstance(gaps, Mapping) or not isinstance(gaps.get("frameworks"), Mapping):
+        return None
+    view = []
+    try:
+        for fw_id, fw in gaps["frameworks"].items():
+            counts = {state: int(fw["counts"].get(state, 0)) for state in GAP_STATES}
+            view.append(FrameworkReadiness(
+                str(fw_id), str(fw.get("name", fw_id)), float(fw["readiness_pct"]), counts,
+                int(fw["total"]), tuple(t for t in fw.get("todo", []) if isinstance(t, Mapping)),
+            ))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return view
+
+
+def ordered_checks(checks: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Failing checks first, then by severity; run order otherwise."""
+
+    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, int]:
+        index, check = item
+        v = VERDICT_ORDER.index(check["verdict"]) if check["verdict"] in VERDICT_ORDER else 9
+        s = SEVERITY_ORDER.index(check["severity"]) if check["severity"] in SEVERITY_ORDER else 9
+        return (v, s, index)
+
+    return [c for _, c in sorted(enumerate(checks), key=key)]
+
+
+def human_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {secs:.0f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)} h {int(minutes)} min"
+
+
+def human_time(stamp: str) -> str:
+    try:
+        ts = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    return ts.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def anchor(check_id: str) -> str:
+    return "check-" + "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in check_id)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("metercert.report", "templates"),
+        autoescape=True,  # every value, whatever the template name
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["duration"] = human_duration
+    env.filters["when"] = human_time
+    env.filters["anchor"] = anchor
+    env.globals.update(VERDICT_LABEL=VERDICT_LABEL, VERDICT_COLOUR=VERDICT_COLOUR)
+    env.tests["mapping"] = lambda v: isinstance(v, Mapping)
+    env.tests["scalar_list"] = lambda v: isinstance(v, list) and all(
+        not isinstance(i, (Mapping, list)) for i in v
+    )
+    env.tests["record_list"] = lambda v: isinstance(v, list) and bool(v) and all(
+        isinstance(i, Mapping) for i in v
+    )
+    return env
+
+
+def render_html(doc: Mapping[str, Any]) -> str:
+    """The report page for a results.json document."""
+    checks = list(doc["checks"])
+    rows = requirement_rows(checks)
+    bars, chart_height = framework_bars(rows)
+    summary = doc["summary"]
+    if summary.get("fail"):
+        overall = ("fail", f"{summary['fail']} check(s) failed")
+    elif summary.get("inconclusive"):
+        overall = ("inconclusive", "no failure seen, but some checks were inconclusive")
+    elif summary.get("pass"):
+        overall = ("pass", "all applicable checks passed")
+    else:
+        overall = ("not-applicable", "no check produced a verdict")
+    req_counts = Counter(r.verdict for r in rows)
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        doc=doc,
+        run=doc["run"],
+        tool=doc["tool"],
+        summary=summary,
+        overall=overall,
+        checks=ordered_checks(checks),
+        rows=rows,
+        req_counts=req_counts,
+        bars=bars,
+        chart_height=chart_height,
+        chart_width=_LABEL_W + _BAR_W + 60,
+        bar_h=_BAR_H,
+        label_w=_LABEL_W,
+        gaps=doc.get("gaps"),
+        readiness=readiness_view(doc.get("gaps")),
+        gap_states=GAP_STATES,
+        verdict_order=VERDICT_ORDER,
+    )
+
+
+def write_html(doc: Mapping[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(doc), encoding="utf-8")
+    return path

@@ -1,0 +1,201 @@
+"""results.json: the machine-readable record of a run, and the input of every other report.
+
+The HTML, JUnit and OSCAL renderers all read this document (not the live run),
+so ``metercert report results.json`` reproduces exactly what the run wrote. Its
+shape is pinned by ``schema/results.schema.json`` (schema version 1); every
+document is validated before it is written and after it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+
+from metercert import __version__
+from metercert.checks.base import CheckResult, Verdict
+from metercert.errors import InputFileError
+
+if TYPE_CHECKING:
+    from metercert.campaign.runner import CampaignRun
+
+log = logging.getLogger("metercert.report")
+
+SCHEMA_NAME = "metercert-results"
+SCHEMA_VERSION = 1
+
+
+class ResultsSchemaError(InputFileError):
+    """A results document does not match the results schema."""
+
+
+@cache
+def results_schema() -> dict[str, Any]:
+    """The JSON schema of results.json (package data)."""
+    text = resources.files("metercert.report").joinpath("schema/results.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _path_text(path: Any) -> str:
+    parts = [str(p) for p in path]
+    return "/".join(parts) if parts else "(top level)"
+
+
+def validate_results(doc: Mapping[str, Any], source: str = "results") -> None:
+    """Raise :class:`ResultsSchemaError` (one line) unless ``doc`` is a valid results document."""
+    validator = jsonschema.Draft202012Validator(results_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        message = " ".join(error.message.split())
+        if len(message) > 300:
+            message = message[:299] + "\u2026"
+        raise ResultsSchemaError(f"{source}: not a valid results document at {_path_text(error.absolute_path)}: {message}")
+    counts = {v.value: 0 for v in Verdict}
+    for entry in doc["checks"]:
+        counts[entry["verdict"]] += 1
+    if dict(doc["summary"]) != counts:
+        raise ResultsSchemaError(
+            f"{source}: summary {dict(doc['summary'])} does not match the verdicts of its checks {counts}"
+        )
+
+
+def check_entry(result: CheckResult) -> dict[str, Any]:
+    """One check's entry in results.json."""
+    spec, outcome = result.spec, result.outcome
+    return {
+        "id": spec.id,
+        "title": spec.title,
+        "severity": spec.severity.value,
+        "target": spec.target.value,
+        "requirements": list(spec.requirements),
+        "tags": list(spec.tags),
+        "destructive": spec.destructive,
+        "verdict": outcome.verdict.value,
+        "reason": outcome.reason,
+        "duration_s": round(max(0.0, result.duration_s), 6),
+        "started_at": result.started_at,
+        "evidence": [
+            {"label": e.label, "kind": e.kind, "content": e.content, "source": e.source}
+            for e in outcome.evidence
+        ],
+    }
+
+
+def main_target(targets: Mapping[str, str]) -> str:
+    """The run's headline target: the DLMS meter if there is one."""
+    if "dlms" in targets:
+        return targets["dlms"]
+    if not targets:
+        return "no target"
+    return "; ".join(f"{kind}: {desc}" for kind, desc in targets.items())
+
+
+def gap_analysis(checks: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+    """The catalog's gap analysis for these check entries, or ``(None, why_not)``.
+
+    The catalog is optional at this layer: a missing or failing catalog must not
+    cost the user the rest of the report.
+    """
+    try:
+        from metercert.catalog import gaps as catalog_gaps
+    except ImportError:
+        return None, "gap analysis unavailable: metercert.catalog.gaps is not installed"
+    try:
+        catalog = _load_catalog()
+        report = catalog_gaps.analyse(checks, catalog)
+        data = report.to_dict() if hasattr(report, "to_dict") else report
+        if not isinstance(data, Mapping):
+            return None, f"gap analysis unavailable: analyse() returned {type(data).__name__}"
+        return json.loads(json.dumps(dict(data), default=str)), None
+    except Exception as exc:  # the catalog is another layer's code; keep the report
+        log.debug("gap analysis failed", exc_info=exc)
+        return None, f"gap analysis failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _load_catalog() -> Any:
+    """Load the requirement catalog through whichever loader the catalog package offers."""
+    import metercert.catalog as catalog_pkg
+
+    for name in ("load_catalog", "load", "default_catalog", "get_catalog"):
+        loader = getattr(catalog_pkg, name, None)
+        if callable(loader):
+            return loader()
+    raise ImportError("metercert.catalog offers no catalog loader (load_catalog)")
+
+
+def results_document(run: CampaignRun, *, with_gaps: bool = True) -> dict[str, Any]:
+    """The results.json document of ``run`` (validated)."""
+    checks = [check_entry(r) for r in run.results]
+    notes = list(run.notes)
+    gaps: dict[str, Any] | None = None
+    if with_gaps:
+        gaps, why_not = gap_analysis(checks)
+        if why_not:
+            notes.append(why_not)
+    from metercert.campaign.runner import iso
+
+    doc: dict[str, Any] = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "metercert", "version": run.tool_version or __version__},
+        "run": {
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
+            "duration_s": round(run.duration_s, 3),
+            "target": main_target(run.targets),
+            "meter_profile": run.meter_profile,
+            "targets": dict(run.targets),
+            "deselected": [{"id": d.id, "reason": d.reason} for d in run.deselected],
+            "notes": notes,
+        },
+        "summary": run.summary,
+        "checks": checks,
+        "gaps": gaps,
+    }
+    validate_results(doc, "results document")
+    return doc
+
+
+def write_results_json(doc: Mapping[str, Any], path: Path) -> Path:
+    """Validate and write ``doc``; UTF-8, stable key order, one trailing newline."""
+    validate_results(doc, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate a results.json; any problem is one :class:`InputFileError` line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputFileError(f"{p}: no such results file") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{p}: is a directory, expected a results.json file") from None
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InputFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{p}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(doc, dict):
+        raise ResultsSchemaError(f"{p}: not a results document (top level is {type(doc).__name__})")
+    if doc.get("schema") == SCHEMA_NAME and doc.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise ResultsSchemaError(
+            f"{p}: results schema version {doc.get('schema_version')!r} is not supported "
+            f"(this metercert reads version {SCHEMA_VERSION})"
+        )
+    validate_results(doc, str(p))
+    return doc

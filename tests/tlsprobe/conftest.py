@@ -1,0 +1,243 @@
+"""Real TLS servers on 127.0.0.1 in good and deliberately flawed configurations.
+
+Each server is a plain threaded ``ssl`` server: it accepts, completes the
+handshake, then reads until the peer closes (so renegotiation requests are
+processed). Flawed servers start from the conformant context and change one
+thing, so a test can assert that exactly the matching checks fail.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import pytest
+
+from metercert.tlsprobe import contexts, pki
+
+
+class TlsTestServer:
+    """A threaded TLS server on 127.0.0.1 (ephemeral port) for one SSLContext."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.handshakes = 0
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.handshakes += 1
+                while tls.recv(1024):
+                    pass
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """File paths of one issued certificate + key."""
+
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class TestPki:
+    directory: Path
+    ca: pki.Issued
+    ca_cert: str
+    client: Credentials
+    meter: Credentials
+
+    def leaf(self, stem: str, issued: pki.Issued) -> Credentials:
+        cert, key = pki.write_issued(self.directory, stem, issued)
+        return Credentials(str(cert), str(key))
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    directory = tmp_path_factory.mktemp("tls-pki")
+    paths = pki.write_pki(directory)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca = pki.Issued(
+        x509.load_pem_x509_certificate(paths.ca_cert.read_bytes()),
+        serialization.load_pem_private_key(paths.ca_key.read_bytes(), None),  # type: ignore[arg-type]
+    )
+    return TestPki(
+        directory,
+        ca,
+        str(paths.ca_cert),
+        Credentials(str(paths.headend_cert), str(paths.headend_key)),
+        Credentials(str(paths.meter_cert), str(paths.meter_key)),
+    )
+
+
+def _weak(ctx: ssl.SSLContext, ciphers: str = contexts.TLS12_CIPHERS) -> ssl.SSLContext:
+    """Let OpenSSL load/offer weak material (SHA-1, RSA-1024, TLS 1.0) for a flawed server."""
+    ctx.set_ciphers(f"{ciphers}:@SECLEVEL=0")
+    return ctx
+
+
+def _conformant(p: TestPki, leaf: Credentials, **kw: bool) -> ssl.SSLContext:
+    return contexts.server_context(leaf.cert, leaf.key, p.ca_cert, **kw)
+
+
+def _tls10(p: TestPki) -> ssl.SSLContext:
+    ctx = _weak(_conformant(p, p.meter), "ECDHE+AESGCM:ECDHE+AES")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    return ctx
+
+
+def _static_rsa(p: TestPki) -> ssl.SSLContext:
+    leaf = p.leaf("rsa2048", pki.issue("meter-rsa", "server", issuer=p.ca, key_spec="RSA-2048"))
+    ctx = _conformant(p, leaf)
+    ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256")
+    return ctx
+
+
+# OpenSSL 3.0 refuses client-initiated renegotiation unless this option is set;
+# the ssl module has no name for it (SSL_OP_ALLOW_CLIENT_RENEGOTIATION, bit 8).
+_OP_ALLOW_CLIENT_RENEGOTIATION = 1 << 8
+
+
+def _reneg(p: TestPki) -> ssl.SSLContext:
+    ctx = _conformant(p, p.meter)
+    ctx.options = (ctx.options & ~ssl.OP_NO_RENEGOTIATION) | _OP_ALLOW_CLIENT_RENEGOTIATION
+    return ctx
+
+
+def _tls12_only(p: TestPki) -> ssl.SSLContext:
+    ctx = _conformant(p, p.meter)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _tls13_only(p: TestPki, require_client_cert: bool = True) -> ssl.SSLContext:
+    # TLS 1.3 judges the client certificate after the client's Finished: this
+    # exercises the probe's wait-for-alert path instead of an in-handshake refusal.
+    ctx = _conformant(p, p.meter, require_client_cert=require_client_cert)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def _with_leaf(
+    make: Callable[[TestPki], pki.Issued], stem: str, weak: bool = False
+) -> Callable[[TestPki], ssl.SSLContext]:
+    def build(p: TestPki) -> ssl.SSLContext:
+        leaf = p.leaf(stem, make(p))
+        if weak:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            _weak(ctx)
+            ctx.load_cert_chain(leaf.cert, leaf.key)  # needs level 0 before loading
+            ctx.load_verify_locations(p.ca_cert)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+            return ctx
+        return _conformant(p, leaf)
+
+    return build
+
+
+# name -> (context builder, the checks that must fail against it)
+CONFIGS: dict[str, tuple[Callable[[TestPki], ssl.SSLContext], set[str]]] = {
+    "good": (lambda p: _conformant(p, p.meter), set()),
+    "tls10": (_tls10, {"TLS-VERSION-01", "TLS-CIPHER-01"}),
+    "static-rsa": (_static_rsa, {"TLS-FS-01"}),
+    "no-client-auth": (
+        lambda p: _conformant(p, p.meter, require_client_cert=False),
+        {"TLS-MUTUAL-01"},
+    ),
+    "sha1-signed": (
+        _with_leaf(lambda p: pki.sha1_signed("meter-sha1", p.ca), "sha1", weak=True),
+        {"TLS-SIG-01"},
+    ),
+    "rsa-1024": (
+        _with_leaf(lambda p: pki.weak_rsa("meter-rsa1024", p.ca), "rsa1024", weak=True),
+        {"TLS-KEY-01"},
+    ),
+    "expired": (
+        _with_leaf(lambda p: pki.expired("meter-expired", p.ca), "expired"),
+        {"TLS-VALID-01"},
+    ),
+    "tls12-only": (_tls12_only, {"TLS-13-01"}),
+    "tls13-only": (_tls13_only, set()),
+    "tls13-only-no-client-auth": (lambda p: _tls13_only(p, False), {"TLS-MUTUAL-01"}),
+    "client-renegotiation": (_reneg, {"TLS-RENEG-01"}),
+    "no-revocation-info": (
+        _with_leaf(
+            lambda p: pki.issue("meter-nocrl", "server", issuer=p.ca, crl_url=None), "nocrl"
+        ),
+        {"TLS-REVOC-01"},
+    ),
+    "x509-v1": (
+        _with_leaf(lambda p: pki.version1("meter-v1", p.ca), "v1"),
+        {"TLS-CERT-01", "TLS-REVOC-01"},
+    ),
+}
+
+
+@pytest.fixture
+def tls_server(test_pki: TestPki) -> Iterator[Callable[[str], TlsTestServer]]:
+    """Start the named configuration; servers stop at the end of the test."""
+    started: list[TlsTestServer] = []
+
+    def start(name: str) -> TlsTestServer:
+        server = TlsTestServer(CONFIGS[name][0](test_pki))
+        started.append(server.__enter__())
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``tls_config`` parametrizes a test over every server configuration."""
+    if "tls_config" in metafunc.fixturenames:
+        metafunc.parametrize("tls_config", sorted(CONFIGS))
+
+
+@pytest.fixture
+def expected_failures() -> Callable[[str], set[str]]:
+    return lambda name: set(CONFIGS[name][1])

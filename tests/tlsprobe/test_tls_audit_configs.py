@@ -1,0 +1,73 @@
+"""The TLS audit against real servers on 127.0.0.1: each flawed configuration must
+fail exactly the checks for its flaw, and the conformant server must pass all."""
+
+from __future__ import annotations
+
+import time
+
+from metercert.checks.base import Verdict
+from metercert.cli.tls import _tls_specs, run_tls_checks
+from metercert.tlsprobe.audit import TlsTarget
+
+
+def _audit(port: int, p) -> dict[str, tuple[Verdict, str]]:
+    target = TlsTarget("127.0.0.1", port, p.client.cert, p.client.key, p.ca_cert)
+    results = run_tls_checks(target, _tls_specs())
+    return {r.spec.id: (r.verdict, r.outcome.reason) for r in results}
+
+
+def test_exactly_the_matching_checks_fail(
+    tls_config: str, tls_server, test_pki, expected_failures
+) -> None:
+    server = tls_server(tls_config)
+    verdicts = _audit(server.port, test_pki)
+    expected = expected_failures(tls_config)
+    failed = {cid for cid, (v, _) in verdicts.items() if v == Verdict.FAIL}
+    assert failed == expected, {cid: verdicts[cid] for cid in failed ^ expected}
+    others = {cid: vr for cid, vr in verdicts.items() if cid not in expected}
+    assert all(v == Verdict.PASS for v, _ in others.values()), others
+    assert len(verdicts) == 12
+
+
+def test_audit_of_one_endpoint_is_fast_and_probes_once(tls_server, test_pki) -> None:
+    server = tls_server("good")
+    target = TlsTarget(
+        "127.0.0.1", server.port, test_pki.client.cert, test_pki.client.key, test_pki.ca_cert
+    )
+    t0 = time.perf_counter()
+    run_tls_checks(target, _tls_specs())
+    elapsed = time.perf_counter() - t0
+    print(f"\nTLS audit of one endpoint (12 checks, one probe): {elapsed:.2f} s")
+    first = target.scan()
+    assert target.scan() is first  # cached: later checks read the same facts
+
+
+def test_evidence_names_versions_suites_and_certificate(tls_server, test_pki) -> None:
+    server = tls_server("static-rsa")
+    target = TlsTarget(
+        "127.0.0.1", server.port, test_pki.client.cert, test_pki.client.key, test_pki.ca_cert
+    )
+    by_id = {r.spec.id: r for r in run_tls_checks(target, _tls_specs())}
+    fs = by_id["TLS-FS-01"]
+    text = "\n".join(e.content for e in fs.outcome.evidence)
+    assert "TLS_RSA_WITH_AES_128_GCM_SHA256" in text
+    assert "TLS 1.2" in fs.outcome.reason
+    version_text = "\n".join(e.content for e in by_id["TLS-VERSION-01"].outcome.evidence)
+    assert "TLS 1.0: rejected" in version_text and "TLS 1.3: accepted" in version_text
+    cert_text = "\n".join(e.content for e in by_id["TLS-KEY-01"].outcome.evidence)
+    assert "RSA 2048" in cert_text
+    # requirement mapping carried by the declaration
+    assert "IEC62351-3:CIPHER-FS" in fs.spec.requirements and "CRA:I.2e" in fs.spec.requirements
+
+
+def test_without_client_credentials_mutual_auth_still_judged(tls_server, test_pki) -> None:
+    good = tls_server("good")
+    open_server = tls_server("no-client-auth")
+    for port, expected in ((good.port, Verdict.PASS), (open_server.port, Verdict.FAIL)):
+        target = TlsTarget("127.0.0.1", port, ca=test_pki.ca_cert)
+        by_id = {r.spec.id: r for r in run_tls_checks(target, _tls_specs())}
+        assert by_id["TLS-MUTUAL-01"].verdict == expected
+    # renegotiation cannot be tested against a server that demands a certificate we lack
+    target = TlsTarget("127.0.0.1", good.port, ca=test_pki.ca_cert)
+    reneg = {r.spec.id: r for r in run_tls_checks(target, _tls_specs())}["TLS-RENEG-01"]
+    assert reneg.verdict == Verdict.INCONCLUSIVE and "--client-cert" in reneg.outcome.reason
