@@ -111,3 +111,122 @@ def test_gurux_date_time_matches_ours() -> None:
 )
 def test_our_encoding_decodes_with_gurux(ours: DlmsData, check) -> None:  # type: ignore[no-untyped-def]
     assert check(_gurux_decode(ours.to_bytes()))
+
+
+# -- APDUs: gurux's client writes, ours reads; ours writes, gurux's translator reads ----
+
+
+def _gurux_lls_client():  # type: ignore[no-untyped-def]
+    from gurux_dlms import GXDLMSClient
+    from gurux_dlms.enums import Authentication, InterfaceType
+
+    return GXDLMSClient(True, 16, 1, Authentication.LOW, "12345678", InterfaceType.WRAPPER)
+
+
+def test_gurux_client_aarq_and_get_decode_with_ours() -> None:
+    from gurux_dlms.objects import GXDLMSClock
+
+    from metercert.cosem import (
+        AARQ,
+        ApplicationContextName,
+        AuthenticationMechanism,
+        Conformance,
+        GetRequestNormal,
+        InitiateRequest,
+        decode_apdu,
+    )
+
+    client = _gurux_lls_client()
+    frame = bytes(client.aarqRequest()[0])
+    aarq = decode_apdu(frame[8:])  # strip the 8-byte wrapper header
+    assert isinstance(aarq, AARQ)
+    assert aarq.context is ApplicationContextName.LOGICAL_NAME
+    assert aarq.mechanism is AuthenticationMechanism.LLS
+    assert aarq.calling_authentication_value == b"12345678"
+    init = decode_apdu(aarq.user_information or b"")
+    assert isinstance(init, InitiateRequest)
+    assert Conformance.GET in init.proposed_conformance
+    assert aarq.to_bytes() == frame[8:]
+
+    get = decode_apdu(bytes(client.read(GXDLMSClock("0.0.1.0.0.255"), 2)[0])[8:])
+    assert isinstance(get, GetRequestNormal)
+    assert (get.attribute.class_id, str(get.attribute.instance), get.attribute.attribute_id) == (
+        8,
+        "0.0.1.0.0.255",
+        2,
+    )
+
+
+def test_our_apdus_read_by_gurux_translator() -> None:
+    from gurux_dlms import GXDLMSTranslator
+    from gurux_dlms.enums import TranslatorOutputType
+
+    from metercert.cosem import (
+        AARE,
+        AARQ,
+        DEFAULT_LN_CONFORMANCE,
+        AcseServiceUserDiagnostic,
+        ApplicationContextName,
+        AssociationResult,
+        AuthenticationMechanism,
+        CosemAttributeDescriptor,
+        GetRequestNormal,
+        InitiateRequest,
+        InitiateResponse,
+        ObisCode,
+    )
+
+    translator = GXDLMSTranslator(TranslatorOutputType.SIMPLE_XML)
+
+    def xml(apdu: bytes) -> str:
+        return str(translator.pduToXml(GXByteBuffer(apdu)))
+
+    aarq = AARQ(
+        ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING.oid,
+        bytes.fromhex("4D4D4D0000BC614E"),
+        True,
+        AuthenticationMechanism.HLS_GMAC.oid,
+        b"K56iVagY",
+        InitiateRequest(DEFAULT_LN_CONFORMANCE, 1200).to_bytes(),
+    )
+    text = xml(aarq.to_bytes())
+    for needle in (
+        '<ApplicationContextName Value="LN_WITH_CIPHERING" />',
+        '<CallingAPTitle Value="4D4D4D0000BC614E" />',
+        '<MechanismName Value="HighGmac" />',
+        '<ProposedMaxPduSize Value="04B0" />',
+        '<ConformanceBit Name="BlockTransferWithAction" />',
+    ):
+        assert needle in text
+    aare = AARE(
+        AssociationResult.REJECTED_PERMANENT,
+        AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE,
+        responding_ap_title=b"12345678",
+        user_information=InitiateResponse(DEFAULT_LN_CONFORMANCE, 512).to_bytes(),
+    )
+    text = xml(aare.to_bytes())
+    assert '<AssociationResult Value="01" />' in text
+    assert '<ACSEServiceUser Value="0D" />' in text
+    assert '<NegotiatedMaxPduSize Value="0200" />' in text
+    get = GetRequestNormal(CosemAttributeDescriptor(8, ObisCode.parse("0.0.1.0.0.255"), 2))
+    text = xml(get.to_bytes())
+    assert '<InstanceId Value="0000010000FF" />' in text and '<ClassId Value="0008" />' in text
+
+
+def test_our_data_notification_read_by_gurux_translator() -> None:
+    from gurux_dlms import GXDLMSTranslator
+    from gurux_dlms.enums import TranslatorOutputType
+
+    from metercert.cosem import CosemDateTime, DataNotification
+
+    push = DataNotification(
+        DlmsData.structure([DlmsData.octet_string(b"LGZ1"), DlmsData.double_long_unsigned(42)]),
+        long_invoke_id_and_priority=0x12345678,
+        date_time=CosemDateTime.from_datetime(WHEN).to_bytes(),
+    )
+    raw = push.to_bytes()
+    assert raw[:6].hex().upper() == "0F123456780C"
+    text = str(GXDLMSTranslator(TranslatorOutputType.SIMPLE_XML).pduToXml(GXByteBuffer(raw)))
+    assert '<LongInvokeIdAndPriority Value="12345678" />' in text
+    assert '<DateTime Value="07E8060106081E0F00FF8800" />' in text
+    assert "4C475A31" in text and "0000002A" in text

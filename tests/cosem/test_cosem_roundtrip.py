@@ -30,6 +30,7 @@ from metercert.cosem import (
     CosemMethodDescriptor,
     CosemTime,
     DataAccessResult,
+    DataNotification,
     DataType,
     DlmsData,
     EventNotificationRequest,
@@ -180,6 +181,7 @@ xdlms_apdus = st.one_of(
         st.one_of(st.none(), i8),
     ),
     st.builds(InitiateResponse, conformance, u16, u8, u16, st.one_of(st.none(), i8)),
+    st.builds(DataNotification, dlms_data, u32, st.one_of(st.just(b""), st.binary(min_size=12, max_size=12))),
 )  # fmt: skip
 
 oids = st.one_of(
@@ -309,7 +311,24 @@ def test_random_bytes_raise_only_decode_errors(raw: bytes) -> None:
         pass
 
 
-_TAGS = [0x01, 0x08, 0x0E, 0x60, 0x61, 0x62, 0x63, 0xC0, 0xC1, 0xC2, 0xC3, 0xC4, 0xC5, 0xC7, 0xD8]
+_TAGS = [
+    0x01,
+    0x08,
+    0x0E,
+    0x0F,
+    0x60,
+    0x61,
+    0x62,
+    0x63,
+    0xC0,
+    0xC1,
+    0xC2,
+    0xC3,
+    0xC4,
+    0xC5,
+    0xC7,
+    0xD8,
+]
 
 
 @settings(max_examples=600, deadline=None)

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -16,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from metercert.checks.base import Verdict
 from metercert.dossier.firmware import SignatureProblem, verify_image
 from metercert.dossier.model import Sbom, SbomComponent
-from metercert.dossier.osv import affected_components, read_osv
+from metercert.dossier.osv import affected_components, read_osv, version_key
 from metercert.dossier.sbom import SbomError, read_sbom
 
 from .conftest import assess, edit
@@ -194,3 +196,17 @@ def test_osv_matching_by_range_version_list_and_name(tmp_path: Path):
 def test_no_advisory_export_is_inconclusive(reference: Path):
     edit(reference / "dossier.yaml", "advisories: advisories/osv.json\n", "")
     assert assess(reference)["DOSSIER-VULN-01"].verdict is Verdict.INCONCLUSIVE
+
+_versions = st.lists(st.integers(min_value=0, max_value=999), min_size=1, max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_versions, _versions)
+def test_version_order_matches_numeric_order(a: list[int], b: list[int]):
+    def padded(v: list[int]) -> list[int]:
+        return v + [0] * (6 - len(v))
+
+    va, vb = ".".join(map(str, a)), ".".join(map(str, b))
+    assert (version_key(va) < version_key(vb)) == (padded(a) < padded(b))
+    assert (version_key(va) == version_key(vb)) == (padded(a) == padded(b))
+    assert version_key(va + "-rc1") < version_key(va)

@@ -94,3 +94,11 @@ def test_malformed_advisory_export_is_an_input_error(reference: Path):
     (reference / "advisories" / "osv.json").write_text('[{"id": "X",\n  "affected": ]')
     with pytest.raises(InputFileError, match=r"osv\.json:2: invalid JSON"):
         load_dossier(reference)
+
+
+@pytest.mark.parametrize("content", ["", "- just\n- a list\n"])
+def test_dossier_that_is_not_a_mapping(tmp_path: Path, content: str):
+    path = tmp_path / "dossier.yaml"
+    path.write_text(content)
+    with pytest.raises(InputFileError, match=r"dossier\.yaml:1: a dossier must be a YAML mapping"):
+        load_dossier(path)

@@ -160,3 +160,18 @@ def test_patch_limit_is_configurable(reference: Path):
     edit(reference / "dossier.yaml", "limit_days: 90", "limit_days: 20")
     outcome = assess(reference)["DOSSIER-PATCH-01"]
     assert outcome.verdict is Verdict.FAIL and "20-day limit" in outcome.reason
+
+
+def test_rechained_log_with_backdated_or_naive_timestamps_fails(reference: Path):
+    log = reference / "keys" / "injection-audit.jsonl"
+    records = [r for _, r in parse_lines(log.read_text())[0]]
+    records[4]["timestamp"] = "2026-01-10T08:00:00"  # no time zone
+    records[7]["timestamp"] = "2025-01-01T00:00:00Z"  # earlier than line 7
+    log.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in chain(records)))
+    outcome = assess(reference)["DOSSIER-KEYAUDIT-01"]
+    assert outcome.verdict is Verdict.FAIL
+    breaks = next(e.content for e in outcome.evidence if e.label == "chain breaks")
+    assert breaks.splitlines() == [
+        "line 5: timestamp has no time zone",
+        "line 8: timestamp earlier than the previous line",
+    ]

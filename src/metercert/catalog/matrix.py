@@ -13,11 +13,14 @@ import csv
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, select_autoescape
 
 from metercert.catalog.model import Catalog, CoverageCell, Threat
-from metercert.checks.base import CheckSpec
+
+if TYPE_CHECKING:  # checks sit above the catalog; only their metadata shape is used here
+    from metercert.checks.base import CheckSpec
 
 METERCERT_COLUMN = "metercert (automated)"
 

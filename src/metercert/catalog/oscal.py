@@ -43,7 +43,7 @@ def _timestamp(value: object | None) -> str:
         moment = value
     elif isinstance(value, str) and value:
         try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(value)
         except ValueError:
             moment = None
     if moment is None:

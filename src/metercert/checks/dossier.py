@@ -13,9 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import time
 
 from metercert.checks.base import (
     CheckOutcome,
+    CheckResult,
+    CheckSpec,
     Evidence,
     Severity,
     TargetKind,
@@ -23,6 +26,7 @@ from metercert.checks.base import (
     fail,
     inconclusive,
     passed,
+    registered,
 )
 from metercert.dossier.audit import verify_chain
 from metercert.dossier.firmware import SignatureProblem, verify_image
@@ -399,23 +403,17 @@ def security_logging(d: Dossier) -> CheckOutcome:
     return passed(f"{len(d.logging_events)} security event kinds logged, kept {d.logging_retention_days} days", *ev)
 
 
-def dossier_checks() -> list:
+def dossier_checks() -> list[CheckSpec]:
     """The registered dossier checks, in declaration order."""
-    from metercert.checks.base import registered
-
     return [spec for spec in registered().values() if spec.target is TargetKind.DOSSIER]
 
 
-def run_all(d: Dossier) -> list:
+def run_all(d: Dossier) -> list[CheckResult]:
     """Run every dossier check on ``d`` (they are quick and local, so sequentially).
 
     Returns :class:`CheckResult` values; a check that raises becomes INCONCLUSIVE
     with the exception named, as the campaign runner would record it.
     """
-    import time
-
-    from metercert.checks.base import CheckResult
-
     out = []
     for spec in dossier_checks():
         began = time.perf_counter()

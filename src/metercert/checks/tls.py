@@ -442,7 +442,7 @@ def tls_signature_hash(target: TlsTarget) -> CheckOutcome:
             ),
             *evidence,
         )
-    return passed(f"{len(judged)} certificate signatures use an allowed hash", *evidence)
+    return passed(f"signatures of {len(judged)} certificate(s) use an allowed hash", *evidence)
 
 
 @check(
@@ -557,7 +557,7 @@ def tls_revocation_info(target: TlsTarget) -> CheckOutcome:
             ),
             *evidence,
         )
-    return passed(f"{len(judged)} certificates carry revocation pointers", *evidence)
+    return passed(f"{len(judged)} certificate(s) carry revocation pointers", *evidence)
 
 
 @check(

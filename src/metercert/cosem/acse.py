@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 from metercert.cosem.ber import (
     Tlv,
@@ -138,7 +138,7 @@ class AcseApdu:
     NAME: ClassVar[str]
 
     @classmethod
-    def from_bytes(cls, data: bytes):  # type: ignore[no-untyped-def]
+    def from_bytes(cls, data: bytes) -> Self:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:

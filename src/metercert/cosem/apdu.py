@@ -19,6 +19,7 @@ from metercert.cosem.xdlms import (
     ActionRequestNormal,
     ActionResponseNormal,
     ConfirmedServiceError,
+    DataNotification,
     EventNotificationRequest,
     ExceptionResponse,
     GetRequestNext,
@@ -82,6 +83,7 @@ _SINGLE: dict[int, type[XdlmsApdu | AcseApdu]] = {
     0x01: InitiateRequest,
     0x08: InitiateResponse,
     0x0E: ConfirmedServiceError,
+    0x0F: DataNotification,
     0x60: AARQ,
     0x61: AARE,
     0x62: RLRQ,
@@ -107,8 +109,8 @@ _SERVICE_NAMES = {
 }
 
 Apdu = (
-    InitiateRequest | InitiateResponse | ConfirmedServiceError | AARQ | AARE | RLRQ | RLRE
-    | EventNotificationRequest | ExceptionResponse | GetRequestNormal | GetRequestNext
+    InitiateRequest | InitiateResponse | ConfirmedServiceError | DataNotification | AARQ
+    | AARE | RLRQ | RLRE | EventNotificationRequest | ExceptionResponse | GetRequestNormal | GetRequestNext
     | GetRequestWithList | SetRequestNormal | SetRequestWithFirstDatablock
     | SetRequestWithDatablock | ActionRequestNormal | GetResponseNormal
     | GetResponseWithDatablock | GetResponseWithList | SetResponseNormal
@@ -123,7 +125,7 @@ def decode_apdu(data: bytes) -> Apdu:
     if tag in CIPHERED_TAG_NAMES:
         return OpaqueCipheredApdu(tag, bytes(data))
     if tag in _SINGLE:
-        return _SINGLE[tag].from_bytes(data)  # type: ignore[no-any-return]
+        return _SINGLE[tag].from_bytes(data)  # type: ignore[return-value]
     if tag in _WITH_CHOICE:
         choice = reader.u8(f"{_SERVICE_NAMES[tag]} choice")
         cls = _WITH_CHOICE[tag].get(choice)
@@ -131,5 +133,5 @@ def decode_apdu(data: bytes) -> Apdu:
             raise UnknownTag(
                 f"{_SERVICE_NAMES[tag]} choice {choice} is unknown or not supported", 1
             )
-        return cls.from_bytes(data)  # type: ignore[no-any-return]
+        return cls.from_bytes(data)  # type: ignore[return-value]
     raise UnknownTag(f"unknown or unsupported APDU tag 0x{tag:02X}", 0)

@@ -324,50 +324,66 @@ def encode_data(d: DlmsData) -> bytes:
     return bytes(out)
 
 
+_BY_TAG: dict[int, DataType] = {int(t): t for t in DataType}
+_NAMES: dict[DataType, str] = {t: t.name.lower().replace("_", "-") for t in DataType}
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _trusted(t: DataType, value: Any) -> DlmsData:
+    """Build a value the decoder has already range-checked, skipping __post_init__
+    (it dominates the cost of decoding large profile buffers)."""
+    d = _new(DlmsData)
+    _set(d, "type", t)
+    _set(d, "value", value)
+    return d
+
+
 def read_data(reader: ByteReader, depth: int = 0) -> DlmsData:
     """Read one value at the reader's position (the reader advances past it)."""
     start = reader.pos
     tag = reader.u8("data type tag")
-    try:
-        t = DataType(tag)
-    except ValueError:
-        raise UnknownTag(f"unknown DLMS data type tag {tag}", start) from None
-    name = t.name.lower().replace("_", "-")
-    if t in _INTS:
-        size, signed = _INTS[t]
-        return DlmsData(t, int.from_bytes(reader.take(size, name), "big", signed=signed))
+    t = _BY_TAG.get(tag)
+    if t is None:
+        raise UnknownTag(f"unknown DLMS data type tag {tag}", start)
+    name = _NAMES[t]
+    ints = _INTS.get(t)
+    if ints is not None:
+        return _trusted(t, int.from_bytes(reader.take(ints[0], name), "big", signed=ints[1]))
     if t is DataType.OCTET_STRING:
-        return DlmsData(t, reader.take(reader.length(name), name))
-    if t in (DataType.ARRAY, DataType.STRUCTURE):
+        return _trusted(t, reader.take(reader.length(name), name))
+    if t is DataType.STRUCTURE or t is DataType.ARRAY:
         if depth >= MAX_DEPTH:
             raise InvalidValue(f"{name} nested deeper than {MAX_DEPTH} levels", start)
         n = reader.count(name)
-        items = tuple(read_data(reader, depth + 1) for _ in range(n))
-        if t is DataType.ARRAY and items and any(x.type is not items[0].type for x in items):
-            raise InvalidValue("array elements do not all have the same type", start)
-        return DlmsData(t, items)
+        items = tuple([read_data(reader, depth + 1) for _ in range(n)])
+        if t is DataType.ARRAY and items:
+            first = items[0].type
+            if any(x.type is not first for x in items):
+                raise InvalidValue("array elements do not all have the same type", start)
+        return _trusted(t, items)
     if t is DataType.BOOLEAN:
-        return DlmsData(t, reader.u8(name) != 0)
+        return _trusted(t, reader.u8(name) != 0)
     if t is DataType.NULL_DATA:
-        return DlmsData(t)
+        return _trusted(t, None)
     if t is DataType.VISIBLE_STRING:
-        return DlmsData(t, reader.take(reader.length(name), name).decode("latin-1"))
+        return _trusted(t, reader.take(reader.length(name), name).decode("latin-1"))
     if t is DataType.UTF8_STRING:
         raw = reader.take(reader.length(name), name)
         try:
-            return DlmsData(t, raw.decode("utf-8"))
+            return _trusted(t, raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise InvalidValue(f"utf8-string is not valid UTF-8 ({exc.reason})", start) from None
     if t is DataType.BIT_STRING:
         nbits = reader.count(name, 0)
         raw = reader.take((nbits + 7) // 8, name)
         bits = "".join(f"{b:08b}" for b in raw)[:nbits]
-        return DlmsData(t, bits)
+        return _trusted(t, bits)
     if t in _FLOATS:
         (value,) = _FLOATS[t].unpack(reader.take(_FLOATS[t].size, name))
-        return DlmsData(t, value)
+        return _trusted(t, value)
     if t in _CALENDAR:
-        return DlmsData(t, _CALENDAR[t].read(reader))
+        return _trusted(t, _CALENDAR[t].read(reader))
     raise UnsupportedEncoding(f"DLMS data type {name} ({tag}) is not supported", start)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 from metercert.cosem.axdr import DlmsData, encode_data, read_data
 from metercert.cosem.conformance import Conformance
@@ -90,7 +90,7 @@ class XdlmsApdu:
     NAME: ClassVar[str]
 
     @classmethod
-    def from_bytes(cls, data: bytes):  # type: ignore[no-untyped-def]
+    def from_bytes(cls, data: bytes) -> Self:
         reader = ByteReader(data)
         head = reader.take(len(cls.TAG), f"{cls.NAME} tag")
         if head != cls.TAG:
@@ -102,7 +102,7 @@ class XdlmsApdu:
         return apdu
 
     @classmethod
-    def _read(cls, reader: ByteReader):  # type: ignore[no-untyped-def]
+    def _read(cls, reader: ByteReader) -> Self:
         raise NotImplementedError
 
     def _body(self) -> bytes:
@@ -593,6 +593,33 @@ class EventNotificationRequest(XdlmsApdu):
         t = _read_octets(reader, "time") if _read_optional_flag(reader, "time") else None
         attribute = CosemAttributeDescriptor.read(reader)
         return cls(attribute, read_data(reader), t)
+
+
+@dataclass(frozen=True, slots=True)
+class DataNotification(XdlmsApdu):
+    """Unconfirmed push (IDIS / DLMS push setup). ``date_time`` is the raw octet
+    string: empty when absent, else normally 12 bytes (gurux reads 4 and 5 as time
+    and date). ``long_invoke_id_and_priority`` is the raw Unsigned32."""
+
+    TAG: ClassVar[bytes] = b"\x0f"
+    NAME: ClassVar[str] = "data-notification"
+
+    body: DlmsData
+    long_invoke_id_and_priority: int = 0
+    date_time: bytes = b""
+
+    def _body(self) -> bytes:
+        return (
+            _u(self.long_invoke_id_and_priority, 4, "long-invoke-id-and-priority")
+            + _octets(self.date_time)
+            + encode_data(self.body)
+        )
+
+    @classmethod
+    def _read(cls, reader: ByteReader) -> DataNotification:
+        iip = reader.uint(4, "long-invoke-id-and-priority")
+        stamp = _read_octets(reader, "date-time")
+        return cls(read_data(reader), iip, stamp)
 
 
 @dataclass(frozen=True, slots=True)

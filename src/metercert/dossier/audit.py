@@ -100,12 +100,16 @@ def verify_chain(
             findings.append(ChainFinding(number, "hash does not match the line's content"))
         prev = str(rec.get("hash", ""))
         try:
-            moment = dt.datetime.fromisoformat(str(rec.get("timestamp", "")).replace("Z", "+00:00"))
-            if last_time is not None and moment < last_time:
-                findings.append(ChainFinding(number, "timestamp earlier than the previous line"))
-            last_time = moment
+            moment = dt.datetime.fromisoformat(str(rec.get("timestamp", "")))
         except ValueError:
             findings.append(ChainFinding(number, "timestamp is not ISO 8601"))
+        else:
+            if moment.tzinfo is None:
+                findings.append(ChainFinding(number, "timestamp has no time zone"))
+            elif last_time is not None and moment < last_time:
+                findings.append(ChainFinding(number, "timestamp earlier than the previous line"))
+            else:
+                last_time = moment
         seen.add((str(rec.get("serial", "")), str(rec.get("key_id", ""))))
     missing = tuple(f"{d}:{k}" for d in devices for k in required_keys if (d, k) not in seen)
     covered = tuple(d for d in devices if all((d, k) in seen for k in required_keys))

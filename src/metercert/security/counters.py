@@ -137,6 +137,11 @@ class InvocationCounterStore:
         """The value the next call to :meth:`next` returns (nothing is reserved)."""
         return self._next
 
+    def advance_to(self, value: int) -> None:
+        """Never hand out anything below ``value`` (resynchronising with a peer's window)."""
+        with self._lock:
+            self._next = max(self._next, value)
+
     def next(self) -> int:
         with self._lock:
             if self._failed:

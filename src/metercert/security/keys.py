@@ -269,11 +269,14 @@ def keyset_from_env(environ: Mapping[str, str] | None = None) -> KeySet | None:
 def write_key_file(path: str | os.PathLike[str], keysets: list[KeySet]) -> Path:
     """Write a key file readable only by its owner (0600)."""
     p = Path(path)
-    body: Any = keysets[0].to_mapping() if len(keysets) == 1 else {
-        "meters": [dict(ks.to_mapping(), **{k: v for k, v in ks.extra.items()
-                                              if isinstance(v, (str, int))}) for ks in keysets]}
-    if len(keysets) == 1:
-        body.update({k: v for k, v in keysets[0].extra.items() if isinstance(v, (str, int))})
+
+    def entry(ks: KeySet) -> dict[str, Any]:
+        out: dict[str, Any] = {k: v for k, v in ks.extra.items()
+                               if isinstance(v, (str, int, list, dict))}
+        out.update(ks.to_mapping())
+        return out
+
+    body: Any = entry(keysets[0]) if len(keysets) == 1 else {"meters": [entry(k) for k in keysets]}
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("# metercert key file: secret, keep it 0600\n")

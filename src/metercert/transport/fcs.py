@@ -28,7 +28,7 @@ _TABLE = _derive_table()
 
 def crc16_x25(data: bytes | bytearray | memoryview) -> int:
     """Return the CRC-16/X.25 of ``data`` as an integer (0x906E for b"123456789")."""
-    crc = 0xFFFE
+    crc = 0xFFFF
     table = _TABLE
     for byte in bytes(data):
         crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]

@@ -1,0 +1,162 @@
+"""``metercert fleet ingest|scan|simulate``: audit captured fleet traffic at scale."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from metercert.errors import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    fleet = subparsers.add_parser(
+        "fleet", help="audit fleet traffic: counter reuse, replays, downgrades, plaintext",
+        description="Ingest captures/logs into a day-partitioned Parquet dataset, scan it "
+                    "with SQL detectors on DuckDB or Spark, or simulate a fleet.")
+    sub = fleet.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND")
+    fleet.set_defaults(func=lambda args: (fleet.print_help(), 2)[1])
+
+    ing = sub.add_parser("ingest", help="pcap/pcapng captures and CSV/Parquet logs -> dataset")
+    ing.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng, CSV or Parquet")
+    ing.add_argument("--out", required=True, help="dataset directory (day=YYYY-MM-DD/ inside)")
+    ing.add_argument("--port", type=int, default=4059, help="DLMS TCP/UDP port (default 4059)")
+    ing.add_argument("--keys", help="key file: verify GCM tags, record tag_ok and plain_tag")
+    ing.add_argument("--mapping", help="YAML column mapping for head-end logs")
+    ing.add_argument("--map", action="append", default=[], metavar="COLUMN=SOURCE",
+                     help="one column mapping for logs (repeatable; overrides --mapping)")
+    ing.set_defaults(func=_ingest)
+
+    scan = sub.add_parser("scan", help="run the detectors over a dataset")
+    scan.add_argument("dataset", help="dataset directory written by ingest or simulate")
+    scan.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
+    scan.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
+    scan.add_argument("--report", help="write fleet-report.html and findings.{json,csv,parquet} here")
+    scan.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit (default 4GB)")
+    scan.add_argument("--temp-dir", help="DuckDB spill directory (default: a fresh temp dir)")
+    scan.add_argument("--gap-threshold", type=int, default=None,
+                      help="counter jump reported as ic-gap (default 1000000)")
+    scan.add_argument("--exhaustion-margin", type=int, default=None,
+                      help="report counters above 2^32 minus this (default 16777216)")
+    scan.set_defaults(func=_scan)
+
+    sim = sub.add_parser("simulate", help="synthetic fleet traffic with planted anomalies")
+    sim.add_argument("--meters", type=int, required=True)
+    sim.add_argument("--days", type=int, required=True)
+    sim.add_argument("--requests", type=int, default=3, help="reads per meter per day")
+    sim.add_argument("--out", required=True, help="dataset directory to create")
+    sim.add_argument("--inject", action="append", default=[], metavar="KIND=COUNT",
+                     help="plant anomalies (repeatable); kinds: ic-reuse, ic-regression, replay, "
+                          "plaintext, suite-downgrade, ic-exhaustion, ic-gap")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--truth", help="ground-truth JSON (default OUT/ground-truth.json)")
+    sim.add_argument("--pcap", help="also write a small real capture of the same kind of traffic")
+    sim.set_defaults(func=_simulate)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from metercert.fleet.ingest import ingest
+
+    console = Console(stderr=True)
+    with _progress(console) as prog:
+        task = prog.add_task("ingesting", total=len(args.captures))
+
+        def done(path: Path, rows: int) -> None:
+            prog.update(task, advance=1, description=f"{path.name}: {rows} APDUs")
+
+        result = ingest(args.captures, args.out, port=args.port, keys=args.keys,
+                        mapping=args.mapping, map_options=args.map, on_file=done)
+    extra = ""
+    if result.stats:
+        extra = (f" ({result.stats.get('packets', 0)} packets, "
+                 f"{result.stats.get('bad_frames', 0)} undecodable frames)")
+    Console().print(f"{result.rows} APDU records written to {args.out}{extra}")
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from metercert.fleet.engines import (
+        DuckDbEngine,
+        SparkEngine,
+        check_dataset,
+        run_detectors,
+    )
+    from metercert.fleet.detectors import DETECTORS, STAGES
+
+    check_dataset(args.dataset)
+    params = {}
+    if args.gap_threshold is not None:
+        params["gap_threshold"] = args.gap_threshold
+    if args.exhaustion_margin is not None:
+        params["exhaustion_margin"] = args.exhaustion_margin
+    console = Console(stderr=True)
+    if args.engine == "spark":
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        engine = SparkEngine(master=args.master)
+        engine.spark.sparkContext.setLogLevel("ERROR")
+    else:
+        engine = DuckDbEngine(memory_limit=args.memory_limit, temp_dir=args.temp_dir)
+    try:
+        with _progress(console) as prog:
+            task = prog.add_task("scanning", total=len(STAGES) + len(DETECTORS))
+
+            def step(name: str) -> None:
+                prog.update(task, advance=1 if prog.tasks[0].description != "scanning" else 0,
+                            description=name)
+
+            result = run_detectors(engine, args.dataset, params=params, progress=step)
+            prog.update(task, completed=len(STAGES) + len(DETECTORS))
+    finally:
+        engine.close()
+    out = Console()
+    table = Table(title=f"fleet scan: {result.rows} records, {result.engine}, "
+                        f"{result.seconds:.1f} s")
+    for col in ("kind", "severity", "findings", "meters"):
+        table.add_column(col)
+    from metercert.fleet.detectors import KIND_INFO, KINDS
+
+    for k in KINDS:
+        sel = [f for f in result.findings if f.kind == k]
+        table.add_row(k, KIND_INFO[k].severity, str(len(sel)), str(len({f.meter_id for f in sel})))
+    out.print(table)
+    if args.report:
+        from metercert.fleet.report import write_report
+
+        paths = write_report(result, args.report)
+        out.print(f"report: {paths['html']}")
+    return 1 if any(f.severity == "critical" for f in result.findings) else 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from metercert.fleet.simulate import parse_injections, simulate, write_truth
+
+    inject = parse_injections(args.inject)
+    if args.meters > 50_000_000 or args.days > 3660:
+        raise UsageError("--meters above 50 million or --days above 3660 is not supported")
+    console = Console(stderr=True)
+    with console.status(f"simulating {args.meters} meters x {args.days} days"):
+        result = simulate(args.out, meters=args.meters, days=args.days,
+                          requests=args.requests, inject=inject, seed=args.seed)
+    truth = Path(args.truth) if args.truth else Path(args.out) / "ground-truth.json"
+    write_truth(result, truth)
+    Console().print(f"{result.rows} APDU records in {args.out}; ground truth in {truth}: "
+                    + json.dumps(result.truth()["counts"]))
+    if args.pcap:
+        from metercert.fleet.capture import write_sample_capture
+
+        sample = write_sample_capture(args.pcap, meters=min(args.meters, 5),
+                                      requests=args.requests, seed=args.seed)
+        Console().print(f"sample capture {sample.pcap} ({sample.apdus} APDUs), "
+                        f"keys in {sample.keys}")
+    return 0

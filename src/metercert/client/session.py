@@ -1,0 +1,488 @@
+"""An async DLMS/COSEM client: associate (public, LLS, HLS-GMAC/SHA-256), GET/SET/ACTION
+in any ciphering form, block transfer, release, and an evidence trace of every APDU.
+
+The client is deliberately scriptable: checks use :meth:`DlmsClient.exchange` and
+:meth:`DlmsClient.protect_request` to send what a conformant client would never
+send (a lower suite, an old counter, a flipped bit) and to see the meter's answer.
+Responses are trusted only after their tag verifies; the received-counter window
+moves only then.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from metercert.client.errors import (
+    AssociationRejected,
+    DataAccessFailed,
+    DlmsError,
+    ExceptionResponseReceived,
+    NoResponse,
+    ResponseNotTrusted,
+)
+from metercert.client.trace import Trace
+from metercert.cosem import (
+    AARE,
+    AARQ,
+    RLRE,
+    RLRQ,
+    AcseServiceUserDiagnostic,
+    ActionRequestNormal,
+    ActionResponseNormal,
+    ActionResult,
+    ApplicationContextName,
+    AssociationResult,
+    AuthenticationMechanism,
+    Conformance,
+    CosemAttributeDescriptor,
+    CosemMethodDescriptor,
+    DataAccessResult,
+    DataType,
+    DlmsData,
+    ExceptionResponse,
+    GetRequestNext,
+    GetRequestNormal,
+    GetResponseNormal,
+    GetResponseWithDatablock,
+    InitiateRequest,
+    InitiateResponse,
+    ObisCode,
+    SetRequestNormal,
+    SetResponseNormal,
+    decode_apdu,
+    decode_data,
+)
+from metercert.errors import ConnectionFailed
+from metercert.security import (
+    AuthenticationFailed,
+    CipheringForm,
+    HlsCredentials,
+    InvocationCounterStore,
+    Key,
+    KeySet,
+    Mechanism,
+    ReplayGuard,
+    SecurityControl,
+    is_ciphered,
+    parse_ciphered,
+    protect,
+    unprotect_parsed,
+)
+from metercert.security import hls
+from metercert.transport.errors import TransportError
+from metercert.transport.stream import ApduStream, open_dlms_connection
+
+CURRENT_ASSOCIATION = ObisCode(0, 0, 40, 0, 0, 255)
+CLIENT_CONFORMANCE = (Conformance.GET | Conformance.SET | Conformance.ACTION
+                      | Conformance.SELECTIVE_ACCESS | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
+                      | Conformance.GENERAL_PROTECTION)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to associate. ``keys`` holds the association's GUEK/AK(/KEK) and titles."""
+
+    client_sap: int = 16
+    server_sap: int = 1
+    framing: str = "wrapper"
+    mechanism: Mechanism = Mechanism.NONE
+    keys: KeySet = field(default_factory=KeySet)
+    suite: int = 0
+    authenticated: bool = True
+    encrypted: bool = True
+    form: CipheringForm = CipheringForm.GLOBAL
+    dedicated_key: bool = False
+    password: bytes | None = field(default=None, repr=False)      # LLS
+    hls_secret: bytes | None = field(default=None, repr=False)    # HLS-SHA256
+    counter_dir: Path | None = None   # where the client's own counters persist
+    invocation_counter_object: ObisCode | None = None  # read via the public client to sync
+    max_pdu: int = 0xFFFF
+    timeout: float = 10.0
+    ssl: Any = None
+
+    @property
+    def ciphered(self) -> bool:
+        return self.mechanism.is_hls
+
+    def __repr__(self) -> str:
+        return (f"ClientSettings(client_sap={self.client_sap}, mechanism={self.mechanism.name}, "
+                f"suite={self.suite}, form={self.form.value}, keys={self.keys!r})")
+
+
+@dataclass
+class _Counter:
+    """The client's sending counter: persisted when a folder is given, else in memory."""
+
+    store: InvocationCounterStore | None
+    value: int = 0
+
+    def next(self) -> int:
+        if self.store is not None:
+            return self.store.next()
+        v = self.value
+        self.value += 1
+        return v
+
+    def at_least(self, value: int) -> None:
+        if self.store is not None:
+            self.store.advance_to(value)
+        else:
+            self.value = max(self.value, value)
+
+
+class DlmsClient:
+    def __init__(self, host: str, port: int, settings: ClientSettings) -> None:
+        self.host, self.port, self.settings = host, port, settings
+        self.stream: ApduStream | None = None
+        self.trace = Trace()
+        self.associated = False
+        self.aare: AARE | None = None
+        self.server_title: bytes | None = settings.keys.server_system_title
+        self.negotiated_conformance = Conformance(0)
+        self.server_max_pdu = 0xFFFF
+        self._dedicated: Key | None = None
+        self._rx = ReplayGuard(None, b"\0" * 8, "server")
+        self._rx_dedicated = ReplayGuard(None, b"\0" * 8, "server-dedicated")
+        self._ctos = b""
+        store = None
+        if settings.ciphered and settings.counter_dir is not None and settings.keys.client_system_title:
+            store = InvocationCounterStore(settings.counter_dir, settings.keys.client_system_title,
+                                           f"sap{settings.client_sap}-to-{self.server_title_hex}")
+        self._counter = _Counter(store)
+        self.last_sent_counter: int | None = None
+
+    @property
+    def server_title_hex(self) -> str:
+        t = self.settings.keys.server_system_title
+        return t.hex().upper() if t else "unknown"
+
+    # -- connection -----------------------------------------------------------------------
+    async def connect(self) -> None:
+        if self.stream is not None:
+            return
+        try:
+            self.stream = await open_dlms_connection(
+                self.host, self.port, framing=self.settings.framing,  # type: ignore[arg-type]
+                client_address=self.settings.client_sap, server_address=self.settings.server_sap,
+                timeout=self.settings.timeout, ssl=self.settings.ssl)
+        except OSError as exc:
+            raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+
+    async def close(self) -> None:
+        if self.stream is not None:
+            await self.stream.aclose()
+            self.stream = None
+        self.associated = False
+        if self._counter.store is not None:
+            self._counter.store.close()
+            self._counter.store = None
+
+    async def __aenter__(self) -> DlmsClient:
+        await self.connect()
+        await self.associate()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self.associated and self.stream is not None and not self.stream.closed:
+                await self.release()
+        except (DlmsError, ConnectionFailed):
+            pass
+        finally:
+            await self.close()
+
+    async def exchange(self, apdu: bytes, *, plain: bytes | None = None,
+                       timeout: float | None = None, note: str = "") -> bytes:
+        """Send one APDU as is and return the raw answer (recorded in the trace)."""
+        await self.connect()
+        assert self.stream is not None
+        self.trace.record("->", apdu, plain, note)
+        try:
+            await self.stream.send(apdu)
+            answer = await self.stream.recv(timeout=timeout or self.settings.timeout)
+        except TransportError as exc:
+            self.trace.note(f"no answer: {exc}")
+            raise NoResponse(f"meter at {self.host}:{self.port} gave no answer: {exc}") from None
+        self.trace.record("<-", answer)
+        return answer
+
+    # -- association ------------------------------------------------------------------------
+    def _security_control(self, suite: int | None = None) -> SecurityControl:
+        s = self.settings
+        return SecurityControl(s.suite if suite is None else suite, s.authenticated, s.encrypted)
+
+    def initiate_request(self) -> bytes:
+        s = self.settings
+        key = None
+        if s.dedicated_key and s.ciphered:
+            size = 32 if s.suite == 2 else 16
+            self._dedicated = Key(os.urandom(size), "dedicated")
+            self.trace.add_secret(self._dedicated.secret)
+            key = self._dedicated.secret
+        return InitiateRequest(CLIENT_CONFORMANCE, s.max_pdu, dedicated_key=key).to_bytes()
+
+    def build_aarq(self, *, suite: int | None = None, mechanism: Mechanism | None = None,
+                   invocation_counter: int | None = None, ctos: bytes | None = None,
+                   user_information: bytes | None = None) -> tuple[bytes, bytes]:
+        """(AARQ, plaintext initiate-request) with optional overrides for attacks."""
+        s = self.settings
+        mech = s.mechanism if mechanism is None else mechanism
+        initiate = self.initiate_request()
+        if mech.is_hls:
+            self._ctos = ctos if ctos is not None else os.urandom(32)
+            title = s.keys.client_system_title
+            if title is None:
+                raise DlmsError("HLS needs the client system title (key file)")
+            if user_information is None:
+                ic = self._counter.next() if invocation_counter is None else invocation_counter
+                self.last_sent_counter = ic
+                user_information = protect(
+                    initiate, security_control=self._security_control(suite), system_title=title,
+                    invocation_counter=ic, encryption_key=s.keys.guek,
+                    authentication_key=s.keys.ak,
+                    form=CipheringForm.GENERAL_GLO if s.form is CipheringForm.GENERAL_GLO
+                    else CipheringForm.GLOBAL)
+            aarq = AARQ(application_context_name=ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING.oid,
+                        calling_ap_title=title, sender_acse_requirements=True,
+                        mechanism_name=AuthenticationMechanism(int(mech)).oid,
+                        calling_authentication_value=self._ctos,
+                        user_information=user_information)
+        elif mech is Mechanism.LLS:
+            aarq = AARQ(application_context_name=ApplicationContextName.LOGICAL_NAME.oid,
+                        sender_acse_requirements=True,
+                        mechanism_name=AuthenticationMechanism.LLS.oid,
+                        calling_authentication_value=s.password or b"",
+                        user_information=user_information or initiate)
+        else:
+            aarq = AARQ(application_context_name=ApplicationContextName.LOGICAL_NAME.oid,
+                        user_information=user_information or initiate)
+        return aarq.to_bytes(), initiate
+
+    async def sync_counter(self) -> int | None:
+        """Read the meter's expected counter through the public client and start above it."""
+        obis = self.settings.invocation_counter_object
+        if obis is None or not self.settings.ciphered:
+            return None
+        public = DlmsClient(self.host, self.port, ClientSettings(
+            client_sap=16, server_sap=self.settings.server_sap, framing=self.settings.framing,
+            timeout=self.settings.timeout, ssl=self.settings.ssl))
+        try:
+            async with public:
+                value = await public.get(1, obis, 2)
+        finally:
+            self.trace.entries.extend(public.trace.entries)
+        expected = int(value.value)
+        self._counter.at_least(expected)
+        return expected
+
+    async def associate(self, **overrides: Any) -> AARE:
+        """Run the association (and HLS passes 3-4). Raises AssociationRejected."""
+        aarq, initiate = self.build_aarq(**overrides)
+        answer = await self.exchange(aarq, note="AARQ")
+        if not answer or answer[0] != 0x61:
+            raise DlmsError(f"expected an AARE, got {answer[:1].hex() or 'nothing'}")
+        aare = AARE.from_bytes(answer)
+        self.aare = aare
+        if aare.result is not AssociationResult.ACCEPTED:
+            self.trace.note(f"association rejected: {aare.result_source_diagnostic!r}")
+            raise AssociationRejected(int(aare.result), aare.result_source_diagnostic)
+        if aare.responding_ap_title:
+            if self.server_title and aare.responding_ap_title != self.server_title:
+                raise ResponseNotTrusted("meter's system title differs from the key file's")
+            self.server_title = aare.responding_ap_title
+        user_info = aare.user_information or b""
+        if is_ciphered(user_info):
+            plain = self._open(user_info)
+        else:
+            plain = user_info
+        if plain and plain[0] == 0x08:
+            response = InitiateResponse.from_bytes(plain)
+            self.negotiated_conformance = response.negotiated_conformance
+            self.server_max_pdu = response.server_max_receive_pdu_size
+        elif plain and plain[0] == 0x0E:
+            raise DlmsError("meter refused the initiate-request (confirmed-service-error)")
+        if aare.result_source_diagnostic is AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED:
+            await self._hls_pass_3(aare)
+        self.associated = True
+        return aare
+
+    def _credentials(self) -> HlsCredentials:
+        k = self.settings.keys
+        return HlsCredentials(encryption_key=k.guek, authentication_key=k.ak,
+                              secret=self.settings.hls_secret, private_key=k.client_private_key,
+                              peer_public_key=k.server_public_key, suite=self.settings.suite)
+
+    async def _hls_pass_3(self, aare: AARE) -> None:
+        stoc = aare.responding_authentication_value or b""
+        title = self.settings.keys.client_system_title
+        assert title is not None and self.server_title is not None
+        mech = self.settings.mechanism
+        creds = self._credentials()
+        f_stoc = hls.respond(mech, creds, challenge=stoc, own_challenge=self._ctos,
+                             own_title=title, peer_title=self.server_title,
+                             invocation_counter=self._counter.next())
+        result, data = await self.action(1, CURRENT_ASSOCIATION, 1, DlmsData.octet_string(f_stoc),
+                                         _during_hls=True)
+        if result is not ActionResult.SUCCESS or data is None:
+            raise AssociationRejected(1, AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE)
+        try:
+            hls.verify(mech, creds, bytes(data.value), own_challenge=self._ctos,
+                       peer_challenge=stoc, own_title=title, peer_title=self.server_title)
+        except AuthenticationFailed:
+            raise ResponseNotTrusted("meter's f(CtoS) does not verify: not the genuine meter") from None
+        self.trace.note("HLS passes 3 and 4 verified both ways")
+
+    async def release(self) -> None:
+        answer = await self.exchange(RLRQ().to_bytes(), note="RLRQ")
+        self.associated = False
+        if not answer or answer[0] != 0x63:
+            raise DlmsError("expected an RLRE")
+        RLRE.from_bytes(answer)
+
+    # -- protection ---------------------------------------------------------------------------
+    def protect_request(self, plain: bytes, *, form: CipheringForm | None = None,
+                        suite: int | None = None, invocation_counter: int | None = None,
+                        authenticated: bool | None = None, encrypted: bool | None = None) -> bytes:
+        """Cipher a request as this association would (each argument overridable)."""
+        s = self.settings
+        form = form or s.form
+        key = self._dedicated if form.dedicated else s.keys.guek
+        if form.dedicated and key is None:
+            raise DlmsError("no dedicated key: associate with dedicated_key=True")
+        ic = self._counter.next() if invocation_counter is None else invocation_counter
+        self.last_sent_counter = ic
+        sc = SecurityControl(s.suite if suite is None else suite,
+                             s.authenticated if authenticated is None else authenticated,
+                             s.encrypted if encrypted is None else encrypted)
+        assert s.keys.client_system_title is not None
+        return protect(plain, security_control=sc, system_title=s.keys.client_system_title,
+                       invocation_counter=ic, encryption_key=key, authentication_key=s.keys.ak,
+                       form=form)
+
+    def _open(self, apdu: bytes) -> bytes:
+        parsed = parse_ciphered(apdu)
+        if parsed.system_title is not None and parsed.system_title != self.server_title:
+            raise ResponseNotTrusted("response carries another system title")
+        key = self._dedicated if parsed.form.dedicated else self.settings.keys.guek
+        try:
+            opened = unprotect_parsed(parsed, encryption_key=key,
+                                      authentication_key=self.settings.keys.ak,
+                                      system_title=self.server_title)
+        except AuthenticationFailed:
+            raise ResponseNotTrusted("response does not verify") from None
+        guard = self._rx_dedicated if parsed.form.dedicated else self._rx
+        if not guard.accept(parsed.invocation_counter):  # only after the tag verified
+            raise ResponseNotTrusted(
+                f"response replays or reuses invocation counter {parsed.invocation_counter}")
+        return opened.plaintext
+
+    async def request(self, plain: bytes, **protect_overrides: Any) -> bytes:
+        """Send a plaintext xDLMS request (ciphered when the association is) and return the
+        plaintext answer. Raises ExceptionResponseReceived for an exception-response."""
+        if self.settings.ciphered:
+            wire = self.protect_request(plain, **protect_overrides)
+        else:
+            wire = plain
+        answer = await self.exchange(wire, plain=plain if wire != plain else None)
+        if not answer:
+            raise NoResponse("empty answer")
+        if answer[0] == 0xD8:
+            exc = ExceptionResponse.from_bytes(answer)
+            raise ExceptionResponseReceived(exc.state_error, exc.service_error,
+                                            exc.invocation_counter)
+        if self.settings.ciphered:
+            if not is_ciphered(answer):
+                raise ResponseNotTrusted(
+                    f"unprotected answer 0x{answer[0]:02X} on a protected association")
+            plain_answer = self._open(answer)
+            self.trace.entries[-1] = replace(self.trace.entries[-1], plain=plain_answer)
+            return plain_answer
+        return answer
+
+    # -- services --------------------------------------------------------------------------------
+    async def get_result(self, class_id: int, obis: ObisCode | str, attribute: int,
+                         **overrides: Any) -> DlmsData | DataAccessResult:
+        obis = ObisCode.parse(obis) if isinstance(obis, str) else obis
+        answer = decode_apdu(await self.request(
+            GetRequestNormal(CosemAttributeDescriptor(class_id, obis, attribute)).to_bytes(),
+            **overrides))
+        if isinstance(answer, GetResponseNormal):
+            return answer.result
+        if isinstance(answer, GetResponseWithDatablock):
+            return await self._collect_blocks(answer)
+        raise DlmsError(f"unexpected answer to GET: {type(answer).__name__}")
+
+    async def _collect_blocks(self, first: GetResponseWithDatablock) -> DlmsData | DataAccessResult:
+        parts: list[bytes] = []
+        block = first
+        for _ in range(100000):
+            if isinstance(block.result, DataAccessResult):
+                return block.result
+            parts.append(block.result)
+            if block.last_block:
+                value, end = decode_data(b"".join(parts))
+                return value
+            answer = decode_apdu(await self.request(GetRequestNext(block.block_number).to_bytes()))
+            if not isinstance(answer, GetResponseWithDatablock):
+                raise DlmsError("block transfer interrupted")
+            block = answer
+        raise DlmsError("block transfer did not end")
+
+    async def get(self, class_id: int, obis: ObisCode | str, attribute: int,
+                  **overrides: Any) -> DlmsData:
+        result = await self.get_result(class_id, obis, attribute, **overrides)
+        if isinstance(result, DataAccessResult):
+            raise DataAccessFailed(f"GET {obis} attribute {attribute}", result)
+        return result
+
+    async def set(self, class_id: int, obis: ObisCode | str, attribute: int, value: DlmsData,
+                  **overrides: Any) -> DataAccessResult:
+        obis = ObisCode.parse(obis) if isinstance(obis, str) else obis
+        answer = decode_apdu(await self.request(
+            SetRequestNormal(CosemAttributeDescriptor(class_id, obis, attribute), value).to_bytes(),
+            **overrides))
+        if not isinstance(answer, SetResponseNormal):
+            raise DlmsError(f"unexpected answer to SET: {type(answer).__name__}")
+        return answer.result
+
+    async def action(self, class_id: int, obis: ObisCode | str, method: int,
+                     parameters: DlmsData | None = None, *, _during_hls: bool = False,
+                     **overrides: Any) -> tuple[ActionResult, DlmsData | None]:
+        obis = ObisCode.parse(obis) if isinstance(obis, str) else obis
+        answer = decode_apdu(await self.request(
+            ActionRequestNormal(CosemMethodDescriptor(class_id, obis, method), parameters).to_bytes(),
+            **overrides))
+        if not isinstance(answer, ActionResponseNormal):
+            raise DlmsError(f"unexpected answer to ACTION: {type(answer).__name__}")
+        data = answer.return_data
+        if isinstance(data, DataAccessResult):
+            data = None
+        return answer.result, data
+
+
+def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> ClientSettings:
+    """Client settings for the management association of a key file, or one of its roles."""
+    entry: dict[str, Any] = dict(keys.extra)
+    suite = int(entry.get("security_suite", 0))
+    base = dict(client_sap=int(entry.get("client_sap", 1)), mechanism=Mechanism.HLS_GMAC,
+                keys=keys, suite=suite)
+    if role is not None:
+        roles = {r.get("role"): r for r in entry.get("roles", []) if isinstance(r, dict)}
+        if role not in roles:
+            raise DlmsError(f"the key file has no role {role}")
+        spec = roles[role]
+        if "guek" not in spec:
+            base = dict(client_sap=int(spec["client_sap"]), mechanism=Mechanism.NONE,
+                        keys=KeySet(server_system_title=keys.server_system_title), suite=0)
+        else:
+            role_keys = replace(keys, guek=Key(bytes.fromhex(spec["guek"]), "guek"),
+                                ak=Key(bytes.fromhex(spec["ak"]), "ak"),
+                                kek=Key(bytes.fromhex(spec["kek"]), "kek"))
+            base = dict(client_sap=int(spec["client_sap"]), mechanism=Mechanism.HLS_GMAC,
+                        keys=role_keys, suite=suite,
+                        hls_secret=bytes.fromhex(spec["hls_secret"]) if spec.get("hls_secret") else None)
+    base.update(extra)
+    return ClientSettings(**base)
