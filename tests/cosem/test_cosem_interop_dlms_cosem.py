@@ -6,7 +6,9 @@ ExceptionResponse.to_bytes writes the invocation counter as one byte, so those t
 are only tested in the direction ours -> theirs. Its InitiateRequest.from_bytes
 loses the general-protection conformance bit (also on its own output), so that bit
 is checked only theirs -> ours. Its data classes cannot encode null, boolean, floats,
-utf8-string or date (and cannot parse floats); gurux covers those types.
+utf8-string or date (and cannot parse floats); gurux covers those types. Its
+DataNotification.to_bytes writes the date-time as 0x01 + 12 bytes instead of a
+length-prefixed octet string (0x0C + 12 bytes), so only ours -> theirs is tested.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from metercert.cosem import (
     CosemDateTime,
     CosemMethodDescriptor,
     DataAccessResult,
+    DataNotification,
     DlmsData,
     ExceptionResponse,
     GetRequestNext,
@@ -351,3 +354,17 @@ def test_our_data_values_decode_with_theirs() -> None:
     )
     theirs = dc_utils.parse_as_dlms_data(value.to_bytes())
     assert theirs == [False, -7, 2**63, 4, "LGZ", bytearray(130), [-2, 3]]
+
+
+def test_our_data_notification_decodes_with_theirs() -> None:
+    when = datetime(2024, 6, 1, 8, 30, 15, tzinfo=timezone(timedelta(hours=2)))
+    push = DataNotification(
+        DlmsData.structure([DlmsData.octet_string(b"LGZ1"), DlmsData.double_long_unsigned(42)]),
+        long_invoke_id_and_priority=0x40000007,
+        date_time=CosemDateTime.from_datetime(when).to_bytes(),
+    )
+    theirs = xdlms.DataNotification.from_bytes(push.to_bytes())
+    assert theirs.long_invoke_id_and_priority.long_invoke_id == 7
+    assert theirs.long_invoke_id_and_priority.confirmed is True
+    assert theirs.date_time == when
+    assert dc_utils.parse_as_dlms_data(theirs.body) == [bytearray(b"LGZ1"), 42]

@@ -3,6 +3,8 @@ and decoding arbitrary or mutated bytes raises only CosemDecodeError."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,9 +16,17 @@ from metercert.cosem import (
     RLRQ,
     AcseServiceProviderDiagnostic,
     AcseServiceUserDiagnostic,
+    ActionRequestNextPblock,
     ActionRequestNormal,
+    ActionRequestWithFirstPblock,
+    ActionRequestWithList,
+    ActionRequestWithPblock,
+    ActionResponseNextPblock,
     ActionResponseNormal,
+    ActionResponseWithList,
+    ActionResponseWithPblock,
     ActionResult,
+    ActionResultWithData,
     ApplicationContextName,
     AssociationResult,
     AttributeReference,
@@ -54,9 +64,11 @@ from metercert.cosem import (
     SetRequestNormal,
     SetRequestWithDatablock,
     SetRequestWithFirstDatablock,
+    SetRequestWithList,
     SetResponseDatablock,
     SetResponseLastDatablock,
     SetResponseNormal,
+    SetResponseWithList,
     StateError,
     decode_apdu,
     decode_data,
@@ -144,7 +156,7 @@ dar = st.sampled_from(DataAccessResult)
 data_result = st.one_of(dlms_data, dar)
 conformance = st.integers(0, 0xFFFFFF).map(Conformance)
 
-xdlms_apdus = st.one_of(
+XDLMS_STRATEGIES = [
     st.builds(GetRequestNormal, attr_desc, access, iip),
     st.builds(GetRequestNext, u32, iip),
     st.builds(
@@ -181,8 +193,34 @@ xdlms_apdus = st.one_of(
         st.one_of(st.none(), i8),
     ),
     st.builds(InitiateResponse, conformance, u16, u8, u16, st.one_of(st.none(), i8)),
+    st.builds(ActionRequestNextPblock, u32, iip),
+    st.builds(
+        ActionRequestWithList,
+        st.lists(method_desc, max_size=3).map(tuple),
+        st.lists(dlms_data, max_size=3).map(tuple),
+        iip,
+    ),
+    st.builds(ActionRequestWithFirstPblock, method_desc, st.booleans(), u32, st.binary(max_size=200), iip),
+    st.builds(ActionRequestWithPblock, st.booleans(), u32, st.binary(max_size=200), iip),
+    st.builds(ActionResponseWithPblock, st.booleans(), u32, st.binary(max_size=200), iip),
+    st.builds(
+        ActionResponseWithList,
+        st.lists(
+            st.builds(ActionResultWithData, st.sampled_from(ActionResult), st.one_of(st.none(), data_result)),
+            max_size=3,
+        ).map(tuple),
+        iip,
+    ),
+    st.builds(ActionResponseNextPblock, u32, iip),
+    st.builds(
+        SetRequestWithList,
+        st.lists(st.builds(AttributeReference, attr_desc, access), max_size=3).map(tuple),
+        st.lists(dlms_data, max_size=3).map(tuple),
+        iip,
+    ),
+    st.builds(SetResponseWithList, st.lists(dar, max_size=5).map(tuple), iip),
     st.builds(DataNotification, dlms_data, u32, st.one_of(st.just(b""), st.binary(min_size=12, max_size=12))),
-)  # fmt: skip
+]  # fmt: skip
 
 oids = st.one_of(
     st.sampled_from(ApplicationContextName).map(lambda c: c.oid),
@@ -212,7 +250,7 @@ diagnostics = st.one_of(
     st.sampled_from(AcseServiceUserDiagnostic), st.sampled_from(AcseServiceProviderDiagnostic)
 )
 
-acse_apdus = st.one_of(
+ACSE_STRATEGIES = [
     st.builds(
         AARQ,
         oids,
@@ -239,8 +277,10 @@ acse_apdus = st.one_of(
     ),
     st.builds(RLRQ, st.one_of(st.none(), st.sampled_from(ReleaseRequestReason)), opt_bytes),
     st.builds(RLRE, st.one_of(st.none(), st.sampled_from(ReleaseResponseReason)), opt_bytes),
-)  # fmt: skip
+]  # fmt: skip
 
+xdlms_apdus = st.one_of(*XDLMS_STRATEGIES)
+acse_apdus = st.one_of(*ACSE_STRATEGIES)
 all_apdus = st.one_of(xdlms_apdus, acse_apdus)
 
 
@@ -272,6 +312,36 @@ def test_each_scalar_type_round_trips(data_type: DataType) -> None:
         assert DlmsData.from_bytes(raw) == value
 
     check()
+
+
+@pytest.mark.parametrize("index", range(len(XDLMS_STRATEGIES) + len(ACSE_STRATEGIES)))
+def test_each_apdu_class_round_trips(index: int) -> None:
+    strategy = (XDLMS_STRATEGIES + ACSE_STRATEGIES)[index]
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(strategy)
+    def check(apdu: object) -> None:
+        raw = apdu.to_bytes()  # type: ignore[attr-defined]
+        assert decode_apdu(raw) == apdu
+
+    check()
+
+
+def test_every_apdu_class_has_a_strategy() -> None:
+    import metercert.cosem.apdu as dispatch
+
+    classes = set(dispatch._SINGLE.values())
+    for choices in dispatch._WITH_CHOICE.values():
+        classes |= set(choices.values())
+    drawn: set[type] = set()
+
+    @settings(max_examples=1, deadline=None, database=None)
+    @given(st.data())
+    def draw_each(data: st.DataObject) -> None:
+        drawn.update(type(data.draw(s)) for s in XDLMS_STRATEGIES + ACSE_STRATEGIES)
+
+    draw_each()
+    assert classes <= drawn
 
 
 @FAST
@@ -386,3 +456,26 @@ def test_wide_flat_array_decodes_in_linear_time() -> None:
     raw = b"\x01\x83" + n.to_bytes(3, "big") + b"\x11\x07" * n
     value, end = decode_data(raw)
     assert end == len(raw) and len(value.value) == n
+
+
+@FAST
+@given(obis)
+def test_obis_text_forms_round_trip(code: ObisCode) -> None:
+    assert ObisCode.parse(str(code)) == code
+    assert ObisCode.parse(code.iec()) == code
+    assert ObisCode.from_bytes(code.to_bytes()) == code
+
+
+@FAST
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1970, 1, 1),
+        max_value=dt.datetime(2200, 12, 31),
+        timezones=st.integers(-720, 720).map(lambda m: dt.timezone(dt.timedelta(minutes=m))),
+    )
+)
+def test_python_datetime_survives_cosem_date_time(when: dt.datetime) -> None:
+    cosem = CosemDateTime.from_datetime(when)
+    back = CosemDateTime.from_bytes(cosem.to_bytes()).to_datetime()
+    assert back == when.replace(microsecond=when.microsecond // 10_000 * 10_000)
+    assert back.utcoffset() == when.utcoffset()

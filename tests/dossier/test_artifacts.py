@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metercert.checks.base import Verdict
 from metercert.dossier.firmware import SignatureProblem, verify_image
@@ -21,7 +21,7 @@ from metercert.dossier.model import Sbom, SbomComponent
 from metercert.dossier.osv import affected_components, read_osv, version_key
 from metercert.dossier.sbom import SbomError, read_sbom
 
-from .conftest import assess, edit
+from ._support import assess, edit
 
 CDX_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <bom xmlns="http://cyclonedx.org/schema/bom/1.5" version="1">

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from metercert.cli import main
-from metercert.cli.dossier import sample_dossier
+from metercert.dossier import sample_dossier
 
 
 def test_init_writes_a_template_that_assesses_clean(tmp_path: Path, capsys):

@@ -14,7 +14,7 @@ from metercert.cli import main
 from metercert.dossier.load import load_dossier
 from metercert.errors import InputFileError
 
-from .conftest import assess, edit
+from ._support import assess, edit
 
 
 @pytest.mark.parametrize(

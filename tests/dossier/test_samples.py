@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from metercert.checks.base import Verdict
-from metercert.cli.dossier import sample_dossier
+from metercert.dossier import sample_dossier
 from metercert.dossier.audit import chain, parse_lines
 
-from .conftest import DOSSIER_CHECKS, assess, edit
+from ._support import DOSSIER_CHECKS, assess, edit
 
 FLAWED_FAILS = {
     "DOSSIER-DEBUG-01", "DOSSIER-PASSWD-01", "DOSSIER-FW-01", "DOSSIER-VULN-01",

@@ -201,6 +201,10 @@ CONFIGS: dict[str, tuple[Callable[[TestPki], ssl.SSLContext], set[str]]] = {
         {"TLS-VALID-01"},
     ),
     "tls12-only": (_tls12_only, {"TLS-13-01"}),
+    "near-expiry": (
+        _with_leaf(lambda p: pki.issue("meter-soon", "server", issuer=p.ca, days=10), "soon"),
+        set(),
+    ),
     "tls13-only": (_tls13_only, set()),
     "tls13-only-no-client-auth": (lambda p: _tls13_only(p, False), {"TLS-MUTUAL-01"}),
     "client-renegotiation": (_reneg, {"TLS-RENEG-01"}),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from metercert.checks.base import Verdict
 from metercert.cli.tls import _tls_specs, run_tls_checks
 from metercert.tlsprobe.audit import TlsTarget
@@ -71,3 +73,30 @@ def test_without_client_credentials_mutual_auth_still_judged(tls_server, test_pk
     target = TlsTarget("127.0.0.1", good.port, ca=test_pki.ca_cert)
     reneg = {r.spec.id: r for r in run_tls_checks(target, _tls_specs())}["TLS-RENEG-01"]
     assert reneg.verdict == Verdict.INCONCLUSIVE and "--client-cert" in reneg.outcome.reason
+
+
+def test_near_expiry_passes_with_a_warning(tls_server, test_pki) -> None:
+    server = tls_server("near-expiry")
+    verdicts = _audit(server.port, test_pki)
+    verdict, reason = verdicts["TLS-VALID-01"]
+    assert verdict == Verdict.PASS and "WARNING: leaf expires in" in reason
+
+
+def test_without_ca_the_chain_is_not_validated_but_dates_are(tls_server, test_pki) -> None:
+    server = tls_server("expired")
+    target = TlsTarget("127.0.0.1", server.port, test_pki.client.cert, test_pki.client.key)
+    valid = {r.spec.id: r for r in run_tls_checks(target, _tls_specs())}["TLS-VALID-01"]
+    assert valid.verdict == Verdict.FAIL and "expired on" in valid.outcome.reason
+    assert target.scan().chain_validated_with_ca is None
+
+
+def test_parse_endpoint_forms() -> None:
+    from metercert.errors import UsageError
+    from metercert.tlsprobe.audit import parse_endpoint
+
+    assert parse_endpoint("127.0.0.1:4059") == ("127.0.0.1", 4059)
+    assert parse_endpoint("[::1]:4059") == ("::1", 4059)
+    assert parse_endpoint("meter-7.example:443") == ("meter-7.example", 443)
+    for bad in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", ":443", "[::1]4059"):
+        with pytest.raises(UsageError):
+            parse_endpoint(bad)

@@ -23,9 +23,10 @@ def _creds(p) -> list[str]:
 
 def test_good_endpoint_exits_0_with_table(tls_server, test_pki, capsys) -> None:
     server = tls_server("good")
-    assert main(["tls-audit", f"127.0.0.1:{server.port}", *_creds(test_pki)]) == 0
+    assert main(["tls-audit", f"127.0.0.1:{server.port}", *_creds(test_pki), "--evidence"]) == 0
     out = capsys.readouterr().out
     assert "TLS-MUTUAL-01" in out and "12 pass, 0 fail" in out and "sslyze" in out
+    assert "handshake without a client certificate: rejected" in out  # --evidence
 
 
 def test_flawed_endpoint_exits_1_and_json_has_the_results_shape(
@@ -173,3 +174,25 @@ def test_connection_failure_is_cached_too(monkeypatch) -> None:
             target.scan()
     assert len(calls) == 1
     assert "key" not in repr(TlsTarget("127.0.0.1", 1)).replace("client_key=None", "")
+
+
+def test_campaign_runner_probes_at_open_and_runs_the_tls_checks(tls_server, test_pki) -> None:
+    """The TLS target plugs into the shared campaign runner (probe in its open() hook)."""
+    from metercert.campaign import runner
+    from metercert.checks import all_checks
+    from metercert.checks.base import TargetKind, Verdict
+
+    server = tls_server("static-rsa")
+    target = TlsTarget(
+        "127.0.0.1", server.port, test_pki.client.cert, test_pki.client.key, test_pki.ca_cert
+    )
+    specs = [s for s in all_checks().values() if s.target == TargetKind.TLS]
+    run = runner.run_campaign({TargetKind.TLS: target}, specs, progress=False)
+    verdicts = {r.spec.id: r.verdict for r in run.results}
+    assert {cid for cid, v in verdicts.items() if v == Verdict.FAIL} == {"TLS-FS-01"}
+    assert run.exit_code == 1
+
+    closed = TlsTarget("127.0.0.1", _closed_port())
+    run = runner.run_campaign({TargetKind.TLS: closed}, specs, progress=False)
+    assert all(r.verdict == Verdict.INCONCLUSIVE for r in run.results)
+    assert "connection refused" in run.results[0].outcome.reason

@@ -21,6 +21,7 @@ from metercert.transport.hdlc import (
     LinkClosed,
     LinkEstablished,
     LinkState,
+    PollReturned,
     Role,
     encode_frame,
 )
@@ -180,10 +181,37 @@ def test_missing_llc_header_is_a_bad_frame() -> None:
         server.receive_data(encode_frame(frame))
 
 
-def test_server_cannot_speak_without_the_poll() -> None:
-    _, server = linked()
-    with pytest.raises(ProtocolViolation, match="cannot send"):
-        server.send_apdu(b"\xC4")
+def test_server_without_the_poll_keeps_its_apdu_until_polled() -> None:
+    client, server = linked()
+    server.send_apdu(b"\xC2\x01")  # a push: the client has not polled
+    assert server.data_to_send() == b"" and server.pending == 1
+    client.poll()
+    pump(client, server)
+    assert events(client) == [ApduReceived(b"\xC2\x01")]
+    assert server.pending == 0 and client.state is LinkState.IDLE
+
+
+def test_re_poll_before_the_answer_is_ready_gets_rr_and_the_answer_later() -> None:
+    client, server = linked()
+    client.send_apdu(b"\xC0\x01")
+    pump(client, server)
+    assert events(server) == [ApduReceived(b"\xC0\x01")] and server.state is LinkState.RESPONDING
+    # The client polls again before the server has answered (as a timed-out client would).
+    server.receive_data(encode_frame(HdlcFrame(HdlcAddress(1), HdlcAddress(16), FrameKind.RR)))
+    client.receive_data(server.data_to_send())
+    assert events(client) == [PollReturned()] and client.state is LinkState.IDLE
+    server.send_apdu(b"\xC4\x01")
+    assert server.data_to_send() == b""
+    client.poll()
+    pump(client, server)
+    assert events(client) == [ApduReceived(b"\xC4\x01")]
+
+
+def test_client_cannot_send_while_awaiting_a_reply() -> None:
+    client, _server = linked()
+    client.send_apdu(b"\xC0")
+    with pytest.raises(ProtocolViolation, match="awaiting reply"):
+        client.send_apdu(b"\xC0")
 
 
 def test_bad_fcs_raises_by_default_and_is_dropped_when_asked() -> None:
@@ -217,3 +245,12 @@ def test_random_input_to_a_live_server_raises_only_transport_errors(chunks: list
             server.receive_data(b"\x7E\xA0" + chunk)
         except (BadFrame, FrameTooLarge, ProtocolViolation):
             server = linked(max_apdu=512)[1]
+
+
+def test_rr_acknowledging_the_wrong_frame_is_a_protocol_violation() -> None:
+    client, _server = linked()
+    client.send_apdu(bytes(300))  # three segments: the client waits for RR N(R)=1
+    client.data_to_send()
+    wrong = HdlcFrame(HdlcAddress(16), HdlcAddress(1), FrameKind.RR, nr=0)
+    with pytest.raises(ProtocolViolation, match="RR N\\(R\\)=0, expected 1"):
+        client.receive_data(encode_frame(wrong))

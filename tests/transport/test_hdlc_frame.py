@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metercert.errors import UsageError
 from metercert.transport.errors import BadChecksum, BadFrame, FrameTooLarge
 from metercert.transport.fcs import crc16_x25, fcs_bytes
 from metercert.transport.hdlc_frame import (
@@ -64,11 +65,11 @@ def test_address_encoding(address: HdlcAddress, wire: str) -> None:
 
 
 def test_address_out_of_range_is_refused() -> None:
-    with pytest.raises(BadFrame):
+    with pytest.raises(UsageError):
         HdlcAddress(0x80, size=1)
-    with pytest.raises(BadFrame):
+    with pytest.raises(UsageError):
         HdlcAddress(1, 2, size=1)
-    with pytest.raises(BadFrame):
+    with pytest.raises(UsageError, match="does not fit in 4"):
         HdlcAddress(0x4000, 1)
 
 

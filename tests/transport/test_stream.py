@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from metercert.errors import ConnectionFailed
+from metercert.errors import ConnectionFailed, UsageError
 from metercert.transport import (
     ApduStream,
     ConnectionClosed,
@@ -20,7 +20,13 @@ from metercert.transport import (
     open_dlms_connection,
     serve_dlms,
 )
-from metercert.transport.hdlc_frame import FrameKind, HdlcAddress, HdlcFrame, encode_frame
+from metercert.transport.hdlc_frame import (
+    FrameKind,
+    HdlcAddress,
+    HdlcFrame,
+    HdlcFrameDecoder,
+    encode_frame,
+)
 from metercert.transport.wrapper import encode_wrapper
 
 pytestmark = pytest.mark.timeout(30)
@@ -225,6 +231,83 @@ def test_connections_beyond_the_limit_are_refused() -> None:
             async with await open_dlms_connection(LOOPBACK, server.port) as again:
                 await again.send(b"\xC1")
                 assert await again.recv() == b"\xC1"
+    run(main())
+
+
+@pytest.mark.parametrize(("framing", "reply", "error"), [
+    ("wrapper", bytes.fromhex("0007000100100001C4"), "version 0x0007"),
+    ("wrapper", bytes.fromhex("0001000200100001C4"), "wPort 2 to 16"),
+])
+def test_client_facing_a_hostile_server_raises_and_closes(framing: str, reply: bytes,
+                                                          error: str) -> None:
+    async def rogue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(reply)
+        await writer.drain()
+        await reader.read(100)
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(rogue, LOOPBACK, 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            stream = await open_dlms_connection(LOOPBACK, port, framing=framing)  # type: ignore[arg-type]
+            await stream.send(b"\xC0\x01")
+            with pytest.raises(ConnectionFailed, match=error):
+                await stream.recv(timeout=2.0)
+            assert stream.closed
+        finally:
+            server.close()
+            await server.wait_closed()
+    run(main())
+
+
+def test_hdlc_client_polls_again_when_the_meter_is_not_ready() -> None:
+    """A slow meter answers the request with RR; the client must poll until the answer comes."""
+    meter, client = HdlcAddress(1), HdlcAddress(16)
+    polls = 0
+
+    async def slow_meter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal polls
+        decoder = HdlcFrameDecoder()
+        while data := await reader.read(4096):
+            decoder.feed(data)
+            for frame in decoder:
+                if frame.kind is FrameKind.SNRM:
+                    reply = HdlcFrame(client, meter, FrameKind.UA)
+                elif frame.kind is FrameKind.I:
+                    reply = HdlcFrame(client, meter, FrameKind.RR, nr=1)  # "not yet"
+                elif frame.kind is FrameKind.RR and polls < 2:
+                    polls += 1
+                    reply = HdlcFrame(client, meter, FrameKind.RR, nr=1)
+                elif frame.kind is FrameKind.RR:
+                    reply = HdlcFrame(client, meter, FrameKind.I, nr=1,
+                                      info=b"\xE6\xE7\x00\xC4\x01")
+                else:
+                    reply = HdlcFrame(client, meter, FrameKind.UA)
+                writer.write(encode_frame(reply))
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(slow_meter, LOOPBACK, 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with await open_dlms_connection(LOOPBACK, port, framing="hdlc") as stream:
+                await stream.send(b"\xC0\x01")
+                assert await stream.recv(timeout=2.0) == b"\xC4\x01"
+        finally:
+            server.close()
+            await server.wait_closed()
+    run(main())
+    assert polls == 2
+
+
+def test_bad_options_are_usage_errors() -> None:
+    async def main() -> None:
+        with pytest.raises(UsageError, match="unknown framing 'iec'"):
+            await open_dlms_connection(LOOPBACK, 4059, framing="iec")  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match="max_frame for wrapper must be 1..65535"):
+            await serve_dlms(echo, LOOPBACK, 0, max_frame=70_000)
     run(main())
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metercert.errors import ConnectionFailed
+from metercert.errors import ConnectionFailed, UsageError
 from metercert.transport.errors import BadFrame, FrameTooLarge
 from metercert.transport.wrapper import (
     DEFAULT_PORT,
@@ -83,7 +83,7 @@ def test_datagram_must_hold_exactly_one_frame() -> None:
 def test_encoding_limits() -> None:
     with pytest.raises(FrameTooLarge):
         encode_wrapper(16, 1, bytes(0x10000))
-    with pytest.raises(BadFrame):
+    with pytest.raises(UsageError):
         encode_wrapper(0x10000, 1, b"")
 
 

@@ -505,6 +505,11 @@ def tls_certificate_validity(target: TlsTarget) -> CheckOutcome:
         warning = (
             f" WARNING: leaf expires in {days_left} days (< {target.profile.expiry_warning_days})"
         )
+    if scan.chain_validated_with_ca is None and target.ca is not None:
+        return inconclusive(
+            f"dates valid, but the chain could not be validated: {scan.chain_validation_detail}",
+            *evidence,
+        )
     if scan.chain_validated_with_ca is None:
         return passed(
             f"dates valid, {days_left} days to expiry; chain not validated "

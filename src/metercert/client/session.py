@@ -362,6 +362,25 @@ class DlmsClient:
                        invocation_counter=ic, encryption_key=key, authentication_key=s.keys.ak,
                        form=form)
 
+    def peek(self, apdu: bytes) -> bytes | None:
+        """Plaintext of a meter's answer if it verifies, without moving any window (for checks)."""
+        if not is_ciphered(apdu):
+            return apdu
+        try:
+            parsed = parse_ciphered(apdu)
+            key = self._dedicated if parsed.form.dedicated else self.settings.keys.guek
+            return unprotect_parsed(parsed, encryption_key=key,
+                                    authentication_key=self.settings.keys.ak,
+                                    system_title=parsed.system_title or self.server_title).plaintext
+        except (AuthenticationFailed, DlmsError, ValueError):
+            return None
+        except Exception:  # noqa: BLE001 - malformed answers are "not served"
+            return None
+
+    def skip_counter_to(self, value: int) -> None:
+        """Never use a counter below ``value`` again (after deliberately jumping ahead)."""
+        self._counter.at_least(value)
+
     def _open(self, apdu: bytes) -> bytes:
         parsed = parse_ciphered(apdu)
         if parsed.system_title is not None and parsed.system_title != self.server_title:

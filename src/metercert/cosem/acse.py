@@ -70,6 +70,8 @@ def _collect(
             found[known[el.tag]] = el
         else:
             other.append((el.tag, el.content))
+    # kept in the order the encoder writes them, so decode(encode(x)) == x
+    other.sort(key=lambda item: item[0] & 0x1F)
     return found, tuple(other)
 
 

@@ -16,8 +16,15 @@ from metercert.cosem.acse import AARE, AARQ, RLRE, RLRQ, AcseApdu
 from metercert.cosem.errors import UnknownTag
 from metercert.cosem.reader import ByteReader
 from metercert.cosem.xdlms import (
+    ActionRequestNextPblock,
     ActionRequestNormal,
+    ActionRequestWithFirstPblock,
+    ActionRequestWithList,
+    ActionRequestWithPblock,
+    ActionResponseNextPblock,
     ActionResponseNormal,
+    ActionResponseWithList,
+    ActionResponseWithPblock,
     ConfirmedServiceError,
     DataNotification,
     EventNotificationRequest,
@@ -33,9 +40,11 @@ from metercert.cosem.xdlms import (
     SetRequestNormal,
     SetRequestWithDatablock,
     SetRequestWithFirstDatablock,
+    SetRequestWithList,
     SetResponseDatablock,
     SetResponseLastDatablock,
     SetResponseNormal,
+    SetResponseWithList,
     XdlmsApdu,
 )
 
@@ -93,11 +102,32 @@ _SINGLE: dict[int, type[XdlmsApdu | AcseApdu]] = {
 }
 _WITH_CHOICE: dict[int, dict[int, type[XdlmsApdu]]] = {
     0xC0: {1: GetRequestNormal, 2: GetRequestNext, 3: GetRequestWithList},
-    0xC1: {1: SetRequestNormal, 2: SetRequestWithFirstDatablock, 3: SetRequestWithDatablock},
-    0xC3: {1: ActionRequestNormal},
+    0xC1: {
+        1: SetRequestNormal,
+        2: SetRequestWithFirstDatablock,
+        3: SetRequestWithDatablock,
+        4: SetRequestWithList,
+    },
+    0xC3: {
+        1: ActionRequestNormal,
+        2: ActionRequestNextPblock,
+        3: ActionRequestWithList,
+        4: ActionRequestWithFirstPblock,
+        6: ActionRequestWithPblock,
+    },
     0xC4: {1: GetResponseNormal, 2: GetResponseWithDatablock, 3: GetResponseWithList},
-    0xC5: {1: SetResponseNormal, 2: SetResponseDatablock, 3: SetResponseLastDatablock},
-    0xC7: {1: ActionResponseNormal},
+    0xC5: {
+        1: SetResponseNormal,
+        2: SetResponseDatablock,
+        3: SetResponseLastDatablock,
+        5: SetResponseWithList,
+    },
+    0xC7: {
+        1: ActionResponseNormal,
+        2: ActionResponseWithPblock,
+        3: ActionResponseWithList,
+        4: ActionResponseNextPblock,
+    },
 }
 _SERVICE_NAMES = {
     0xC0: "get-request",
@@ -114,7 +144,10 @@ Apdu = (
     | GetRequestWithList | SetRequestNormal | SetRequestWithFirstDatablock
     | SetRequestWithDatablock | ActionRequestNormal | GetResponseNormal
     | GetResponseWithDatablock | GetResponseWithList | SetResponseNormal
-    | SetResponseDatablock | SetResponseLastDatablock | ActionResponseNormal | OpaqueCipheredApdu
+    | SetResponseDatablock | SetResponseLastDatablock | ActionResponseNormal | SetRequestWithList
+    | SetResponseWithList | ActionRequestNextPblock | ActionRequestWithList
+    | ActionRequestWithFirstPblock | ActionRequestWithPblock | ActionResponseWithPblock
+    | ActionResponseWithList | ActionResponseNextPblock | OpaqueCipheredApdu
 )  # fmt: skip
 
 

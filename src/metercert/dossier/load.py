@@ -31,7 +31,7 @@ from metercert.dossier.model import (
 )
 from metercert.dossier.osv import read_osv
 from metercert.dossier.sbom import SbomError, read_sbom
-from metercert.dossier.yamldoc import YamlDocument, read_yaml, validate
+from metercert.dossier.yamldoc import YamlDocument, dotted_path, read_yaml, validate
 from metercert.errors import InputFileError
 
 DEFAULT_PATCH_LIMIT_DAYS = 90  # the seed's figure; a policy default, not a CRA number
@@ -149,8 +149,6 @@ class _Resolver:
         self.allow_absolute = allow_absolute
 
     def artifact(self, where: list[str | int], reference: str) -> Artifact:
-        from metercert.dossier.yamldoc import dotted_path
-
         ref_path = Path(reference)
         target = (ref_path if ref_path.is_absolute() else self.folder / ref_path).resolve()
         inside = target == self.folder or self.folder in target.parents

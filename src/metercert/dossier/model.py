@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metercert.dossier.yamldoc import YamlDocument
+from metercert.dossier.yamldoc import YamlDocument, dotted_path
 
 DEBUG_STATES = ("present", "disabled", "authentication-gated", "absent")
 DEBUG_INTERFACES = ("uart", "jtag", "optical")
@@ -147,8 +147,6 @@ class Dossier:
 
     def cite(self, *where: str | int) -> str:
         """``dossier.yaml:LINE field.path`` for evidence ``source``."""
-        from metercert.dossier.yamldoc import dotted_path
-
         return f"{self.doc.path.name}:{self.doc.line_of(where)} {dotted_path(where)}".strip()
 
     def __repr__(self) -> str:  # keep reprs short; a dossier may be large

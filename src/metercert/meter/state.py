@@ -169,7 +169,9 @@ class MeterState:
         }
         if management is not None and management.association in self.secrets:
             s = self.secrets[management.association]
-            entry.update(client_sap=management.client_sap, guek=s.guek.secret.hex().upper(),
+            entry.update(client_sap=management.client_sap,
+                         invocation_counter_object=f"0.0.43.1.{management.association}.255",
+                         guek=s.guek.secret.hex().upper(),
                          ak=s.ak.secret.hex().upper(), kek=s.kek.secret.hex().upper())
         roles = []
         for role in sorted(self.rbac.roles.values(), key=lambda r: r.association):

@@ -128,6 +128,7 @@ class KeySet:
     client_private_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
     server_public_key: ec.EllipticCurvePublicKey | None = field(default=None, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    base_dir: Path | None = field(default=None, repr=False, compare=False)  # of the key file
 
     def __repr__(self) -> str:
         present = [n for n in ("guek", "gbek", "ak", "kek") if getattr(self, n) is not None]
@@ -182,16 +183,17 @@ def keyset_from_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None
         if data.get(title) not in (None, ""):
             values[title] = parse_system_title(str(data[title]), f"{where}: {title}")
     if data.get("client_private_key"):
-        values["client_private_key"] = _load_pem_key(data["client_private_key"], base_dir, where,
+        values["client_private_key"] = load_pem_key(data["client_private_key"], base_dir, where,
                                                      private=True)
     if data.get("server_public_key"):
-        values["server_public_key"] = _load_pem_key(data["server_public_key"], base_dir, where,
+        values["server_public_key"] = load_pem_key(data["server_public_key"], base_dir, where,
                                                     private=False)
     extra = {k: v for k, v in data.items() if k not in known}
-    return KeySet(**values, extra=extra)
+    return KeySet(**values, extra=extra, base_dir=base_dir)
 
 
-def _load_pem_key(ref: Any, base_dir: Path | None, where: str, *, private: bool) -> Any:
+def load_pem_key(ref: Any, base_dir: Path | None, where: str, *, private: bool) -> Any:
+    """An EC key from a PEM file (relative paths against ``base_dir``); one-line errors."""
     path = Path(str(ref))
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path

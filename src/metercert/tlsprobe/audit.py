@@ -20,6 +20,7 @@ checks running in parallel threads share one probe.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import ipaddress
@@ -431,14 +432,20 @@ def _throwaway_client_credentials(directory: Path) -> tuple[str, str]:
 
 
 def _validate_chain(
-    ip: str, host: str, port: int, ca: str, timeout: float
+    ip: str,
+    host: str,
+    port: int,
+    ca: str,
+    timeout: float,
+    client_cert: str | None = None,
+    client_key: str | None = None,
 ) -> tuple[bool | None, str]:
     """Validate the server chain against the operator CA with OpenSSL at security level 0.
 
     Level 0 means weak hashes and short keys do not by themselves fail validation:
     those are judged by their own checks, so this answers only "is the chain
-    trusted and in date". The client certificate is not needed: OpenSSL verifies
-    the server's chain before the client sends its own.
+    trusted and in date". OpenSSL verifies the server's chain as soon as it
+    arrives; the client credentials only help the handshake run to its end.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -449,8 +456,10 @@ def _validate_chain(
         ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     try:
         ctx.load_verify_locations(cafile=ca)
+        if client_cert and client_key:
+            ctx.load_cert_chain(client_cert, client_key)
     except ssl.SSLError as exc:
-        return None, f"cannot load CA file: {exc.reason}"
+        return None, f"cannot load CA or client credentials: {exc.reason}"
     try:
         sni = None if _is_ip(host) else host
         with (
@@ -460,9 +469,11 @@ def _validate_chain(
             return True, "chain verified"
     except ssl.SSLCertVerificationError as exc:
         return False, str(exc.verify_message or exc.reason)
-    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
-        # Failed later (e.g. our missing client certificate): the chain passed.
-        return True, "chain verified (handshake ended later for another reason)"
+    except ssl.SSLError as exc:
+        # Could have failed before or after the server's certificate arrived.
+        return None, f"handshake ended before validation was confirmed ({exc.reason})"
+    except (ConnectionResetError, BrokenPipeError):
+        return None, "connection reset before validation was confirmed"
     except OSError as exc:
         return None, f"connection failed: {exc.strerror or exc}"
 
@@ -628,8 +639,12 @@ def scan_endpoint(
             key=stranger_key,
         )
     validated, validation_detail = (
-        (None, "no CA given") if not ca else _validate_chain(ip, host, port, ca, timeout)
+        (None, "no CA given")
+        if not ca
+        else _validate_chain(ip, host, port, ca, timeout, client_cert, client_key)
     )
+    if validated is None and sslyze_validation == "valid":
+        validated, validation_detail = True, f"sslyze validated the chain; {validation_detail}"
     with_cert = None
     if client_cert and client_key:
         with_cert = probe(
@@ -740,6 +755,14 @@ class TlsTarget:
             f"TlsTarget({self.endpoint!r}, client_cert={self.client_cert!r}, "
             f"client_key={'<path given>' if self.client_key else None}, ca={self.ca!r})"
         )
+
+    async def open(self) -> None:
+        """Campaign-runner hook: probe at target setup, off the event loop thread.
+
+        A connection failure raises :class:`ConnectionFailed` here, so the runner
+        reports the endpoint as unreachable instead of timing out the first check.
+        """
+        await asyncio.to_thread(self.scan)
 
     def scan(self) -> TlsScanResult:
         """The probe result, probing on first call; concurrent callers wait for one probe."""

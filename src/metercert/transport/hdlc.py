@@ -29,7 +29,9 @@ and acknowledges the peer's frames (N(R), checked against our V(S)); numbers
 count modulo 8. After the client's last segment the poll belongs to the
 server, which answers with its own I-frame(s); after the server's last
 segment the poll returns to the client. A client poll (RR) that finds the server
-with nothing to say is answered with RR.
+with nothing to say is answered with RR and the poll returns to the client; an
+APDU the server produces while it does not hold the poll waits for the next
+poll (so a slow answer, or a push, is collected with RR).
 
 Teardown. The client sends DISC; the server answers UA (or DM if there was no
 link). Any frame arriving at a disconnected server with the poll bit set is
@@ -80,7 +82,8 @@ __all__ = [
     "DEFAULT_MAX_INFO", "DEFAULT_PARAMETERS", "LLC_COMMAND", "LLC_RESPONSE", "MAX_INFO_LIMIT", "ApduReceived",
     "BadChecksum", "BadFrame", "Event", "FrameDropped", "FrameKind", "FrameTooLarge",
     "HdlcAddress", "HdlcConnection", "HdlcFrame", "HdlcFrameDecoder", "HdlcParameters",
-    "LinkClosed", "LinkEstablished", "LinkState", "ProtocolViolation", "Role", "crc16_x25",
+    "LinkClosed", "LinkEstablished", "LinkState", "PollReturned", "ProtocolViolation", "Role",
+    "crc16_x25",
     "decode_control", "encode_control", "encode_frame", "parse_frame_body", "segment",
 ]
 
@@ -122,13 +125,18 @@ class LinkClosed:
 
 
 @dataclass(frozen=True)
+class PollReturned:
+    """Client: the server answered a poll with RR: no answer yet; poll again later."""
+
+
+@dataclass(frozen=True)
 class FrameDropped:
     """A frame discarded without breaking the link, and why."""
 
     reason: str
 
 
-Event = LinkEstablished | ApduReceived | LinkClosed | FrameDropped
+Event = LinkEstablished | ApduReceived | LinkClosed | FrameDropped | PollReturned
 
 
 class _Unset(enum.Enum):
@@ -183,6 +191,7 @@ class HdlcConnection:
         self._vs = 0
         self._vr = 0
         self._tx_segments: deque[bytes] = deque()
+        self._pending: deque[bytes] = deque()
         self._rx = bytearray()
 
     # --- the caller's side --------------------------------------------------------
@@ -205,15 +214,33 @@ class HdlcConnection:
         self.state = LinkState.DISCONNECTING
 
     def send_apdu(self, apdu: bytes) -> None:
-        """Queue an APDU: the first segment now, the others as the peer acknowledges."""
+        """Send an APDU: the first segment now, the others as the peer acknowledges.
+
+        A server that does not hold the poll keeps the APDU until the client
+        polls (RR); :attr:`pending` tells how many are waiting.
+        """
+        if self.role is Role.SERVER and self.state in (LinkState.IDLE, LinkState.SENDING):
+            self._pending.append(bytes(apdu))
+            return
         allowed = LinkState.IDLE if self.role is Role.CLIENT else LinkState.RESPONDING
         if self.state is not allowed:
             who = "client" if self.role is Role.CLIENT else "server"
             raise ProtocolViolation(f"HDLC {who} cannot send an APDU while the link is "
                                     f"{self.state.value}")
-        llc = LLC_COMMAND if self.role is Role.CLIENT else LLC_RESPONSE
-        self._tx_segments = deque(segment(llc + bytes(apdu), self.negotiated.max_info_tx))
-        self._send_next_segment()
+        self._start_transmission(apdu)
+
+    def poll(self) -> None:
+        """Client: hand the poll to the server (RR) to collect an answer it has not sent yet."""
+        self._require_role(Role.CLIENT, "poll")
+        if self.state is not LinkState.IDLE:
+            raise ProtocolViolation(f"cannot poll: the HDLC link is {self.state.value}")
+        self._emit(FrameKind.RR)
+        self.state = LinkState.AWAITING_REPLY
+
+    @property
+    def pending(self) -> int:
+        """Server: APDUs waiting for the client's poll."""
+        return len(self._pending)
 
     def receive_data(self, data: bytes) -> None:
         """Process received bytes; events and replies queue up."""
@@ -264,6 +291,20 @@ class HdlcConnection:
         """DM straight back to whoever sent ``frame`` (the link may not be bound yet)."""
         self._out += encode_frame(HdlcFrame(frame.source, frame.dest, FrameKind.DM))
 
+    def _start_transmission(self, apdu: bytes) -> None:
+        llc = LLC_COMMAND if self.role is Role.CLIENT else LLC_RESPONSE
+        self._tx_segments = deque(segment(llc + bytes(apdu), self.negotiated.max_info_tx))
+        self._send_next_segment()
+
+    def _answer_poll(self) -> None:
+        """Server holding a poll: send what is waiting, or say there is nothing (RR)."""
+        if self._pending:
+            self.state = LinkState.RESPONDING
+            self._start_transmission(self._pending.popleft())
+        else:
+            self._emit(FrameKind.RR)
+            self.state = LinkState.IDLE
+
     def _send_next_segment(self) -> None:
         piece = self._tx_segments.popleft()
         more = bool(self._tx_segments)
@@ -284,6 +325,7 @@ class HdlcConnection:
         self._vs = self._vr = 0
         self._rx.clear()
         self._tx_segments.clear()
+        self._pending.clear()
 
     def _close(self, reason: str) -> None:
         self._reset_sequence()
@@ -381,8 +423,10 @@ class HdlcConnection:
                 else:
                     self._emit(FrameKind.RR)
                 return
-            if kind in (FrameKind.RR, FrameKind.RNR):
+            if kind in (FrameKind.RR, FrameKind.RNR) and not self._rx:
                 self._check_rr(frame)
+                self.state = LinkState.IDLE
+                self._events.append(PollReturned())
                 return
         if state is LinkState.DISCONNECTED:
             self._drop(f"{kind.value} frame on a disconnected link")
@@ -428,9 +472,9 @@ class HdlcConnection:
                 else:
                     self._emit(FrameKind.RR)
                 return
-            self._check_rr(frame)  # a poll with nothing pending: say so
+            self._check_rr(frame)
             if frame.pf:
-                self._emit(FrameKind.RR)
+                self._answer_poll()
             return
         if state is LinkState.SENDING and kind in (FrameKind.RR, FrameKind.RNR):
             self._check_rr(frame)
@@ -438,6 +482,11 @@ class HdlcConnection:
                 self._send_next_segment()
             return
         if state is LinkState.RESPONDING and kind in (FrameKind.RR, FrameKind.RNR):
-            return  # a re-poll while the answer is being prepared; the answer will follow
+            # Polled again before the answer is ready: say "nothing yet" and give the
+            # poll back; the answer waits for the next poll.
+            self._check_rr(frame)
+            if frame.pf:
+                self._answer_poll()
+            return
         raise ProtocolViolation(f"unexpected HDLC {kind.value} frame from the client while the "
                                 f"link is {state.value}")

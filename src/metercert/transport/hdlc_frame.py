@@ -24,6 +24,7 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from metercert.errors import UsageError
 from metercert.transport.errors import BadChecksum, BadFrame, FrameTooLarge
 from metercert.transport.fcs import crc16_x25, fcs_bytes
 
@@ -56,12 +57,12 @@ class HdlcAddress:
 
     def __post_init__(self) -> None:
         if self.size not in (None, 1, 2, 4):
-            raise BadFrame(f"HDLC address size must be 1, 2 or 4 bytes, not {self.size}")
+            raise UsageError(f"HDLC address size must be 1, 2 or 4 bytes, not {self.size}")
         limit = 0x3FFF if self.encoded_size == 4 else 0x7F
         if not 0 <= self.upper <= limit or (self.lower is not None and not 0 <= self.lower <= limit):
-            raise BadFrame(f"HDLC address {self} does not fit in {self.encoded_size} byte(s)")
+            raise UsageError(f"HDLC address {self} does not fit in {self.encoded_size} byte(s)")
         if self.encoded_size == 1 and self.lower is not None:
-            raise BadFrame("a one-byte HDLC address has no lower part")
+            raise UsageError("a one-byte HDLC address has no lower part")
 
     @property
     def encoded_size(self) -> int:
@@ -299,7 +300,7 @@ class HdlcFrameDecoder:
 def segment(info: bytes, max_info: int) -> list[bytes]:
     """Cut an information field into pieces of at most ``max_info`` bytes."""
     if max_info < 1:
-        raise ValueError("max_info must be positive")
+        raise UsageError("HDLC max_info must be positive")
     if not info:
         return [b""]
     return [info[i:i + max_info] for i in range(0, len(info), max_info)]
@@ -324,10 +325,10 @@ class HdlcParameters:
     def __post_init__(self) -> None:
         for name in ("max_info_tx", "max_info_rx"):
             if not 1 <= getattr(self, name) <= MAX_INFO_LIMIT:
-                raise BadFrame(f"HDLC {name} must be 1..{MAX_INFO_LIMIT}, got {getattr(self, name)}")
+                raise UsageError(f"HDLC {name} must be 1..{MAX_INFO_LIMIT}, got {getattr(self, name)}")
         for name in ("window_tx", "window_rx"):
             if not 1 <= getattr(self, name) <= 7:
-                raise BadFrame(f"HDLC {name} must be 1..7, got {getattr(self, name)}")
+                raise UsageError(f"HDLC {name} must be 1..7, got {getattr(self, name)}")
 
     @property
     def is_default(self) -> bool:

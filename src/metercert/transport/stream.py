@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from metercert.errors import ConnectionFailed
+from metercert.errors import ConnectionFailed, UsageError
 from metercert.transport.errors import (
     ConnectionClosed,
     ProtocolViolation,
@@ -40,6 +40,7 @@ from metercert.transport.hdlc import (
     HdlcParameters,
     LinkClosed,
     LinkEstablished,
+    PollReturned,
     Role,
 )
 from metercert.transport.wrapper import (
@@ -59,6 +60,7 @@ log = logging.getLogger("metercert.transport")
 Framing = Literal["wrapper", "hdlc"]
 DEFAULT_IDLE_TIMEOUT = 120.0  # the HDLC inactivity time-out default, used for both framings
 _READ_CHUNK = 65536
+_REPOLL_DELAY = 0.05  # HDLC client: pause before polling a server that had nothing yet
 
 
 class _WrapperLink:
@@ -114,6 +116,7 @@ class _HdlcLink:
         self._apdus: deque[bytes] = deque()
         self.closed_reason: str | None = None
         self.established = False
+        self.poll_returned = False
 
     @property
     def client_address(self) -> int | None:
@@ -144,6 +147,8 @@ class _HdlcLink:
                 self._apdus.clear()
             elif isinstance(event, LinkClosed):
                 self.closed_reason = event.reason
+            elif isinstance(event, PollReturned):
+                self.poll_returned = True
             else:
                 log.debug("HDLC frame dropped: %s", event.reason)
 
@@ -232,6 +237,8 @@ class ApduStream:
                 apdu = self._link.pop_apdu()
                 if apdu is not None:
                     return apdu
+                if isinstance(self._link, _HdlcLink) and self._link.poll_returned:
+                    await self._repoll(deadline)
                 await self._read_some(deadline, "an APDU")
 
     def close(self) -> None:
@@ -268,6 +275,15 @@ class ApduStream:
         await self.aclose()
 
     # --- internals ----------------------------------------------------------------
+
+    async def _repoll(self, deadline: float) -> None:
+        """HDLC client: the server had no answer ready; hand it the poll again."""
+        assert isinstance(self._link, _HdlcLink)
+        self._link.poll_returned = False
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, min(_REPOLL_DELAY, deadline - loop.time())))
+        self._link.conn.poll()
+        await self._flush()
 
     def _deadline(self, timeout: float | None) -> float:
         limit = self.timeout if timeout is None else timeout
@@ -323,6 +339,14 @@ class ApduStream:
         await self._flush()
 
 
+def _check_options(framing: str, max_frame: int) -> None:
+    if framing not in ("wrapper", "hdlc"):
+        raise UsageError(f"unknown framing {framing!r}; use 'wrapper' or 'hdlc'")
+    limit = 0xFFFF if framing == "wrapper" else 16 * 1024 * 1024
+    if not 1 <= max_frame <= limit:
+        raise UsageError(f"max_frame for {framing} must be 1..{limit}, got {max_frame}")
+
+
 def _connect_error(host: str, port: int, exc: BaseException, timeout: float) -> ConnectionFailed:
     where = f"cannot connect to {host}:{port}"
     if isinstance(exc, ConnectionRefusedError):
@@ -359,8 +383,7 @@ async def open_dlms_connection(
     up (SNRM/UA) before this returns. ``ssl`` is passed through to asyncio.
     ``max_frame`` bounds a received wrapper payload or reassembled HDLC APDU.
     """
-    if framing not in ("wrapper", "hdlc"):
-        raise ConnectionFailed(f"unknown framing {framing!r}; use 'wrapper' or 'hdlc'")
+    _check_options(framing, max_frame)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
@@ -462,8 +485,7 @@ async def serve_dlms(
     the handler is logged and closes only its connection. Beyond
     ``max_connections`` open connections, new ones are closed at once.
     """
-    if framing not in ("wrapper", "hdlc"):
-        raise ConnectionFailed(f"unknown framing {framing!r}; use 'wrapper' or 'hdlc'")
+    _check_options(framing, max_frame)
     holder: list[DlmsServer] = []
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

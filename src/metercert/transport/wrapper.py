@@ -16,6 +16,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from metercert.errors import UsageError
 from metercert.transport.errors import BadFrame, FrameTooLarge
 
 WRAPPER_VERSION = 0x0001
@@ -43,7 +44,7 @@ class WrapperFrame:
         for name in ("source_wport", "dest_wport"):
             value = getattr(self, name)
             if not 0 <= value <= 0xFFFF:
-                raise BadFrame(f"wrapper {name.replace('_', ' ')} {value} is outside 0..65535")
+                raise UsageError(f"wrapper {name.replace('_', ' ')} {value} is outside 0..65535")
         if len(self.payload) > MAX_PAYLOAD_FIELD:
             raise FrameTooLarge(
                 f"wrapper payload of {len(self.payload)} bytes exceeds the 65535-byte length field"
@@ -57,7 +58,7 @@ class WrapperFrame:
 def encode_wrapper(source_wport: int, dest_wport: int, payload: bytes) -> bytes:
     """Header plus payload for one wrapper frame."""
     if not (0 <= source_wport <= 0xFFFF and 0 <= dest_wport <= 0xFFFF):
-        raise BadFrame(f"wrapper wPorts must be 0..65535, got {source_wport} and {dest_wport}")
+        raise UsageError(f"wrapper wPorts must be 0..65535, got {source_wport} and {dest_wport}")
     if len(payload) > MAX_PAYLOAD_FIELD:
         raise FrameTooLarge(
             f"wrapper payload of {len(payload)} bytes exceeds the 65535-byte length field"
@@ -100,7 +101,7 @@ class WrapperDecoder:
 
     def __init__(self, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         if not 0 <= max_payload <= MAX_PAYLOAD_FIELD:
-            raise ValueError("max_payload must be between 0 and 65535")
+            raise UsageError(f"wrapper max_payload must be 0..65535, got {max_payload}")
         self.max_payload = max_payload
         self._buffer = bytearray()
         self._error: BadFrame | FrameTooLarge | None = None

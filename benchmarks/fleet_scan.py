@@ -1,0 +1,147 @@
+"""Fleet scan benchmark: the whole detector set on DuckDB and on Spark, same data.
+
+    python3 benchmarks/fleet_scan.py                 # 20 million records
+    python3 benchmarks/fleet_scan.py --rows 100000000 --dir /big/disk
+
+Simulates the records (with a few anomalies of every kind planted), then runs
+each engine in its own child process while sampling the RSS of that process
+tree (the Spark JVM included) from /proc. Prints wall time, records/s, peak
+memory and the DuckDB/Spark ratio, and checks both found the planted anomalies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            pid, ppid = int(entry), int(fields[1])
+            rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            children.setdefault(ppid, []).append(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_child(argv: list[str]) -> tuple[dict, int, float]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            stop.wait(0.2)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, err = proc.communicate()
+    stop.set()
+    t.join()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"child failed ({proc.returncode}): {err.strip()[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1]), peak, wall
+
+
+def worker(engine_name: str, data: str, memory_limit: str, spark_memory: str) -> None:
+    from metercert.fleet.engines import DuckDbEngine, SparkEngine, run_detectors
+
+    if engine_name == "spark":
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        engine = SparkEngine(master="local[*]", driver_memory=spark_memory)
+        engine.spark.sparkContext.setLogLevel("ERROR")
+        t0 = time.perf_counter()
+    else:
+        t0 = time.perf_counter()
+        engine = DuckDbEngine(memory_limit=memory_limit)
+    res = run_detectors(engine, data, count_rows=False)
+    elapsed = time.perf_counter() - t0
+    engine.close()
+    counts: dict[str, int] = {}
+    for f in res.findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    print(json.dumps({"seconds": elapsed, "detect_seconds": res.seconds, "counts": counts,
+                      "steps": {k: round(v, 2) for k, v in res.step_seconds.items()}}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=20_000_000)
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--requests", type=int, default=3)
+    ap.add_argument("--dir", help="where to put the dataset (default: a temp dir)")
+    ap.add_argument("--engines", default="duckdb,spark")
+    ap.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit")
+    ap.add_argument("--spark-memory", default="4g", help="Spark driver memory")
+    ap.add_argument("--keep", action="store_true", help="keep the dataset")
+    ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "DIR"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker[0], args.worker[1], args.memory_limit, args.spark_memory)
+        return
+
+    from metercert.fleet.detectors import KINDS
+    from metercert.fleet.simulate import simulate
+
+    frames = 4 + 2 * args.requests
+    meters = max(1, args.rows // (args.days * frames))
+    base = Path(args.dir or tempfile.mkdtemp(prefix="metercert-bench-"))
+    data = base / "fleet"
+    if data.exists():
+        shutil.rmtree(data)
+    inject = {k: 5 for k in KINDS}
+    print(f"simulating {meters} meters x {args.days} days x {frames} APDUs ...", flush=True)
+    t0 = time.perf_counter()
+    sim = simulate(data, meters=meters, days=args.days, requests=args.requests, inject=inject)
+    sim_s = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in data.rglob("*.parquet"))
+    print(f"simulated {sim.rows:,} records in {sim_s:.1f} s "
+          f"({sim.rows / sim_s / 1e6:.2f} M/s), {size / 1e6:.0f} MB Parquet", flush=True)
+    results = {}
+    for name in args.engines.split(","):
+        out, peak, wall = run_child([sys.executable, __file__, "--worker", name, str(data),
+                                     "--memory-limit", args.memory_limit,
+                                     "--spark-memory", args.spark_memory])
+        ok = out["counts"] == inject
+        results[name] = (out, peak)
+        print(f"{name:7s} detectors {out['seconds']:7.1f} s  "
+              f"{sim.rows / out['seconds'] / 1e6:6.2f} M records/s  "
+              f"peak RSS {peak / 2**30:5.2f} GiB  (process {wall:.1f} s)  "
+              f"planted found exactly: {ok}", flush=True)
+        print(f"        steps: {out['steps']}", flush=True)
+    if "duckdb" in results and "spark" in results:
+        ratio = results["spark"][0]["seconds"] / results["duckdb"][0]["seconds"]
+        print(f"DuckDB is {ratio:.1f}x faster than Spark local mode on this machine "
+              f"({os.cpu_count()} cores)")
+    if not args.keep and not args.dir:
+        shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""``metercert certify`` (the built-in meter) and ``metercert test`` (any meter)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from metercert.checks import TargetKind, all_checks
+from metercert.errors import UsageError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="metercert-report", help="report folder (default: %(default)s)")
+    p.add_argument("--only", action="append", default=[], metavar="ID|TAG",
+                   help="run only matching checks (id, id glob such as 'DLMS-AUTH-*', or tag)")
+    p.add_argument("--skip", action="append", default=[], metavar="ID|TAG", help="skip matching checks")
+    p.add_argument("--no-destructive", action="store_true",
+                   help="skip checks that power-cycle the meter, change keys or activate firmware")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    certify = sub.add_parser(
+        "certify", help="run the whole campaign against the built-in reference meter",
+        description="Start the reference meter on a free loopback port, run the full campaign "
+                    "(DLMS security, roles, TLS, dossier) including power cycles, write reports.")
+    certify.add_argument("--meter-profile", default="conformant",
+                         help="reference meter profile (see 'metercert meter profiles')")
+    certify.add_argument("--no-tls", action="store_true", help="do not audit a TLS listener")
+    _common(certify)
+    certify.set_defaults(func=_certify)
+
+    test = sub.add_parser("test", help="run the campaign against a meter over TCP",
+                          description="Run the DLMS campaign against tcp://HOST:PORT.")
+    test.add_argument("target", nargs="?", help="tcp://HOST:PORT (or set 'target:' in --campaign)")
+    test.add_argument("--keys", help="key file (see README)")
+    test.add_argument("--campaign", help="campaign file (YAML)")
+    test.add_argument("--framing", choices=["wrapper", "hdlc"], default=None)
+    test.add_argument("--tls", metavar="HOST:PORT", help="also audit this TLS endpoint")
+    test.add_argument("--client-cert"), test.add_argument("--client-key"), test.add_argument("--ca")
+    test.add_argument("--dossier", help="device dossier YAML to assess")
+    test.add_argument("--power-cycle-cmd", metavar="CMD",
+                      help="command that power-cycles the meter (enables persistence checks)")
+    _common(test)
+    test.set_defaults(func=_test)
+
+
+@dataclass
+class _Bench:
+    """Processes and folders a campaign started, torn down at the end."""
+
+    temp: Path
+    processes: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for proc in self.processes:
+            proc.stop()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKind, object]:
+    from metercert.client.target import DlmsTarget
+    from metercert.dossier import load_dossier, sample_dossier
+    from metercert.meter.power import BuiltinPowerController, MeterProcess
+    from metercert.meter.profile import load_profile
+    from metercert.security import load_keyset
+
+    load_profile(profile)  # a clear error for an unknown profile before anything starts
+    meter = MeterProcess(bench.temp / "meter", profile=profile, port=0)
+    bench.processes.append(meter)
+    host, port = meter.start()
+    keys = load_keyset(meter.keys_out)
+    targets: dict[TargetKind, object] = {
+        TargetKind.DLMS: DlmsTarget(host, port, keys, power=BuiltinPowerController(meter),
+                                    label=f"reference meter '{profile}' tcp://{host}:{port}"),
+        TargetKind.DOSSIER: load_dossier(sample_dossier("reference-meter")),
+    }
+    if tls:
+        from metercert.tlsprobe.audit import TlsTarget
+        from metercert.tlsprobe.pki import write_pki
+
+        pki = write_pki(bench.temp / "pki")
+        tls_meter = MeterProcess(bench.temp / "meter-tls", profile=profile, port=0,
+                                 extra_args=("--tls", "--cert", str(pki.meter_cert), "--key",
+                                             str(pki.meter_key), "--ca", str(pki.ca_cert)))
+        bench.processes.append(tls_meter)
+        thost, tport = tls_meter.start()
+        targets[TargetKind.TLS] = TlsTarget(thost, tport, pki.headend_cert, pki.headend_key,
+                                            pki.ca_cert)
+    return targets
+
+
+def _run(targets: dict[TargetKind, object], args: argparse.Namespace, profile: str | None,
+         console: Console) -> int:
+    from metercert.campaign.runner import run_campaign
+    from metercert.report import write_reports
+
+    start = time.monotonic()
+    run = run_campaign(targets, all_checks().values(), only=tuple(args.only), skip=tuple(args.skip),
+                       include_destructive=not args.no_destructive,
+                       progress=False if args.quiet else console, meter_profile=profile)
+    written = write_reports(run, Path(args.out))
+    took = time.monotonic() - start
+    console.print(f"campaign time: {took:.1f} s")
+    html = written.get("html")
+    if html is not None:
+        console.print(f"HTML report: [bold]{html}[/]")
+    console.print("reports: " + ", ".join(str(p) for p in written.values()))
+    return run.exit_code
+
+
+def _certify(args: argparse.Namespace) -> int:
+    console = Console()
+    bench = _Bench(Path(tempfile.mkdtemp(prefix="metercert-certify-")))
+    try:
+        targets = _reference_targets(args.meter_profile, bench, tls=not args.no_tls)
+        return _run(targets, args, args.meter_profile, console)
+    finally:
+        bench.close()
+
+
+def _test(args: argparse.Namespace) -> int:
+    from metercert.client.target import DlmsTarget
+    from metercert.meter.power import CommandPowerController, ManualPowerController
+    from metercert.security import load_keyset
+
+    console = Console()
+    config = None
+    if args.campaign:
+        from metercert.campaign.config import load_campaign
+
+        config = load_campaign(args.campaign)
+    url = args.target or (config.target.url if config and config.target else None)
+    if not url:
+        raise UsageError("give the meter as tcp://HOST:PORT or 'target:' in --campaign")
+    host, port = _parse_tcp(url)
+    keys_path = args.keys or (str(config.keys) if config and config.keys else None)
+    if not keys_path:
+        raise UsageError("--keys FILE is required (or 'keys:' in --campaign)")
+    keys = load_keyset(keys_path)
+    framing = args.framing or (config.framing if config else "wrapper")
+    power = None
+    if args.power_cycle_cmd:
+        power = CommandPowerController(cycle=args.power_cycle_cmd, host=host, port=port)
+    elif config is not None and config.power.kind == "command":
+        power = CommandPowerController(cycle=config.power.cycle, off=config.power.off,
+                                       on=config.power.on, settle_s=config.power.settle_s,
+                                       host=host, port=port)
+    elif config is not None and config.power.kind == "manual" and args.campaign:
+        power = ManualPowerController(config.power.settle_s)
+    targets: dict[TargetKind, object] = {
+        TargetKind.DLMS: DlmsTarget(host, port, keys, framing=framing, power=power)}
+    tls_endpoint = args.tls or (config.tls.endpoint if config and config.tls else None)
+    if tls_endpoint:
+        from metercert.tlsprobe.audit import TlsTarget, parse_endpoint
+
+        thost, tport = parse_endpoint(tls_endpoint)
+        tcfg = config.tls if config and config.tls else None
+        targets[TargetKind.TLS] = TlsTarget(
+            thost, tport, args.client_cert or (tcfg.client_cert if tcfg else None),
+            args.client_key or (tcfg.client_key if tcfg else None),
+            args.ca or (tcfg.ca if tcfg else None), tcfg.profile if tcfg else None)
+    dossier = args.dossier or (str(config.dossier) if config and config.dossier else None)
+    if dossier:
+        from metercert.dossier import load_dossier
+
+        targets[TargetKind.DOSSIER] = load_dossier(dossier)
+    if config is not None:
+        args.only = args.only or list(config.only)
+        args.skip = args.skip or list(config.skip)
+        args.no_destructive = args.no_destructive or config.no_destructive
+    _probe(host, port)
+    return _run(targets, args, None, console)
+
+
+def _parse_tcp(url: str) -> tuple[str, int]:
+    text = url[6:] if url.startswith("tcp://") else url
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _probe(host: str, port: int) -> None:
+    import socket
+
+    from metercert.errors import ConnectionFailed
+
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise ConnectionFailed(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
