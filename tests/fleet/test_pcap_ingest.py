@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class Tcp:
 
     def send(self, ts: float, c2s: bool, data: bytes, cuts: tuple[int, ...] = ()) -> None:
         edges = (0, *cuts, len(data))
-        for i, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+        for i, (a, b) in enumerate(itertools.pairwise(edges)):
             self.pkt(ts + i * 0.001, c2s, data[a:b], seq=self.seq[c2s] + a)
         self.seq[c2s] += len(data)
 

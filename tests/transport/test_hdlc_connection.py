@@ -254,3 +254,41 @@ def test_rr_acknowledging_the_wrong_frame_is_a_protocol_violation() -> None:
     wrong = HdlcFrame(HdlcAddress(16), HdlcAddress(1), FrameKind.RR, nr=0)
     with pytest.raises(ProtocolViolation, match="RR N\\(R\\)=0, expected 1"):
         client.receive_data(encode_frame(wrong))
+
+
+_kinds = st.sampled_from(list(FrameKind))
+_any_frame = st.builds(
+    HdlcFrame,
+    st.sampled_from([HdlcAddress(1), HdlcAddress(16), HdlcAddress(1, 17), HdlcAddress(5)]),
+    st.sampled_from([HdlcAddress(16), HdlcAddress(1), HdlcAddress(3)]),
+    _kinds, st.booleans(), st.integers(0, 7), st.integers(0, 7), st.booleans(),
+    st.one_of(st.just(b""), st.binary(max_size=140),
+              st.builds(lambda b: b"\xE6\xE6\x00" + b, st.binary(max_size=40)),
+              st.builds(lambda b: b"\xE6\xE7\x00" + b, st.binary(max_size=40)),
+              st.just(DEFAULT_PARAMETERS.to_info())),
+)
+
+
+@given(st.lists(_any_frame, min_size=1, max_size=10), st.sampled_from(["idle", "awaiting", "fresh"]))
+@settings(max_examples=200, deadline=None)
+def test_well_formed_frames_in_any_order_raise_only_transport_errors(
+        frames: list[HdlcFrame], start: str) -> None:
+    """The state machine, not the decoder, under attack: valid frames, hostile order."""
+    if start == "fresh":
+        client, server = HdlcConnection(Role.CLIENT), HdlcConnection(Role.SERVER)
+        client.connect()
+        client.data_to_send()
+    else:
+        client, server = linked(max_apdu=256)
+        if start == "awaiting":
+            client.send_apdu(bytes(200))
+            client.data_to_send()
+    for target in (client, server):
+        for frame in frames:
+            try:
+                target.receive_data(encode_frame(frame))
+                target.data_to_send()
+                while target.next_event() is not None:
+                    pass
+            except (BadFrame, FrameTooLarge, ProtocolViolation):
+                pass

@@ -159,6 +159,29 @@ def test_slow_client_is_cut_at_the_idle_timeout() -> None:
     run(main())
 
 
+def test_server_handler_short_wait_does_not_count_as_idle() -> None:
+    outcome: list[str] = []
+
+    async def handler(stream: ApduStream) -> None:
+        try:
+            await stream.recv(timeout=0.1)
+        except TransportTimeout as exc:
+            outcome.append(f"{exc} closed={stream.closed}")
+        await stream.send(await stream.recv())
+
+    async def main() -> None:
+        async with (
+            await serve_dlms(handler, LOOPBACK, 0, idle_timeout=5) as server,
+            await open_dlms_connection(LOOPBACK, server.port) as stream,
+        ):
+            await asyncio.sleep(0.3)
+            await stream.send(b"\xC0")
+            assert await stream.recv() == b"\xC0"
+    run(main())
+    assert len(outcome) == 1 and "timed out waiting" in outcome[0]
+    assert outcome[0].endswith("closed=False")
+
+
 def test_client_recv_timeout_raises_and_the_stream_stays_usable() -> None:
     async def handler(stream: ApduStream) -> None:
         first = await stream.recv()

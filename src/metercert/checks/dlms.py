@@ -411,8 +411,9 @@ async def lls_refused(target: DlmsTarget) -> CheckOutcome:
        tags=["authentication"], **_DLMS)
 async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
     accepted, ev = [], []
+    role = "ENGINEER" if "ENGINEER" in target.roles() else None
     for mech in (Mechanism.HLS_MD5, Mechanism.HLS_SHA1):
-        c = target.client()
+        c = target.client(role)
         try:
             await c.connect()
             await c.sync_counter()
@@ -429,7 +430,7 @@ async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
         finally:
             ev.append(_trace(c, label=f"mechanism {int(mech)}"))
             await c.close()
-    await _wait_for_management(target)
+    await _wait_for_management(target, (role,))
     if accepted:
         return fail("accepted legacy " + ", ".join(accepted), *ev)
     return passed("mechanisms 3 and 4 refused", *ev)
@@ -873,6 +874,33 @@ async def _key_transfer(c: DlmsClient, setup: ObisCode, wrapped: bytes, key_id: 
     return result
 
 
+@check("DLMS-KEK-01", "The KEK never appears in any APDU of the campaign",
+       severity=Severity.CRITICAL, requirements=["DLMS:KEK-CONFIDENTIAL", "CRA:I.2e"],
+       tags=["keys"], destructive=True, **_DLMS)
+async def kek_never_transmitted(target: DlmsTarget) -> CheckOutcome:
+    """Re-installs the current GUEK through key_transfer (so the key path is on the wire),
+    then searches every APDU sent and received in the campaign, wire and plaintext."""
+    kek, guek = target.keys.kek, target.keys.guek
+    if kek is None or guek is None:
+        return not_applicable("the key file has no KEK (master key)")
+    c = await target.management()
+    setup = await _security_setup(c)
+    await _key_transfer(c, setup, wrap_key(kek, guek))
+    await c.release()
+    await c.close()
+    count, hits = 0, []
+    for trace in target.traces:
+        for entry in trace.entries:
+            for blob in (entry.wire, entry.plain or b""):
+                count += 1
+                if kek.secret in blob:
+                    hits.append(f"{entry.direction} {tag_name(blob[0]) if blob else '?'}")
+    if hits:
+        return fail(f"KEK found in {len(hits)} APDUs: {', '.join(hits[:5])}")
+    return passed(f"KEK absent from {count} APDU images (wire and plaintext) in "
+                  f"{len(target.traces)} sessions", _trace(c, label="key_transfer of the current GUEK"))
+
+
 @check("DLMS-KEYWRAP-01", "key_transfer installs a correctly wrapped key and refuses a corrupted wrap",
        severity=Severity.CRITICAL, requirements=["DLMS:KEY-WRAP", "CRA:I.2e"],
        tags=["keys"], destructive=True, timeout=60.0, **_DLMS)
@@ -921,28 +949,3 @@ async def key_wrap(target: DlmsTarget) -> CheckOutcome:
                   "original key restored", *evidence)
 
 
-@check("DLMS-KEK-01", "The KEK never appears in any APDU of the campaign",
-       severity=Severity.CRITICAL, requirements=["DLMS:KEK-CONFIDENTIAL", "CRA:I.2e"],
-       tags=["keys"], destructive=True, **_DLMS)
-async def kek_never_transmitted(target: DlmsTarget) -> CheckOutcome:
-    """Re-installs the current GUEK through key_transfer (so the key path is on the wire),
-    then searches every APDU sent and received in the campaign, wire and plaintext."""
-    kek, guek = target.keys.kek, target.keys.guek
-    if kek is None or guek is None:
-        return not_applicable("the key file has no KEK (master key)")
-    c = await target.management()
-    setup = await _security_setup(c)
-    await _key_transfer(c, setup, wrap_key(kek, guek))
-    await c.release()
-    await c.close()
-    count, hits = 0, []
-    for trace in target.traces:
-        for entry in trace.entries:
-            for blob in (entry.wire, entry.plain or b""):
-                count += 1
-                if kek.secret in blob:
-                    hits.append(f"{entry.direction} {tag_name(blob[0]) if blob else '?'}")
-    if hits:
-        return fail(f"KEK found in {len(hits)} APDUs: {', '.join(hits[:5])}")
-    return passed(f"KEK absent from {count} APDU images (wire and plaintext) in "
-                  f"{len(target.traces)} sessions", _trace(c, label="key_transfer of the current GUEK"))

@@ -86,13 +86,13 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from metercert.fleet.detectors import DETECTORS, STAGES
     from metercert.fleet.engines import (
         DuckDbEngine,
         SparkEngine,
         check_dataset,
         run_detectors,
     )
-    from metercert.fleet.detectors import DETECTORS, STAGES
 
     check_dataset(args.dataset)
     params = {}
@@ -101,6 +101,7 @@ def _scan(args: argparse.Namespace) -> int:
     if args.exhaustion_margin is not None:
         params["exhaustion_margin"] = args.exhaustion_margin
     console = Console(stderr=True)
+    engine: DuckDbEngine | SparkEngine
     if args.engine == "spark":
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         engine = SparkEngine(master=args.master)

@@ -486,8 +486,10 @@ def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> Cl
     """Client settings for the management association of a key file, or one of its roles."""
     entry: dict[str, Any] = dict(keys.extra)
     suite = int(entry.get("security_suite", 0))
-    base = dict(client_sap=int(entry.get("client_sap", 1)), mechanism=Mechanism.HLS_GMAC,
-                keys=keys, suite=suite)
+    base: dict[str, Any] = dict(
+        client_sap=int(entry.get("client_sap", 1)), mechanism=Mechanism.HLS_GMAC, keys=keys,
+        suite=suite, invocation_counter_object=ObisCode.parse(entry["invocation_counter_object"])
+        if entry.get("invocation_counter_object") else None)
     if role is not None:
         roles = {r.get("role"): r for r in entry.get("roles", []) if isinstance(r, dict)}
         if role not in roles:
@@ -502,6 +504,8 @@ def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> Cl
                                 kek=Key(bytes.fromhex(spec["kek"]), "kek"))
             base = dict(client_sap=int(spec["client_sap"]), mechanism=Mechanism.HLS_GMAC,
                         keys=role_keys, suite=suite,
-                        hls_secret=bytes.fromhex(spec["hls_secret"]) if spec.get("hls_secret") else None)
+                        hls_secret=bytes.fromhex(spec["hls_secret"]) if spec.get("hls_secret") else None,
+                        invocation_counter_object=ObisCode.parse(spec["invocation_counter_object"])
+                        if spec.get("invocation_counter_object") else None)
     base.update(extra)
     return ClientSettings(**base)

@@ -43,8 +43,6 @@ class DlmsTarget:
             self._tmp = tempfile.TemporaryDirectory(prefix="metercert-client-")
             self.counter_dir = Path(self._tmp.name)
         extra = self.keys.extra
-        if self.invocation_counter_object is None and extra.get("invocation_counter_object"):
-            self.invocation_counter_object = ObisCode.parse(str(extra["invocation_counter_object"]))
         if self.firmware_signing_key is None and extra.get("firmware_signing_key"):
             self.firmware_signing_key = load_pem_key(extra["firmware_signing_key"],
                                                      self.keys.base_dir, "key file", private=True)

@@ -145,7 +145,7 @@ def _detail(kind: str, r: Mapping[str, Any]) -> str:
 def finding_from_row(row: Mapping[str, Any]) -> Finding:
     kind = str(row["kind"])
     info = KIND_INFO[kind]
-    ids = set(int(i) for i in (row.get("evidence_ids") or ()) if i is not None)
+    ids = {int(i) for i in (row.get("evidence_ids") or ()) if i is not None}
     for extra in ("row_id", "ref_row_id"):
         if row.get(extra) is not None:
             ids.add(int(row[extra]))

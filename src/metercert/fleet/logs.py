@@ -117,7 +117,7 @@ class ColumnMapping:
 
 def _int(text: Any) -> int:
     if isinstance(text, bool):
-        raise ValueError("boolean")
+        raise TypeError("a boolean is not a number")
     if isinstance(text, int):
         return text
     s = str(text).strip().lower()

@@ -92,8 +92,8 @@ class _Framer:
         if self._wrapper is not None:
             try:
                 self._wrapper.feed(data)
-                for frame in self._wrapper:
-                    yield frame.payload, frame.source_wport, frame.dest_wport
+                for wframe in self._wrapper:
+                    yield wframe.payload, wframe.source_wport, wframe.dest_wport
             except TransportError:
                 stats.bad_frames += 1
                 self.failed = True  # framing lost for the rest of this stream

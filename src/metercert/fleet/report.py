@@ -64,8 +64,8 @@ def timeline_svg(findings: tuple[Finding, ...] | list[Finding], width: int = 100
     span = max(len(days) - 1, 1)
     plot_w = width - left - 30
     biggest = max(per.values())
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="findings per day and kind">']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="findings per day and kind">')]
     for i, k in enumerate(kinds):
         y = top + row_h * i + row_h // 2
         parts.append(f'<text x="5" y="{y + 4}" font-size="12">{escape(k)}</text>'
@@ -101,8 +101,9 @@ def render_html(result: ScanResult) -> str:
     by_meter: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
         by_meter[f.meter_id].append(f)
-    meters = sorted(({"meter_id": m, "count": len(fs), "kinds": sorted({f.kind for f in fs})}
-                     for m, fs in by_meter.items()), key=lambda m: (-m["count"], m["meter_id"]))
+    ranked = sorted(by_meter.items(), key=lambda item: (-len(item[1]), item[0]))
+    meters = [{"meter_id": m, "count": len(fs), "kinds": sorted({f.kind for f in fs})}
+              for m, fs in ranked]
     rows = [{"ts": f.ts.strftime("%Y-%m-%d %H:%M:%S"), "kind": f.kind, "severity": f.severity,
              "meter_id": f.meter_id, "system_title": f.system_title, "detail": f.detail,
              "evidence": ", ".join(map(str, f.evidence_ids[:12]))

@@ -178,23 +178,37 @@ def _simulation_sql(*, meters: int, days: int, requests: int, seed: int, start_u
     assert 4294967296 - exhaust_base < margin  # every planted counter is inside the margin
     return f"""
 COPY (
-WITH grid AS (
-  SELECT m.range AS m, d.range AS d, f.range AS f
-  FROM range({meters}) m, range({days}) d, range({frames}) f
-),
-pm AS (SELECT m, any_value(kind) AS kind, any_value(dir) AS dir, any_value(d) AS pd,
+WITH pm AS (SELECT m, any_value(kind) AS kind, any_value(dir) AS dir, any_value(d) AS pd,
               any_value(r) AS pr, any_value(k0) AS k0 FROM plants GROUP BY m),
-base AS (
-  SELECT g.m, g.d, g.f,
-    (g.m * {days} + g.d) * {frames} + g.f AS id,
-    hash(g.m, {seed}) AS h,
-    CASE WHEN g.f % 2 = 0 THEN 'c2s' ELSE 's2c' END AS direction,
-    CASE WHEN g.f >= 2 AND g.f < {frames - 2} THEN (g.f - 2) // 2 ELSE NULL END AS r,
-    CAST(make_timestamp({start_us} + g.d * 86400000000
-         + CAST(hash(g.m, g.d, {seed}) % 80000 AS BIGINT) * 1000000 + g.f * 1000000)
-         AS TIMESTAMPTZ) AS ts,
+mt AS (
+  SELECT g.range AS m, hash(g.range, {seed}) AS h,
+    '10.' || CAST((g.range >> 16) & 255 AS VARCHAR) || '.'
+      || CAST((g.range >> 8) & 255 AS VARCHAR) || '.' || CAST(g.range & 255 AS VARCHAR)
+      || ':4059' AS server_addr,
+    '4D4D4D' || upper(lpad(to_hex(g.range), 10, '0')) AS server_title,
     pm.kind AS pkind, pm.dir AS pdir, pm.pd, pm.pr, pm.k0
-  FROM grid g LEFT JOIN pm ON pm.m = g.m
+  FROM range({meters}) g LEFT JOIN pm ON pm.m = g.range
+),
+mt2 AS (SELECT *, server_addr || '/1' AS meter_id FROM mt),
+md AS (
+  SELECT mt2.*, dd.range AS d,
+    {start_us} + dd.range * 86400000000
+      + CAST(hash(mt2.m, dd.range, {seed}) % 80000 AS BIGINT) * 1000000 AS t0,
+    '10.255.0.1:' || CAST(32768 + CAST(hash(mt2.m, dd.range) % 28000 AS BIGINT) AS VARCHAR)
+      AS client_addr,
+    mt2.meter_id || '#' || CAST(dd.range AS VARCHAR) AS assoc_id
+  FROM mt2, range({days}) dd
+),
+base AS (
+  SELECT md.m, md.d, f.range AS f,
+    (md.m * {days} + md.d) * {frames} + f.range AS id, md.h,
+    CASE WHEN f.range % 2 = 0 THEN 'c2s' ELSE 's2c' END AS direction,
+    CASE WHEN f.range >= 2 AND f.range < {frames - 2} THEN (f.range - 2) // 2 ELSE NULL END
+      AS r,
+    CAST(make_timestamp(md.t0 + f.range * 1000000) AS TIMESTAMPTZ) AS ts,
+    md.server_addr, md.server_title, md.meter_id, md.client_addr, md.assoc_id,
+    md.pkind, md.pdir, md.pd, md.pr, md.k0
+  FROM md, range({frames}) f
 ),
 rows AS (
   SELECT b.*,
@@ -210,22 +224,17 @@ rows AS (
   FROM base b
 ),
 final AS (
-  SELECT id, ts, direction,
-    '10.255.0.1:' || CAST(32768 + CAST(hash(m, d) % 28000 AS BIGINT) AS VARCHAR) AS client_addr,
-    '10.' || CAST((m >> 16) & 255 AS VARCHAR) || '.' || CAST((m >> 8) & 255 AS VARCHAR) || '.'
-      || CAST(m & 255 AS VARCHAR) || ':4059' AS server_addr,
+  SELECT id, ts, direction, client_addr, server_addr,
     CAST(1 AS INTEGER) AS client_sap, CAST(1 AS INTEGER) AS server_sap,
-    'wrapper' AS link,
-    '10.' || CAST((m >> 16) & 255 AS VARCHAR) || '.' || CAST((m >> 8) & 255 AS VARCHAR) || '.'
-      || CAST(m & 255 AS VARCHAR) || ':4059/1' AS meter_id,
+    'wrapper' AS link, meter_id, assoc_id, server_title,
     m, d, f, k, glo, pkind, pdir, pd, pr, k0, usual_suite, ic_base
   FROM rows
 ),
 shaped AS (
   SELECT id, ts, direction, client_addr, server_addr, client_sap, server_sap, link, meter_id,
-    meter_id || '#' || CAST(d AS VARCHAR) AS assoc_id,
+    assoc_id,
     CASE WHEN NOT glo THEN NULL WHEN direction = 'c2s' THEN '{CLIENT_TITLE}'
-         ELSE '4D4D4D' || upper(lpad(to_hex(m), 10, '0')) END AS system_title,
+         ELSE server_title END AS system_title,
     CASE WHEN NOT glo THEN NULL
          WHEN pkind = 'suite-downgrade' AND d = pd AND (f - 2) // 2 = pr THEN 0
          ELSE usual_suite END AS suite,

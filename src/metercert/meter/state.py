@@ -178,7 +178,8 @@ class MeterState:
             item: dict[str, Any] = {"role": role.name, "client_sap": role.client_sap}
             s2 = self.secrets.get(role.association)
             if s2 is not None:
-                item.update(guek=s2.guek.secret.hex().upper(), ak=s2.ak.secret.hex().upper(),
+                item.update(invocation_counter_object=f"0.0.43.1.{role.association}.255",
+                            guek=s2.guek.secret.hex().upper(), ak=s2.ak.secret.hex().upper(),
                             kek=s2.kek.secret.hex().upper(), hls_secret=s2.hls_secret.hex().upper())
             roles.append(item)
         entry["roles"] = roles

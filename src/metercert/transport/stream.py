@@ -22,6 +22,7 @@ import socket
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -162,6 +163,14 @@ class _HdlcLink:
 _Link = _WrapperLink | _HdlcLink
 
 
+@dataclass(frozen=True)
+class _Deadline:
+    """When a wait ends, and whether that limit is the server's idle timeout."""
+
+    at: float
+    idle: bool
+
+
 class ApduStream:
     """APDUs over one connection, whatever the framing.
 
@@ -217,11 +226,7 @@ class ApduStream:
         if self._closed:
             raise ConnectionClosed(f"connection to {self.peer} is closed")
         async with self._write_lock:
-            try:
-                self._link.start_send(bytes(apdu))
-            except TransportError:
-                self.close()
-                raise
+            self._link.start_send(bytes(apdu))  # a refusal here leaves the link as it was
             await self._flush()
             if self._link.send_pending:
                 async with self._read_lock:
@@ -276,20 +281,22 @@ class ApduStream:
 
     # --- internals ----------------------------------------------------------------
 
-    async def _repoll(self, deadline: float) -> None:
+    async def _repoll(self, deadline: _Deadline) -> None:
         """HDLC client: the server had no answer ready; hand it the poll again."""
         assert isinstance(self._link, _HdlcLink)
         self._link.poll_returned = False
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(max(0.0, min(_REPOLL_DELAY, deadline - loop.time())))
+        await asyncio.sleep(max(0.0, min(_REPOLL_DELAY, deadline.at - loop.time())))
         self._link.conn.poll()
         await self._flush()
 
-    def _deadline(self, timeout: float | None) -> float:
+    def _deadline(self, timeout: float | None) -> _Deadline:
         limit = self.timeout if timeout is None else timeout
-        if self.idle_timeout is not None:
-            limit = min(limit, self.idle_timeout)
-        return asyncio.get_running_loop().time() + limit
+        idle = self.idle_timeout is not None and self.idle_timeout <= limit
+        if idle:
+            assert self.idle_timeout is not None
+            limit = self.idle_timeout
+        return _Deadline(asyncio.get_running_loop().time() + limit, idle)
 
     async def _flush(self) -> None:
         data = self._link.data_to_send()
@@ -305,20 +312,20 @@ class ApduStream:
             raise ConnectionClosed(f"connection to {self.peer} lost while sending: "
                                    f"{exc.strerror or exc.__class__.__name__}") from None
 
-    async def _read_some(self, deadline: float, what: str) -> None:
+    async def _read_some(self, deadline: _Deadline, what: str) -> None:
         if self._closed:
             raise ConnectionClosed(f"connection to {self.peer} is closed")
         if self._link.closed_reason is not None:
             self.close()
             raise ConnectionClosed(f"{self.peer}: {self._link.closed_reason}")
-        remaining = deadline - asyncio.get_running_loop().time()
+        remaining = deadline.at - asyncio.get_running_loop().time()
         try:
             if remaining <= 0:
                 raise TimeoutError
             data = await asyncio.wait_for(self._reader.read(_READ_CHUNK),
                                           None if math.isinf(remaining) else remaining)
         except TimeoutError:
-            if self.idle_timeout is not None:
+            if deadline.idle:  # the server's idle limit, not a shorter wait the caller chose
                 self.close()
                 raise TransportTimeout(f"{self.peer} idle: no whole APDU within "
                                        f"{self.idle_timeout:g} s, connection closed") from None
