@@ -87,3 +87,16 @@ def test_wrong_key_length_in_key_file(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "metercert", "apdu", "inspect", V1, "--keys",
                            str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "16 or 32 bytes, got 5" in proc.stderr
+
+
+def test_dedicated_key_in_an_initiate_request_is_redacted(keyfile, capsys):
+    dedicated = "A1" * 16
+    plain = "0101" + "10" + dedicated + "0000065F1F0400007E1F04B0"
+    assert main(["apdu", "protect", plain, "--keys", keyfile, "--ic", "3"]) == 0
+    ciphered = capsys.readouterr().out.strip()
+    assert main(["apdu", "inspect", ciphered, "--keys", keyfile, "--json"]) == 0
+    out = capsys.readouterr().out
+    info = json.loads(out)
+    assert info["decoded"]["dedicated_key"] == "<redacted>"
+    assert dedicated not in out.upper()
+    assert "<redacted>" in info["plaintext"]

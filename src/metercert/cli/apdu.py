@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.tree import Tree
 
+from metercert.cosem import ObisCode, ObjectIdentifier
 from metercert.errors import UsageError
 from metercert.security import (
     AuthenticationFailed,
@@ -110,10 +111,16 @@ def _jsonable(value: Any) -> Any:
         return bytes(value).hex().upper()
     if isinstance(value, enum.Enum):
         return value.name.lower()
+    if isinstance(value, (ObisCode, ObjectIdentifier)):
+        return str(value)
     if is_dataclass(value) and not isinstance(value, type):
         out = {"type": type(value).__name__}
         for f in fields(value):
-            out[f.name] = _jsonable(getattr(value, f.name))
+            item = getattr(value, f.name)
+            if f.metadata.get("secret") and item is not None:
+                out[f.name] = "<redacted>"  # dedicated keys, passwords, challenges
+            else:
+                out[f.name] = _jsonable(item)
         return out
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
@@ -124,16 +131,26 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _decode_plain(data: bytes) -> Any:
-    """Structure of a plaintext APDU via the COSEM codec, or the decode error."""
+def _secret_values(value: Any) -> list[bytes]:
+    if not (is_dataclass(value) and not isinstance(value, type)):
+        return []
+    return [getattr(value, f.name) for f in fields(value)
+            if f.metadata.get("secret") and isinstance(getattr(value, f.name), bytes)]
+
+
+def _plain_fields(data: bytes) -> dict[str, Any]:
+    """``plaintext`` (hex, secrets masked) and ``decoded`` (structure via the COSEM codec)."""
+    from metercert.cosem import decode_apdu
+
+    text = data.hex().upper()
     try:
-        from metercert.cosem import decode_apdu
-    except ImportError:  # pragma: no cover - codec always ships with the package
-        return None
-    try:
-        return _jsonable(decode_apdu(data))
+        apdu = decode_apdu(data)
     except Exception as exc:  # noqa: BLE001 - reported, not raised: inspect is a viewer
-        return {"error": str(exc)}
+        return {"plaintext": text, "decoded": {"error": str(exc)}}
+    for secret in _secret_values(apdu):
+        if secret:
+            text = text.replace(secret.hex().upper(), "<redacted>")
+    return {"plaintext": text, "decoded": _jsonable(apdu)}
 
 
 def inspect_apdu(data: bytes, keys: KeySet | None,
@@ -150,7 +167,7 @@ def inspect_apdu(data: bytes, keys: KeySet | None,
                             "ciphered": is_ciphered(data)}
     if not info["ciphered"]:
         info.update(security_control=None, invocation_counter=None, system_title=None,
-                    verified=None, plaintext=data.hex().upper(), decoded=_decode_plain(data))
+                    verified=None, **_plain_fields(data))
         return info
     parsed = parse_ciphered(data)
     sc = parsed.security_control
@@ -165,7 +182,7 @@ def inspect_apdu(data: bytes, keys: KeySet | None,
         verified=None, plaintext=None, decoded=None,
     )
     if not sc.protected:
-        info.update(plaintext=parsed.payload.hex().upper(), decoded=_decode_plain(parsed.payload))
+        info.update(_plain_fields(parsed.payload))
         info["note"] = "security control applies no protection"
         return info
     if keys is None and dedicated_key is None:
@@ -178,8 +195,7 @@ def inspect_apdu(data: bytes, keys: KeySet | None,
     except AuthenticationFailed as exc:
         info.update(verified=False, note=str(exc))
         return info
-    info.update(verified=result.authenticated, plaintext=result.plaintext.hex().upper(),
-                decoded=_decode_plain(result.plaintext))
+    info.update(verified=result.authenticated, **_plain_fields(result.plaintext))
     if not result.authenticated:
         info["note"] = "encrypted only: decrypted but nothing authenticates it"
     return info
