@@ -112,3 +112,19 @@ def test_bad_input_is_one_line(tmp_path: Path, setup: str | None, args: list[str
         main(["fleet", "simulate", "--meters", "2", "--days", "1", "--out", str(tmp_path / "sim")])
     proc = run(*(a.replace("{tmp}", str(tmp_path)) for a in args))
     one_line_error(proc, *words)
+
+
+def test_parquet_log_with_schema_column_names(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    log = tmp_path / "export.parquet"
+    pq.write_table(pa.table({
+        "ts": ["2026-02-01T10:00:00+00:00", "2026-02-01T10:01:00+00:00"],
+        "meter_id": ["MTR9", "MTR9"], "direction": ["s2c", "s2c"],
+        "system_title": ["4D4D4D0000000009"] * 2, "sc": [0x30, 0x30], "ic": [500, 20],
+        "extra_column": ["ignored", "ignored"]}), log)
+    out = tmp_path / "d"
+    assert main(["fleet", "ingest", str(log), "--out", str(out)]) == 0
+    assert main(["fleet", "scan", str(out), "--report", str(tmp_path / "r")]) == 0
+    found = json.loads((tmp_path / "r" / "findings.json").read_text())["findings"]
+    assert [(f["kind"], f["value"], f["ref_value"]) for f in found] == [("ic-regression", 20, 500)]

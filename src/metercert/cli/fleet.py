@@ -112,9 +112,11 @@ def _scan(args: argparse.Namespace) -> int:
         with _progress(console) as prog:
             task = prog.add_task("scanning", total=len(STAGES) + len(DETECTORS))
 
+            started: list[str] = []
+
             def step(name: str) -> None:
-                prog.update(task, advance=1 if prog.tasks[0].description != "scanning" else 0,
-                            description=name)
+                prog.update(task, completed=len(started), description=name)
+                started.append(name)
 
             result = run_detectors(engine, args.dataset, params=params, progress=step)
             prog.update(task, completed=len(STAGES) + len(DETECTORS))

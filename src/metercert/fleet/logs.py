@@ -58,6 +58,7 @@ class ColumnMapping:
     values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     ts_unit: str = "iso"
     delimiter: str = ","
+    identity: bool = False  # no mapping given: the log uses the schema's column names
 
     @classmethod
     def load(cls, path: str | Path | None, options: Iterable[str] = ()) -> ColumnMapping:
@@ -100,7 +101,8 @@ class ColumnMapping:
         if bad:
             raise InputFileError(f"{where}: unknown schema column(s) {', '.join(bad)}; "
                                  f"known: {', '.join(MAPPABLE)}")
-        if not columns:
+        identity = not columns
+        if identity:
             columns = {c: c for c in MAPPABLE}
         values = data.get("values") or {}
         if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
@@ -112,7 +114,7 @@ class ColumnMapping:
         if len(delimiter) != 1:
             raise InputFileError(f"{where}: delimiter must be one character")
         return cls(columns, {str(k): {str(a): str(b) for a, b in v.items()}
-                             for k, v in values.items()}, unit, delimiter)
+                             for k, v in values.items()}, unit, delimiter, identity)
 
 
 def _int(text: Any) -> int:
@@ -203,19 +205,28 @@ def _convert(mapping: ColumnMapping, raw: Mapping[str, Any], where: str) -> dict
     return row
 
 
+def _needed(mapping: ColumnMapping, present: Iterable[str]) -> set[str]:
+    """Source columns that must exist: all mapped ones, or the required ones by name."""
+    if mapping.identity:
+        return set(REQUIRED)
+    return set(mapping.columns.values())
+
+
 def _raw_rows(path: Path, kind: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict[str, Any]]]:
-    needed = set(mapping.columns.values())
     if kind == "parquet":
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputFileError(f"log {path}: not a readable Parquet file ({exc})") from None
-        missing = sorted(needed - set(pf.schema_arrow.names))
+        names = pf.schema_arrow.names
+        needed = _needed(mapping, names)
+        missing = sorted(needed - set(names))
         if missing:
             raise InputFileError(f"log {path}: no column(s) {', '.join(missing)} "
                                  f"(has {', '.join(pf.schema_arrow.names)})")
         n = 0
-        for batch in pf.iter_batches(columns=sorted(needed)):
+        wanted = sorted(set(mapping.columns.values()) & set(names))
+        for batch in pf.iter_batches(columns=wanted):
             for rec in batch.to_pylist():
                 n += 1
                 yield n, rec
@@ -230,7 +241,7 @@ def _raw_rows(path: Path, kind: str, mapping: ColumnMapping) -> Iterator[tuple[i
             header = reader.fieldnames or []
         except (csv.Error, UnicodeDecodeError) as exc:
             raise InputFileError(f"log {path}: not a CSV file ({exc})") from None
-        missing = sorted(needed - set(header))
+        missing = sorted(_needed(mapping, header) - set(header))
         if missing:
             raise InputFileError(f"log {path}: no column(s) {', '.join(missing)} in the header "
                                  f"(has {', '.join(header) or 'nothing'})")

@@ -69,6 +69,8 @@ def load_profile(name_or_path: str | None = None) -> MeterProfile:
             text = path.read_text("utf-8")
         except OSError as exc:
             raise InputFileError(f"meter profile {source}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InputFileError(f"meter profile {source}: not UTF-8 text (byte {exc.start})") from None
     else:
         if name_or_path not in builtin_profiles():
             raise UsageError(f"unknown meter profile {name_or_path!r}; built-in profiles: "

@@ -228,6 +228,8 @@ def load_key_file(path: str | os.PathLike[str]) -> list[KeySet]:
         raise InputFileError(f"key file {p}: no such file") from None
     except OSError as exc:
         raise InputFileError(f"key file {p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"key file {p}: not UTF-8 text (byte {exc.start})") from None
     try:
         # BaseLoader keeps every scalar a string: an all-digit hex key such as
         # 0011... must not turn into a (possibly octal) integer. It builds no objects.

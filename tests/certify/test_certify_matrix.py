@@ -1,0 +1,72 @@
+"""`metercert certify` end to end: the conformant meter passes everything, and each flawed
+profile fails exactly the checks for its flaw while every unrelated check still passes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# flaw -> the checks that must fail (and only these)
+EXPECTED_FAILURES = {
+    "conformant": set(),
+    "ic-reset-on-power-cycle": {"DLMS-IC-PERSIST-01"},
+    "accepts-downgrade": {"DLMS-DOWNGRADE-01"},
+    # without replay checks a stale counter and a post-restart replay are accepted too
+    "no-replay-check": {"DLMS-REPLAY-01", "DLMS-IC-STALE-01", "DLMS-IC-PERSIST-01"},
+    "default-lls-password": {"DLMS-AUTH-DEFAULT-01"},
+    "unsigned-firmware-accepted": {"DLMS-FW-01"},
+    "key-wrap-unchecked": {"DLMS-KEYWRAP-01"},
+    "operator-can-update-firmware": {"DLMS-RBAC-SECADM-01"},
+    "secret-readable": {"DLMS-SECRET-01"},
+}
+
+
+def _certify(tmp_path, profile, *extra):
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "metercert", "certify", "--meter-profile", profile, "--out",
+         str(out), "--quiet", *extra],
+        capture_output=True, text=True, timeout=240)
+    assert proc.returncode in (0, 1), proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    return proc, results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", sorted(EXPECTED_FAILURES))
+def test_each_profile_fails_exactly_its_checks(tmp_path, profile):
+    proc, results = _certify(tmp_path, profile, "--no-tls")
+    verdicts = {c["id"]: c["verdict"] for c in results["checks"]}
+    failed = {i for i, v in verdicts.items() if v == "fail"}
+    assert failed == EXPECTED_FAILURES[profile], results["checks"]
+    unrelated = {i: v for i, v in verdicts.items()
+                 if i.startswith(("DLMS-", "DOSSIER-")) and i not in EXPECTED_FAILURES[profile]}
+    assert set(unrelated.values()) == {"pass"}, unrelated
+    assert proc.returncode == (1 if failed else 0)
+    for check in results["checks"]:
+        if check["verdict"] == "fail":
+            assert check["evidence"], f"{check['id']} failed without evidence"
+
+
+@pytest.mark.slow
+def test_conformant_full_campaign_with_tls_passes_and_reports(tmp_path):
+    proc, results = _certify(tmp_path, "conformant")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    kinds = {c["target"] for c in results["checks"]}
+    assert kinds == {"dlms", "tls", "dossier"}
+    assert {c["verdict"] for c in results["checks"]} == {"pass"}
+    out = tmp_path / "report"
+    assert (out / "report.html").stat().st_size > 10000
+    assert (out / "junit.xml").exists()
+    assert "campaign time:" in proc.stdout
+    assert str(out / "report.html") in proc.stdout.replace("\n", "")
+
+
+def test_unknown_profile_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "metercert", "certify", "--meter-profile",
+                           "no-such-profile", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown meter profile 'no-such-profile'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
