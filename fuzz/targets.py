@@ -221,7 +221,10 @@ class _SessionHarness:
     def _associate(self) -> None:
         self.meter._locked_until.clear()
         self.protected = self.Session(self.meter, self.settings.client_sap)
+        previous = getattr(self, "client", None)
         self.client = self.client_cls("127.0.0.1", 0, self.settings)
+        if previous is not None:  # the meter remembers our last counter: keep counting up
+            self.client._counter = previous._counter
         asyncio.run(self.client.associate())
         if not self.protected.associated:
             raise RuntimeError("harness could not associate with its own meter")

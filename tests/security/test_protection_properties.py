@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metercert.security import (
+    ApduCipher,
     ApduFormatError,
     AuthenticationFailed,
     CipheringForm,
@@ -137,3 +138,19 @@ def test_initiate_request_has_no_dedicated_form(ek, ak):
 def test_security_control_byte_round_trip():
     for value in range(256):
         assert SecurityControl.from_byte(value).byte == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(protect_case(authenticated_only=True))
+def test_bound_cipher_is_byte_identical_to_protect_and_verifies(case):
+    cipher = ApduCipher(encryption_key=case["encryption_key"],
+                        authentication_key=case["authentication_key"],
+                        own_title=case["system_title"], peer_title=case["system_title"],
+                        security_control=case["security_control"], form=case["form"])
+    apdu = cipher.protect(case["plaintext"], case["invocation_counter"])
+    assert apdu == protect(**case)
+    assert cipher.unprotect(apdu) == case["plaintext"]
+    tampered = bytearray(apdu)
+    tampered[-1] ^= 1
+    with pytest.raises(AuthenticationFailed):
+        cipher.unprotect(bytes(tampered))

@@ -38,6 +38,7 @@ from metercert.cosem import (
     AuthenticationMechanism,
     Conformance,
     CosemAttributeDescriptor,
+    CosemDecodeError,
     CosemMethodDescriptor,
     DataAccessResult,
     DataType,
@@ -340,7 +341,10 @@ class DlmsClient:
         self.associated = False
         if not answer or answer[0] != 0x63:
             raise DlmsError("expected an RLRE")
-        RLRE.from_bytes(answer)
+        try:
+            RLRE.from_bytes(answer)
+        except CosemDecodeError as exc:  # e.g. gurux-dlms 1.0.203 under-counts the RLRE length
+            raise DlmsError(f"malformed RLRE from the meter: {exc}") from None
 
     # -- protection ---------------------------------------------------------------------------
     def protect_request(self, plain: bytes, *, form: CipheringForm | None = None,

@@ -108,6 +108,10 @@ class AuditRecord:
 class Dossier:
     """A device dossier with its artefacts parsed (or their problems recorded)."""
 
+    def describe(self) -> str:
+        return (f"device dossier: {self.manufacturer} {self.model}, firmware "
+                f"{self.firmware_version} ({self.folder.name}/)")
+
     doc: YamlDocument
     folder: Path
     manufacturer: str

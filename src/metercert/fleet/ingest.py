@@ -168,18 +168,31 @@ class IngestResult:
     stats: Mapping[str, int]
 
 
-def ingest_pcap(path: str | Path, *, port: int = DEFAULT_PORT, keys: KeyRing | str | Path |
-                None = None, first_id: int = 0, stats: CaptureStats | None = None,
-                on_apdu: Callable[[], None] | None = None) -> pa.Table:
-    """All APDUs of one capture as a table in the fleet schema (nothing written)."""
+def iter_pcap_tables(path: str | Path, *, port: int = DEFAULT_PORT,
+                     keys: KeyRing | str | Path | None = None, first_id: int = 0,
+                     stats: CaptureStats | None = None,
+                     chunk_rows: int = 250_000) -> Iterator[pa.Table]:
+    """A capture's APDUs as schema tables of at most ``chunk_rows`` rows (bounded memory)."""
     ring = KeyRing.load(keys) if isinstance(keys, (str, Path)) else keys
     rec = ApduRecorder(keys=ring, source=Path(path).name, first_id=first_id)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for w in read_apdus(path, port=port, stats=stats):
         rows.append(rec.record(w))
-        if on_apdu:
-            on_apdu()
-    return table_from_rows(rows)
+        if len(rows) >= chunk_rows:
+            yield table_from_rows(rows)
+            rows = []
+    if rows:
+        yield table_from_rows(rows)
+
+
+def ingest_pcap(path: str | Path, *, port: int = DEFAULT_PORT, keys: KeyRing | str | Path |
+                None = None, first_id: int = 0, stats: CaptureStats | None = None) -> pa.Table:
+    """All APDUs of one capture as one table in the fleet schema (nothing written).
+
+    ``keys`` is a key file path or a :class:`KeyRing`; row ids start at ``first_id``.
+    """
+    tables = list(iter_pcap_tables(path, port=port, keys=keys, first_id=first_id, stats=stats))
+    return pa.concat_tables(tables) if tables else table_from_rows([])
 
 
 def sniff_kind(path: Path) -> str:
@@ -222,19 +235,22 @@ def ingest(paths: Iterable[str | Path], out_dir: str | Path, *, port: int = DEFA
     for f, kind in kinds:
         if kind == "pcap":
             stats = CaptureStats()
-            table = ingest_pcap(f, port=port, keys=ring, first_id=first, stats=stats)
+            rows = 0
+            for table in iter_pcap_tables(f, port=port, keys=ring, first_id=first, stats=stats):
+                written += write_dataset(table, out_dir)
+                first += table.num_rows
+                rows += table.num_rows
             for k, v in vars(stats).items():
                 agg[k] = agg.get(k, 0) + v
         else:
             assert col_map is not None
             table = read_log(f, col_map, kind=kind, first_id=first)
-        written += write_dataset(table, out_dir)
-        first += table.num_rows
-        total += table.num_rows
+            written += write_dataset(table, out_dir)
+            rows = table.num_rows
+            first += rows
+        total += rows
         if on_file:
-            on_file(f, table.num_rows)
+            on_file(f, rows)
     return IngestResult(total, tuple(written), agg)
 
 
-def iter_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
-    yield from table.to_pylist()

@@ -73,6 +73,8 @@ class ColumnMapping:
                 raise InputFileError(f"{where}: no such file") from None
             except OSError as exc:
                 raise InputFileError(f"{where}: {exc.strerror}") from None
+            except UnicodeDecodeError as exc:
+                raise InputFileError(f"{where}: not UTF-8 text (byte {exc.start})") from None
             try:
                 loaded = yaml.safe_load(text)
             except yaml.YAMLError as exc:

@@ -82,6 +82,8 @@ def load_rbac(path: str | Path | None = None) -> Rbac:
             text = Path(path).read_text("utf-8")
         except OSError as exc:
             raise InputFileError(f"{source}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InputFileError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

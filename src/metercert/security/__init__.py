@@ -30,6 +30,7 @@ from metercert.security.keys import (
 )
 from metercert.security.keywrap import unwrap_key, wrap_key
 from metercert.security.protection import (
+    ApduCipher,
     CipheredApdu,
     CipheringForm,
     Unprotected,
@@ -44,7 +45,7 @@ from metercert.security.protection import (
 from metercert.security.suites import SUITES, SecurityControl, SecuritySuite, suite
 
 __all__ = [
-    "SUITES", "ApduFormatError", "AuthenticationFailed", "CipheredApdu", "CipheringForm",
+    "SUITES", "ApduCipher", "ApduFormatError", "AuthenticationFailed", "CipheredApdu", "CipheringForm",
     "CounterExhausted", "CounterStoreError", "HlsCredentials", "InvalidKey",
     "InvocationCounterStore", "Key", "KeyId", "KeySet", "KeyUnwrapFailed", "Mechanism",
     "MechanismRefused", "ReplayGuard", "SecurityControl", "SecurityError", "SecuritySuite",

@@ -17,6 +17,7 @@ IV = system title || invocation counter.
 from __future__ import annotations
 
 import enum
+import hmac
 from typing import NamedTuple
 
 from metercert.security import _gcm
@@ -323,3 +324,84 @@ def select_encryption_key(keys: KeySet, parsed: CipheredApdu,
     if parsed.form.dedicated:
         return dedicated_key
     return keys.gbek if parsed.security_control.broadcast else keys.guek
+
+
+class ApduCipher:
+    """The hot path: protect and unprotect with everything fixed but the counter.
+
+    Binds the keys, the system titles, the security control and the form once, so
+    that per APDU only the GCM call and the framing remain. Semantics are those of
+    :func:`protect` / :func:`unprotect` (same errors, same checks); only the
+    service-specific and general-glo/ded forms with authentication are served here.
+    """
+
+    __slots__ = ("_aad", "_encrypt", "_encrypted", "_heads", "_own", "_peer", "_sc1",
+                 "_sc_byte")
+
+    def __init__(self, *, encryption_key: Key | bytes, authentication_key: Key | bytes,
+                 own_title: bytes, peer_title: bytes | None = None,
+                 security_control: SecurityControl = SecurityControl(0),
+                 form: CipheringForm = CipheringForm.GLOBAL) -> None:
+        if not security_control.authenticated or security_control.compressed:
+            raise ApduFormatError("ApduCipher serves authenticated, uncompressed protection only")
+        size = _key_size(security_control)
+        ek = _secret(encryption_key, "encryption key", size)
+        ak = _secret(authentication_key, "authentication key", size)
+        if len(own_title) != 8 or (peer_title is not None and len(peer_title) != 8):
+            raise InvalidKey("system titles must be 8 bytes")
+        self._sc_byte = security_control.byte
+        self._sc1 = bytes((self._sc_byte,))
+        self._encrypted = security_control.encrypted
+        self._own, self._peer = own_title, peer_title
+        self._aad = self._sc1 + ak
+        self._encrypt = _gcm._aead(ek).encrypt
+        # the bytes before the length, per plaintext service tag
+        if form is CipheringForm.GLOBAL:
+            self._heads = {p: bytes((g,)) for p, (g, _) in _SERVICE_TAGS.items()}
+        elif form is CipheringForm.DEDICATED:
+            self._heads = {p: bytes((d,)) for p, (_, d) in _SERVICE_TAGS.items() if d is not None}
+        else:
+            tag = GENERAL_GLO_CIPHERING if form is CipheringForm.GENERAL_GLO else GENERAL_DED_CIPHERING
+            head = bytes((tag, 8)) + own_title
+            self._heads = {t: head for t in range(256)}
+
+    def protect(self, plaintext: bytes, invocation_counter: int) -> bytes:
+        ic = invocation_counter.to_bytes(4, "big")
+        if self._encrypted:
+            payload = self._encrypt(self._own + ic, plaintext, self._aad)[:-4]
+        else:
+            payload = plaintext + self._encrypt(self._own + ic, b"", self._aad + plaintext)[:12]
+        head = self._heads.get(plaintext[0]) if plaintext else None
+        if head is None:
+            raise ApduFormatError(f"{tag_name(plaintext[0]) if plaintext else 'empty APDU'} "
+                                  "has no ciphered form here")
+        n = len(payload) + 5
+        return b"".join((head, bytes((n,)) if n < 0x80 else encode_length(n), self._sc1, ic,
+                         payload))
+
+    def unprotect(self, apdu: bytes) -> bytes:
+        """Plaintext of a verified APDU from the peer; raises AuthenticationFailed otherwise."""
+        parsed = parse_ciphered(apdu)
+        if parsed.security_control.byte != self._sc_byte:
+            raise AuthenticationFailed()
+        title = parsed.system_title or self._peer
+        if title is None:
+            raise ApduFormatError("the peer's system title is needed for service-specific forms")
+        nonce = title + parsed.invocation_counter.to_bytes(4, "big")
+        payload = parsed.payload
+        if len(payload) < _gcm.TAG_BYTES:
+            raise AuthenticationFailed()
+        encrypt = self._encrypt
+        if self._encrypted:
+            plaintext = encrypt(nonce, payload[:-12], None)[:-16]
+            if not hmac.compare_digest(encrypt(nonce, plaintext, self._aad)[-16:-4], payload[-12:]):
+                raise AuthenticationFailed()
+        else:
+            plaintext = payload[:-12]
+            if not hmac.compare_digest(encrypt(nonce, b"", self._aad + plaintext)[:12],
+                                       payload[-12:]):
+                raise AuthenticationFailed()
+        expected_tag = parsed.plain_tag
+        if expected_tag is not None and plaintext[:1] != bytes((expected_tag,)):
+            raise AuthenticationFailed()
+        return plaintext
