@@ -19,20 +19,36 @@ from metercert import __version__
 from metercert.errors import MetercertError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def _register(sub: argparse._SubParsersAction, name: str) -> None:
+    module = importlib.import_module(f"{__name__}.{name}")
+    register = getattr(module, "register", None)
+    if register is not None:
+        register(sub)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; given ``argv`` whose command lives in the module of the same name
+    (``meter`` -> ``cli/meter.py``), only that module is imported, so that a command such as
+    ``meter serve`` starts without importing every other command's dependencies."""
     parser = argparse.ArgumentParser(
         prog="metercert",
         description="Smart-meter security certification: DLMS/COSEM, IEC 62351, ENISA / CRA / EN 303 645.",
     )
     parser.add_argument("--version", action="version", version=f"metercert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(sub)
+    names = _command_modules()
+    command = next((a for a in argv or () if not a.startswith("-")), None)
+    if command in names:
+        _register(sub, command)
+        if command in sub.choices:
+            return parser
+        names.remove(command)
+    for name in names:
+        _register(sub, name)
     return parser
 
 
@@ -42,7 +58,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

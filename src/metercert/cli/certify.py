@@ -145,6 +145,8 @@ def _test(args: argparse.Namespace) -> int:
     if not keys_path:
         raise UsageError("--keys FILE is required (or 'keys:' in --campaign)")
     keys = load_keyset(keys_path)
+    if config is not None and config.roles:
+        keys = _with_campaign_roles(keys, config)
     framing = args.framing or (config.framing if config else "wrapper")
     power = None
     if args.power_cycle_cmd:
@@ -178,6 +180,30 @@ def _test(args: argparse.Namespace) -> int:
         args.no_destructive = args.no_destructive or config.no_destructive
     _probe(host, port)
     return _run(targets, args, None, console)
+
+
+def _with_campaign_roles(keys: Any, config: Any) -> Any:
+    """Roles from the campaign file join (and override) the key file's role entries.
+
+    A role without keys of its own in the key file uses the key file's main keys;
+    LLS passwords and HLS secrets come from the environment variables it names.
+    """
+    from dataclasses import replace
+
+    names = {1: "lls", 2: "hls", 5: "hls-gmac", 6: "hls-sha256", 7: "hls-ecdsa", 0: "none"}
+    existing = {r.get("role"): dict(r) for r in keys.extra.get("roles", []) if isinstance(r, dict)}
+    for name, role in config.roles.items():
+        entry = existing.get(name, {"role": name})
+        entry.update(client_sap=role.client_sap, mechanism=names.get(role.mechanism, "none"))
+        secret = role.credential()
+        if role.password_env and secret:
+            entry["password"] = secret
+        if role.secret_env and secret:
+            entry["hls_secret"] = secret.encode().hex()
+        if role.mechanism >= 5 and "guek" not in entry and keys.guek is not None and keys.ak is not None:
+            entry.update(guek=keys.guek.secret.hex(), ak=keys.ak.secret.hex())
+        existing[name] = entry
+    return replace(keys, extra={**keys.extra, "roles": list(existing.values())})
 
 
 def _parse_tcp(url: str) -> tuple[str, int]:

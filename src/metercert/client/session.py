@@ -486,6 +486,10 @@ class DlmsClient:
         return answer.result, data
 
 
+_ROLE_MECHANISMS = {"none": Mechanism.NONE, "lls": Mechanism.LLS, "hls-gmac": Mechanism.HLS_GMAC,
+                    "hls-sha256": Mechanism.HLS_SHA256, "hls-ecdsa": Mechanism.HLS_ECDSA}
+
+
 def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> ClientSettings:
     """Client settings for the management association of a key file, or one of its roles."""
     entry: dict[str, Any] = dict(keys.extra)
@@ -499,17 +503,22 @@ def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> Cl
         if role not in roles:
             raise DlmsError(f"the key file has no role {role}")
         spec = roles[role]
-        if "guek" not in spec:
-            base = dict(client_sap=int(spec["client_sap"]), mechanism=Mechanism.NONE,
-                        keys=KeySet(server_system_title=keys.server_system_title), suite=0)
-        else:
+        mechanism = _ROLE_MECHANISMS.get(str(spec.get("mechanism", "")).lower())
+        if mechanism is None:
+            mechanism = Mechanism.HLS_GMAC if "guek" in spec else Mechanism.NONE
+        role_keys = keys
+        if "guek" in spec:
             role_keys = replace(keys, guek=Key(bytes.fromhex(spec["guek"]), "guek"),
                                 ak=Key(bytes.fromhex(spec["ak"]), "ak"),
-                                kek=Key(bytes.fromhex(spec["kek"]), "kek"))
-            base = dict(client_sap=int(spec["client_sap"]), mechanism=Mechanism.HLS_GMAC,
-                        keys=role_keys, suite=suite,
-                        hls_secret=bytes.fromhex(spec["hls_secret"]) if spec.get("hls_secret") else None,
-                        invocation_counter_object=ObisCode.parse(spec["invocation_counter_object"])
-                        if spec.get("invocation_counter_object") else None)
+                                kek=Key(bytes.fromhex(spec["kek"]), "kek") if spec.get("kek") else None)
+        elif mechanism is Mechanism.NONE:
+            role_keys = KeySet(server_system_title=keys.server_system_title)
+        secret = spec.get("hls_secret")
+        base = dict(client_sap=int(spec["client_sap"]), mechanism=mechanism, keys=role_keys,
+                    suite=suite if mechanism.is_hls else 0,
+                    password=str(spec["password"]).encode() if spec.get("password") else None,
+                    hls_secret=bytes.fromhex(secret) if secret else None,
+                    invocation_counter_object=ObisCode.parse(spec["invocation_counter_object"])
+                    if spec.get("invocation_counter_object") else None)
     base.update(extra)
     return ClientSettings(**base)

@@ -1,0 +1,174 @@
+"""gurux-dlms 1.0.203's client against our reference meter over 127.0.0.1.
+
+We drive the socket: gurux produces wrapper frames (aarqRequest, read, ...), we
+send them and feed the meter's frames back to ``getData``. gurux prints to stdout
+while ciphering, hence the redirect around every gurux call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+pytest.importorskip("gurux_dlms")
+
+from conftest import CLOCK_OBIS, RunningMeter
+from gurux_dlms import GXByteBuffer, GXDLMSClient, GXDLMSException, GXReplyData
+from gurux_dlms.enums import Authentication, InterfaceType, Security
+from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSRegister
+from gurux_dlms.objects.enums.SecuritySuite import SecuritySuite
+from gurux_dlms.secure import GXDLMSSecureClient
+
+from metercert.cosem import CosemDateTime
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError("meter closed the connection")
+        data += chunk
+    return data
+
+
+@dataclass
+class GuruxLink:
+    """A TCP connection on which a gurux client's frames go out and replies come back."""
+
+    client: Any
+    sock: socket.socket
+    sent: list[bytes] = field(default_factory=list)       # APDUs (wrapper header stripped)
+    received: list[bytes] = field(default_factory=list)
+
+    def transfer(self, frames: list[Any]) -> GXReplyData:
+        reply = GXReplyData()
+        for frame in frames:
+            raw = bytes(frame)
+            self.sent.append(raw[8:])
+            self.sock.sendall(raw)
+            while True:
+                header = _recv_exact(self.sock, 8)
+                body = _recv_exact(self.sock, int.from_bytes(header[6:8], "big"))
+                self.received.append(body)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    if self.client.getData(GXByteBuffer(bytearray(header + body)), reply):
+                        break
+        return reply
+
+    def call(self, method: str, *args: Any) -> Any:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return getattr(self.client, method)(*args)
+
+    def associate(self) -> None:
+        reply = self.transfer(self.call("aarqRequest"))
+        self.call("parseAareResponse", reply.data)
+        if self.client.getIsAuthenticationRequired():
+            reply = self.transfer(self.call("getApplicationAssociationRequest"))
+            # raises GXDLMSException unless the meter's f(CtoS) verifies
+            self.call("parseApplicationAssociationResponse", reply.data)
+
+    def read(self, obj: Any, attribute: int) -> Any:
+        reply = self.transfer(self.call("read", obj, attribute))
+        self.call("updateValue", obj, attribute, reply.value)
+        return reply.value
+
+    def release(self) -> None:
+        self.transfer(self.call("releaseRequest"))
+
+
+@contextlib.contextmanager
+def gurux_link(meter: RunningMeter, client: Any) -> Iterator[GuruxLink]:
+    with socket.create_connection((meter.host, meter.port), timeout=5) as sock:
+        yield GuruxLink(client, sock)
+
+
+def _secure_client(meter: RunningMeter, *, suite: int = 0, guek: bytes | None = None) -> Any:
+    client = GXDLMSSecureClient(True, meter.keys["client_sap"], 1, Authentication.HIGH_GMAC, None,
+                                InterfaceType.WRAPPER)
+    client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
+    client.ciphering.securitySuite = SecuritySuite(suite)
+    client.ciphering.systemTitle = bytearray(meter.key("client_system_title"))
+    client.ciphering.blockCipherKey = bytearray(guek or meter.key("guek"))
+    client.ciphering.authenticationKey = bytearray(meter.key("ak"))
+    return client
+
+
+def _assert_clock_is_now(raw: Any) -> None:
+    value = CosemDateTime.from_bytes(bytes(raw)).to_datetime()
+    assert abs(value - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=2)
+
+
+def test_gurux_public_client_reads_the_clock(suite0_meter: RunningMeter) -> None:
+    client = GXDLMSClient(True, 16, 1, Authentication.NONE, None, InterfaceType.WRAPPER)
+    clock = GXDLMSClock(CLOCK_OBIS)
+    with gurux_link(suite0_meter, client) as link:
+        link.associate()
+        raw = link.read(clock, 2)
+        link.release()
+    _assert_clock_is_now(raw)
+    assert link.sent[0][0] == 0x60 and link.received[0][0] == 0x61
+    assert link.sent[1][0] == 0xC0 and link.received[1][0] == 0xC4   # plain get
+
+
+def test_gurux_hls_gmac_suite0_reads_the_clock(suite0_meter: RunningMeter) -> None:
+    """Full HLS-GMAC 4-pass exchange (gurux checks the meter's f(CtoS)), then a ciphered GET."""
+    client = _secure_client(suite0_meter)
+    clock = GXDLMSClock(CLOCK_OBIS)
+    with gurux_link(suite0_meter, client) as link:
+        link.associate()
+        raw = link.read(clock, 2)
+        counter = GXDLMSData("0.0.43.1.6.255")
+        link.read(counter, 2)
+        link.release()
+    _assert_clock_is_now(raw)
+    ciphered_tags = {apdu[0] for apdu in link.sent[1:-1]}
+    # gurux proposes general-protection; the meter grants it, so gurux uses general-glo-ciphering
+    assert ciphered_tags == {0xDB}, ciphered_tags
+    assert {apdu[0] for apdu in link.received[1:-1]} == {0xDB}
+    assert isinstance(counter.value, int) and counter.value >= 3   # AARQ, HLS reply, 2 GETs
+
+
+def test_gurux_hls_gmac_against_the_shipped_suite1_meter(suite1_meter: RunningMeter) -> None:
+    client = _secure_client(suite1_meter, suite=1)
+    clock = GXDLMSClock(CLOCK_OBIS)
+    with gurux_link(suite1_meter, client) as link:
+        link.associate()
+        raw = link.read(clock, 2)
+    _assert_clock_is_now(raw)
+    # security control byte of every ciphered request: suite 1, authenticated+encrypted
+    assert all(apdu[10] == 0x31 for apdu in link.sent[1:]), [a[:12].hex() for a in link.sent]
+
+
+def test_gurux_suite0_is_refused_by_the_suite1_meter(suite1_meter: RunningMeter) -> None:
+    """A downgrade from a real peer: the conformant meter rejects the association."""
+    client = _secure_client(suite1_meter, suite=0)
+    with gurux_link(suite1_meter, client) as link, pytest.raises(GXDLMSException):
+        link.associate()
+    assert link.received[0][0] == 0x61
+
+
+def test_gurux_with_a_wrong_guek_is_refused(suite0_meter: RunningMeter) -> None:
+    client = _secure_client(suite0_meter, guek=bytes(16))
+    with gurux_link(suite0_meter, client) as link, pytest.raises(GXDLMSException):
+        link.associate()
+
+
+def test_gurux_public_client_cannot_read_a_reader_only_object(suite0_meter: RunningMeter) -> None:
+    """Access rights hold for a foreign client too: energy register needs the READ right."""
+    client = GXDLMSClient(True, 16, 1, Authentication.NONE, None, InterfaceType.WRAPPER)
+    energy = GXDLMSRegister("1.0.1.8.0.255")
+    with gurux_link(suite0_meter, client) as link:
+        link.associate()
+        with pytest.raises(GXDLMSException):
+            link.read(energy, 2)
+    answer = link.received[-1]
+    # get-response-normal carrying a data-access-result: read-write-denied or object-undefined
+    assert answer[:3] == bytes([0xC4, 0x01, 0xC1]) and answer[3] == 0x01 and answer[4] in (3, 4)
