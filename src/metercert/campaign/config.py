@@ -308,8 +308,8 @@ def _patterns(src: _Source, path: Sequence[str | int], value: Any) -> tuple[str,
 
 
 def _host_port(src: _Source, path: Sequence[str | int], text: str, default_port: int | None) -> tuple[str, int]:
-    probe = urlsplit("//" + text)
     try:
+        probe = urlsplit("//" + text)
         port = probe.port
     except ValueError:
         raise src.error(path, f"{_dotted(path)}: bad port in {text!r}") from None
@@ -327,7 +327,10 @@ def _host_port(src: _Source, path: Sequence[str | int], text: str, default_port:
 
 def _target(src: _Source, value: Any) -> DlmsEndpoint:
     text = _string(src, ["target"], value)
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise src.error(["target"], f"target must look like tcp://HOST:PORT, got {text!r}") from None
     if parts.scheme not in ("tcp", "udp"):
         raise src.error(["target"], f"target must look like tcp://HOST:PORT, got {text!r}")
     host, port = _host_port(src, ["target"], parts.netloc + parts.path, DEFAULT_DLMS_PORT)

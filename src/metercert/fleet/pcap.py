@@ -260,6 +260,9 @@ def read_apdus(path: str | Path, *, port: int = DEFAULT_PORT,
                 except TransportError:
                     st.bad_frames += 1
                     continue
+                if not frame.payload:  # an empty frame carries no APDU
+                    st.bad_frames += 1
+                    continue
                 st.apdus += 1
                 yield WireApdu(when, direction, client, server,
                                frame.source_wport if c2s else frame.dest_wport,
@@ -283,6 +286,9 @@ def read_apdus(path: str | Path, *, port: int = DEFAULT_PORT,
             name, half = entry
             for chunk in half.segment(l4.seq, bytes(l4.data)):
                 for apdu, src_sap, dst_sap in half.framer.feed(chunk, st):
+                    if not apdu:  # an empty frame carries no APDU
+                        st.bad_frames += 1
+                        continue
                     st.apdus += 1
                     yield WireApdu(when, direction, client, server,
                                    src_sap if c2s else dst_sap, dst_sap if c2s else src_sap,

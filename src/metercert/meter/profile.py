@@ -55,6 +55,20 @@ class MeterProfile:
         return _POLICIES[self.policy]
 
 
+# setting -> (accepted types, lowest, highest): a profile is user input, checked before use
+_SETTING_TYPES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
+    "name": ((str,), None, None),
+    "description": ((str,), None, None),
+    "security_suite": ((int,), None, None),
+    "policy": ((str,), None, None),
+    "mechanism": ((str,), None, None),
+    "max_pdu": ((int,), 32, 0xFFFF),
+    "auth_failures_before_lockout": ((int,), 1, 1_000_000),
+    "lockout_seconds": ((int, float), 0, 86_400),
+    "rbac": ((str,), None, None),
+}
+
+
 def builtin_profiles() -> list[str]:
     folder = resources.files("metercert.meter").joinpath("profiles")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -94,7 +108,19 @@ def profile_from_mapping(data: Any, source: str = "profile") -> MeterProfile:
     unknown = set(data) - known
     if unknown:
         raise InputFileError(f"meter profile {source}: unknown settings {sorted(unknown)}")
-    flaws = frozenset(data.get("flaws") or [])
+    raw_flaws = data.get("flaws") or []
+    if not isinstance(raw_flaws, list) or not all(isinstance(f, str) for f in raw_flaws):
+        raise InputFileError(f"meter profile {source}: flaws must be a list of flaw names")
+    for key, (kinds, low, high) in _SETTING_TYPES.items():
+        value = data.get(key)
+        if key not in data or (value is None and key == "rbac"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise InputFileError(f"meter profile {source}: {key} has the wrong type "
+                                 f"({type(value).__name__})")
+        if low is not None and not low <= value <= high:
+            raise InputFileError(f"meter profile {source}: {key} must be {low}..{high}")
+    flaws = frozenset(raw_flaws)
     bad = flaws - set(FLAWS)
     if bad:
         raise InputFileError(f"meter profile {source}: unknown flaws {sorted(bad)}; "
