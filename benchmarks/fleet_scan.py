@@ -23,10 +23,12 @@ import time
 from pathlib import Path
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants (Linux /proc)."""
+def tree_usage(root: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds of ``root`` and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -35,27 +37,30 @@ def tree_rss(root: int) -> int:
                 fields = fh.read().rsplit(")", 1)[1].split()
             pid, ppid = int(entry), int(fields[1])
             rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
             children.setdefault(ppid, []).append(pid)
         except (OSError, IndexError, ValueError):
             continue
-    total, stack = 0, [root]
+    total, seconds, stack = 0, 0.0, [root]
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0)
+        seconds += cpu.get(pid, 0.0)
         stack.extend(children.get(pid, []))
-    return total
+    return total, seconds
 
 
-def run_child(argv: list[str]) -> tuple[dict, int, float]:
+def run_child(argv: list[str]) -> tuple[dict, int, float, float]:
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
+    peak, cpu = 0, 0.0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, cpu
         while not stop.is_set():
-            peak = max(peak, tree_rss(proc.pid))
+            rss, seconds = tree_usage(proc.pid)
+            peak, cpu = max(peak, rss), max(cpu, seconds)
             stop.wait(0.2)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -66,7 +71,7 @@ def run_child(argv: list[str]) -> tuple[dict, int, float]:
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"child failed ({proc.returncode}): {err.strip()[-2000:]}")
-    return json.loads(out.strip().splitlines()[-1]), peak, wall
+    return json.loads(out.strip().splitlines()[-1]), peak, wall, cpu
 
 
 def worker(engine_name: str, data: str, memory_limit: str, spark_memory: str) -> None:
@@ -100,6 +105,8 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit")
     ap.add_argument("--spark-memory", default="4g", help="Spark driver memory")
     ap.add_argument("--keep", action="store_true", help="keep the dataset")
+    ap.add_argument("--reuse", action="store_true",
+                    help="scan the dataset already in --dir (skip the simulation)")
     ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -113,26 +120,36 @@ def main() -> None:
     meters = max(1, args.rows // (args.days * frames))
     base = Path(args.dir or tempfile.mkdtemp(prefix="metercert-bench-"))
     data = base / "fleet"
-    if data.exists():
-        shutil.rmtree(data)
     inject = {k: 5 for k in KINDS}
-    print(f"simulating {meters} meters x {args.days} days x {frames} APDUs ...", flush=True)
-    t0 = time.perf_counter()
-    sim = simulate(data, meters=meters, days=args.days, requests=args.requests, inject=inject)
-    sim_s = time.perf_counter() - t0
+    truth = data / "ground-truth.json"
+    if args.reuse and truth.exists():
+        rows = json.loads(truth.read_text())["rows"]
+    else:
+        if data.exists():
+            shutil.rmtree(data)
+        print(f"simulating {meters} meters x {args.days} days x {frames} APDUs ...", flush=True)
+        t0 = time.perf_counter()
+        sim = simulate(data, meters=meters, days=args.days, requests=args.requests,
+                       inject=inject)
+        sim_s = time.perf_counter() - t0
+        truth.write_text(json.dumps(sim.truth()))
+        rows = sim.rows
+        print(f"simulated {rows:,} records in {sim_s:.1f} s "
+              f"({rows / sim_s / 1e6:.2f} M/s)", flush=True)
     size = sum(p.stat().st_size for p in data.rglob("*.parquet"))
-    print(f"simulated {sim.rows:,} records in {sim_s:.1f} s "
-          f"({sim.rows / sim_s / 1e6:.2f} M/s), {size / 1e6:.0f} MB Parquet", flush=True)
+    print(f"{rows:,} records, {size / 1e6:.0f} MB Parquet; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     results = {}
     for name in args.engines.split(","):
-        out, peak, wall = run_child([sys.executable, __file__, "--worker", name, str(data),
+        out, peak, wall, cpu = run_child([sys.executable, __file__, "--worker", name, str(data),
                                      "--memory-limit", args.memory_limit,
                                      "--spark-memory", args.spark_memory])
         ok = out["counts"] == inject
         results[name] = (out, peak)
         print(f"{name:7s} detectors {out['seconds']:7.1f} s  "
-              f"{sim.rows / out['seconds'] / 1e6:6.2f} M records/s  "
-              f"peak RSS {peak / 2**30:5.2f} GiB  (process {wall:.1f} s)  "
+              f"{rows / out['seconds'] / 1e6:6.2f} M records/s  "
+              f"peak RSS {peak / 2**30:5.2f} GiB  (process {wall:.1f} s, {cpu:.1f} CPU-s, "
+              f"{rows / max(cpu, 1e-9) / 1e6:.2f} M records per CPU-s)  "
               f"planted found exactly: {ok}", flush=True)
         print(f"        steps: {out['steps']}", flush=True)
     if "duckdb" in results and "spark" in results:

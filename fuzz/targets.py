@@ -398,8 +398,20 @@ BUILDERS: dict[str, Callable[[], FuzzFn]] = {
 }
 
 
+def _with_injected_fault(fn: FuzzFn) -> FuzzFn:
+    """Self-test of the harness: raise a non-metercert error on inputs starting 00 01."""
+    def run(data: bytes) -> None:
+        if data[:2] == b"\x00\x01":
+            raise RuntimeError("injected fault")
+        fn(data)
+    return run
+
+
 def build(name: str) -> FuzzFn:
     try:
-        return BUILDERS[name]()
+        fn = BUILDERS[name]()
     except KeyError:
         raise SystemExit(f"unknown fuzz target {name!r}; known: {', '.join(BUILDERS)}") from None
+    if os.environ.get("METERCERT_FUZZ_INJECT_FAULT"):
+        fn = _with_injected_fault(fn)
+    return fn

@@ -193,3 +193,43 @@ def test_sample_capture_round_trip_finds_the_planted_reuse(tmp_path: Path) -> No
         engine.close()
     assert [(f.kind, f.meter_id, f.n) for f in found] == [("ic-reuse", "10.0.0.0:4059/1", 2)]
     assert sample.keys.stat().st_mode & 0o777 == 0o600
+
+
+def test_loopback_capture_on_any_interface(capture: Path, tmp_path: Path) -> None:
+    """`tcpdump -i any` writes Linux cooked v2 frames; the reference meter runs on 127.0.0.1."""
+    p = tmp_path / "any.pcap"
+    with open(capture, "rb") as src, open(p, "wb") as dst:
+        w = dpkt.pcap.Writer(dst, linktype=276)
+        for ts, buf in dpkt.pcap.Reader(src):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            ip.src, ip.dst = (b"\x7f\x00\x00\x01" if ip.src == CLIENT else b"\x7f\x00\x00\x02",
+                              b"\x7f\x00\x00\x01" if ip.dst == CLIENT else b"\x7f\x00\x00\x02")
+            ip.sum = 0
+            sll2 = dpkt.sll2.SLL2(protocol=dpkt.ethernet.ETH_TYPE_IP, data=ip)
+            w.writepkt(bytes(sll2), ts=ts)
+    rows = ingest_pcap(p).to_pylist()
+    assert [r["apdu_tag"] for r in rows] == [0x60, 0x61, 0xC8, 0xC8, 0xC8, 0x62]
+    assert rows[2]["meter_id"] == "127.0.0.2:4059/1" and rows[2]["ic"] == 0x01234567
+
+
+def test_garbage_on_the_dlms_port_never_crashes_the_ingest(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(4059)
+    prefixes = [b"", b"\x00\x01\x00\x10\x00\x01", b"\x7e\xa0", b"\x00\x01\x00\x10\x00\x01\x00\x05"]
+    for n in range(40):
+        p = tmp_path / f"g{n}.pcap"
+        with open(p, "wb") as fh:
+            tcp = Tcp(dpkt.pcap.Writer(fh))
+            if n % 2:
+                tcp.syn(T0)
+            for k in range(rng.randrange(1, 6)):
+                body = rng.choice(prefixes) + rng.randbytes(rng.randrange(0, 80))
+                if rng.random() < 0.5:
+                    body = wrapper(bytes([rng.choice([0x60, 0x61, 0xC8, 0xDB, 0xCC])])
+                                   + rng.randbytes(rng.randrange(0, 60)), 16, 1)
+                tcp.send(T0 + k, rng.random() < 0.6, body,
+                         cuts=tuple(sorted(rng.sample(range(1, max(2, len(body))),
+                                                      min(2, max(0, len(body) - 1))))))
+        table = ingest_pcap(p, keys=None)
+        assert set(table.column("direction").to_pylist()) <= {"c2s", "s2c"}

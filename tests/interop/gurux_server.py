@@ -13,19 +13,27 @@ Associations the fixture offers (client SAP -> mechanism):
   :data:`GUEK` / :data:`AK`, client title :data:`CLIENT_TITLE`, meter title
   :data:`SERVER_TITLE`.
 
-gurux's secure server cannot run a ciphered association as shipped (see
-STANDARDS.md); the smallest changes that make it work live here and nowhere else:
+gurux's secure server does not run as shipped; for the public and LLS associations the
+fixture adapts it in its own subclasses only (no gurux code is patched):
 
 1. ``settings.cipher``: ``GXDLMSSecureServer.__init__`` stores its GXCiphering in
-   ``settings.ciphering`` while every code path that ciphers reads
-   ``settings.cipher``. The fixture assigns ``settings.cipher`` itself (no gurux
-   code is changed).
-2. ``GXServerReply`` in 1.0.203 lacks ``setReply``/``getConnectionInfo``/
-   ``setCount``/``getCount``, which ``GXDLMSServer.handleRequest`` calls;
-   :class:`_Reply` is a subclass that adds them (no gurux code is changed).
-3. see :data:`GURUX_PATCHES` for anything patched at run time in gurux modules
-   (applied once by :func:`start_gurux_server`, listed there so a report can
-   name them).
+   ``settings.ciphering`` while every ciphering path reads ``settings.cipher``;
+   :class:`GuruxMeter` assigns ``settings.cipher``.
+2. ``GXServerReply`` lacks ``setReply``/``getConnectionInfo``/``setCount``/``getCount``,
+   which ``GXDLMSServer.handleRequest`` calls: :class:`_Reply` adds them.
+3. ``GXDLMSLNCommandHandler`` calls ``server.notifyRead()``, ``server.onPostRead()``
+   (no argument), ``getTransaction``/``setTransaction`` and ``notifyConnected``, none
+   of which ``GXDLMSServer`` defines: :class:`GuruxMeter` defines them.
+4. ``GXDLMSServer.initialize`` appends the object collection itself to the
+   association's object_list (a TypeError): the fixture fills object_list first.
+
+HLS-GMAC (SAP 1) still fails inside gurux, in code a subclass cannot reach:
+``_GXAPDU.generateAARE`` calls ``setUInt8()`` without a value, the method handler
+cannot open the f(StoC), and ``handleGloDedRequest`` builds its AES-GCM parameters with
+shifted arguments. Without patches any AARQ to SAP 1 ends the connection and
+:attr:`GuruxStopper.errors` records gurux's exception. ``start_gurux_server(hls_gmac=True)``
+applies the runtime patches listed in :data:`HLS_PATCHES` (docs/interop.md explains
+each); the two function replacements act only on servers this fixture flags.
 
 Use from a benchmark::
 
@@ -40,19 +48,42 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hmac
 import io
 import socket
 import socketserver
+import sys
 import threading
 from dataclasses import dataclass
+from typing import Any
 
-from gurux_dlms import GXDateTime, GXServerReply
-from gurux_dlms.enums import Authentication, InterfaceType, ObjectType, Security, SourceDiagnostic
+from gurux_dlms import GXDateTime, GXDLMSSettings, GXServerReply
+from gurux_dlms._GXAPDU import _GXAPDU
+from gurux_dlms.AesGcmParameter import AesGcmParameter
+from gurux_dlms.enums import Authentication, InterfaceType, Security, SourceDiagnostic
 from gurux_dlms.enums.AccessMode import AccessMode
 from gurux_dlms.enums.MethodAccessMode import MethodAccessMode
 from gurux_dlms.GXCiphering import GXCiphering
-from gurux_dlms.objects import GXDLMSAssociationLogicalName, GXDLMSClock, GXDLMSData
+from gurux_dlms.GXSecure import GXSecure
+from gurux_dlms.objects import (
+    GXDLMSAssociationLogicalName,
+    GXDLMSClock,
+    GXDLMSData,
+    GXDLMSSecuritySetup,
+)
+from gurux_dlms.objects.enums.AssociationStatus import AssociationStatus
+from gurux_dlms.objects.enums.SecurityPolicy import SecurityPolicy
+from gurux_dlms.objects.enums.SecuritySuite import SecuritySuite
 from gurux_dlms.secure import GXDLMSSecureServer
+from gurux_dlms.ValueEventArgs import ValueEventArgs
+
+from metercert.cosem import (
+    AARE,
+    AcseServiceUserDiagnostic,
+    ApplicationContextName,
+    AssociationResult,
+    AuthenticationMechanism,
+)
 
 SERVER_TITLE = bytes.fromhex("4758580000000001")   # "GXX" + serial 1
 CLIENT_TITLE = bytes.fromhex("4D43430000000001")   # "MCC" + 1 (ours)
@@ -63,9 +94,6 @@ LLS_PASSWORD = b"12345678"
 PUBLIC_SAP, LLS_SAP, MANAGEMENT_SAP = 16, 17, 1
 SERVER_SAP = 1
 
-#: runtime patches applied to gurux modules (name -> why); empty when none were needed
-GURUX_PATCHES: dict[str, str] = {}
-
 _SAP_MECHANISM = {
     PUBLIC_SAP: Authentication.NONE,
     LLS_SAP: Authentication.LOW,
@@ -73,28 +101,129 @@ _SAP_MECHANISM = {
 }
 
 
+# -- runtime patches that let gurux's secure server run HLS-GMAC (opt-in) -----------------
+#
+# Applied by start_gurux_server(hls_gmac=True). The two function replacements act only
+# for a server whose settings carry _HLS_FLAG; everything else in the process (gurux
+# clients, an unpatched fixture) keeps gurux's own code path.
+
+_HLS_FLAG = "_metercert_hls_gmac"
+_patched = False
+_original_generate_aare: Any = None
+_original_invoke: Any = None
+#: what start_gurux_server(hls_gmac=True) changes in gurux, and why (for reports)
+HLS_PATCHES: dict[str, str] = {
+    "_GXAPDU.generateAARE":
+        "replaced for flagged servers: gurux calls setUInt8() with no value, writes the "
+        "responding-AP-title and StoC lengths 2 short and never advances the counter it "
+        "used for the ciphered initiate-response (a typo, 'InvocationCounter'); the AARE is "
+        "encoded with metercert's codec around gurux's own ciphered initiate-response",
+    "GXDLMSAssociationLogicalName.invoke (method 1)":
+        "replaced for flagged servers: gurux applies int() to the f(StoC) octet string; the "
+        "replacement checks f(StoC) and computes f(CtoS) with gurux's GXSecure.secure",
+    "gurux_dlms.GXDLMS.AesGcmParameter":
+        "handleGloDedRequest builds AesGcmParameter(title, key, ak) without the tag "
+        "argument, shifting every field; the module name now points at a factory that "
+        "accepts that three-argument call",
+    "ValueEventArgs.__iter__": "the method handler calls list(e) on one event",
+    "GXDLMSAssociationLogicalName.getAssociationStatus": "called but not defined",
+    "GXDLMSSettings.setConnected": "called but not defined",
+}
+
+
+def _aes_gcm_parameter(*args: Any) -> AesGcmParameter:
+    if len(args) == 3:              # gurux's (system title, key, authentication key) call
+        return AesGcmParameter(0, *args)
+    return AesGcmParameter(*args)
+
+
+def _generate_aare(cls: Any, settings: Any, data: Any, result: int, diagnostic: int,
+                   cipher: Any, error_data: Any, encrypted_data: Any) -> None:
+    if not getattr(settings, _HLS_FLAG, False):
+        _original_generate_aare(cls, settings, data, result, diagnostic, cipher, error_data,
+                                encrypted_data)
+        return
+    ciphered = cipher is not None and cipher.isCiphered()
+    hls = settings.authentication > Authentication.LOW
+    user_information: bytes | None = None
+    if error_data:
+        user_information = bytes(error_data)
+    elif result == AssociationResult.ACCEPTED or not ciphered:
+        user_information = bytes(_GXAPDU.getUserInformation(settings, cipher))
+        if ciphered:
+            cipher.invocationCounter += 1     # what gurux meant to do after ciphering
+    context = (ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING if ciphered
+               else ApplicationContextName.LOGICAL_NAME)
+    aare = AARE(result=AssociationResult(int(result)),
+                result_source_diagnostic=AcseServiceUserDiagnostic(int(diagnostic)),
+                application_context_name=context.oid,
+                responding_ap_title=bytes(cipher.systemTitle) if cipher is not None else None,
+                responder_acse_requirements=True if hls else None,
+                mechanism_name=AuthenticationMechanism(int(settings.authentication)).oid
+                if hls else None,
+                responding_authentication_value=bytes(settings.stoCChallenge) if hls else None,
+                user_information=user_information)
+    data.set(aare.to_bytes())
+
+
+def _invoke(self: Any, settings: Any, e: Any) -> Any:
+    if (e.index != 1 or settings.authentication != Authentication.HIGH_GMAC
+            or not getattr(settings, _HLS_FLAG, False)):
+        return _original_invoke(self, settings, e)
+    reply = bytes(e.parameters or b"")        # SC || IC || GMAC tag, from the client
+    counter = int.from_bytes(reply[1:5], "big") if len(reply) >= 5 else 0
+    expected = GXSecure.secure(settings, settings.cipher, counter, settings.stoCChallenge,
+                               settings.sourceSystemTitle)
+    if not hmac.compare_digest(bytes(expected), reply):
+        self.associationStatus = AssociationStatus.NON_ASSOCIATED
+        return None
+    self.associationStatus = AssociationStatus.ASSOCIATED
+    return GXSecure.secure(settings, settings.cipher, settings.cipher.invocationCounter,
+                           settings.ctoSChallenge, settings.cipher.systemTitle)
+
+
+def enable_hls_gmac_patches() -> None:
+    """Apply :data:`HLS_PATCHES` once per process (idempotent)."""
+    global _patched, _original_generate_aare, _original_invoke
+    if _patched:
+        return
+    _original_generate_aare = _GXAPDU.generateAARE.__func__
+    _GXAPDU.generateAARE = classmethod(_generate_aare)
+    _original_invoke = GXDLMSAssociationLogicalName.invoke
+    GXDLMSAssociationLogicalName.invoke = _invoke
+    # "import gurux_dlms.GXDLMS" yields the class of that name: patch the module itself
+    sys.modules["gurux_dlms.GXDLMS"].AesGcmParameter = _aes_gcm_parameter  # type: ignore[attr-defined]
+    ValueEventArgs.__iter__ = lambda self: iter([self])
+    GXDLMSAssociationLogicalName.getAssociationStatus = lambda self: self.associationStatus
+    GXDLMSSettings.setConnected = lambda self, value: setattr(self, "connected", value)
+    _patched = True
+
+
 class _Reply(GXServerReply):
     """GXServerReply with the accessors GXDLMSServer.handleRequest calls."""
 
-    def setReply(self, value: object) -> None:  # noqa: N802 - gurux's name
+    def setReply(self, value: object) -> None:
         self.reply = value
 
-    def getConnectionInfo(self) -> object:  # noqa: N802
+    def getConnectionInfo(self) -> object:
         return self.connectionInfo
 
-    def setCount(self, value: int) -> None:  # noqa: N802
+    def setCount(self, value: int) -> None:
         self.count = value
 
-    def getCount(self) -> int:  # noqa: N802
+    def getCount(self) -> int:
         return self.count
 
 
 class GuruxMeter(GXDLMSSecureServer):  # type: ignore[misc]
     """One association's worth of gurux server: a clock, a counter and the association."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hls_gmac: bool = False) -> None:
         association = GXDLMSAssociationLogicalName()
         super().__init__(association, InterfaceType.WRAPPER)
+        if hls_gmac:
+            enable_hls_gmac_patches()
+            setattr(self.settings, _HLS_FLAG, True)
         cipher = GXCiphering(bytearray(SERVER_TITLE))
         cipher.blockCipherKey = bytearray(GUEK)
         cipher.authenticationKey = bytearray(AK)
@@ -104,17 +233,27 @@ class GuruxMeter(GXDLMSSecureServer):  # type: ignore[misc]
         self.clock = GXDLMSClock("0.0.1.0.0.255")
         self.counter = GXDLMSData("0.0.43.1.0.255")
         self.counter.value = 0
+        self.firmware = GXDLMSData("1.0.0.2.0.255")
+        self.firmware.value = "GURUX-1.0.203"
+        self.security_setup = GXDLMSSecuritySetup("0.0.43.0.0.255")
+        self.security_setup.securitySuite = SecuritySuite.SUITE_0
+        self.security_setup.securityPolicy = (SecurityPolicy.AUTHENTICATED_REQUEST
+                                              | SecurityPolicy.ENCRYPTED_REQUEST
+                                              | SecurityPolicy.AUTHENTICATED_RESPONSE
+                                              | SecurityPolicy.ENCRYPTED_RESPONSE)
+        self.security_setup.clientSystemTitle = bytearray(CLIENT_TITLE)
+        self.security_setup.serverSystemTitle = bytearray(SERVER_TITLE)
+        association.securitySetupReference = "0.0.43.0.0.255"
         self.association = association
-        self.items.append(association)
-        self.items.append(self.clock)
-        self.items.append(self.counter)
-        for item in (association, self.clock, self.counter):
+        objects = (association, self.clock, self.counter, self.firmware, self.security_setup)
+        for item in objects:
+            self.items.append(item)
             # gurux would append the whole collection as one item (a TypeError): list them
             association.objectList.append(item)
         self.initialize()
 
     # -- who may associate ---------------------------------------------------------------
-    def isTarget(self, serverAddress: int, clientAddress: int) -> bool:  # noqa: N802,N803
+    def isTarget(self, serverAddress: int, clientAddress: int) -> bool:
         if serverAddress != SERVER_SAP or clientAddress not in _SAP_MECHANISM:
             return False
         cipher = self.settings.cipher
@@ -130,77 +269,86 @@ class GuruxMeter(GXDLMSSecureServer):  # type: ignore[misc]
             self.association.secret = None
         return True
 
-    def onValidateAuthentication(self, authentication: int, password: object) -> int:  # noqa: N802
+    def onValidateAuthentication(self, authentication: int, password: bytes | None) -> int:
         expected = _SAP_MECHANISM.get(self.settings.clientAddress)
         if expected is None or authentication != expected:
             return SourceDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED
-        if authentication == Authentication.LOW:
-            if password is None or bytes(password) != LLS_PASSWORD:
-                return SourceDiagnostic.AUTHENTICATION_FAILURE
+        wrong_password = password is None or bytes(password) != LLS_PASSWORD
+        if authentication == Authentication.LOW and wrong_password:
+            return SourceDiagnostic.AUTHENTICATION_FAILURE
         return SourceDiagnostic.NONE
 
     # -- object access -----------------------------------------------------------------------
-    def onGetAttributeAccess(self, arg: object) -> int:  # noqa: N802
+    def onGetAttributeAccess(self, arg: object) -> int:
         target = arg.target  # type: ignore[attr-defined]
+        management = self.settings.clientAddress == MANAGEMENT_SAP
+        if target is self.association and arg.index == 7:  # type: ignore[attr-defined]
+            return AccessMode.NO_ACCESS                     # the secret: never readable
+        if target is self.security_setup and not management:
+            return AccessMode.NO_ACCESS
         if target is self.clock and arg.index == 2:  # type: ignore[attr-defined]
-            return AccessMode.READ_WRITE if self.settings.clientAddress == MANAGEMENT_SAP \
-                else AccessMode.READ
+            return AccessMode.READ_WRITE if management else AccessMode.READ
         return AccessMode.READ
 
-    def onGetMethodAccess(self, arg: object) -> int:  # noqa: N802
-        return MethodAccessMode.ACCESS
+    def onGetMethodAccess(self, arg: object) -> int:
+        target = arg.target  # type: ignore[attr-defined]
+        if target is self.association and arg.index == 1:  # type: ignore[attr-defined]
+            return MethodAccessMode.ACCESS                  # reply_to_HLS_authentication
+        if self.settings.clientAddress == MANAGEMENT_SAP:
+            return MethodAccessMode.ACCESS
+        return MethodAccessMode.NO_ACCESS
 
     def _refresh(self) -> None:
-        self.clock.time = GXDateTime(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0))
+        self.clock.time = GXDateTime(datetime.datetime.now(datetime.UTC).replace(microsecond=0))
         self.counter.value = int(self.settings.cipher.invocationCounter)
 
-    def onPreRead(self, args: list) -> None:  # noqa: N802
+    def onPreRead(self, args: list) -> None:
         self._refresh()
 
-    def onPostRead(self, args: list | None = None) -> None:  # noqa: N802
+    def onPostRead(self, args: list | None = None) -> None:
         pass
 
     # gurux's GET handler calls these, which GXDLMSServer 1.0.203 does not define
-    def notifyRead(self) -> None:  # noqa: N802
+    def notifyRead(self) -> None:
         self._refresh()
 
-    def getTransaction(self) -> object:  # noqa: N802
+    def getTransaction(self) -> object:
         return self.transaction
 
-    def setTransaction(self, value: object) -> None:  # noqa: N802
+    def setTransaction(self, value: object) -> None:
         self.transaction = value
 
-    def notifyConnected(self, connectionInfo: object) -> None:  # noqa: N802,N803
+    def notifyConnected(self, connectionInfo: object) -> None:
         pass
 
-    def onPreGet(self, args: list) -> None:  # noqa: N802
+    def onPreGet(self, args: list) -> None:
         pass
 
-    def onPostGet(self, args: list) -> None:  # noqa: N802
+    def onPostGet(self, args: list) -> None:
         pass
 
-    def onPreWrite(self, args: list) -> None:  # noqa: N802
+    def onPreWrite(self, args: list) -> None:
         pass
 
-    def onPostWrite(self, args: list) -> None:  # noqa: N802
+    def onPostWrite(self, args: list) -> None:
         pass
 
-    def onPreAction(self, args: list) -> None:  # noqa: N802
+    def onPreAction(self, args: list) -> None:
         pass
 
-    def onPostAction(self, args: list) -> None:  # noqa: N802
+    def onPostAction(self, args: list) -> None:
         pass
 
-    def onFindObject(self, objectType: int, sn: int, ln: str) -> object:  # noqa: N802,N803
+    def onFindObject(self, objectType: int, sn: int, ln: str) -> object:
         return None
 
-    def onConnected(self, connectionInfo: object) -> None:  # noqa: N802,N803
+    def onConnected(self, connectionInfo: object) -> None:
         pass
 
-    def onInvalidConnection(self, connectionInfo: object) -> None:  # noqa: N802,N803
+    def onInvalidConnection(self, connectionInfo: object) -> None:
         pass
 
-    def onDisconnected(self, connectionInfo: object) -> None:  # noqa: N802,N803
+    def onDisconnected(self, connectionInfo: object) -> None:
         pass
 
     def answer(self, frame: bytes) -> bytes | None:
@@ -211,7 +359,7 @@ class GuruxMeter(GXDLMSSecureServer):  # type: ignore[misc]
         reply = sr.reply
         if not reply:
             return None
-        return bytes(reply)
+        return bytes(reply)  # type: ignore[call-overload]  # gurux: a bytearray
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -229,8 +377,9 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], hls_gmac: bool) -> None:
         super().__init__(address, _Connection)
+        self.hls_gmac = hls_gmac
         #: gurux exceptions that ended a connection ("ExcType: message"), newest last
         self.errors: list[str] = []
 
@@ -241,7 +390,7 @@ class _Connection(socketserver.BaseRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        meter = GuruxMeter()
+        meter = GuruxMeter(hls_gmac=self.server.hls_gmac)
         sock: socket.socket = self.request
         sock.settimeout(30.0)
         while True:
@@ -279,9 +428,13 @@ class GuruxStopper:
         self._thread.join(timeout=5)
 
 
-def start_gurux_server(port: int = 0) -> tuple[str, int, GuruxStopper]:
-    """Serve the gurux meter on 127.0.0.1 in a background thread: (host, port, stop)."""
-    server = _Server(("127.0.0.1", port))
+def start_gurux_server(port: int = 0, *, hls_gmac: bool = False
+                       ) -> tuple[str, int, GuruxStopper]:
+    """Serve the gurux meter on 127.0.0.1 in a background thread: (host, port, stop).
+
+    ``hls_gmac=True`` applies :data:`HLS_PATCHES` so that SAP 1 completes HLS-GMAC;
+    without it gurux's secure server fails on every AARQ to SAP 1."""
+    server = _Server(("127.0.0.1", port), hls_gmac)
     thread = threading.Thread(target=server.serve_forever, name="gurux-meter", daemon=True)
     thread.start()
     host, bound = server.server_address[:2]

@@ -17,11 +17,11 @@ import pytest
 pytest.importorskip("dlms_cosem")
 
 import structlog
-from conftest import RunningMeter
 from dlms_cosem import cosem, enumerations, exceptions
 from dlms_cosem.client import DlmsClient
 from dlms_cosem.io import BlockingTcpIO, TcpTransport
 from dlms_cosem.security import HighLevelSecurityGmacAuthentication, NoSecurityAuthentication
+from interop_meters import RunningMeter
 
 from metercert.cosem import AARQ, CosemDateTime, InitiateRequest, decode_data
 from metercert.security import unprotect
@@ -55,13 +55,13 @@ def _hls(meter: RunningMeter, **overrides: Any) -> tuple[DlmsClient, RecordingIO
     io = RecordingIO(meter.host, meter.port)
     transport = TcpTransport(client_logical_address=meter.keys["client_sap"],
                              server_logical_address=1, io=io)
-    options: dict[str, Any] = dict(
-        authentication=HighLevelSecurityGmacAuthentication(challenge_length=32),
-        encryption_key=meter.key("guek"), authentication_key=meter.key("ak"),
-        client_system_title=meter.key("client_system_title"),
-        security_suite=meter.keys["security_suite"],
+    options: dict[str, Any] = {
+        "authentication": HighLevelSecurityGmacAuthentication(challenge_length=32),
+        "encryption_key": meter.key("guek"), "authentication_key": meter.key("ak"),
+        "client_system_title": meter.key("client_system_title"),
+        "security_suite": meter.keys["security_suite"],
         # our meter's first counter is 0; dlms-cosem wants every counter > its start value
-        meter_initial_invocation_counter=-1)
+        "meter_initial_invocation_counter": -1}
     options.update(overrides)
     return DlmsClient(transport=transport, **options), io
 
@@ -73,7 +73,7 @@ def _clock_value(raw: bytes) -> dt.datetime:
 
 
 def _assert_now(when: dt.datetime) -> None:
-    assert abs(when - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=2)
+    assert abs(when - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=2)
 
 
 def test_dlms_cosem_public_client_reads_the_clock(suite0_meter: RunningMeter) -> None:

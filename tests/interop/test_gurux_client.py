@@ -19,12 +19,12 @@ import pytest
 
 pytest.importorskip("gurux_dlms")
 
-from conftest import CLOCK_OBIS, RunningMeter
 from gurux_dlms import GXByteBuffer, GXDLMSClient, GXDLMSException, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType, Security
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSRegister
 from gurux_dlms.objects.enums.SecuritySuite import SecuritySuite
 from gurux_dlms.secure import GXDLMSSecureClient
+from interop_meters import CLOCK_OBIS, RunningMeter
 
 from metercert.cosem import CosemDateTime
 
@@ -103,7 +103,7 @@ def _secure_client(meter: RunningMeter, *, suite: int = 0, guek: bytes | None = 
 
 def _assert_clock_is_now(raw: Any) -> None:
     value = CosemDateTime.from_bytes(bytes(raw)).to_datetime()
-    assert abs(value - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=2)
+    assert abs(value - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=2)
 
 
 def test_gurux_public_client_reads_the_clock(suite0_meter: RunningMeter) -> None:
@@ -175,3 +175,17 @@ def test_gurux_public_client_cannot_read_a_reader_only_object(suite0_meter: Runn
     answer = link.received[-1]
     # get-response-normal carrying a data-access-result: read-write-denied or object-undefined
     assert answer[:3] == bytes([0xC4, 0x01, 0xC1]) and answer[3] == 0x01 and answer[4] in (3, 4)
+
+
+def test_gurux_dedicated_key_uses_general_ded_ciphering(suite0_meter: RunningMeter) -> None:
+    """gurux sends a dedicated key in the ciphered initiate-request; after association its
+    requests use general-ded-ciphering (0xDC) under that key, and the meter answers in kind."""
+    client = _secure_client(suite0_meter)
+    client.ciphering.dedicatedKey = bytearray(bytes(range(16)))
+    clock = GXDLMSClock(CLOCK_OBIS)
+    with gurux_link(suite0_meter, client) as link:
+        link.associate()
+        raw = link.read(clock, 2)
+    _assert_clock_is_now(raw)
+    assert [apdu[0] for apdu in link.sent[1:]] == [0xCB, 0xDC]
+    assert link.received[-1][0] == 0xDC

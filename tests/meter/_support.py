@@ -102,7 +102,8 @@ def received_counters(client: DlmsClient) -> list[int]:
 
 async def transfer_image(client: DlmsClient, blob: bytes, identifier: bytes = b"MCT-2.0.0"):  # type: ignore[no-untyped-def]
     """Image transfer initiate + blocks + verify; returns (initiate result, verify result)."""
-    from metercert.cosem import ActionResult, DlmsData as D
+    from metercert.cosem import ActionResult
+    from metercert.cosem import DlmsData as D
 
     size = 192  # the meter's image_block_size (attribute 2), read below to be sure
     block_size = (await client.get(18, IMAGE_TRANSFER, 2)).value
@@ -111,7 +112,7 @@ async def transfer_image(client: DlmsClient, blob: bytes, identifier: bytes = b"
         [D.octet_string(identifier), D.double_long_unsigned(len(blob))]))
     if started is not ActionResult.SUCCESS:
         return started, None
-    for n in range(0, (len(blob) + size - 1) // size):
+    for n in range((len(blob) + size - 1) // size):
         result, _ = await client.action(18, IMAGE_TRANSFER, 2, D.structure(
             [D.double_long_unsigned(n), D.octet_string(blob[n * size:(n + 1) * size])]))
         assert result is ActionResult.SUCCESS

@@ -264,9 +264,33 @@ def test_wrong_keys_do_not_associate(tmp_path: Path) -> None:
 
 def test_viewer_cannot_read_protected_objects(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with serving(tmp_path / "m") as bench:
-            async with bench.target().public() as client:
-                with pytest.raises(DataAccessFailed):
-                    await client.get(64, "0.0.43.0.6.255", 2)
+        async with serving(tmp_path / "m") as bench, bench.target().public() as client:
+            with pytest.raises(DataAccessFailed):
+                await client.get(64, "0.0.43.0.6.255", 2)
 
     run(scenario)
+
+
+def test_concurrent_roles_on_many_meters(tmp_path: Path) -> None:
+    """Requests of all meters run in worker threads; one meter's sessions stay serialised:
+    every role of every meter at once, no error, no response counter used twice."""
+    import asyncio
+
+    roles = ["SECADM", "READER", "OPERATOR", "SECAUD"]
+
+    async def scenario() -> dict[tuple[int, str], list[int]]:
+        async with serving(tmp_path / "m", count=5) as bench:
+            async def one(i: int, role: str) -> tuple[tuple[int, str], list[int]]:
+                target = bench.target(i)
+                async with target.client(role) as client:
+                    for _ in range(5):
+                        await client.get(8, CLOCK, 2)
+                return (i, role), received_counters(client)
+
+            done = await asyncio.gather(*(one(i, r) for i in range(5) for r in roles))
+        return dict(done)
+
+    seen = run(scenario)
+    assert len(seen) == 20
+    for (i, role), counters in seen.items():
+        assert len(counters) >= 6 and counters == sorted(set(counters)), (i, role)

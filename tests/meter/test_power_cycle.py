@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metercert.client.target import DlmsTarget
-from metercert.cosem import AARE, AssociationResult, CosemAttributeDescriptor, GetRequestNormal
-from metercert.cosem import ObisCode
+from metercert.cosem import (
+    AARE,
+    AssociationResult,
+    CosemAttributeDescriptor,
+    GetRequestNormal,
+    ObisCode,
+)
 from metercert.meter.power import MeterProcess
 from metercert.security import load_keyset
 
@@ -80,7 +86,7 @@ async def _cycles(state: Path, client_dir: Path, profile: str, kills: int) -> Cy
 def _assert_conformant(log: CycleLog, kills: int) -> None:
     assert len(log.counters) == kills + 1 and all(log.counters)
     flat = [c for period in log.counters for c in period]
-    assert all(a < b for a, b in zip(flat, flat[1:])), "response counters not strictly increasing"
+    assert all(a < b for a, b in pairwise(flat)), "response counters not strictly increasing"
     for i in range(1, len(log.counters)):
         assert min(log.counters[i]) > max(max(p) for p in log.counters[:i])
     assert len(log.replayed_get) == kills
@@ -104,7 +110,7 @@ def test_the_same_test_catches_counters_in_ram(tmp_path: Path) -> None:
     log = run(lambda: _cycles(tmp_path / "state", tmp_path / "client",
                               "ic-reset-on-power-cycle", 2), timeout=60.0)
     flat = [c for period in log.counters for c in period]
-    assert any(a >= b for a, b in zip(flat, flat[1:]))
+    assert any(a >= b for a, b in pairwise(flat))
     # a replayed AARQ from before the power cut is taken as fresh (the GET replay is still
     # refused here: the new association's own counters moved the RAM window past it)
     assert any(a.result is AssociationResult.ACCEPTED for a in log.replayed_aarq)

@@ -205,6 +205,8 @@ class _Source:
             problem = getattr(exc, "problem", None) or str(exc)
             line = f":{mark.line + 1}" if mark is not None else ""
             raise CampaignFileError(f"{name}{line}: not valid YAML: {' '.join(str(problem).split())}") from None
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # a value YAML cannot build (2024-13-01), or nesting too deep
+            raise CampaignFileError(f"{name}: not valid YAML: {exc.__class__.__name__}") from None
         if self.root is not None:
             self._reject_duplicates(self.root)
 

@@ -498,7 +498,8 @@ async def secret_not_readable(target: DlmsTarget) -> CheckOutcome:
         ev = _trace(c)
         if isinstance(result, DataAccessResult):
             return passed(f"secret read refused ({result.name.lower()})", ev)
-        return fail(f"attribute 7 returned {len(result.to_bytes())} bytes of secret material",
+        size = len(result.value) if isinstance(result.value, (bytes, str)) else len(result.to_bytes())
+        return fail(f"attribute 7 was readable ({result.type.name.lower()}, {size} bytes)",
                     Evidence("APDU trace", "(responses withheld: they carry the secret)", "text"))
 
     return await _with_management(target, body)
@@ -759,6 +760,14 @@ async def auditor_reads_log(target: DlmsTarget) -> CheckOutcome:
 async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
     """Raw garbage, an oversized wrapper length, truncated and nonsense APDUs on several
     connections; afterwards the public and the management associations still work."""
+    try:  # both must work before the burst, or the burst cannot be blamed
+        async with target.public() as p0:
+            await p0.get(8, CLOCK, 2)
+        m0 = await target.management()
+        await m0.release()
+        await m0.close()
+    except (DlmsError, ConnectionFailed) as exc:
+        return inconclusive(f"the associations did not work before the burst: {exc}")
     sent = 0
     for payload in (os.urandom(64), b"\x00\x01\x00\x10\x00\x01\xff\xff" + os.urandom(32),
                     b"\x7e\xa0\x07\x03\x21\x93\x0f\x01\x7e" * 3, b"\x00" * 40):

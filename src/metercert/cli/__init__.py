@@ -14,6 +14,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from metercert import __version__
 from metercert.errors import MetercertError
@@ -30,11 +31,18 @@ def _register(sub: argparse._SubParsersAction, name: str) -> None:
         register(sub)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors are one line and exit 2, like every other metercert error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"metercert: error: {self.prog}: {' '.join(message.split())}\n")
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The full parser; given ``argv`` whose command lives in the module of the same name
     (``meter`` -> ``cli/meter.py``), only that module is imported, so that a command such as
     ``meter serve`` starts without importing every other command's dependencies."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="metercert",
         description="Smart-meter security certification: DLMS/COSEM, IEC 62351, ENISA / CRA / EN 303 645.",
     )

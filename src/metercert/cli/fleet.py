@@ -148,9 +148,11 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.meters > 50_000_000 or args.days > 3660:
         raise UsageError("--meters above 50 million or --days above 3660 is not supported")
     console = Console(stderr=True)
-    with console.status(f"simulating {args.meters} meters x {args.days} days"):
+    with _progress(console) as prog:
+        task = prog.add_task(f"simulating {args.meters} meters", total=args.days)
         result = simulate(args.out, meters=args.meters, days=args.days,
-                          requests=args.requests, inject=inject, seed=args.seed)
+                          requests=args.requests, inject=inject, seed=args.seed,
+                          on_day=lambda done, _total: prog.update(task, completed=done))
     truth = Path(args.truth) if args.truth else Path(args.out) / "ground-truth.json"
     write_truth(result, truth)
     Console().print(f"{result.rows} APDU records in {args.out}; ground truth in {truth}: "

@@ -31,7 +31,7 @@ def read_check_entries(path: Path) -> list[dict[str, Any]]:
         raise InputFileError(f"{path}: no such results file") from None
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
         raise InputFileError(f"{path}: cannot read: {exc.__class__.__name__}") from None
     checks = doc.get("checks") if isinstance(doc, dict) else None
     if not isinstance(checks, list):

@@ -39,6 +39,7 @@ from metercert.cosem import (
     Conformance,
     CosemAttributeDescriptor,
     CosemDecodeError,
+    CosemDecodeError,
     CosemMethodDescriptor,
     DataAccessResult,
     DataType,
@@ -325,7 +326,8 @@ class DlmsClient:
         f_stoc = hls.respond(mech, creds, challenge=stoc, own_challenge=self._ctos,
                              own_title=title, peer_title=self.server_title,
                              invocation_counter=self._counter.next())
-        result, data = await self.action(1, CURRENT_ASSOCIATION, 1, DlmsData.octet_string(f_stoc),
+        # reply_to_HLS_authentication is method 1 of Association LN (class 15)
+        result, data = await self.action(15, CURRENT_ASSOCIATION, 1, DlmsData.octet_string(f_stoc),
                                          _during_hls=True)
         if result is not ActionResult.SUCCESS or data is None:
             raise AssociationRejected(1, AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE)
@@ -343,8 +345,10 @@ class DlmsClient:
             raise DlmsError("expected an RLRE")
         try:
             RLRE.from_bytes(answer)
-        except CosemDecodeError as exc:  # e.g. gurux-dlms 1.0.203 under-counts the RLRE length
-            raise DlmsError(f"malformed RLRE from the meter: {exc}") from None
+        except CosemDecodeError as exc:
+            # The meter did release (it answered with an RLRE); a badly encoded one (gurux-dlms
+            # 1.0.203 under-counts its length) is evidence, not a reason to fail the caller.
+            self.trace.note(f"malformed RLRE from the meter: {exc}")
 
     # -- protection ---------------------------------------------------------------------------
     def protect_request(self, plain: bytes, *, form: CipheringForm | None = None,
@@ -402,6 +406,14 @@ class DlmsClient:
                 f"response replays or reuses invocation counter {parsed.invocation_counter}")
         return opened.plaintext
 
+    async def request_decoded(self, plain: bytes, **protect_overrides: Any) -> Any:
+        """:meth:`request`, then decode the answer (a decode failure is a DlmsError)."""
+        answer = await self.request(plain, **protect_overrides)
+        try:
+            return decode_apdu(answer)
+        except CosemDecodeError as exc:
+            raise DlmsError(f"the meter's answer does not decode: {exc}") from None
+
     async def request(self, plain: bytes, **protect_overrides: Any) -> bytes:
         """Send a plaintext xDLMS request (ciphered when the association is) and return the
         plaintext answer. Raises ExceptionResponseReceived for an exception-response."""
@@ -429,9 +441,9 @@ class DlmsClient:
     async def get_result(self, class_id: int, obis: ObisCode | str, attribute: int,
                          **overrides: Any) -> DlmsData | DataAccessResult:
         obis = ObisCode.parse(obis) if isinstance(obis, str) else obis
-        answer = decode_apdu(await self.request(
+        answer = await self.request_decoded(
             GetRequestNormal(CosemAttributeDescriptor(class_id, obis, attribute)).to_bytes(),
-            **overrides))
+            **overrides)
         if isinstance(answer, GetResponseNormal):
             return answer.result
         if isinstance(answer, GetResponseWithDatablock):
@@ -448,7 +460,7 @@ class DlmsClient:
             if block.last_block:
                 value, end = decode_data(b"".join(parts))
                 return value
-            answer = decode_apdu(await self.request(GetRequestNext(block.block_number).to_bytes()))
+            answer = await self.request_decoded(GetRequestNext(block.block_number).to_bytes())
             if not isinstance(answer, GetResponseWithDatablock):
                 raise DlmsError("block transfer interrupted")
             block = answer
@@ -464,9 +476,9 @@ class DlmsClient:
     async def set(self, class_id: int, obis: ObisCode | str, attribute: int, value: DlmsData,
                   **overrides: Any) -> DataAccessResult:
         obis = ObisCode.parse(obis) if isinstance(obis, str) else obis
-        answer = decode_apdu(await self.request(
+        answer = await self.request_decoded(
             SetRequestNormal(CosemAttributeDescriptor(class_id, obis, attribute), value).to_bytes(),
-            **overrides))
+            **overrides)
         if not isinstance(answer, SetResponseNormal):
             raise DlmsError(f"unexpected answer to SET: {type(answer).__name__}")
         return answer.result
@@ -475,9 +487,9 @@ class DlmsClient:
                      parameters: DlmsData | None = None, *, _during_hls: bool = False,
                      **overrides: Any) -> tuple[ActionResult, DlmsData | None]:
         obis = ObisCode.parse(obis) if isinstance(obis, str) else obis
-        answer = decode_apdu(await self.request(
+        answer = await self.request_decoded(
             ActionRequestNormal(CosemMethodDescriptor(class_id, obis, method), parameters).to_bytes(),
-            **overrides))
+            **overrides)
         if not isinstance(answer, ActionResponseNormal):
             raise DlmsError(f"unexpected answer to ACTION: {type(answer).__name__}")
         data = answer.return_data

@@ -41,7 +41,7 @@ def read_osv(path: Path) -> tuple[Advisory, ...]:
         raise InputFileError(f"{path}: advisory file not found") from None
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
         raise InputFileError(f"{path}: cannot read: {exc.__class__.__name__}") from None
     if isinstance(data, dict) and isinstance(data.get("vulns"), list):
         records = data["vulns"]

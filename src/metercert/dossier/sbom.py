@@ -34,6 +34,8 @@ def read_sbom(path: Path) -> Sbom:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SbomError(f"not JSON or XML: {exc}") from None
+    except RecursionError:
+        raise SbomError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise SbomError("top level must be a JSON object")
     if data.get("bomFormat") == "CycloneDX":

@@ -103,6 +103,8 @@ def read_yaml(path: Path) -> YamlDocument:
         raise InputFileError(f"{path}:{line}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise InputFileError(f"{path}: invalid YAML: {exc.__class__.__name__}") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # a value YAML cannot build (2024-13-01), or nesting too deep
+        raise InputFileError(f"{path}: invalid YAML value: {exc.__class__.__name__}") from None
     return YamlDocument(path=path, data=data, root=root)
 
 

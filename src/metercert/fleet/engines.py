@@ -36,6 +36,7 @@ class Engine(Protocol):
     def register(self, dataset: Path) -> None: ...
     def stage(self, name: str, sql: str) -> None: ...
     def query(self, sql: str) -> list[dict[str, Any]]: ...
+    def count(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -175,7 +176,7 @@ def run_detectors(engine: Engine, dataset: str | Path, *,
     started = time.perf_counter()
     steps: dict[str, float] = {}
     engine.register(root)
-    rows = engine.count() if count_rows else -1  # type: ignore[attr-defined]
+    rows = engine.count() if count_rows else -1
     findings: list[Finding] = []
     for name in STAGES:
         t = time.perf_counter()

@@ -82,6 +82,8 @@ class ColumnMapping:
                 line = f" at line {mark.line + 1}" if mark is not None else ""
                 problem = getattr(exc, "problem", None) or "syntax error"
                 raise InputFileError(f"{where}: invalid YAML{line}: {problem}") from None
+            except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+                raise InputFileError(f"{where}: invalid YAML value ({exc.__class__.__name__})") from None
             if loaded is None:
                 loaded = {}
             if not isinstance(loaded, dict):

@@ -36,6 +36,7 @@ _PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _LLC_HEADERS = (b"\xe6\xe6\x00", b"\xe6\xe7\x00")
 _SEQ_MOD = 1 << 32
+_DLT_LINUX_SLL2 = 276
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,8 @@ def _ip_layer(linktype: int, buf: bytes) -> Any:
         return dpkt.ip6.IP6(buf) if version == 6 else dpkt.ip.IP(buf)
     if linktype == dpkt.pcap.DLT_LINUX_SLL:
         return dpkt.sll.SLL(buf).data
+    if linktype == _DLT_LINUX_SLL2:  # tcpdump -i any on recent Linux
+        return dpkt.sll2.SLL2(buf).data
     if linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
         return dpkt.loopback.Loopback(buf).data
     return None

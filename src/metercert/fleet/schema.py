@@ -18,6 +18,7 @@ client_sap     int32             client wPort (wrapper) or HDLC client address
 server_sap     int32             server wPort (wrapper) or HDLC server address
 link           string            ``wrapper``, ``hdlc`` or ``log``
 meter_id       string, not null  the server address ``ip:port/sap`` or a log's meter id
+meter_key      int64, not null   first 60 bits of SHA-256(meter_id): a fast join/sort key
 assoc_id       string            one application association (TCP stream + AARQ number)
 system_title   string            sender's system title, 16 upper-case hex digits
 sc             int16             security control byte
@@ -37,6 +38,7 @@ source         string            capture or log file the row came from
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -56,6 +58,7 @@ APDU_SCHEMA = pa.schema([
     pa.field("server_sap", pa.int32()),
     pa.field("link", pa.string()),
     pa.field("meter_id", pa.string(), nullable=False),
+    pa.field("meter_key", pa.int64(), nullable=False),
     pa.field("assoc_id", pa.string()),
     pa.field("system_title", pa.string()),
     pa.field("sc", pa.int16()),
@@ -77,12 +80,27 @@ DIRECTIONS = ("c2s", "s2c")
 PARTITION = "day"
 
 
+def meter_key(meter_id: str) -> int:
+    """The first 15 hex digits of SHA-256(meter_id) as an integer (always positive).
+
+    Sorting and partitioning by an integer is several times faster than by a
+    string; the simulator computes the same value in SQL.
+    """
+    return int(hashlib.sha256(meter_id.encode("utf-8")).hexdigest()[:15], 16)
+
+
 def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Build a schema-conformant table from dict rows (missing keys become null)."""
     cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    keys: dict[str, int] = {}
     for row in rows:
         for name in COLUMNS:
             cols[name].append(row.get(name))
+        if row.get("meter_key") is None and row.get("meter_id") is not None:
+            mid = str(row["meter_id"])
+            if mid not in keys:
+                keys[mid] = meter_key(mid)
+            cols["meter_key"][-1] = keys[mid]
     return pa.table(cols, schema=APDU_SCHEMA)
 
 

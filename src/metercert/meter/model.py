@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict, deque
 from pathlib import Path
@@ -25,6 +26,7 @@ class Meter:
     def __init__(self, profile: MeterProfile, state_root: Path, index: int = 0,
                  rbac: Rbac | None = None) -> None:
         self.profile = profile
+        self.lock = threading.Lock()  # sessions of one meter are served one request at a time
         self.rbac = rbac or load_rbac(profile.rbac)
         self.state = MeterState(state_root, index, profile, self.rbac)
         self.log = o.SecurityLog()

@@ -98,6 +98,8 @@ def load_profile(name_or_path: str | None = None) -> MeterProfile:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
         raise InputFileError(f"meter profile {source}{line}: invalid YAML") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise InputFileError(f"meter profile {source}: invalid YAML value ({exc.__class__.__name__})") from None
     return profile_from_mapping(data, source)
 
 
@@ -107,7 +109,7 @@ def profile_from_mapping(data: Any, source: str = "profile") -> MeterProfile:
     known = set(MeterProfile.__dataclass_fields__)
     unknown = set(data) - known
     if unknown:
-        raise InputFileError(f"meter profile {source}: unknown settings {sorted(unknown)}")
+        raise InputFileError(f"meter profile {source}: unknown settings {sorted(map(str, unknown))}")
     raw_flaws = data.get("flaws") or []
     if not isinstance(raw_flaws, list) or not all(isinstance(f, str) for f in raw_flaws):
         raise InputFileError(f"meter profile {source}: flaws must be a list of flaw names")

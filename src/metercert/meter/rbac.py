@@ -90,6 +90,8 @@ def load_rbac(path: str | Path | None = None) -> Rbac:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
         raise InputFileError(f"{source}{line}: invalid YAML") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise InputFileError(f"{source}: invalid YAML value ({exc.__class__.__name__})") from None
     if not isinstance(data, dict) or "roles" not in data or "objects" not in data:
         raise InputFileError(f"{source}: needs 'roles' and 'objects' sections")
     rights = set(data.get("rights") or [])

@@ -35,6 +35,7 @@ refusal is written to the security event log.
 from __future__ import annotations
 
 import enum
+import hmac
 import os
 from dataclasses import dataclass
 
@@ -237,7 +238,7 @@ class MeterSession:
             return self._accept_plain(role, aarq)
         if mech is Mechanism.LLS and profile.has("default-lls-password") and role.name == "SECADM":
             # the flaw: a factory LLS password opens the management association
-            if aarq.calling_authentication_value == b"00000000":
+            if hmac.compare_digest(aarq.calling_authentication_value or b"", b"00000000"):
                 self.lls_password = b"00000000"
                 return self._accept_plain(role, aarq)
             meter.auth_failure(self.client_sap, "wrong LLS password")
@@ -416,6 +417,7 @@ class MeterSession:
         request = decode_apdu(plain)
         if self.phase is Phase.PENDING:
             if (isinstance(request, ActionRequestNormal)
+                    and request.method.class_id == 15   # Association LN, not any class
                     and request.method.instance == CURRENT_ASSOCIATION
                     and request.method.method_id == 1):
                 return self._reply_to_hls(request)

@@ -96,7 +96,7 @@ class MeterState:
                         bytes.fromhex(entry["hls_secret"]))
                 self.vendor_key = serialization.load_pem_private_key(
                     data["vendor_signing_key"].encode(), None)  # type: ignore[assignment]
-            except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+            except (OSError, KeyError, TypeError, ValueError, AttributeError, RecursionError, yaml.YAMLError):
                 raise InputFileError(f"meter state {path} is damaged; remove the state folder "
                                      "to start from factory keys") from None
             return

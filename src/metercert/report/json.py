@@ -190,6 +190,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{p}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InputFileError(f"{p}: JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise ResultsSchemaError(f"{p}: not a results document (top level is {type(doc).__name__})")
     if doc.get("schema") == SCHEMA_NAME and doc.get("schema_version") not in (None, SCHEMA_VERSION):

@@ -240,6 +240,8 @@ def load_key_file(path: str | os.PathLike[str]) -> list[KeySet]:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise InputFileError(f"key file {p}: invalid YAML{line}") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # values PyYAML/json cannot build, or nesting too deep
+        raise InputFileError(f"key file {p}: unusable content ({exc.__class__.__name__})") from None
     if isinstance(data, Mapping) and "meters" in data:
         entries = data["meters"]
         if not isinstance(entries, list) or not entries:

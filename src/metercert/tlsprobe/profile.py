@@ -196,7 +196,11 @@ def load_profile(path: str | os.PathLike[str] | None = None) -> TlsProfile:
             raise ProfileError(
                 f"{where}: cannot read TLS profile ({exc.__class__.__name__})"
             ) from None
-    return TlsProfile(path=where, **_parse(text, where))
+    try:
+        fields = _parse(text, where)
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # a value YAML cannot build, or nesting too deep
+        raise ProfileError(f"{where}: invalid YAML value ({exc.__class__.__name__})") from None
+    return TlsProfile(path=where, **fields)
 
 
 def default_profile() -> TlsProfile:

@@ -7,4 +7,4 @@ SELECT a.id, a.ts, a.meter_id, a.system_title, a.direction, a.key_set, a.assoc_i
        a.ct_sha256
 FROM apdus a
 WHERE a.ciphered AND a.ic IS NOT NULL
-  AND (a.key_set = 'broadcast' OR a.meter_id IN (SELECT meter_id FROM suspects))
+  AND (a.key_set = 'broadcast' OR a.meter_key IN (SELECT meter_key FROM suspects))
