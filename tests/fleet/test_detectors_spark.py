@@ -37,11 +37,22 @@ def test_spark_finds_exactly_what_duckdb_finds(planted_fleet, spark) -> None:  #
     assert on_spark.rows == on_duck.rows == planted_fleet.rows
 
 
-def test_spark_reads_an_ingested_capture(tmp_path, spark) -> None:  # type: ignore[no-untyped-def]
+def test_cli_scan_on_spark_of_an_ingested_capture(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
     from metercert.fleet.capture import write_sample_capture
     from metercert.fleet.ingest import ingest
 
     sample = write_sample_capture(tmp_path / "s.pcap", meters=3)
     ingest([sample.pcap], tmp_path / "d", keys=sample.keys)
-    found = run_detectors(SparkEngine(session=spark), tmp_path / "d").findings
-    assert [(f.kind, f.meter_id) for f in found] == [("ic-reuse", "10.0.0.0:4059/1")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "metercert", "fleet", "scan", str(tmp_path / "d"),
+         "--engine", "spark", "--master", "local[1]", "--report", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # a critical finding
+    found = json.loads((tmp_path / "r" / "findings.json").read_text())
+    assert found["scan"]["engine"] == "spark"
+    assert [(f["kind"], f["meter_id"]) for f in found["findings"]] == [
+        ("ic-reuse", "10.0.0.0:4059/1")]

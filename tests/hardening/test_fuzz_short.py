@@ -1,7 +1,7 @@
 """A short fuzzing pass over every target: any crash or hang fails the test.
 
 Each target runs in its own atheris (libFuzzer) subprocess through ``fuzz/run.py``
-with a time budget of ``METERCERT_FUZZ_SECONDS`` (default 9 s), so the whole
+with a time budget of ``METERCERT_FUZZ_SECONDS`` (default 8 s), so the whole
 module takes about 2-3 minutes. Longer runs: ``python fuzz/run.py --seconds 300``.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FUZZ = ROOT / "fuzz"
-SECONDS = int(os.environ.get("METERCERT_FUZZ_SECONDS", "9"))
+SECONDS = int(os.environ.get("METERCERT_FUZZ_SECONDS", "8"))
 
 pytestmark = [
     pytest.mark.slow,

@@ -36,7 +36,6 @@ from metercert.cosem import (
     ActionResult,
     CosemAttributeDescriptor,
     DataAccessResult,
-    DataType,
     DlmsData,
     GetRequestNormal,
     ObisCode,
@@ -545,7 +544,7 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes) -> tuple[Ac
         [DlmsData.octet_string(ident), DlmsData.double_long_unsigned(len(image))]))
     if res is not ActionResult.SUCCESS:
         raise DlmsError(f"image_transfer_initiate refused: {res.name}")
-    for n in range(0, (len(image) + block - 1) // block):
+    for n in range((len(image) + block - 1) // block):
         res, _ = await c.action(18, IMAGE_TRANSFER, 2, DlmsData.structure(
             [DlmsData.double_long_unsigned(n), DlmsData.octet_string(image[n * block:(n + 1) * block])]))
         if res is not ActionResult.SUCCESS:

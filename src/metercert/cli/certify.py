@@ -207,7 +207,7 @@ def _with_campaign_roles(keys: Any, config: Any) -> Any:
 
 
 def _parse_tcp(url: str) -> tuple[str, int]:
-    text = url[6:] if url.startswith("tcp://") else url
+    text = url.removeprefix("tcp://")
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT")

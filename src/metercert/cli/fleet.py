@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from rich.console import Console
@@ -103,7 +102,6 @@ def _scan(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     engine: DuckDbEngine | SparkEngine
     if args.engine == "spark":
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         engine = SparkEngine(master=args.master)
         engine.spark.sparkContext.setLogLevel("ERROR")
     else:

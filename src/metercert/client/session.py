@@ -39,10 +39,8 @@ from metercert.cosem import (
     Conformance,
     CosemAttributeDescriptor,
     CosemDecodeError,
-    CosemDecodeError,
     CosemMethodDescriptor,
     DataAccessResult,
-    DataType,
     DlmsData,
     ExceptionResponse,
     GetRequestNext,
@@ -68,12 +66,12 @@ from metercert.security import (
     Mechanism,
     ReplayGuard,
     SecurityControl,
+    hls,
     is_ciphered,
     parse_ciphered,
     protect,
     unprotect_parsed,
 )
-from metercert.security import hls
 from metercert.transport.errors import TransportError
 from metercert.transport.stream import ApduStream, open_dlms_connection
 
@@ -281,7 +279,12 @@ class DlmsClient:
         return expected
 
     async def associate(self, **overrides: Any) -> AARE:
-        """Run the association (and HLS passes 3-4). Raises AssociationRejected."""
+        """Run the association (and HLS passes 3-4). Raises AssociationRejected.
+
+        A ``suite`` override applies to the whole association (a downgrading client
+        stays in the lower suite for HLS pass 3 and every request)."""
+        if overrides.get("suite") is not None:
+            self.settings = replace(self.settings, suite=overrides["suite"])
         aarq, initiate = self.build_aarq(**overrides)
         answer = await self.exchange(aarq, note="AARQ")
         if not answer or answer[0] != 0x61:

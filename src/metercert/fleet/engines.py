@@ -116,10 +116,13 @@ def spark_session(master: str = "local[*]", *, driver_memory: str = "2g",
                   shuffle_partitions: int = 8) -> Any:
     """A Spark session bound to loopback, without UI, sized for this job."""
     os.environ.setdefault("PYSPARK_PYTHON", "python3")
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # never listen beyond loopback
     from pyspark.sql import SparkSession
 
     builder = (SparkSession.builder.master(master).appName("metercert-fleet")
                .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.driver.memory", driver_memory)

@@ -47,7 +47,7 @@ class SecurityLog:
     entries: deque[tuple[dt.datetime, int, str]] = field(default_factory=lambda: deque(maxlen=200))
 
     def add(self, code: int, detail: str) -> None:
-        self.entries.append((dt.datetime.now(dt.timezone.utc), code, detail[:64]))
+        self.entries.append((dt.datetime.now(dt.UTC), code, detail[:64]))
 
 
 @dataclass
@@ -122,7 +122,7 @@ class ClockObject(CosemObject):
         self.time_zone = 0
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + self.offset
+        return dt.datetime.now(dt.UTC).replace(microsecond=0) + self.offset
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         if attribute == 2:
@@ -141,8 +141,8 @@ class ClockObject(CosemObject):
             except Exception:  # noqa: BLE001 - any undecodable time is a type mismatch
                 return DataAccessResult.TYPE_UNMATCHED
             if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
-            self.offset = when - dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+                when = when.replace(tzinfo=dt.UTC)
+            self.offset = when - dt.datetime.now(dt.UTC).replace(microsecond=0)
             return DataAccessResult.SUCCESS
         if attribute == 3 and value.type is DataType.LONG:
             self.time_zone = value.value
@@ -473,6 +473,6 @@ def energy_counter() -> Callable[[], int]:
     start = int.from_bytes(os.urandom(2), "big") * 10
 
     def value() -> int:
-        return start + int(dt.datetime.now(dt.timezone.utc).timestamp()) % 100000
+        return start + int(dt.datetime.now(dt.UTC).timestamp()) % 100000
 
     return value

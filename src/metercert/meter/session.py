@@ -87,12 +87,12 @@ from metercert.security import (
     Mechanism,
     ReplayGuard,
     SecurityControl,
+    hls,
     is_ciphered,
     parse_ciphered,
     protect,
     unprotect_parsed,
 )
-from metercert.security import hls
 
 if False:  # pragma: no cover - typing only, avoids an import cycle
     from metercert.meter.model import Meter
@@ -157,6 +157,7 @@ class MeterSession:
         self.blocks: list[bytes] = []
         self.block_invoke = 0
         self.lls_password: bytes | None = None
+        self.suite = self.meter.profile.security_suite
 
     @property
     def associated(self) -> bool:
@@ -293,6 +294,7 @@ class MeterSession:
         self.role, self.e, self.secrets, self.protected = role, role.association, secrets, True
         self.client_title, self.ctos, self.stoc = title, ctos, os.urandom(32)
         self.mechanism = mech
+        self.suite = parsed.security_control.suite
         self.mechanism_oid = aarq.mechanism_name or mechanism.oid
         self.context_name = aarq.application_context_name
         self._negotiate(initiate)
@@ -437,7 +439,7 @@ class MeterSession:
         assert secrets is not None and self.client_title is not None
         params = request.parameters
         creds = HlsCredentials(encryption_key=secrets.guek, authentication_key=secrets.ak,
-                               secret=secrets.hls_secret, suite=meter.profile.security_suite)
+                               secret=secrets.hls_secret, suite=self.suite)
         try:
             if params is None or params.type is not DataType.OCTET_STRING:
                 raise AuthenticationFailed()
