@@ -154,12 +154,10 @@ def test_meter_keeps_serving_under_abuse(meter: ServedMeter) -> None:
           f"fds after {after} (baseline {base_fds})")
 
 
-def _hdlc_frame(body: bytes, fcs_ok: bool = True) -> bytes:
-    """A type-3 HDLC frame around ``body`` (addresses+control+info), optionally with a bad FCS."""
-    from metercert.transport.hdlc_frame import HdlcFrame, encode_frame  # noqa: F401
+def _hdlc_frame(body: bytes) -> bytes:
+    """A type-3 HDLC frame around ``body`` (addresses, control, info) with a zero (bad) FCS."""
     length = len(body) + 4  # format(2) + body + FCS(2)
-    frame = bytes(((0xA0 | (length >> 8)) & 0xA7, length & 0xFF)) + body + b"\x00\x00"
-    return b"\x7e" + (frame if fcs_ok else frame) + b"\x7e"
+    return b"\x7e" + bytes((0xA0 | (length >> 8), length & 0xFF)) + body + b"\x00\x00\x7e"
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +173,7 @@ def test_hdlc_meter_survives_garbage(hdlc_meter: ServedMeter) -> None:
     port = hdlc_meter.port
     asyncio.run(_good_round(port, hdlc_meter.keys, "hdlc"))
     base_fds = hdlc_meter.open_fds()
-    snrm = bytes.fromhex("7EA00802232193BF327E")  # valid-looking SNRM shape, FCS not checked here
+    snrm = bytes.fromhex("7EA00802232193BF327E")  # SNRM shape (its check sequences are not right)
     junk = [
         b"\x00" * 4096,
         b"\x7e" * 5000,

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--cert", help="meter certificate (PEM), with --tls")
     serve.add_argument("--key", help="meter private key (PEM), with --tls")
     serve.add_argument("--ca", help="CA certificate(s) that sign client certificates, with --tls")
+    serve.add_argument("--capture", metavar="DIR",
+                       help="write the meters' traffic to a pcap file in DIR (one per start)")
     serve.add_argument("--ready-line", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     profiles = cmds.add_parser("profiles", help="list the built-in meter profiles")
@@ -70,7 +72,8 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
     from metercert.meter.server import MeterFleet
 
     fleet = MeterFleet(profile, state_dir, host=args.host, port=args.port, count=args.count,
-                       framing=args.framing, ssl=ssl)
+                       framing=args.framing, ssl=ssl,
+                       capture_dir=Path(args.capture) if args.capture else None)
     try:
         await fleet.start()
     except OSError as exc:

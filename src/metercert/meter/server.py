@@ -9,6 +9,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from metercert.errors import UsageError
+from metercert.meter.capture import ConnectionRecorder, PcapRecorder
 from metercert.meter.model import Meter
 from metercert.meter.profile import MeterProfile
 from metercert.meter.rbac import load_rbac
@@ -26,8 +28,19 @@ def _handle_locked(meter: Meter, session: MeterSession, apdu: bytes) -> bytes | 
         return session.handle(apdu)
 
 
+def _recorder_for(stream: ApduStream, pcap: PcapRecorder | None) -> ConnectionRecorder | None:
+    if pcap is None:
+        return None
+    peer = stream.get_extra_info("peername")
+    local = stream.get_extra_info("sockname")
+    if not (isinstance(peer, tuple) and isinstance(local, tuple)):
+        return None
+    return pcap.connection((peer[0], peer[1]), (local[0], local[1]))
+
+
 async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float = 120.0,
-                        executor: Executor | None = None) -> None:
+                        executor: Executor | None = None,
+                        pcap: PcapRecorder | None = None) -> None:
     """Run associations on one connection until the peer leaves or a frame is bad.
 
     With an ``executor`` each request is handled in a worker thread: the session persists
@@ -38,11 +51,15 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
     """
     session: MeterSession | None = None
     loop = asyncio.get_running_loop()
+    record = _recorder_for(stream, pcap)
     try:
         while not stream.closed:
             apdu = await stream.recv(timeout=idle_timeout)
+            client_sap, server_sap = stream.client_address or 16, stream.server_address or 1
+            if record is not None:
+                record.from_client(client_sap, server_sap, apdu)
             if session is None:
-                session = MeterSession(meter, stream.client_address or 16)
+                session = MeterSession(meter, client_sap)
             try:
                 if executor is None:
                     answer = session.handle(apdu)
@@ -50,10 +67,15 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
                     answer = await loop.run_in_executor(executor, _handle_locked, meter,
                                                         session, apdu)
             except CloseConnection as close:
-                if close.last:
-                    await stream.send(close.last)
+                answer = close.last
+                if answer:
+                    if record is not None:
+                        record.from_meter(server_sap, client_sap, answer)
+                    await stream.send(answer)
                 break
             if answer is not None:
+                if record is not None:
+                    record.from_meter(server_sap, client_sap, answer)
                 await stream.send(answer)
     except TransportError:
         pass
@@ -76,9 +98,15 @@ class MeterFleet:
     meters: list[Meter] = field(default_factory=list)
     servers: list[DlmsServer] = field(default_factory=list)
     executor: ThreadPoolExecutor | None = None
+    capture_dir: Path | None = None
+    pcap: PcapRecorder | None = None
 
     async def start(self) -> None:
         rbac = load_rbac(self.profile.rbac)
+        if self.capture_dir is not None:
+            if self.framing != "wrapper":
+                raise UsageError("--capture records wrapper framing only")
+            self.pcap = PcapRecorder(self.capture_dir)
         # requests run in threads so that one meter's counter sync never blocks the others
         self.executor = ThreadPoolExecutor(max_workers=min(32, 4 + self.count),
                                            thread_name_prefix="meter")
@@ -88,7 +116,7 @@ class MeterFleet:
 
             async def handler(stream: ApduStream, meter: Meter = meter) -> None:
                 await serve_session(meter, stream, idle_timeout=self.idle_timeout,
-                                    executor=self.executor)
+                                    executor=self.executor, pcap=self.pcap)
 
             server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
                                       ssl=self.ssl, idle_timeout=self.idle_timeout)
@@ -115,3 +143,5 @@ class MeterFleet:
             self.executor = None
         for meter in self.meters:
             meter.close()
+        if self.pcap is not None:
+            self.pcap.close()
