@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
-from run import run_target  # noqa: E402
-from targets import BUILDERS  # noqa: E402
+from run import run_target
+from targets import BUILDERS
 
 
 def main() -> int:

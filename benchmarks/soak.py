@@ -22,14 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "hardening"))
 
-from _meterproc import ServedMeter  # noqa: E402
+from _meterproc import ServedMeter
 
-from metercert.campaign.runner import run_campaign  # noqa: E402
-from metercert.checks import all_checks  # noqa: E402
-from metercert.checks.base import TargetKind  # noqa: E402
-from metercert.client.target import DlmsTarget  # noqa: E402
-from metercert.security import load_keyset  # noqa: E402
-from metercert.security.counters import _DurableValue  # noqa: E402
+from metercert.campaign.runner import run_campaign
+from metercert.checks import all_checks
+from metercert.checks.base import TargetKind
+from metercert.client.target import DlmsTarget
+from metercert.security import load_keyset
+from metercert.security.counters import _DurableValue
 
 
 @dataclass

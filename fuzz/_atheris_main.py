@@ -12,7 +12,7 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import targets  # noqa: E402  (plain module next to this file)
+import targets
 
 
 def main() -> None:

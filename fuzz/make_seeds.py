@@ -17,9 +17,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import targets  # noqa: E402
+import targets
 
 CORPUS = HERE / "corpus"
+_TRACE: list = []  # the in-process association's trace, shared by the seed writers
+_PUBLIC: list = []  # the same for a public (unauthenticated) association
 SRC = HERE.parent / "src" / "metercert"
 
 
@@ -44,7 +46,29 @@ def _session_traffic() -> tuple[list[bytes], list[bytes], list[bytes]]:
         await client.release()
 
     asyncio.run(talk())
+
+    from metercert.client.session import ClientSettings, DlmsClient
+
+    class PublicClient(DlmsClient):
+        async def exchange(self, apdu: bytes, *, plain: bytes | None = None,
+                           timeout: float | None = None, note: str = "") -> bytes:
+            self.trace.record("->", apdu, plain, note)
+            answer = h.public.handle(apdu) or b""
+            self.trace.record("<-", answer)
+            return answer
+
+    public = PublicClient("127.0.0.1", 0, ClientSettings())
+
+    async def talk_public() -> None:
+        await public.associate()
+        await public.get(8, ObisCode.parse("0.0.1.0.0.255"), 2)
+        await public.get(15, ObisCode.parse("0.0.40.0.0.255"), 2)
+        await public.release()
+
+    asyncio.run(talk_public())
+    _PUBLIC.extend(public.trace.entries)
     plain, ciphered, requests = [], [], []
+    _TRACE.extend(client.trace.entries)
     for e in client.trace.entries:
         if not e.wire:
             continue
@@ -80,6 +104,13 @@ def main() -> None:
                                       system_title=targets.TITLE, invocation_counter=0x01234567,
                                       encryption_key=targets.EK, authentication_key=targets.AK,
                                       form=form))
+    answers = [e.wire for e in _TRACE if e.direction == "<-" and e.wire]
+    _put("client_responses", b"\x01" + b"\xff\xfe".join(answers))
+    public_answers = [e.wire for e in _PUBLIC if e.direction == "<-" and e.wire]
+    _put("client_responses", b"\x00" + b"\xff\xfe".join(public_answers))
+    for e in _PUBLIC:
+        if e.wire:
+            _put("cosem_apdu", e.wire)
     for req in requests:
         _put("meter_session", b"\x00" + req)
         _put("meter_session", b"\x02" + req)
@@ -111,11 +142,12 @@ def main() -> None:
     write_sample_capture(cap, meters=1, requests=2)
     _put("pcap", cap.read_bytes())
     cap.unlink()
+    cap.with_name(cap.name + ".keys.yaml").unlink(missing_ok=True)
 
     _put("key_file", (
-        "client_system_title: 4D4D4D0000000001\nserver_system_title: 4D4D4D0000BC614E\n"
-        "guek: 000102030405060708090A0B0C0D0E0F\nak: D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF\n"
-        "kek: 000102030405060708090A0B0C0D0E0F\nsecurity_suite: 0\n").encode())
+        b"client_system_title: 4D4D4D0000000001\nserver_system_title: 4D4D4D0000BC614E\n"
+        b"guek: 000102030405060708090A0B0C0D0E0F\nak: D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF\n"
+        b"kek: 000102030405060708090A0B0C0D0E0F\nsecurity_suite: 0\n"))
     _put("key_file", b'{"meters": [{"guek": "000102030405060708090A0B0C0D0E0F", '
                      b'"client_system_title": "4D4D4D0000000001"}]}')
     _put("campaign", (SRC / "campaign/examples/campaign.yaml").read_bytes())

@@ -15,6 +15,7 @@ into a private temporary folder (on /dev/shm when available, so fsync is cheap).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -229,6 +230,7 @@ class _SessionHarness:
             raise RuntimeError("harness could not associate with its own meter")
 
     def __call__(self, data: bytes) -> None:
+        from metercert.errors import MetercertError
         from metercert.meter.session import CloseConnection
         from metercert.security import CipheringForm
 
@@ -240,10 +242,8 @@ class _SessionHarness:
         session = self.public if mode == 0 else self.protected
         if mode >= 2 and body:
             form = CipheringForm.GLOBAL if mode == 2 else CipheringForm.GENERAL_GLO
-            try:
+            with contextlib.suppress(MetercertError):  # no ciphered form for it: send raw
                 body = self.client.protect_request(body, form=form)
-            except Exception:  # noqa: BLE001 - the harness could not cipher it: send raw
-                pass
         try:
             out = session.handle(body)
         except CloseConnection as close:
@@ -260,6 +260,65 @@ class _SessionHarness:
 
 def _meter_session() -> FuzzFn:
     return _SessionHarness()
+
+
+class _ClientHarness:
+    """metercert's DLMS client facing a hostile meter: every answer comes from the input.
+
+    The input is cut at ``FF FE`` into the answers to: AARQ, HLS pass 3 (if asked),
+    GET clock, GET object list, RLRQ. The first half of the inputs talk to a public
+    client, the rest to an HLS-GMAC client with real keys (so ciphered answers that
+    the fuzzer builds from seeds get as far as the tag check). A campaign against a
+    real meter must turn any answer into a verdict, so only MetercertError may escape.
+    """
+
+    def __init__(self) -> None:
+        from metercert.client.session import ClientSettings, DlmsClient, settings_for_role
+        from metercert.meter.model import Meter
+        from metercert.meter.profile import load_profile
+        from metercert.security.keys import keyset_from_mapping
+
+        folder = _scratch("client")
+        meter = Meter(load_profile("conformant"), folder)
+        keys = keyset_from_mapping(meter.state.client_entry("127.0.0.1", 4059))
+        meter.close()
+        self.settings = [ClientSettings(), settings_for_role(keys)]
+        harness = self
+        self.answers: list[bytes] = []
+
+        class HostileMeter(DlmsClient):
+            async def exchange(self, apdu: bytes, *, plain: bytes | None = None,
+                               timeout: float | None = None, note: str = "") -> bytes:
+                from metercert.client.errors import NoResponse
+                self.trace.record("->", apdu, plain, note)
+                if not harness.answers:
+                    raise NoResponse("no more answers")
+                answer = harness.answers.pop(0)
+                self.trace.record("<-", answer)
+                return answer
+        self.client_cls = HostileMeter
+
+    def __call__(self, data: bytes) -> None:
+        from metercert.cosem import ObisCode
+        from metercert.errors import MetercertError
+
+        settings = self.settings[data[0] & 1] if data else self.settings[0]
+        self.answers = data[1:].split(b"\xff\xfe")[:6]
+        client = self.client_cls("127.0.0.1", 0, settings)
+
+        async def talk() -> None:
+            await client.associate()
+            await client.get(8, ObisCode.parse("0.0.1.0.0.255"), 2)
+            await client.get(15, ObisCode.parse("0.0.40.0.0.255"), 2)
+            await client.release()
+        try:
+            asyncio.run(talk())
+        except MetercertError:
+            pass
+
+
+def _client_responses() -> FuzzFn:
+    return _ClientHarness()
 
 
 # --- traffic captures -------------------------------------------------------------------
@@ -389,6 +448,7 @@ BUILDERS: dict[str, Callable[[], FuzzFn]] = {
     "hdlc_frame": _hdlc_frame,
     "hdlc_connection": _hdlc_connection,
     "meter_session": _meter_session,
+    "client_responses": _client_responses,
     "pcap": _pcap,
     "key_file": _key_file,
     "campaign": _campaign,

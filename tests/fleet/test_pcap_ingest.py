@@ -233,3 +233,25 @@ def test_garbage_on_the_dlms_port_never_crashes_the_ingest(tmp_path: Path) -> No
                                                       min(2, max(0, len(body) - 1))))))
         table = ingest_pcap(p, keys=None)
         assert set(table.column("direction").to_pylist()) <= {"c2s", "s2c"}
+
+
+def test_udp_wrapper_datagrams(tmp_path: Path) -> None:
+    p = tmp_path / "udp.pcap"
+    with open(p, "wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        for i, (c2s, payload) in enumerate([(True, V1), (False, V1), (True, b"")]):
+            src, dst = (CLIENT, METER) if c2s else (METER, CLIENT)
+            udp = dpkt.udp.UDP(sport=40001 if c2s else 4059, dport=4059 if c2s else 40001,
+                               data=(wrapper(payload, 16, 1) if c2s else wrapper(payload, 1, 16))
+                               if payload else b"\x00\x01")
+            udp.ulen = len(bytes(udp))
+            ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_UDP, data=udp)
+            ip.len = len(bytes(ip))
+            w.writepkt(bytes(dpkt.ethernet.Ethernet(type=dpkt.ethernet.ETH_TYPE_IP, data=ip)),
+                       ts=T0 + i)
+    stats = CaptureStats()
+    rows = ingest_pcap(p, stats=stats).to_pylist()
+    assert [(r["direction"], r["client_sap"], r["server_sap"]) for r in rows] == [
+        ("c2s", 16, 1), ("s2c", 16, 1)]
+    assert stats.bad_frames == 1  # the truncated header
+    assert all(r["system_title"] is None and r["ic"] == 0x01234567 for r in rows)

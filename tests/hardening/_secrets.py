@@ -12,7 +12,7 @@ import yaml
 
 _SECRET_FIELDS = ("guek", "gbek", "ak", "kek", "hls_secret", "encryption_key",
                   "authentication_key", "master_key", "broadcast_key", "password")
-_PEM_BODY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----(.*?)-----END", re.S)
+_PEM_BODY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----(.*?)-----END", re.DOTALL)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -170,7 +169,7 @@ CASES: list[tuple[str, list[str]]] = [
 @pytest.mark.parametrize("argv", [c[1] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2(argv: list[str], files: dict[str, str]) -> None:
     args = [a.format(**files) for a in argv]
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=100,
+    proc = subprocess.run(check=False, args=[*CLI, *args], capture_output=True, text=True, timeout=100,
                           cwd=files["tmp"], stdin=subprocess.DEVNULL)
     err = proc.stderr.strip()
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]

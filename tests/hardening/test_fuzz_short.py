@@ -24,8 +24,8 @@ pytestmark = [
 ]
 
 sys.path.insert(0, str(FUZZ))
-from run import run_target  # noqa: E402
-from targets import BUILDERS  # noqa: E402
+from run import run_target
+from targets import BUILDERS
 
 
 @pytest.mark.timeout(SECONDS + 150)

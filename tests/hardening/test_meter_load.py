@@ -17,13 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _meterproc import ServedMeter, raise_fd_limit  # type: ignore[import-not-found]
 
 from metercert.client.session import DlmsClient, settings_for_role
 from metercert.cosem import ObisCode
 from metercert.security import load_keyset
 from metercert.transport.wrapper import encode_wrapper
-
-from _meterproc import ServedMeter, raise_fd_limit  # type: ignore[import-not-found]
 
 HOST = "127.0.0.1"
 IDLE = 2500          # idle connections held open
@@ -150,7 +149,7 @@ def test_meter_keeps_serving_under_abuse(meter: ServedMeter) -> None:
     after = _wait_fds(meter, base_fds + 5)
     assert after <= base_fds + 5, f"meter holds {after} fds after the abuse, baseline {base_fds}"
     asyncio.run(_good_round(port, meter.keys))
-    print(f"\nheld {held - base_fds} extra fds; good rounds {['%.2f' % t for t in times]} s; "
+    print(f"\nheld {held - base_fds} extra fds; good rounds {[f'{t:.2f}' for t in times]} s; "
           f"fds after {after} (baseline {base_fds})")
 
 

@@ -38,7 +38,8 @@ def test_non_utf8_file_is_an_input_error(tmp_path: Path, loader) -> None:  # typ
 
 # -- YAML values PyYAML cannot build, and nesting that overflows its recursion -----------
 
-@pytest.mark.parametrize("text", [DEEP_YAML, BAD_DATE_YAML, "a: !!int x\n", "a: !!timestamp x\n"])
+@pytest.mark.parametrize("text", [DEEP_YAML, BAD_DATE_YAML, "a: !!int x\n", "a: !!timestamp x\n"],
+                         ids=["deep", "bad-date", "bad-int", "bad-timestamp"])
 @pytest.mark.parametrize("loader", ["key_file", "meter_profile", "rbac", "campaign", "dossier",
                                     "tls_profile"])
 def test_unbuildable_yaml_is_an_input_error(tmp_path: Path, loader: str, text: str) -> None:
@@ -133,3 +134,24 @@ def test_empty_wrapper_frame_in_capture(tmp_path: Path, udp: bool) -> None:
     assert stats.bad_frames == 1
     table = ingest_pcap(path)
     assert table.num_rows == 1
+
+
+# -- campaign file paths with ~user for an unknown user (campaign/config.py) -------------
+
+@pytest.mark.parametrize("field", ["keys", "dossier"])
+def test_campaign_path_with_unknown_user(field: str) -> None:
+    # fuzz input: "keys: ~e." -> Path.expanduser raised RuntimeError
+    with pytest.raises(MetercertError, match="no such user"):
+        parse_campaign(f"target: tcp://127.0.0.1:4059\n{field}: ~no-such-user-xyz/k.yaml\n",
+                       check_files=False)
+
+
+# -- a YAML key that is not a string, in a schema-checked file (dossier/yamldoc.py) -------
+
+@pytest.mark.parametrize("key", ["~", "true", "1", "2024-01-01", "[a]"])
+def test_dossier_with_non_string_key(tmp_path: Path, key: str) -> None:
+    # fuzz: a null key next to string keys made the "unknown field" message sort None with str
+    path = tmp_path / "dossier.yaml"
+    path.write_text(f"dossier_version: 1\n{key}: x\nzzz: 1\n")
+    with pytest.raises(MetercertError):
+        load_dossier(path)

@@ -51,9 +51,8 @@ def yaml_problems(path: Path) -> list[str]:
     problems = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                and node.value.id == "yaml":
-            if node.attr in UNSAFE_CALLS or node.attr in UNSAFE_NAMES:
-                problems.append(f"{path.name}:{node.lineno}: yaml.{node.attr}")
+                and node.value.id == "yaml" and (node.attr in UNSAFE_CALLS or node.attr in UNSAFE_NAMES):
+            problems.append(f"{path.name}:{node.lineno}: yaml.{node.attr}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                 and node.func.attr in ("load", "load_all", "compose", "compose_all") \
                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "yaml":

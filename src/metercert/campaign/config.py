@@ -255,7 +255,10 @@ class _Source:
         dotted = _dotted(path)
         if not isinstance(value, str) or not value.strip():
             raise self.error(path, f"{dotted} must be a file path, got {_show(value)}")
-        resolved = Path(value).expanduser()
+        try:
+            resolved = Path(value).expanduser()
+        except RuntimeError:  # ~user for a user that does not exist
+            raise self.error(path, f"{dotted}: cannot expand {value!r}: no such user") from None
         if not resolved.is_absolute():
             resolved = self.base_dir / resolved
         if self.check_files and not resolved.is_file():

@@ -129,7 +129,7 @@ def _describe(err: jsonschema.ValidationError) -> str:
         missing = [k for k in err.validator_value if k not in (err.instance or {})]
         return f"missing field {missing[0]!r}" if missing else "missing field"
     if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})), key=str)
         return f"unknown field {extra[0]!r}" if extra else "unknown field"
     if err.validator == "enum":
         return f"{err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"

@@ -10,4 +10,4 @@ check registry imports every package at start-up.
 from __future__ import annotations
 
 __all__ = ["capture", "detectors", "engines", "ingest", "logs", "pcap", "report", "schema",
-           "simulate"]
+           "simulate", "verdicts"]
