@@ -155,3 +155,26 @@ def test_dossier_with_non_string_key(tmp_path: Path, key: str) -> None:
     path.write_text(f"dossier_version: 1\n{key}: x\nzzz: 1\n")
     with pytest.raises(MetercertError):
         load_dossier(path)
+
+
+# -- a hostile meter asking a public client for HLS pass 3 (client/session.py) ------------
+
+def test_public_client_told_authentication_required() -> None:
+    # fuzz (client_responses): an AARE "accepted, authentication-required" answering a public
+    # AARQ hit an assert in the client's HLS pass 3
+    import asyncio
+
+    from metercert.client.session import ClientSettings, DlmsClient
+    from metercert.cosem import AARE, AcseServiceUserDiagnostic, ApplicationContextName, AssociationResult
+
+    aare = AARE(application_context_name=ApplicationContextName.LOGICAL_NAME.oid,
+                result=AssociationResult.ACCEPTED,
+                result_source_diagnostic=AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED,
+                responding_authentication_value=b"12345678").to_bytes()
+
+    class Hostile(DlmsClient):
+        async def exchange(self, apdu: bytes, **kw: object) -> bytes:  # type: ignore[override]
+            return aare
+
+    with pytest.raises(MetercertError, match="did not offer"):
+        asyncio.run(Hostile("127.0.0.1", 0, ClientSettings()).associate())

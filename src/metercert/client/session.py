@@ -323,8 +323,10 @@ class DlmsClient:
     async def _hls_pass_3(self, aare: AARE) -> None:
         stoc = aare.responding_authentication_value or b""
         title = self.settings.keys.client_system_title
-        assert title is not None and self.server_title is not None
         mech = self.settings.mechanism
+        if not mech.is_hls or title is None or self.server_title is None:
+            # a meter asking for HLS pass 3 where we did not offer HLS (or with no titles)
+            raise ResponseNotTrusted("meter asked for HLS authentication this association did not offer")
         creds = self._credentials()
         f_stoc = hls.respond(mech, creds, challenge=stoc, own_challenge=self._ctos,
                              own_title=title, peer_title=self.server_title,

@@ -65,6 +65,8 @@ _SPECIFIC_FORM: dict[int, CipheringForm] = {
     **{t: CipheringForm.DEDICATED for t in DEDICATED_TAGS},
 }
 
+_PLAIN_TAG: dict[int, int] = {**GLOBAL_TAGS, **DEDICATED_TAGS}
+
 TAG_NAMES: dict[int, str] = {
     0x01: "initiate-request", 0x08: "initiate-response", 0x0E: "confirmed-service-error",
     0x21: "glo-initiate-request", 0x28: "glo-initiate-response",
@@ -381,16 +383,23 @@ class ApduCipher:
 
     def unprotect(self, apdu: bytes) -> bytes:
         """Plaintext of a verified APDU from the peer; raises AuthenticationFailed otherwise."""
-        parsed = parse_ciphered(apdu)
-        if parsed.security_control.byte != self._sc_byte:
+        size = len(apdu)
+        if size > 6 and apdu[1] == size - 2 and apdu[1] < 0x80 and apdu[0] in _SPECIFIC_FORM:
+            # service-specific form with a one-byte length: framing read in place
+            sc_byte, title, plain_tag = apdu[2], self._peer, _PLAIN_TAG[apdu[0]]
+            counter, payload = apdu[3:7], apdu[7:]
+            if title is None:
+                raise ApduFormatError("the peer's system title is needed for service-specific forms")
+        else:
+            parsed = parse_ciphered(apdu)
+            sc_byte, plain_tag = parsed.security_control.byte, parsed.plain_tag
+            title = parsed.system_title or self._peer
+            if title is None:
+                raise ApduFormatError("the peer's system title is needed for service-specific forms")
+            counter, payload = parsed.invocation_counter.to_bytes(4, "big"), parsed.payload
+        if sc_byte != self._sc_byte or len(payload) < _gcm.TAG_BYTES:
             raise AuthenticationFailed()
-        title = parsed.system_title or self._peer
-        if title is None:
-            raise ApduFormatError("the peer's system title is needed for service-specific forms")
-        nonce = title + parsed.invocation_counter.to_bytes(4, "big")
-        payload = parsed.payload
-        if len(payload) < _gcm.TAG_BYTES:
-            raise AuthenticationFailed()
+        nonce = title + counter
         encrypt = self._encrypt
         if self._encrypted:
             plaintext = encrypt(nonce, payload[:-12], None)[:-16]
@@ -401,7 +410,6 @@ class ApduCipher:
             if not hmac.compare_digest(encrypt(nonce, b"", self._aad + plaintext)[:12],
                                        payload[-12:]):
                 raise AuthenticationFailed()
-        expected_tag = parsed.plain_tag
-        if expected_tag is not None and plaintext[:1] != bytes((expected_tag,)):
+        if plain_tag is not None and plaintext[:1] != bytes((plain_tag,)):
             raise AuthenticationFailed()
         return plaintext
