@@ -9,6 +9,7 @@ open file descriptors by at most 2, every persisted counter only moves forward
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ def _soak_module():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("metercert_soak", ROOT / "benchmarks" / "soak.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

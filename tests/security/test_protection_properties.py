@@ -154,3 +154,13 @@ def test_bound_cipher_is_byte_identical_to_protect_and_verifies(case):
     tampered[-1] ^= 1
     with pytest.raises(AuthenticationFailed):
         cipher.unprotect(bytes(tampered))
+
+
+@pytest.mark.parametrize("suite_bit", [0x01, 0x02])
+def test_a_suite_our_keys_cannot_serve_is_unverifiable(ek, ak, suite_bit):
+    apdu = bytearray(protect(b"\xC0\x01\x00", security_control=SecurityControl(0),
+                             system_title=bytes(8), invocation_counter=1, encryption_key=ek,
+                             authentication_key=ak, form=CipheringForm.GENERAL_GLO))
+    apdu[11] ^= suite_bit  # the security control byte: suite 1 or 2 instead of 0
+    with pytest.raises(AuthenticationFailed):
+        unprotect(bytes(apdu), encryption_key=ek, authentication_key=ak)

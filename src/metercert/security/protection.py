@@ -20,6 +20,7 @@ import enum
 import hmac
 from typing import NamedTuple
 
+from metercert.cosem.reader import encode_length
 from metercert.security import _gcm
 from metercert.security.errors import ApduFormatError, AuthenticationFailed, InvalidKey
 from metercert.security.keys import Key, KeySet
@@ -88,14 +89,6 @@ TAG_NAMES: dict[int, str] = {
 
 def tag_name(tag: int) -> str:
     return TAG_NAMES.get(tag, f"unknown-0x{tag:02X}")
-
-
-def encode_length(n: int) -> bytes:
-    """A-XDR length: one byte below 0x80, else 0x8k followed by k big-endian bytes."""
-    if n < 0x80:
-        return bytes((n,))
-    size = (n.bit_length() + 7) // 8
-    return bytes((0x80 | size,)) + n.to_bytes(size, "big")
 
 
 def decode_length(data: bytes, offset: int) -> tuple[int, int]:
@@ -280,6 +273,10 @@ def unprotect_parsed(
     nonce = title + parsed.invocation_counter.to_bytes(4, "big")
     size = _key_size(sc)
     payload = parsed.payload
+    for key in (encryption_key, authentication_key if sc.authenticated else None):
+        if key is not None and len(key) != size:
+            # the APDU names a suite our keys cannot serve: unverifiable, like any forgery
+            raise AuthenticationFailed()
     if sc.authenticated:
         ek = _secret(encryption_key, "encryption key", size)
         aad = bytes((sc.byte,)) + _secret(authentication_key, "authentication key", size)
