@@ -38,6 +38,7 @@ import enum
 import hmac
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from metercert.cosem import (
     AARE,
@@ -73,7 +74,7 @@ from metercert.cosem import (
     decode_apdu,
     encode_data,
 )
-from metercert.meter.objects import Event, PendingKey
+from metercert.meter.objects import CosemObject, Event, PendingKey
 from metercert.meter.rbac import Role
 from metercert.meter.state import AssociationSecrets
 from metercert.security import (
@@ -94,7 +95,7 @@ from metercert.security import (
     unprotect_parsed,
 )
 
-if False:  # pragma: no cover - typing only, avoids an import cycle
+if TYPE_CHECKING:  # typing only: importing the model here would be circular
     from metercert.meter.model import Meter
 
 CURRENT_ASSOCIATION = ObisCode(0, 0, 40, 0, 0, 255)
@@ -457,14 +458,16 @@ class MeterSession:
         return ActionResponseNormal(ActionResult.SUCCESS, DlmsData.octet_string(answer),
                                     request.invoke_id_and_priority).to_bytes()
 
-    def _lookup(self, class_id: int, obis: ObisCode, kind: str, index: int):  # type: ignore[no-untyped-def]
+    def _lookup(self, class_id: int, obis: ObisCode, kind: str,
+                index: int) -> tuple[CosemObject | None, DataAccessResult]:
+        """The object, or None and why it may not be used (undefined / denied)."""
         assert self.role is not None
         obj = self.meter.objects.get(obis)
         if obj is None or int(obj.class_id) != class_id or not self.meter.visible(self.role, obj):
             return None, DataAccessResult.OBJECT_UNDEFINED
         if not self.meter.grants(self.role, obis, kind, index):
             return None, DataAccessResult.READ_WRITE_DENIED
-        return obj, None
+        return obj, DataAccessResult.SUCCESS
 
     def _block_limit(self) -> int:
         return max(64, min(self.client_max_pdu, self.meter.profile.max_pdu) - 40)
