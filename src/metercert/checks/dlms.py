@@ -68,9 +68,6 @@ DENIED_DATA = {DataAccessResult.READ_WRITE_DENIED, DataAccessResult.OBJECT_UNDEF
 WELL_KNOWN_LLS_PASSWORDS = [b"00000000", b"12345678", b"11111111", b"ABCDEFGH", b"Gurux",
                             b"0000000000000000", b"1234567890123456", b"password"]
 
-_DLMS = dict(target=TargetKind.DLMS)
-
-
 def _trace(client: DlmsClient, since: int = 0, label: str = "APDU trace") -> Evidence:
     return Evidence(label, client.trace.text(since), "apdu-trace",
                     f"tcp://{client.host}:{client.port} client SAP {client.settings.client_sap}")
@@ -162,7 +159,7 @@ async def _security_setup(client: DlmsClient) -> ObisCode:
 
 @check("DLMS-SUITE-01", "Association succeeds with the meter's security suite",
        severity=Severity.HIGH, requirements=["DLMS:SUITE-NEGOTIATION", "EN303645:5.5-1"],
-       tags=["suite", "association"], **_DLMS)
+       tags=["suite", "association"], target=TargetKind.DLMS)
 async def suite_negotiation(target: DlmsTarget) -> CheckOutcome:
     """The management association is set up in the suite the meter claims (Security Setup
     attribute 3) and every response is protected in that suite."""
@@ -185,7 +182,7 @@ async def suite_negotiation(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-DOWNGRADE-01", "A lower security suite than configured is refused",
        severity=Severity.CRITICAL, requirements=["DLMS:SUITE-DOWNGRADE", "CRA:I.2e"],
-       tags=["suite", "downgrade"], **_DLMS)
+       tags=["suite", "downgrade"], target=TargetKind.DLMS)
 async def downgrade_rejected(target: DlmsTarget) -> CheckOutcome:
     """For every suite below the configured one: the association is refused, and a request
     in the lower suite on an established association is not served."""
@@ -224,7 +221,7 @@ async def downgrade_rejected(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-FORMS-01", "Every ciphering form is answered in kind and verifies",
        severity=Severity.MEDIUM, requirements=["DLMS:APDU-INTEGRITY"],
-       tags=["ciphering"], **_DLMS)
+       tags=["ciphering"], target=TargetKind.DLMS)
 async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
     """GET in global, dedicated, general-glo and general-ded ciphering: each answer uses the
     same form, verifies and comes with a fresh counter."""
@@ -257,7 +254,7 @@ async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-POLICY-01", "Unprotected and under-protected requests are refused",
        severity=Severity.CRITICAL, requirements=["DLMS:POLICY-ENFORCED", "CRA:I.2e", "CRA:I.2f"],
-       tags=["policy"], **_DLMS)
+       tags=["policy"], target=TargetKind.DLMS)
 async def policy_enforced(target: DlmsTarget) -> CheckOutcome:
     """On a protected association: a plaintext GET, an encrypted-only GET and (when the policy
     demands encryption) an authenticated-only GET must not be served."""
@@ -288,7 +285,7 @@ async def policy_enforced(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-REPLAY-01", "A replayed APDU is rejected",
        severity=Severity.CRITICAL, requirements=["DLMS:IC-REPLAY", "CRA:I.2f"],
-       tags=["replay", "invocation-counter"], **_DLMS)
+       tags=["replay", "invocation-counter"], target=TargetKind.DLMS)
 async def replay_rejected(target: DlmsTarget) -> CheckOutcome:
     """The same protected GET, byte for byte, sent twice: the second must not be served."""
 
@@ -308,7 +305,7 @@ async def replay_rejected(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-IC-STALE-01", "A never-used but stale invocation counter is rejected",
        severity=Severity.HIGH, requirements=["DLMS:IC-REPLAY"],
-       tags=["replay", "invocation-counter"], **_DLMS)
+       tags=["replay", "invocation-counter"], target=TargetKind.DLMS)
 async def stale_counter_rejected(target: DlmsTarget) -> CheckOutcome:
     """Jump the counter ahead by 10, then send a fresh request with a skipped (lower,
     never used) counter: it must be refused."""
@@ -332,7 +329,7 @@ async def stale_counter_rejected(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-TAMPER-01", "Tampered tags and ciphertexts are rejected without moving the window",
        severity=Severity.CRITICAL, requirements=["DLMS:APDU-INTEGRITY", "CRA:I.2f"],
-       tags=["integrity"], **_DLMS)
+       tags=["integrity"], target=TargetKind.DLMS)
 async def tamper_rejected(target: DlmsTarget) -> CheckOutcome:
     """A flipped tag bit and a flipped ciphertext bit are refused; a forged APDU with a very
     high counter does not lock out the next genuine request."""
@@ -389,7 +386,7 @@ async def _attempt(target: DlmsTarget, role: str | None, note: str, **settings: 
 
 @check("DLMS-AUTH-LLS-01", "No authentication and LLS are refused on the management association",
        severity=Severity.CRITICAL, requirements=["DLMS:HLS-AUTH", "CRA:I.2d", "IEC62443-4-2:CR1.1"],
-       tags=["authentication"], **_DLMS)
+       tags=["authentication"], target=TargetKind.DLMS)
 async def lls_refused(target: DlmsTarget) -> CheckOutcome:
     """The management client SAP with mechanism 0 (none) and with LLS and a random password."""
     accepted, ev = [], []
@@ -407,7 +404,7 @@ async def lls_refused(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-AUTH-LEGACY-01", "HLS mechanisms 3 (MD5) and 4 (SHA-1) are refused",
        severity=Severity.HIGH, requirements=["DLMS:HLS-AUTH", "EN303645:5.5-1"],
-       tags=["authentication"], **_DLMS)
+       tags=["authentication"], target=TargetKind.DLMS)
 async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
     accepted, ev = [], []
     role = "ENGINEER" if "ENGINEER" in target.roles() else None
@@ -437,7 +434,7 @@ async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-AUTH-DEFAULT-01", "Well-known default LLS passwords are refused",
        severity=Severity.CRITICAL, requirements=["EN303645:5.1-1", "CRA:I.2b", "DLMS:HLS-AUTH"],
-       tags=["authentication", "default-credentials"], **_DLMS)
+       tags=["authentication", "default-credentials"], target=TargetKind.DLMS)
 async def default_passwords_refused(target: DlmsTarget) -> CheckOutcome:
     """LLS with factory passwords on the management client SAP and every role SAP."""
     saps = {target.settings().client_sap} | {
@@ -462,7 +459,7 @@ async def default_passwords_refused(target: DlmsTarget) -> CheckOutcome:
 @check("DLMS-THROTTLE-01", "Repeated authentication failures are throttled",
        severity=Severity.HIGH, requirements=["DLMS:AUTH-THROTTLE", "EN303645:5.1-5",
                                              "IEC62443-4-2:CR1.11"],
-       tags=["authentication", "brute-force"], **_DLMS)
+       tags=["authentication", "brute-force"], target=TargetKind.DLMS)
 async def failures_throttled(target: DlmsTarget) -> CheckOutcome:
     """Five associations with a wrong key, then one with the right key straight away: a
     throttling meter refuses or delays it."""
@@ -490,7 +487,7 @@ async def failures_throttled(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-SECRET-01", "The association secret (attribute 7) cannot be read",
        severity=Severity.CRITICAL, requirements=["DLMS:SECRET-PROTECT", "EN303645:5.4-1"],
-       tags=["secrets"], **_DLMS)
+       tags=["secrets"], target=TargetKind.DLMS)
 async def secret_not_readable(target: DlmsTarget) -> CheckOutcome:
     async def body(c: DlmsClient) -> CheckOutcome:
         result = await c.get_result(15, CURRENT_ASSOCIATION, 7)
@@ -506,7 +503,7 @@ async def secret_not_readable(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-PUBLIC-01", "The public client sees only a minimal object list",
        severity=Severity.MEDIUM, requirements=["DLMS:ACCESS-RIGHTS", "CRA:I.2j", "CRA:I.2g"],
-       tags=["access-rights", "public-client"], **_DLMS)
+       tags=["access-rights", "public-client"], target=TargetKind.DLMS)
 async def public_minimal(target: DlmsTarget) -> CheckOutcome:
     """No Security Setup, image transfer, disconnect control or profile (log) objects, no
     write access and no method but reply_to_HLS for the public client."""
@@ -557,7 +554,7 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes) -> tuple[Ac
 @check("DLMS-FW-01", "Images with a bad or missing signature fail verification and never activate",
        severity=Severity.CRITICAL,
        requirements=["DLMS:FW-SIGNED", "EN303645:5.3-10", "IEC62443-4-2:EDR3.10", "CRA:I.2c"],
-       tags=["firmware"], **_DLMS)
+       tags=["firmware"], target=TargetKind.DLMS)
 async def firmware_signature_enforced(target: DlmsTarget) -> CheckOutcome:
     """An unsigned image and an image signed by an unknown key, each through initiate,
     block transfer, verify and activate; the active firmware identifier must not change."""
@@ -592,7 +589,7 @@ async def firmware_signature_enforced(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-FW-02", "A correctly signed image verifies and activates",
        severity=Severity.MEDIUM, requirements=["DLMS:FW-SIGNED", "EN303645:5.3-10"],
-       tags=["firmware"], destructive=True, **_DLMS)
+       tags=["firmware"], destructive=True, target=TargetKind.DLMS)
 async def firmware_signed_accepted(target: DlmsTarget) -> CheckOutcome:
     """Positive control for DLMS-FW-01 (destructive: activates new firmware)."""
     if target.firmware_signing_key is None:
@@ -682,7 +679,7 @@ async def _role_check(target: DlmsTarget, rule: Callable[[str, dict[str, str]], 
 
 @check("DLMS-RBAC-ENFORCE-01", "Each role can do what its rights give",
        severity=Severity.HIGH, requirements=["IEC62351-8:RBAC-ENFORCE", "DLMS:ACCESS-RIGHTS"],
-       tags=["rbac"], **_DLMS)
+       tags=["rbac"], target=TargetKind.DLMS)
 async def roles_positive(target: DlmsTarget) -> CheckOutcome:
     expected = {"READER": ["read-energy"], "OPERATOR": ["reconnect"], "ENGINEER": ["set-clock"],
                 "INSTALLER": ["set-clock"], "SECADM": ["key-transfer", "firmware-activate"],
@@ -698,7 +695,7 @@ async def roles_positive(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-RBAC-CONTROL-01", "Only the OPERATOR issues controls",
        severity=Severity.HIGH, requirements=["IEC62351-8:OPERATOR-CONTROL", "DLMS:ACCESS-RIGHTS"],
-       tags=["rbac"], **_DLMS)
+       tags=["rbac"], target=TargetKind.DLMS)
 async def only_operator_controls(target: DlmsTarget) -> CheckOutcome:
     def rule(role: str, result: dict[str, str]) -> list[str]:
         if role != "OPERATOR" and result.get("reconnect") == "allowed":
@@ -711,7 +708,7 @@ async def only_operator_controls(target: DlmsTarget) -> CheckOutcome:
 @check("DLMS-RBAC-SECADM-01", "Only the security administrator changes security settings",
        severity=Severity.CRITICAL,
        requirements=["IEC62351-8:SECADM-SECURITY", "DLMS:ACCESS-RIGHTS", "CRA:I.2d"],
-       tags=["rbac"], **_DLMS)
+       tags=["rbac"], target=TargetKind.DLMS)
 async def only_secadm_security(target: DlmsTarget) -> CheckOutcome:
     """key_transfer and firmware activation are refused to every other role (an operator
     cannot transfer keys or activate firmware)."""
@@ -727,7 +724,7 @@ async def only_secadm_security(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-RBAC-READONLY-01", "VIEWER and SECAUD never write",
        severity=Severity.HIGH, requirements=["IEC62351-8:READ-ONLY-ROLES", "DLMS:ACCESS-RIGHTS"],
-       tags=["rbac"], **_DLMS)
+       tags=["rbac"], target=TargetKind.DLMS)
 async def read_only_roles(target: DlmsTarget) -> CheckOutcome:
     def rule(role: str, result: dict[str, str]) -> list[str]:
         if role not in ("VIEWER", "SECAUD"):
@@ -740,7 +737,7 @@ async def read_only_roles(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-RBAC-SECAUD-01", "The security auditor reads the security log",
        severity=Severity.MEDIUM, requirements=["IEC62351-8:SECAUD-LOG", "CRA:I.2l"],
-       tags=["rbac", "logging"], **_DLMS)
+       tags=["rbac", "logging"], target=TargetKind.DLMS)
 async def auditor_reads_log(target: DlmsTarget) -> CheckOutcome:
     def rule(role: str, result: dict[str, str]) -> list[str]:
         if role == "SECAUD" and result.get("read-security-log") != "allowed":
@@ -755,7 +752,7 @@ async def auditor_reads_log(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-ROBUST-01", "A burst of malformed frames does not stop the meter",
        severity=Severity.HIGH, requirements=["DLMS:ROBUSTNESS", "EN303645:5.13-1", "CRA:I.2h"],
-       tags=["robustness"], timeout=60.0, **_DLMS)
+       tags=["robustness"], timeout=60.0, target=TargetKind.DLMS)
 async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
     """Raw garbage, an oversized wrapper length, truncated and nonsense APDUs on several
     connections; afterwards the public and the management associations still work."""
@@ -827,7 +824,7 @@ def _meter_counters(client: DlmsClient, since: int = 0) -> list[int]:
 @check("DLMS-IC-PERSIST-01", "Invocation counters survive a power cycle (FAQ procedure)",
        severity=Severity.CRITICAL,
        requirements=["DLMS:IC-PERSIST", "DLMS:IC-UNIQUE", "DLMS:IC-REPLAY"],
-       tags=["invocation-counter", "power-cycle", "replay"], destructive=True, timeout=90.0, **_DLMS)
+       tags=["invocation-counter", "power-cycle", "replay"], destructive=True, timeout=90.0, target=TargetKind.DLMS)
 async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
     """Capture requests, power-cycle the meter mid-session, replay a captured request after
     the restart (must be refused), and check that the meter's own counters continue above
@@ -858,8 +855,8 @@ async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
         if before and after and min(after) <= max(before):
             problems.append(f"meter counters after restart start at {min(after)}, at or below "
                             f"{max(before)} used before: counter reuse (AES-GCM IV repeated)")
-        answer = await _try(d, captured[0], "request captured before the power cycle, replayed")
-        if answer is not None and _served(d, answer):
+        replayed = await _try(d, captured[0], "request captured before the power cycle, replayed")
+        if replayed is not None and _served(d, replayed):
             problems.append("a request captured before the power cycle was served after it")
         await d.release()
     except AssociationRejected as exc:
@@ -884,7 +881,7 @@ async def _key_transfer(c: DlmsClient, setup: ObisCode, wrapped: bytes, key_id: 
 
 @check("DLMS-KEK-01", "The KEK never appears in any APDU of the campaign",
        severity=Severity.CRITICAL, requirements=["DLMS:KEK-CONFIDENTIAL", "CRA:I.2e"],
-       tags=["keys"], destructive=True, **_DLMS)
+       tags=["keys"], destructive=True, target=TargetKind.DLMS)
 async def kek_never_transmitted(target: DlmsTarget) -> CheckOutcome:
     """Re-installs the current GUEK through key_transfer (so the key path is on the wire),
     then searches every APDU sent and received in the campaign, wire and plaintext."""
@@ -911,7 +908,7 @@ async def kek_never_transmitted(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-KEYWRAP-01", "key_transfer installs a correctly wrapped key and refuses a corrupted wrap",
        severity=Severity.CRITICAL, requirements=["DLMS:KEY-WRAP", "CRA:I.2e"],
-       tags=["keys"], destructive=True, timeout=60.0, **_DLMS)
+       tags=["keys"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
 async def key_wrap(target: DlmsTarget) -> CheckOutcome:
     """New GUEK wrapped under the KEK (RFC 3394): it takes effect; then a wrap with one bit
     flipped: refused, and the key in use still works. The original key is restored."""

@@ -236,6 +236,7 @@ def _add_structure(node: Tree, value: Any) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    keys: KeySet | None
     if args.example:
         data, keys = bytes.fromhex(EXAMPLE_APDU), EXAMPLE_KEYS
     else:

@@ -65,7 +65,7 @@ class _Bench:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKind, object]:
+def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKind | str, object]:
     from metercert.client.target import DlmsTarget
     from metercert.dossier import load_dossier, sample_dossier
     from metercert.meter.power import BuiltinPowerController, MeterProcess
@@ -77,7 +77,7 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
     bench.processes.append(meter)
     host, port = meter.start()
     keys = load_keyset(meter.keys_out)
-    targets: dict[TargetKind, object] = {
+    targets: dict[TargetKind | str, object] = {
         TargetKind.DLMS: DlmsTarget(host, port, keys, power=BuiltinPowerController(meter),
                                     label=f"reference meter '{profile}' tcp://{host}:{port}"),
         TargetKind.DOSSIER: load_dossier(sample_dossier("reference-meter")),
@@ -97,7 +97,7 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
     return targets
 
 
-def _run(targets: dict[TargetKind, object], args: argparse.Namespace, profile: str | None,
+def _run(targets: dict[TargetKind | str, object], args: argparse.Namespace, profile: str | None,
          console: Console) -> int:
     from metercert.campaign.runner import run_campaign
     from metercert.report import write_reports
@@ -128,7 +128,11 @@ def _certify(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     from metercert.client.target import DlmsTarget
-    from metercert.meter.power import CommandPowerController, ManualPowerController
+    from metercert.meter.power import (
+        CommandPowerController,
+        ManualPowerController,
+        PowerController,
+    )
     from metercert.security import load_keyset
 
     console = Console()
@@ -148,7 +152,7 @@ def _test(args: argparse.Namespace) -> int:
     if config is not None and config.roles:
         keys = _with_campaign_roles(keys, config)
     framing = args.framing or (config.framing if config else "wrapper")
-    power = None
+    power: PowerController | None = None
     if args.power_cycle_cmd:
         power = CommandPowerController(cycle=args.power_cycle_cmd, host=host, port=port)
     elif config is not None and config.power.kind == "command":
@@ -157,7 +161,7 @@ def _test(args: argparse.Namespace) -> int:
                                        host=host, port=port)
     elif config is not None and config.power.kind == "manual" and args.campaign:
         power = ManualPowerController(config.power.settle_s)
-    targets: dict[TargetKind, object] = {
+    targets: dict[TargetKind | str, object] = {
         TargetKind.DLMS: DlmsTarget(host, port, keys, framing=framing, power=power)}
     tls_endpoint = args.tls or (config.tls.endpoint if config and config.tls else None)
     if tls_endpoint:

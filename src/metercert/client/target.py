@@ -89,7 +89,7 @@ class DlmsTarget:
         return c
 
     def replace_key(self, name: str, key: Key) -> None:
-        self.keys = replace(self.keys, **{name: key})
+        self.keys = replace(self.keys, **{name: key})  # type: ignore[arg-type]
 
     async def open(self) -> None:
         return None

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 D = DlmsData
 
 
+def _structure(params: D | None) -> tuple[D, ...]:
+    """The fields of a structure parameter, or () for anything else."""
+    if params is not None and params.type is DataType.STRUCTURE:
+        return tuple(params.value)
+    return ()
+
+
 class Event:
     """Security event codes written to the security event log (metercert's own list)."""
 
@@ -270,7 +277,7 @@ class SecuritySetup(CosemObject):
             return ActionResult.TYPE_UNMATCHED, None
         staged: list[PendingKey] = []
         for item in params.value:
-            fields = item.value if item.type is DataType.STRUCTURE else ()
+            fields: tuple[D, ...] = item.value if item.type is DataType.STRUCTURE else ()
             if (len(fields) != 2 or fields[0].type is not DataType.ENUM
                     or fields[1].type is not DataType.OCTET_STRING or fields[0].value > 3):
                 return ActionResult.TYPE_UNMATCHED, None
@@ -371,7 +378,7 @@ class ImageTransfer(CosemObject):
         if not self.enabled:
             return ActionResult.TEMPORARY_FAILURE, None
         if method == 1:  # image_transfer_initiate {identifier, size}
-            f = params.value if params is not None and params.type is DataType.STRUCTURE else ()
+            f = _structure(params)
             if (len(f) != 2 or f[0].type is not DataType.OCTET_STRING
                     or f[1].type is not DataType.DOUBLE_LONG_UNSIGNED):
                 return ActionResult.TYPE_UNMATCHED, None
@@ -381,7 +388,7 @@ class ImageTransfer(CosemObject):
             self.identifier, self.size, self.status = bytes(f[0].value), f[1].value, self.INITIATED
             return ActionResult.SUCCESS, None
         if method == 2:  # image_block_transfer {block number, block}
-            f = params.value if params is not None and params.type is DataType.STRUCTURE else ()
+            f = _structure(params)
             if (self.status != self.INITIATED or len(f) != 2
                     or f[1].type is not DataType.OCTET_STRING
                     or f[0].type is not DataType.DOUBLE_LONG_UNSIGNED):

@@ -120,7 +120,7 @@ def profile_from_mapping(data: Any, source: str = "profile") -> MeterProfile:
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise InputFileError(f"meter profile {source}: {key} has the wrong type "
                                  f"({type(value).__name__})")
-        if low is not None and not low <= value <= high:
+        if low is not None and high is not None and not low <= float(value) <= high:  # type: ignore[arg-type]
             raise InputFileError(f"meter profile {source}: {key} must be {low}..{high}")
     flaws = frozenset(raw_flaws)
     bad = flaws - set(FLAWS)

@@ -142,7 +142,7 @@ class KeySet:
         return getattr(self, key_id.name.lower())
 
     def with_key(self, key_id: KeyId, key: Key) -> KeySet:
-        return replace(self, **{key_id.name.lower(): Key(key.secret, key_id.name)})
+        return replace(self, **{key_id.name.lower(): Key(key.secret, key_id.name)})  # type: ignore[arg-type]
 
     def secrets(self) -> Iterator[bytes]:
         """Every secret byte string in the set (used by the redaction tests and scrubbers)."""
@@ -201,6 +201,7 @@ def load_pem_key(ref: Any, base_dir: Path | None, where: str, *, private: bool) 
         pem = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    key: Any
     try:
         if private:
             key = serialization.load_pem_private_key(pem, password=None)

@@ -381,6 +381,7 @@ class ApduCipher:
     def unprotect(self, apdu: bytes) -> bytes:
         """Plaintext of a verified APDU from the peer; raises AuthenticationFailed otherwise."""
         size = len(apdu)
+        plain_tag: int | None
         if size > 6 and apdu[1] == size - 2 and apdu[1] < 0x80 and apdu[0] in _SPECIFIC_FORM:
             # service-specific form with a one-byte length: framing read in place
             sc_byte, title, plain_tag = apdu[2], self._peer, _PLAIN_TAG[apdu[0]]
