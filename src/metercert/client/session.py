@@ -285,7 +285,7 @@ class DlmsClient:
         stays in the lower suite for HLS pass 3 and every request)."""
         if overrides.get("suite") is not None:
             self.settings = replace(self.settings, suite=overrides["suite"])
-        aarq, initiate = self.build_aarq(**overrides)
+        aarq, _ = self.build_aarq(**overrides)
         answer = await self.exchange(aarq, note="AARQ")
         if not answer or answer[0] != 0x61:
             raise DlmsError(f"expected an AARE, got {answer[:1].hex() or 'nothing'}")
@@ -463,7 +463,7 @@ class DlmsClient:
                 return block.result
             parts.append(block.result)
             if block.last_block:
-                value, end = decode_data(b"".join(parts))
+                value, _ = decode_data(b"".join(parts))
                 return value
             answer = await self.request_decoded(GetRequestNext(block.block_number).to_bytes())
             if not isinstance(answer, GetResponseWithDatablock):

@@ -325,6 +325,9 @@ def select_encryption_key(keys: KeySet, parsed: CipheredApdu,
     return keys.gbek if parsed.security_control.broadcast else keys.guek
 
 
+_DEFAULT_SC = SecurityControl(0)  # suite 0, authenticated and encrypted
+
+
 class ApduCipher:
     """The hot path: protect and unprotect with everything fixed but the counter.
 
@@ -339,7 +342,7 @@ class ApduCipher:
 
     def __init__(self, *, encryption_key: Key | bytes, authentication_key: Key | bytes,
                  own_title: bytes, peer_title: bytes | None = None,
-                 security_control: SecurityControl = SecurityControl(0),
+                 security_control: SecurityControl = _DEFAULT_SC,
                  form: CipheringForm = CipheringForm.GLOBAL) -> None:
         if not security_control.authenticated or security_control.compressed:
             raise ApduFormatError("ApduCipher serves authenticated, uncompressed protection only")
