@@ -98,12 +98,17 @@ def main() -> None:
         _put("cosem_apdu", apdu)
     for apdu in ciphered:
         _put("unprotect", apdu)
+    _put("apdu_cipher", bytes.fromhex("01234567") + green[0])
     for form in CipheringForm:
         for sc in (0x30, 0x10, 0x20, 0x00):
             _put("unprotect", protect(green[0], security_control=SecurityControl.from_byte(sc),
                                       system_title=targets.TITLE, invocation_counter=0x01234567,
                                       encryption_key=targets.EK, authentication_key=targets.AK,
                                       form=form))
+            _put("apdu_cipher", protect(green[0], security_control=SecurityControl.from_byte(sc),
+                                        system_title=targets.TITLE, invocation_counter=0x01234567,
+                                        encryption_key=targets.EK, authentication_key=targets.AK,
+                                        form=form))
     answers = [e.wire for e in _TRACE if e.direction == "<-" and e.wire]
     _put("client_responses", b"\x01" + b"\xff\xfe".join(answers))
     public_answers = [e.wire for e in _PUBLIC if e.direction == "<-" and e.wire]

@@ -97,6 +97,50 @@ def _unprotect() -> FuzzFn:
     return run
 
 
+def _apdu_cipher() -> FuzzFn:
+    """Differential: the hot-path :class:`ApduCipher` must agree with ``protect``/``unprotect``."""
+    from metercert.errors import MetercertError
+    from metercert.security import ApduCipher, CipheringForm, SecurityControl, protect, unprotect
+
+    ciphers = []
+    for sc_byte in (0x30, 0x10):
+        for form in (CipheringForm.GLOBAL, CipheringForm.GENERAL_GLO):
+            sc = SecurityControl.from_byte(sc_byte)
+            ciphers.append((sc, form, ApduCipher(encryption_key=EK, authentication_key=AK,
+                                                 own_title=TITLE, peer_title=TITLE,
+                                                 security_control=sc, form=form)))
+
+    def run(data: bytes) -> None:
+        for sc, form, cipher in ciphers:
+            try:
+                fast: bytes | None = cipher.unprotect(data)
+            except MetercertError:
+                fast = None
+            try:
+                ref = unprotect(data, encryption_key=EK, authentication_key=AK, system_title=TITLE)
+                slow = ref.plaintext if ref.security_control.byte == sc.byte else None
+            except MetercertError:
+                slow = None
+            if fast != slow:
+                raise ContractViolation(f"ApduCipher.unprotect and unprotect disagree (SC {sc.byte:02X})")
+            if len(data) < 5:
+                continue
+            counter, plain = int.from_bytes(data[:4], "big"), data[4:]
+            try:
+                mine: bytes | None = cipher.protect(plain, counter)
+            except MetercertError:
+                mine = None
+            try:
+                theirs: bytes | None = protect(plain, security_control=sc, system_title=TITLE,
+                                               invocation_counter=counter, encryption_key=EK,
+                                               authentication_key=AK, form=form)
+            except MetercertError:
+                theirs = None
+            if mine is not None and mine != theirs:
+                raise ContractViolation(f"ApduCipher.protect differs from protect (SC {sc.byte:02X})")
+    return run
+
+
 # --- transport --------------------------------------------------------------------------
 
 def _split(data: bytes) -> list[bytes]:
@@ -444,6 +488,7 @@ BUILDERS: dict[str, Callable[[], FuzzFn]] = {
     "cosem_apdu": _cosem_apdu,
     "axdr_data": _axdr_data,
     "unprotect": _unprotect,
+    "apdu_cipher": _apdu_cipher,
     "wrapper": _wrapper,
     "hdlc_frame": _hdlc_frame,
     "hdlc_connection": _hdlc_connection,

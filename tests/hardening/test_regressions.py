@@ -165,7 +165,12 @@ def test_public_client_told_authentication_required() -> None:
     import asyncio
 
     from metercert.client.session import ClientSettings, DlmsClient
-    from metercert.cosem import AARE, AcseServiceUserDiagnostic, ApplicationContextName, AssociationResult
+    from metercert.cosem import (
+        AARE,
+        AcseServiceUserDiagnostic,
+        ApplicationContextName,
+        AssociationResult,
+    )
 
     aare = AARE(application_context_name=ApplicationContextName.LOGICAL_NAME.oid,
                 result=AssociationResult.ACCEPTED,

@@ -58,6 +58,7 @@ class MeterProcess:
         self.extra_args = extra_args
         self.proc: subprocess.Popen[str] | None = None
         self.kills = 0
+        self.log_path = self.state_dir / "meter.log"  # the meter's stderr: nobody must block on it
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "metercert", "meter", "serve", "--profile", self.profile,
@@ -66,15 +67,19 @@ class MeterProcess:
                 "--ready-line", *self.extra_args]
 
     def start(self, timeout: float = 30.0) -> tuple[str, int]:
-        self.proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            self.proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=log,
+                                         text=True, start_new_session=True)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
-                raise ConnectionFailed(f"reference meter failed to start: {err.strip()[-300:]}")
+                self.proc.wait()
+                err = self.log_path.read_text(encoding="utf-8", errors="replace").strip()
+                last = err.splitlines()[-1] if err else "no message"
+                raise ConnectionFailed(f"reference meter failed to start: {last[-300:]}")
             if line.startswith("READY "):
                 host, _, port = line.split()[1].rpartition(":")
                 self.host, self.port = host, int(port)
