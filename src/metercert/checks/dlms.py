@@ -535,7 +535,8 @@ async def public_minimal(target: DlmsTarget) -> CheckOutcome:
 # -- firmware --------------------------------------------------------------------------------
 
 
-async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes) -> tuple[ActionResult, ActionResult]:
+async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes, *,
+                          activate: bool = True) -> tuple[ActionResult, ActionResult | None]:
     block = int((await c.get(18, IMAGE_TRANSFER, 2)).value)
     res, _ = await c.action(18, IMAGE_TRANSFER, 1, DlmsData.structure(
         [DlmsData.octet_string(ident), DlmsData.double_long_unsigned(len(image))]))
@@ -547,8 +548,10 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes) -> tuple[Ac
         if res is not ActionResult.SUCCESS:
             raise DlmsError(f"image_block_transfer {n} refused: {res.name}")
     verify, _ = await c.action(18, IMAGE_TRANSFER, 3, DlmsData.integer(0))
-    activate, _ = await c.action(18, IMAGE_TRANSFER, 4, DlmsData.integer(0))
-    return verify, activate
+    if not activate:
+        return verify, None
+    activated, _ = await c.action(18, IMAGE_TRANSFER, 4, DlmsData.integer(0))
+    return verify, activated
 
 
 @check("DLMS-FW-01", "Images with a bad or missing signature fail verification and never activate",
@@ -557,7 +560,9 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes) -> tuple[Ac
        tags=["firmware"], target=TargetKind.DLMS)
 async def firmware_signature_enforced(target: DlmsTarget) -> CheckOutcome:
     """An unsigned image and an image signed by an unknown key, each through initiate,
-    block transfer, verify and activate; the active firmware identifier must not change."""
+    block transfer, verify and activate; the active firmware identifier must not change.
+    A positive control first: a correctly signed image must verify (it is not activated),
+    or a refusal could be a refusal of the envelope format rather than of the signature."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     curve = ec.SECP384R1() if target.suite == 2 else ec.SECP256R1()
@@ -568,10 +573,19 @@ async def firmware_signature_enforced(target: DlmsTarget) -> CheckOutcome:
 
     async def body(c: DlmsClient) -> CheckOutcome:
         before = (await c.get(1, FIRMWARE_ID, 2)).value
+        if target.firmware_signing_key is None:
+            return inconclusive("no vendor signing key (key file 'firmware_signing_key'): a "
+                                "refused image cannot be told from a refused format")
+        good = build_signed_image("MCT-control", payload, target.firmware_signing_key)
+        control, _ = await _transfer_image(c, good, b"control", activate=False)
+        if control is not ActionResult.SUCCESS:
+            return inconclusive(f"even a correctly signed image failed verify ({control.name}): "
+                                "the meter does not take this image format", _trace(c))
         problems = []
         for label, image in images.items():
             verify, activate = await _transfer_image(c, image, label.encode()[:16])
-            c.trace.note(f"{label}: verify {verify.name}, activate {activate.name}")
+            c.trace.note(f"{label}: verify {verify.name}, activate "
+                         f"{activate.name if activate else '-'}")
             if verify is ActionResult.SUCCESS:
                 problems.append(f"{label} image verified")
             if activate is ActionResult.SUCCESS:
@@ -582,7 +596,8 @@ async def firmware_signature_enforced(target: DlmsTarget) -> CheckOutcome:
         ev = _trace(c)
         if problems:
             return fail("; ".join(problems), ev)
-        return passed(f"both images refused at verify; firmware still {before!r}", ev)
+        return passed(f"signed control verified; unsigned and foreign-signed images refused at "
+                      f"verify; firmware still {before!r}", ev)
 
     return await _with_management(target, body)
 
@@ -603,7 +618,8 @@ async def firmware_signed_accepted(target: DlmsTarget) -> CheckOutcome:
         ev = _trace(c)
         if verify is ActionResult.SUCCESS and activate is ActionResult.SUCCESS and now == ident:
             return passed(f"signed image {ident} verified and activated", ev)
-        return fail(f"signed image: verify {verify.name}, activate {activate.name}, active {now!r}", ev)
+        shown = activate.name if activate else "-"
+        return fail(f"signed image: verify {verify.name}, activate {shown}, active {now!r}", ev)
 
     return await _with_management(target, body)
 
