@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -161,8 +162,13 @@ def _test(args: argparse.Namespace) -> int:
                                        host=host, port=port)
     elif config is not None and config.power.kind == "manual" and args.campaign:
         power = ManualPowerController(config.power.settle_s)
+    # the client's own counters persist between runs, as a head-end's must
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    counters = state / "metercert" / "client-counters"
+    counters.mkdir(parents=True, exist_ok=True, mode=0o700)
     targets: dict[TargetKind | str, object] = {
-        TargetKind.DLMS: DlmsTarget(host, port, keys, framing=framing, power=power)}
+        TargetKind.DLMS: DlmsTarget(host, port, keys, framing=framing, power=power,
+                                    counter_dir=counters)}
     tls_endpoint = args.tls or (config.tls.endpoint if config and config.tls else None)
     if tls_endpoint:
         from metercert.tlsprobe.audit import TlsTarget, parse_endpoint

@@ -76,6 +76,7 @@ from metercert.transport.errors import TransportError
 from metercert.transport.stream import ApduStream, open_dlms_connection
 
 CURRENT_ASSOCIATION = ObisCode(0, 0, 40, 0, 0, 255)
+DEFAULT_COUNTER_OBJECT = ObisCode(0, 0, 43, 1, 0, 255)
 CLIENT_CONFORMANCE = (Conformance.GET | Conformance.SET | Conformance.ACTION
                       | Conformance.SELECTIVE_ACCESS | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
                       | Conformance.GENERAL_PROTECTION)
@@ -182,6 +183,7 @@ class DlmsClient:
 
     async def __aenter__(self) -> DlmsClient:
         await self.connect()
+        await self.sync_counter()
         await self.associate()
         return self
 
@@ -262,20 +264,30 @@ class DlmsClient:
         return aarq.to_bytes(), initiate
 
     async def sync_counter(self) -> int | None:
-        """Read the meter's expected counter through the public client and start above it."""
-        obis = self.settings.invocation_counter_object
-        if obis is None or not self.settings.ciphered:
+        """Read the meter's expected counter through the public client and start above it.
+
+        Without a configured object the common 0.0.43.1.0.255 is tried; a meter that does
+        not offer it leaves the client's own (persisted) counter in charge."""
+        if not self.settings.ciphered:
             return None
+        obis = self.settings.invocation_counter_object
+        if obis is None:
+            try:
+                return await self._read_counter(DEFAULT_COUNTER_OBJECT)
+            except (DlmsError, ConnectionFailed, CosemDecodeError):
+                self.trace.note("no invocation counter object at 0.0.43.1.0.255: using our own")
+                return None
+        return await self._read_counter(obis)
+
+    async def _read_counter(self, obis: ObisCode) -> int:
         public = DlmsClient(self.host, self.port, ClientSettings(
             client_sap=16, server_sap=self.settings.server_sap, framing=self.settings.framing,
             timeout=self.settings.timeout, ssl=self.settings.ssl))
-        try:
-            async with public:
-                value = await public.get(1, obis, 2)
-        finally:
-            self.trace.entries.extend(public.trace.entries)
+        async with public:
+            value = await public.get(1, obis, 2)
         expected = int(value.value)
         self._counter.at_least(expected)
+        self.trace.note(f"public client read {obis}: the meter expects counter {expected} next")
         return expected
 
     async def associate(self, **overrides: Any) -> AARE:
