@@ -17,6 +17,7 @@ from rich.table import Table
 from metercert import __version__
 from metercert.dossier import sample_dossier
 from metercert.errors import InputFileError, UsageError
+from metercert.report.json import check_entry
 
 _VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "not-applicable": "dim"}
 
@@ -61,26 +62,6 @@ def _init(args: argparse.Namespace) -> int:
     Console().print(f"wrote template dossier {target / 'dossier.yaml'} with example SBOM, firmware, "
                     "signature, certificate, OSV export, audit log and EOL procedure")
     return 0
-
-
-def check_entry(result: Any) -> dict[str, Any]:
-    """A results.json ``checks`` entry (the shape of the shared preamble)."""
-    spec, outcome = result.spec, result.outcome
-    return {
-        "id": spec.id,
-        "title": spec.title,
-        "severity": spec.severity.value,
-        "target": spec.target.value,
-        "requirements": list(spec.requirements),
-        "tags": list(spec.tags),
-        "destructive": spec.destructive,
-        "verdict": outcome.verdict.value,
-        "reason": outcome.reason,
-        "duration_s": round(result.duration_s, 4),
-        "evidence": [
-            {"label": e.label, "kind": e.kind, "content": e.content, "source": e.source} for e in outcome.evidence
-        ],
-    }
 
 
 def _iso(moment: dt.datetime) -> str:

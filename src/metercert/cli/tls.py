@@ -15,6 +15,7 @@ from rich.table import Table
 from metercert import __version__
 from metercert.checks.base import CheckResult, CheckSpec, TargetKind, Verdict, inconclusive
 from metercert.errors import MetercertError, UsageError
+from metercert.report.json import check_entry
 
 _VERDICT_STYLE = {
     Verdict.PASS: "bold green",
@@ -124,25 +125,7 @@ def results_document(
             "meter_profile": None,
         },
         "summary": summary,
-        "checks": [
-            {
-                "id": r.spec.id,
-                "title": r.spec.title,
-                "severity": r.spec.severity.value,
-                "target": r.spec.target.value,
-                "requirements": list(r.spec.requirements),
-                "tags": list(r.spec.tags),
-                "destructive": r.spec.destructive,
-                "verdict": r.verdict.value,
-                "reason": r.outcome.reason,
-                "duration_s": r.duration_s,
-                "evidence": [
-                    {"label": e.label, "kind": e.kind, "content": e.content, "source": e.source}
-                    for e in r.outcome.evidence
-                ],
-            }
-            for r in results
-        ],
+        "checks": [check_entry(r) for r in results],
         "gaps": {},
     }
 
