@@ -122,9 +122,7 @@ async def _wait_for_management(target: DlmsTarget, roles: tuple[str | None, ...]
         while True:
             c = target.client(role)
             try:
-                await c.connect()
-                await c.sync_counter()
-                await c.associate()
+                await c.open()
                 await c.release()
                 break
             except AssociationRejected:
@@ -194,9 +192,7 @@ async def downgrade_rejected(target: DlmsTarget) -> CheckOutcome:
     for lower in range(suite):
         c = target.client()
         try:
-            await c.connect()
-            await c.sync_counter()
-            await c.associate(suite=lower)
+            await c.open(suite=lower)
             accepted.append(f"association proposing suite {lower} was accepted")
         except AssociationRejected as exc:
             c.trace.note(f"suite {lower}: {exc}")
@@ -228,9 +224,7 @@ async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
     problems: list[str] = []
     c = target.client(dedicated_key=True)
     try:
-        await c.connect()
-        await c.sync_counter()
-        await c.associate()
+        await c.open()
         for form in CipheringForm:
             try:
                 mark = c.trace.mark()
@@ -863,9 +857,7 @@ async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
     d = target.client()
     problems = []
     try:
-        await d.connect()
-        await d.sync_counter()
-        await d.associate()
+        await d.open()
         await d.get(8, CLOCK, 2)
         after = _meter_counters(d)
         if before and after and min(after) <= max(before):

@@ -181,10 +181,14 @@ class DlmsClient:
             self._counter.store.close()
             self._counter.store = None
 
-    async def __aenter__(self) -> DlmsClient:
+    async def open(self, **overrides: Any) -> AARE:
+        """Connect, synchronise the sending counter with the meter, associate."""
         await self.connect()
         await self.sync_counter()
-        await self.associate()
+        return await self.associate(**overrides)
+
+    async def __aenter__(self) -> DlmsClient:
+        await self.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

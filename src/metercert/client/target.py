@@ -83,9 +83,7 @@ class DlmsTarget:
     async def management(self) -> DlmsClient:
         """An associated management client (counter synchronised first)."""
         c = self.client()
-        await c.connect()
-        await c.sync_counter()
-        await c.associate()
+        await c.open()
         return c
 
     def replace_key(self, name: str, key: Key) -> None:
