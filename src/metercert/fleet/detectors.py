@@ -50,7 +50,7 @@ DEFAULT_PARAMS: dict[str, int] = {
     "exhaustion_margin": 1 << 24,
 }
 
-STAGES: tuple[str, ...] = ("suspects", "seq_rows", "replayed")
+STAGES: tuple[str, ...] = ("pairs", "suspects", "seq_rows", "replayed")
 DETECTORS: tuple[str, ...] = ("ic_reuse", "replay", "counter_sequence", "plaintext",
                               "suite_downgrade", "ic_exhaustion")
 

@@ -12,8 +12,9 @@ WITH seq AS (
          LAG(a.ts) OVER w AS prev_ts,
          LAG(a.assoc_id) OVER w AS prev_assoc
   FROM seq_rows a
-  WHERE NOT EXISTS (SELECT 1 FROM replayed r
-                    WHERE r.meter_id = a.meter_id AND r.ct_sha256 = a.ct_sha256)
+  WHERE a.ic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM replayed r
+                    WHERE r.meter_id = a.meter_id AND r.ic = a.ic
+                      AND r.ct_sha256 = a.ct_sha256)
   WINDOW w AS (PARTITION BY a.meter_id, COALESCE(a.system_title, '-'), a.direction, a.key_set
                ORDER BY a.ts, a.id)
 )

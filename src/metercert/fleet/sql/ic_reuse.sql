@@ -8,7 +8,7 @@ WITH reused AS (
   SELECT CASE WHEN key_set = 'broadcast' THEN '*' ELSE meter_id END AS scope,
          system_title, key_set, direction, ic
   FROM seq_rows
-  WHERE system_title IS NOT NULL AND ct_sha256 IS NOT NULL
+  WHERE system_title IS NOT NULL AND ct_sha256 IS NOT NULL AND ic IS NOT NULL
   GROUP BY CASE WHEN key_set = 'broadcast' THEN '*' ELSE meter_id END,
            system_title, key_set, direction, ic
   HAVING MIN(ct_sha256) <> MAX(ct_sha256)
