@@ -13,6 +13,7 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from metercert.fleet.detectors import DEFAULT_PARAMS
@@ -49,7 +50,7 @@ def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> li
         seqs[(r["meter_id"], r["system_title"] or "-", r["direction"], r["key_set"])].append(r)
     for seq in seqs.values():
         seq.sort(key=lambda r: (r["ts"], r["id"]))
-        for prev, cur in zip(seq, seq[1:], strict=False):
+        for prev, cur in pairwise(seq):
             if cur["ic"] < prev["ic"]:
                 kind = "ic-regression"
             elif cur["ic"] - prev["ic"] > gap:

@@ -12,6 +12,7 @@ bytes, and "stale counter" probes use counters the client skipped on purpose.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -35,6 +36,7 @@ from metercert.client.target import DlmsTarget
 from metercert.cosem import (
     ActionResult,
     CosemAttributeDescriptor,
+    CosemDecodeError,
     DataAccessResult,
     DlmsData,
     GetRequestNormal,
@@ -48,6 +50,7 @@ from metercert.security import (
     Key,
     KeySet,
     Mechanism,
+    SecurityError,
     is_ciphered,
     parse_ciphered,
     tag_name,
@@ -821,13 +824,11 @@ def _meter_counters(client: DlmsClient, since: int = 0) -> list[int]:
 
             try:
                 wire = AARE.from_bytes(wire).user_information or b""
-            except Exception:  # noqa: BLE001
-                continue
+            except CosemDecodeError:
+                continue  # an answer that does not decode shows no counter
         if is_ciphered(wire):
-            try:
+            with contextlib.suppress(SecurityError):
                 out.append(parse_ciphered(wire).invocation_counter)
-            except Exception:  # noqa: BLE001
-                pass
     return out
 
 

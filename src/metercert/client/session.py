@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from metercert.client.errors import (
     AssociationRejected,
@@ -187,7 +187,7 @@ class DlmsClient:
         await self.sync_counter()
         return await self.associate(**overrides)
 
-    async def __aenter__(self) -> DlmsClient:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
@@ -527,10 +527,11 @@ def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> Cl
     """Client settings for the management association of a key file, or one of its roles."""
     entry: dict[str, Any] = dict(keys.extra)
     suite = int(entry.get("security_suite", 0))
-    base: dict[str, Any] = dict(
-        client_sap=int(entry.get("client_sap", 1)), mechanism=Mechanism.HLS_GMAC, keys=keys,
-        suite=suite, invocation_counter_object=ObisCode.parse(entry["invocation_counter_object"])
-        if entry.get("invocation_counter_object") else None)
+    counter_obis = entry.get("invocation_counter_object")
+    base: dict[str, Any] = {
+        "client_sap": int(entry.get("client_sap", 1)), "mechanism": Mechanism.HLS_GMAC,
+        "keys": keys, "suite": suite,
+        "invocation_counter_object": ObisCode.parse(counter_obis) if counter_obis else None}
     if role is not None:
         roles = {r.get("role"): r for r in entry.get("roles", []) if isinstance(r, dict)}
         if role not in roles:
@@ -547,11 +548,12 @@ def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> Cl
         elif mechanism is Mechanism.NONE:
             role_keys = KeySet(server_system_title=keys.server_system_title)
         secret = spec.get("hls_secret")
-        base = dict(client_sap=int(spec["client_sap"]), mechanism=mechanism, keys=role_keys,
-                    suite=suite if mechanism.is_hls else 0,
-                    password=str(spec["password"]).encode() if spec.get("password") else None,
-                    hls_secret=bytes.fromhex(secret) if secret else None,
-                    invocation_counter_object=ObisCode.parse(spec["invocation_counter_object"])
-                    if spec.get("invocation_counter_object") else None)
+        role_counter = spec.get("invocation_counter_object")
+        base = {
+            "client_sap": int(spec["client_sap"]), "mechanism": mechanism, "keys": role_keys,
+            "suite": suite if mechanism.is_hls else 0,
+            "password": str(spec["password"]).encode() if spec.get("password") else None,
+            "hls_secret": bytes.fromhex(secret) if secret else None,
+            "invocation_counter_object": ObisCode.parse(role_counter) if role_counter else None}
     base.update(extra)
     return ClientSettings(**base)

@@ -59,10 +59,9 @@ class Meter:
     def grants(self, role: Role, obis: ObisCode, kind: str, index: int) -> bool:
         required = self.rbac.required(obis, role.association, kind, index)
         if required is None:
-            if (self.profile.has("secret-readable") and kind == "read" and index == 7
-                    and obis == ObisCode(0, 0, 40, 0, 0, 255)):
-                return True
-            return False
+            # only the secret-readable flaw opens anything the RBAC table leaves out
+            return (self.profile.has("secret-readable") and kind == "read" and index == 7
+                    and obis == ObisCode(0, 0, 40, 0, 0, 255))
         if (self.profile.has("operator-can-update-firmware") and role.name == "OPERATOR"
                 and obis == self.image_transfer.obis and kind in ("methods", "write")):
             return True
