@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     scan = sub.add_parser("scan", help="run the detectors over a dataset")
     scan.add_argument("dataset", help="dataset directory written by ingest or simulate")
-    scan.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
+    scan.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                      help="duckdb: embedded, out of core (default); spark: local or --master")
     scan.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     scan.add_argument("--report", help="write fleet-report.html and findings.{json,csv,parquet} here")
     scan.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit (default 4GB)")
@@ -45,14 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     scan.set_defaults(func=_scan)
 
     sim = sub.add_parser("simulate", help="synthetic fleet traffic with planted anomalies")
-    sim.add_argument("--meters", type=int, required=True)
-    sim.add_argument("--days", type=int, required=True)
+    sim.add_argument("--meters", type=int, required=True, help="number of meters")
+    sim.add_argument("--days", type=int, required=True, help="days of traffic, one partition each")
     sim.add_argument("--requests", type=int, default=3, help="reads per meter per day")
     sim.add_argument("--out", required=True, help="dataset directory to create")
     sim.add_argument("--inject", action="append", default=[], metavar="KIND=COUNT",
                      help="plant anomalies (repeatable); kinds: ic-reuse, ic-regression, replay, "
                           "plaintext, suite-downgrade, ic-exhaustion, ic-gap")
-    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--seed", type=int, default=1,
+                     help="same seed, same records and plants (default 1)")
     sim.add_argument("--truth", help="ground-truth JSON (default OUT/ground-truth.json)")
     sim.add_argument("--pcap", help="also write a small real capture of the same kind of traffic")
     sim.set_defaults(func=_simulate)
