@@ -29,6 +29,7 @@ tls:
   ca: pki/ca.pem
   profile: iec62351-3-ed2
 dossier: dossier.yaml
+firmware: {image: fw/vendor.bin, identifier: FW-2.4.1, verify_timeout_s: 90}
 only: [dlms.*]
 skip: replay
 no_destructive: true
@@ -37,7 +38,8 @@ no_destructive: true
 
 @pytest.fixture
 def campaign_dir(tmp_path: Path) -> Path:
-    for name in ("secrets/keys.yaml", "pki/c.pem", "pki/c.key", "pki/ca.pem", "dossier.yaml"):
+    for name in ("secrets/keys.yaml", "pki/c.pem", "pki/c.key", "pki/ca.pem", "dossier.yaml",
+                 "fw/vendor.bin"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x: 1\n", "utf-8")
     return tmp_path
@@ -67,6 +69,8 @@ def test_every_field_is_read(campaign_dir: Path) -> None:
     assert cfg.tls.endpoint == "[::1]:4443" and cfg.tls.profile == "iec62351-3-ed2"
     assert cfg.tls.ca == campaign_dir.resolve() / "pki/ca.pem"
     assert cfg.dossier == campaign_dir.resolve() / "dossier.yaml"
+    assert cfg.firmware is not None and cfg.firmware.image == campaign_dir.resolve() / "fw/vendor.bin"
+    assert (cfg.firmware.identifier, cfg.firmware.verify_timeout_s) == ("FW-2.4.1", 90.0)
     assert cfg.only == ("dlms.*",) and cfg.skip == ("replay",)
     assert cfg.no_destructive and not cfg.include_destructive
 
@@ -114,6 +118,10 @@ def test_role_credentials_come_from_the_environment_only(campaign_dir: Path) -> 
         ("target: tcp://h:1\nonly: {a: 1}\n", 2, "only must be a list"),
         ("target: tcp://h:1\nno_destructive: yes please\n", 2, "no_destructive must be true or false"),
         ("target: tcp://h:1\ntarget: tcp://h:2\n", 2, "key 'target' appears twice"),
+        ("target: tcp://h:1\nfirmware: {identifier: x}\n", 2, "firmware needs image"),
+        ("target: tcp://h:1\nfirmware:\n  image: fw.bin\n", 3, "file 'fw.bin' does not exist"),
+        ("target: tcp://h:1\nfirmware:\n  image: campaign.yaml\n  verify_timeout_s: 0\n", 4,
+         "verify_timeout_s must be seconds"),
         ("target: tcp://h:1\nroles: [a, b\n", 3, "not valid YAML"),
         ("framing: wrapper\n", None, "nothing to test"),
         ("", None, "campaign file is empty"),
@@ -149,5 +157,6 @@ def test_shipped_example_is_valid_and_documents_its_files() -> None:
     documented = (doc if doc.exists() else root / "README.md").read_text("utf-8")
     for key in ("target", "framing", "keys", "roles", "client_sap", "mechanism", "password_env",
                 "secret_env", "power", "settle_s", "tls", "endpoint", "client_cert", "client_key",
-                "ca", "profile", "dossier", "only", "skip", "no_destructive"):
+                "ca", "profile", "dossier", "firmware", "image", "identifier", "verify_timeout_s",
+                "only", "skip", "no_destructive"):
         assert re.search(rf"`(?:[\w.]+\.)?{key}`", documented), f"docs/reports.md does not document {key}"

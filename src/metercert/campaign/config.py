@@ -54,11 +54,12 @@ FRAMINGS = ("wrapper", "hdlc")
 POWER_KINDS = ("builtin", "command", "manual")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-_TOP_KEYS = ("name", "target", "framing", "keys", "roles", "power", "tls", "dossier", "only", "skip",
-             "no_destructive")
+_TOP_KEYS = ("name", "target", "framing", "keys", "roles", "power", "tls", "dossier", "firmware",
+             "only", "skip", "no_destructive")
 _ROLE_KEYS = ("client_sap", "mechanism", "password_env", "secret_env")
 _POWER_KEYS = ("kind", "on", "off", "cycle", "settle_s")
 _TLS_KEYS = ("endpoint", "client_cert", "client_key", "ca", "profile")
+_FIRMWARE_KEYS = ("image", "identifier", "verify_timeout_s")
 
 
 class CampaignFileError(InputFileError):
@@ -130,6 +131,17 @@ class PowerConfig:
 
 
 @dataclass(frozen=True)
+class FirmwareConfig:
+    """A genuine, vendor-signed image the meter accepts: DLMS-FW-01 verifies it (never
+    activates it) as its positive control, then sends copies with one byte changed and
+    with the end cut off, which the meter must refuse."""
+
+    image: Path
+    identifier: str | None = None  # image_identifier for image_transfer_initiate
+    verify_timeout_s: float = 60.0  # how long to poll a background verification
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     """An IEC 62351-3 endpoint to probe, and the client credentials to present."""
 
@@ -159,6 +171,7 @@ class CampaignConfig:
     power: PowerConfig = field(default_factory=PowerConfig)
     tls: TlsConfig | None = None
     dossier: Path | None = None
+    firmware: FirmwareConfig | None = None
     only: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
     no_destructive: bool = False
@@ -440,6 +453,24 @@ def _tls(src: _Source, value: Any) -> TlsConfig:
     return TlsConfig(host, port, files["client_cert"], files["client_key"], files["ca"], profile)
 
 
+def _firmware(src: _Source, value: Any) -> FirmwareConfig:
+    body = _mapping(src, ["firmware"], value, _FIRMWARE_KEYS)
+    if "image" not in body:
+        raise src.error(["firmware"], "firmware needs image: PATH (a vendor-signed image)", key=True)
+    image = src.path(["firmware", "image"], body["image"])
+    ident = None
+    if "identifier" in body:
+        ident = _string(src, ["firmware", "identifier"], body["identifier"])
+        if not ident or len(ident.encode()) > 255:
+            raise src.error(["firmware", "identifier"], "firmware.identifier must be 1..255 bytes")
+    timeout = body.get("verify_timeout_s", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        raise src.error(["firmware", "verify_timeout_s"],
+                        f"firmware.verify_timeout_s must be seconds, above 0 and at most 3600, "
+                        f"got {_show(timeout)}")
+    return FirmwareConfig(image, ident, float(timeout))
+
+
 def parse_campaign(text: str, *, name: str = "<campaign>", base_dir: Path | None = None,
                    check_files: bool = True, source: Path | None = None) -> CampaignConfig:
     """Validate campaign YAML ``text``; ``name`` and ``base_dir`` place it for messages and paths."""
@@ -469,6 +500,7 @@ def parse_campaign(text: str, *, name: str = "<campaign>", base_dir: Path | None
         power=_power(src, body["power"]) if "power" in body else PowerConfig(),
         tls=_tls(src, body["tls"]) if "tls" in body else None,
         dossier=src.path(["dossier"], body["dossier"]) if "dossier" in body else None,
+        firmware=_firmware(src, body["firmware"]) if "firmware" in body else None,
         only=_patterns(src, ["only"], body["only"]) if "only" in body else (),
         skip=_patterns(src, ["skip"], body["skip"]) if "skip" in body else (),
         no_destructive=no_destructive,

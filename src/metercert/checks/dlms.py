@@ -532,8 +532,32 @@ async def public_minimal(target: DlmsTarget) -> CheckOutcome:
 # -- firmware --------------------------------------------------------------------------------
 
 
-async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes, *,
-                          activate: bool = True) -> tuple[ActionResult, ActionResult | None]:
+# image_transfer_status (attribute 6) values of the Image transfer class
+_IMAGE_VERIFYING, _IMAGE_VERIFIED, _IMAGE_VERIFY_FAILED = 2, 3, 4
+_IMAGE_ACTIVATING, _IMAGE_ACTIVATED, _IMAGE_ACTIVATION_FAILED = 5, 6, 7
+
+
+async def _await_image_status(c: DlmsClient, busy: int, done: int, failed: int,
+                              timeout: float) -> ActionResult:
+    """Meters that check an image in the background answer temporary-failure and show
+    the outcome later in image_transfer_status: poll it until it leaves ``busy``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = int((await c.get(18, IMAGE_TRANSFER, 6)).value)
+        if status == done:
+            c.trace.note(f"image_transfer_status {status}: done")
+            return ActionResult.SUCCESS
+        if status == failed or status != busy:
+            c.trace.note(f"image_transfer_status {status}: not done")
+            return ActionResult.OTHER_REASON
+        if time.monotonic() >= deadline:
+            c.trace.note(f"image_transfer_status still {status} after {timeout:g} s")
+            return ActionResult.TEMPORARY_FAILURE
+        await asyncio.sleep(min(0.25, timeout / 20))
+
+
+async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes, *, activate: bool = True,
+                          timeout: float = 60.0) -> tuple[ActionResult, ActionResult | None]:
     block = int((await c.get(18, IMAGE_TRANSFER, 2)).value)
     res, _ = await c.action(18, IMAGE_TRANSFER, 1, DlmsData.structure(
         [DlmsData.octet_string(ident), DlmsData.double_long_unsigned(len(image))]))
@@ -545,10 +569,27 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes, *,
         if res is not ActionResult.SUCCESS:
             raise DlmsError(f"image_block_transfer {n} refused: {res.name}")
     verify, _ = await c.action(18, IMAGE_TRANSFER, 3, DlmsData.integer(0))
+    if verify is ActionResult.TEMPORARY_FAILURE:
+        verify = await _await_image_status(c, _IMAGE_VERIFYING, _IMAGE_VERIFIED,
+                                           _IMAGE_VERIFY_FAILED, timeout)
     if not activate:
         return verify, None
     activated, _ = await c.action(18, IMAGE_TRANSFER, 4, DlmsData.integer(0))
+    if activated is ActionResult.TEMPORARY_FAILURE:
+        activated = await _await_image_status(c, _IMAGE_ACTIVATING, _IMAGE_ACTIVATED,
+                                              _IMAGE_ACTIVATION_FAILED, timeout)
     return verify, activated
+
+
+def _tampered_copies(image: bytes) -> dict[str, bytes]:
+    """Copies of a genuine image that no signature over the whole image can cover:
+    one byte changed in the middle, and the last bytes (where most formats keep the
+    signature) cut off."""
+    mid = len(image) // 2
+    cut = max(1, min(256, len(image) // 4))
+    return {f"vendor image with byte {mid} changed":
+            image[:mid] + bytes([image[mid] ^ 0xFF]) + image[mid + 1:],
+            f"vendor image without its last {cut} bytes": image[:-cut]}
 
 
 @check("DLMS-FW-01", "Images with a bad or missing signature fail verification and never activate",
@@ -556,45 +597,59 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes, *,
        requirements=["DLMS:FW-SIGNED", "EN303645:5.3-10", "IEC62443-4-2:EDR3.10", "CRA:I.2c"],
        tags=["firmware"], target=TargetKind.DLMS)
 async def firmware_signature_enforced(target: DlmsTarget) -> CheckOutcome:
-    """An unsigned image and an image signed by an unknown key, each through initiate,
-    block transfer, verify and activate; the active firmware identifier must not change.
-    A positive control first: a correctly signed image must verify (it is not activated),
-    or a refusal could be a refusal of the envelope format rather than of the signature."""
+    """Bad images, each through initiate, block transfer, verify and activate; the active
+    firmware identifier must not change. A positive control first: a genuine image must
+    verify (it is not activated), or a refusal could be a refusal of the format rather
+    than of the signature. With a vendor image (campaign ``firmware:``) the bad images
+    are tampered copies of it; otherwise metercert's own envelope is signed with the key
+    file's ``firmware_signing_key`` and the bad images are an unsigned one and one signed
+    by an unknown key. Background verification (temporary-failure) is polled."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    curve = ec.SECP384R1() if target.suite == 2 else ec.SECP256R1()
-    payload = os.urandom(700)
-    images = {"unsigned": build_signed_image("MCT-evil-unsigned", payload, None),
-              "signed by an unknown key": build_signed_image(
-                  "MCT-evil-foreign", payload, ec.generate_private_key(curve))}
+    vendor = target.read_firmware_image()
+    timeout = target.firmware_verify_timeout
+    if vendor is not None:
+        good, good_id = vendor
+        images = {label: (img, b"MCT-tampered") for label, img in _tampered_copies(good).items()}
+    elif target.firmware_signing_key is not None:
+        curve = ec.SECP384R1() if target.suite == 2 else ec.SECP256R1()
+        payload = os.urandom(700)
+        good = build_signed_image("MCT-control", payload, target.firmware_signing_key)
+        good_id = b"control"
+        images = {
+            "unsigned": (build_signed_image("MCT-evil-unsigned", payload, None), b"unsigned"),
+            "signed by an unknown key": (build_signed_image(
+                "MCT-evil-foreign", payload, ec.generate_private_key(curve)), b"foreign-signed")}
+    else:
+        return inconclusive("no genuine image to compare with: give a vendor-signed image "
+                            "(campaign 'firmware: image:') or metercert's signing key (key file "
+                            "'firmware_signing_key'); a refused image cannot be told from a "
+                            "refused format without one")
 
     async def body(c: DlmsClient) -> CheckOutcome:
         before = (await c.get(1, FIRMWARE_ID, 2)).value
-        if target.firmware_signing_key is None:
-            return inconclusive("no vendor signing key (key file 'firmware_signing_key'): a "
-                                "refused image cannot be told from a refused format")
-        good = build_signed_image("MCT-control", payload, target.firmware_signing_key)
-        control, _ = await _transfer_image(c, good, b"control", activate=False)
+        control, _ = await _transfer_image(c, good, good_id, activate=False, timeout=timeout)
         if control is not ActionResult.SUCCESS:
-            return inconclusive(f"even a correctly signed image failed verify ({control.name}): "
+            return inconclusive(f"even the genuine image failed verify ({control.name}): "
                                 "the meter does not take this image format", _trace(c))
         problems = []
-        for label, image in images.items():
-            verify, activate = await _transfer_image(c, image, label.encode()[:16])
+        for label, (image, ident) in images.items():
+            verify, activate = await _transfer_image(c, image, ident, timeout=timeout)
             c.trace.note(f"{label}: verify {verify.name}, activate "
                          f"{activate.name if activate else '-'}")
             if verify is ActionResult.SUCCESS:
-                problems.append(f"{label} image verified")
+                problems.append(f"{label}: verified")
             if activate is ActionResult.SUCCESS:
-                problems.append(f"{label} image activated")
+                problems.append(f"{label}: activated")
         after = (await c.get(1, FIRMWARE_ID, 2)).value
         if after != before:
             problems.append(f"active firmware changed from {before!r} to {after!r}")
         ev = _trace(c)
         if problems:
             return fail("; ".join(problems), ev)
-        return passed(f"signed control verified; unsigned and foreign-signed images refused at "
-                      f"verify; firmware still {before!r}", ev)
+        refused = " and ".join(images)
+        return passed(f"genuine image verified; {refused} refused at verify; firmware still "
+                      f"{before!r}", ev)
 
     return await _with_management(target, body)
 
@@ -610,7 +665,8 @@ async def firmware_signed_accepted(target: DlmsTarget) -> CheckOutcome:
     image = build_signed_image(ident, os.urandom(900), target.firmware_signing_key)
 
     async def body(c: DlmsClient) -> CheckOutcome:
-        verify, activate = await _transfer_image(c, image, ident.encode())
+        verify, activate = await _transfer_image(c, image, ident.encode(),
+                                                 timeout=target.firmware_verify_timeout)
         now = (await c.get(1, FIRMWARE_ID, 2)).value
         ev = _trace(c)
         if verify is ActionResult.SUCCESS and activate is ActionResult.SUCCESS and now == ident:

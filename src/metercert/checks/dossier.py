@@ -124,7 +124,7 @@ def known_vulnerabilities(d: Dossier) -> CheckOutcome:
     severity=Severity.CRITICAL,
     target=_T,
     requirements=["EN303645:5.3-10", "EN303645:5.3-7", "IEC62443-4-2:EDR3.10", "CRA:I.2f",
-                  "BSI-TR-03109-1:FW-UPDATE", "ENISA:GP-TM-10"],
+                  "BSI-TR-03109-1:FW-UPDATE", "ENISA:GP-TM-18"],
     tags=["firmware", "signature"],
 )
 def firmware_signed(d: Dossier) -> CheckOutcome:
@@ -194,7 +194,7 @@ def firmware_signed(d: Dossier) -> CheckOutcome:
     "Debug interfaces (UART, JTAG, optical) are disabled or authentication-gated",
     severity=Severity.HIGH,
     target=_T,
-    requirements=["EN303645:5.6-4", "IEC62443-4-2:EDR2.13", "CRA:I.2j", "ENISA:GP-TM-45"],
+    requirements=["EN303645:5.6-4", "IEC62443-4-2:EDR2.13", "CRA:I.2j", "ENISA:GP-TM-33"],
     tags=["hardware", "debug"],
 )
 def debug_interfaces(d: Dossier) -> CheckOutcome:
@@ -329,7 +329,7 @@ def incident_reporting(d: Dossier) -> CheckOutcome:
     "Key-injection audit trail is hash-chained and covers every listed device and key",
     severity=Severity.HIGH,
     target=_T,
-    requirements=["EN303645:5.5-8", "EN303645:5.4-4", "BSI-TR-03109-1:SEC-MODULE", "ENISA:GP-TM-34"],
+    requirements=["EN303645:5.5-8", "EN303645:5.4-4", "BSI-TR-03109-1:SEC-MODULE", "ENISA:GP-TM-35"],
     tags=["keys", "supply-chain"],
 )
 def key_injection_audit(d: Dossier) -> CheckOutcome:

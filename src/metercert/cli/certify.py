@@ -166,9 +166,13 @@ def _test(args: argparse.Namespace) -> int:
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     counters = state / "metercert" / "client-counters"
     counters.mkdir(parents=True, exist_ok=True, mode=0o700)
+    firmware = config.firmware if config is not None else None
     targets: dict[TargetKind | str, object] = {
-        TargetKind.DLMS: DlmsTarget(host, port, keys, framing=framing, power=power,
-                                    counter_dir=counters)}
+        TargetKind.DLMS: DlmsTarget(
+            host, port, keys, framing=framing, power=power, counter_dir=counters,
+            firmware_image=firmware.image if firmware else None,
+            firmware_identifier=firmware.identifier if firmware else None,
+            firmware_verify_timeout=firmware.verify_timeout_s if firmware else 60.0)}
     tls_endpoint = args.tls or (config.tls.endpoint if config and config.tls else None)
     if tls_endpoint:
         from metercert.tlsprobe.audit import TlsTarget, parse_endpoint

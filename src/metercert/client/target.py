@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from metercert.client.session import ClientSettings, DlmsClient, settings_for_role
 from metercert.client.trace import Trace
 from metercert.cosem import ObisCode
+from metercert.errors import InputFileError
 from metercert.meter.power import PowerController
 from metercert.security import Key, KeySet, Mechanism
 from metercert.security.keys import load_pem_key
@@ -35,6 +36,11 @@ class DlmsTarget:
     ssl: Any = None
     invocation_counter_object: ObisCode | None = None
     firmware_signing_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+    #: a genuine vendor-signed image (campaign ``firmware:``) and its image_identifier
+    firmware_image: Path | None = None
+    firmware_identifier: str | None = None
+    #: how long to poll image_transfer_status when the meter verifies in the background
+    firmware_verify_timeout: float = 60.0
     traces: list[Trace] = field(default_factory=list, repr=False)
     label: str = ""
 
@@ -46,6 +52,19 @@ class DlmsTarget:
         if self.firmware_signing_key is None and extra.get("firmware_signing_key"):
             self.firmware_signing_key = load_pem_key(extra["firmware_signing_key"],
                                                      self.keys.base_dir, "key file", private=True)
+
+    def read_firmware_image(self) -> tuple[bytes, bytes] | None:
+        """The vendor image and the identifier to announce it with, if the campaign gave one."""
+        if self.firmware_image is None:
+            return None
+        try:
+            data = self.firmware_image.read_bytes()
+        except OSError as exc:
+            raise InputFileError(f"firmware image {self.firmware_image}: {exc.strerror}") from None
+        if not data:
+            raise InputFileError(f"firmware image {self.firmware_image}: the file is empty")
+        ident = self.firmware_identifier or self.firmware_image.stem
+        return data, ident.encode()[:255]
 
     def describe(self) -> str:
         title = self.keys.server_system_title.hex().upper() if self.keys.server_system_title else "?"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -336,6 +337,14 @@ class ImageTransfer(CosemObject):
         self.size = 0
         self.blocks: dict[int, bytes] = {}
         self.verified_id: str | None = None
+        # background verification: (ready at, status then, verified id then)
+        self.pending: tuple[float, int, str | None] | None = None
+
+    def _settle(self) -> None:
+        """Publish a background verification's verdict once its time has come."""
+        if self.pending is not None and time.monotonic() >= self.pending[0]:
+            _, self.status, self.verified_id = self.pending
+            self.pending = None
 
     def _first_missing(self) -> int:
         n = 0
@@ -354,6 +363,7 @@ class ImageTransfer(CosemObject):
         if attribute == 5:
             return D.boolean(self.enabled)
         if attribute == 6:
+            self._settle()
             return D.enum(self.status)
         if attribute == 7:
             return D.array([D.structure([D.double_long_unsigned(self.size),
@@ -399,6 +409,9 @@ class ImageTransfer(CosemObject):
             self.blocks[number] = block
             return ActionResult.SUCCESS, None
         if method == 3:  # image_verify
+            self._settle()
+            if self.status == self.VERIFY_INITIATED:
+                return ActionResult.TEMPORARY_FAILURE, None  # still checking
             image = b"".join(self.blocks[i] for i in sorted(self.blocks))[: self.size]
             if self.status not in (self.INITIATED, self.VERIFY_FAILED) or len(image) != self.size:
                 self.status = self.VERIFY_FAILED
@@ -408,13 +421,23 @@ class ImageTransfer(CosemObject):
                     parsed, _, _ = parse_image(image)  # the flaw: structure only, no signature
                 else:
                     parsed = verify_signed_image(image, meter.state.vendor_key.public_key())
+                verdict: tuple[int, str | None] = (self.VERIFIED, parsed.identifier)
             except FirmwareVerificationFailed as exc:
-                self.status = self.VERIFY_FAILED
                 meter.log.add(Event.FIRMWARE_VERIFY_FAILED, str(exc))
+                verdict = (self.VERIFY_FAILED, None)
+            delay = meter.profile.image_verify_seconds
+            if delay > 0:  # answer now, publish the verdict later in attribute 6
+                self.status = self.VERIFY_INITIATED
+                self.pending = (time.monotonic() + delay, *verdict)
+                return ActionResult.TEMPORARY_FAILURE, None
+            self.status, self.verified_id = verdict
+            if self.status == self.VERIFY_FAILED:
                 return ActionResult.OTHER_REASON, None
-            self.status, self.verified_id = self.VERIFIED, parsed.identifier
             return ActionResult.SUCCESS, None
         if method == 4:  # image_activate
+            self._settle()
+            if self.status == self.VERIFY_INITIATED:
+                return ActionResult.TEMPORARY_FAILURE, None
             if self.status != self.VERIFIED or self.verified_id is None:
                 self.status = self.ACTIVATION_FAILED if self.status == self.VERIFY_FAILED else self.status
                 return ActionResult.OTHER_REASON, None

@@ -44,6 +44,10 @@ class MeterProfile:
     auth_failures_before_lockout: int = 3
     lockout_seconds: float = 3.0
     rbac: str | None = None
+    #: 0: image_verify answers at once; more: it answers temporary-failure and the
+    #: verdict shows in image_transfer_status that many seconds later, as on meters
+    #: that check the signature in the background
+    image_verify_seconds: float = 0.0
     flaws: frozenset[str] = field(default_factory=frozenset)
 
     def has(self, flaw: str) -> bool:
@@ -66,6 +70,7 @@ _SETTING_TYPES: dict[str, tuple[tuple[type, ...], float | None, float | None]] =
     "auth_failures_before_lockout": ((int,), 1, 1_000_000),
     "lockout_seconds": ((int, float), 0, 86_400),
     "rbac": ((str,), None, None),
+    "image_verify_seconds": ((int, float), 0, 3600),
 }
 
 
