@@ -12,6 +12,7 @@ out, values skipped by reservation blocks, and the rate.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import signal
@@ -63,7 +64,7 @@ def main() -> None:
             raise SystemExit(f"FAILED: restart handed out {values[0]} after {seen[-1]}")
         seen.extend(values)
     took = time.perf_counter() - start
-    if len(seen) != len(set(seen)) or any(a >= b for a, b in zip(seen, seen[1:])):
+    if len(seen) != len(set(seen)) or any(a >= b for a, b in itertools.pairwise(seen)):
         raise SystemExit("FAILED: a counter value was handed out twice or went backwards")
     skipped = (seen[-1] + 1 - len(seen)) if seen else 0
     print(f"kills: {args.kills}  values handed out: {len(seen):,}  never repeated, always increasing")

@@ -172,10 +172,10 @@ def _object_list_blocks(client) -> int:  # type: ignore[no-untyped-def]
 
 def test_block_transfer_of_the_object_list(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with serving(tmp_path / "big") as bench:
-            async with await bench.target().management() as client:
-                big = await client.get(15, CURRENT_ASSOCIATION, 2)
-                big_blocks = _object_list_blocks(client)
+        async with (serving(tmp_path / "big") as bench,
+                    await bench.target().management() as client):
+            big = await client.get(15, CURRENT_ASSOCIATION, 2)
+            big_blocks = _object_list_blocks(client)
         async with serving(tmp_path / "small", profile(max_pdu=128)) as bench:
             client = await bench.target().management()
             small = await client.get(15, CURRENT_ASSOCIATION, 2)

@@ -66,12 +66,12 @@ def test_accepts_downgrade(tmp_path: Path, flawed: bool) -> None:
 @BOTH
 def test_no_replay_check(tmp_path: Path, flawed: bool) -> None:
     async def scenario() -> bytes:
-        async with serving(tmp_path / "m", _profile("no-replay-check", flawed)) as bench:
-            async with await bench.target().management() as client:
-                mark = client.trace.mark()
-                await client.get(8, CLOCK, 2)
-                captured = client.trace.wires(mark)[0]
-                return await client.exchange(captured, note="replay")
+        async with (serving(tmp_path / "m", _profile("no-replay-check", flawed)) as bench,
+                    await bench.target().management() as client):
+            mark = client.trace.mark()
+            await client.get(8, CLOCK, 2)
+            captured = client.trace.wires(mark)[0]
+            return await client.exchange(captured, note="replay")
 
     answer = run(scenario)
     if flawed:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from metercert.client.target import DlmsTarget

@@ -136,9 +136,9 @@ def test_signed_firmware_image_is_verified_and_activated(tmp_path: Path) -> None
                 activated, _ = await admin.action(18, IMAGE_TRANSFER, 4, None)
             assert verified is not ActionResult.SUCCESS and status.value == 4
             assert activated is not ActionResult.SUCCESS
-        async with serving(tmp_path / "m") as bench:  # the active image survives a restart
-            async with bench.target().public() as public:
-                assert (await public.get(1, FIRMWARE_ID, 2)).value == "MCT-2.0.0"
+        # the active image survives a restart
+        async with serving(tmp_path / "m") as bench, bench.target().public() as public:
+            assert (await public.get(1, FIRMWARE_ID, 2)).value == "MCT-2.0.0"
 
     run(scenario)
 

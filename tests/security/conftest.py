@@ -3,7 +3,6 @@ import pytest
 from metercert.security import Key
 
 
-
 @pytest.fixture
 def ek() -> Key:
     return Key(bytes.fromhex("000102030405060708090A0B0C0D0E0F"), "guek")

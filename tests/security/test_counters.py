@@ -1,3 +1,4 @@
+import itertools
 import os
 import random
 import signal
@@ -6,7 +7,12 @@ import time
 
 import pytest
 
-from metercert.security import CounterExhausted, CounterStoreError, InvocationCounterStore, ReplayGuard
+from metercert.security import (
+    CounterExhausted,
+    CounterStoreError,
+    InvocationCounterStore,
+    ReplayGuard,
+)
 
 TITLE = bytes.fromhex("4D4D4D0000BC614E")
 
@@ -130,5 +136,5 @@ def test_sigkill_at_random_moments_never_repeats_a_counter(tmp_path):
             assert values[0] > seen[-1], "a restart handed out a value at or below an earlier one"
         seen.extend(values)
     assert len(seen) == len(set(seen))
-    assert all(a < b for a, b in zip(seen, seen[1:]))
+    assert all(a < b for a, b in itertools.pairwise(seen))
     assert len(seen) > 200  # the children really handed values out

@@ -1,7 +1,6 @@
 """The Green Book example vectors (STANDARDS.md, "Reference vectors")."""
 
-from metercert.security import SecurityControl, protect, unprotect
-from metercert.security import _gcm
+from metercert.security import SecurityControl, _gcm, protect, unprotect
 
 GREEN_BOOK_EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 GREEN_BOOK_AK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")

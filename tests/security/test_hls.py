@@ -1,8 +1,14 @@
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from metercert.security import AuthenticationFailed, HlsCredentials, Key, Mechanism, MechanismRefused
-from metercert.security import hls
+from metercert.security import (
+    AuthenticationFailed,
+    HlsCredentials,
+    Key,
+    Mechanism,
+    MechanismRefused,
+    hls,
+)
 
 CLIENT = bytes.fromhex("4D4D4D0000000001")
 METER = bytes.fromhex("4D4D4D0000BC614E")
@@ -23,7 +29,7 @@ def _four_pass(mechanism, client_creds, meter_creds):
 
 def test_gmac_four_pass(ek, ak):
     creds = HlsCredentials(encryption_key=ek, authentication_key=ak)
-    f_stoc, f_ctos = _four_pass(Mechanism.HLS_GMAC, creds, creds)
+    f_stoc, _f_ctos = _four_pass(Mechanism.HLS_GMAC, creds, creds)
     assert f_stoc[0] == 0x10 and f_stoc[1:5] == (5).to_bytes(4, "big") and len(f_stoc) == 17
     wrong = HlsCredentials(encryption_key=ek, authentication_key=Key(bytes(16)))
     with pytest.raises(AuthenticationFailed):

@@ -9,6 +9,14 @@ import contextlib
 import io
 
 import pytest
+from dlms_cosem import security as dc_security
+from dlms_cosem.protocol.xdlms.general_global_cipher import GeneralGlobalCipher
+from gurux_dlms.AesGcmParameter import AesGcmParameter
+from gurux_dlms.enums import Security
+from gurux_dlms.GXByteBuffer import GXByteBuffer
+from gurux_dlms.GXDLMSChippering import GXDLMSChippering
+from gurux_dlms.GXDLMSSettings import GXDLMSSettings
+from gurux_dlms.objects.enums.SecuritySuite import SecuritySuite as GxSuite
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,21 +26,10 @@ from metercert.security import (
     Key,
     Mechanism,
     SecurityControl,
+    hls,
     protect,
     unprotect,
 )
-from metercert.security import hls
-
-gurux_aes = pytest.importorskip("gurux_dlms.AesGcmParameter", reason="gurux-dlms test extra")
-from gurux_dlms.AesGcmParameter import AesGcmParameter  # noqa: E402
-from gurux_dlms.enums import Security  # noqa: E402
-from gurux_dlms.GXByteBuffer import GXByteBuffer  # noqa: E402
-from gurux_dlms.GXDLMSChippering import GXDLMSChippering  # noqa: E402
-from gurux_dlms.GXDLMSSettings import GXDLMSSettings  # noqa: E402
-from gurux_dlms.objects.enums.SecuritySuite import SecuritySuite as GxSuite  # noqa: E402
-
-from dlms_cosem import security as dc_security  # noqa: E402
-from dlms_cosem.protocol.xdlms.general_global_cipher import GeneralGlobalCipher  # noqa: E402
 
 _GX_SECURITY = {
     (True, True): Security.AUTHENTICATION_ENCRYPTION,
@@ -49,15 +46,15 @@ def cases(draw):
     size = 32 if suite == 2 else 16
     auth, enc = draw(st.sampled_from(list(_GX_SECURITY)))
     plain_tag = draw(st.sampled_from(list(_GLO)))
-    return dict(
-        suite=suite, auth=auth, enc=enc,
-        plaintext=bytes([plain_tag]) + draw(st.binary(max_size=200)),
-        title=draw(st.binary(min_size=8, max_size=8)),
-        ic=draw(st.integers(0, 0xFFFFFFFF)),
-        ek=draw(st.binary(min_size=size, max_size=size)),
-        ak=draw(st.binary(min_size=size, max_size=size)),
-        general=draw(st.booleans()),
-    )
+    return {
+        "suite": suite, "auth": auth, "enc": enc,
+        "plaintext": bytes([plain_tag]) + draw(st.binary(max_size=200)),
+        "title": draw(st.binary(min_size=8, max_size=8)),
+        "ic": draw(st.integers(0, 0xFFFFFFFF)),
+        "ek": draw(st.binary(min_size=size, max_size=size)),
+        "ak": draw(st.binary(min_size=size, max_size=size)),
+        "general": draw(st.booleans()),
+    }
 
 
 def _gurux_protect(c) -> bytes:

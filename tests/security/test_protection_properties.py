@@ -32,15 +32,15 @@ def protect_case(draw, authenticated_only=False):
         auth, enc = draw(st.booleans()), draw(st.booleans())
     sc = SecurityControl(suite=suite, authenticated=auth, encrypted=enc,
                          broadcast=draw(st.booleans()))
-    return dict(
-        plaintext=plain,
-        security_control=sc,
-        system_title=draw(st.binary(min_size=8, max_size=8)),
-        invocation_counter=draw(st.integers(0, 0xFFFFFFFF)),
-        encryption_key=draw(st.binary(min_size=size, max_size=size)),
-        authentication_key=draw(st.binary(min_size=size, max_size=size)),
-        form=form,
-    )
+    return {
+        "plaintext": plain,
+        "security_control": sc,
+        "system_title": draw(st.binary(min_size=8, max_size=8)),
+        "invocation_counter": draw(st.integers(0, 0xFFFFFFFF)),
+        "encryption_key": draw(st.binary(min_size=size, max_size=size)),
+        "authentication_key": draw(st.binary(min_size=size, max_size=size)),
+        "form": form,
+    }
 
 
 @settings(max_examples=300, deadline=None)
@@ -107,11 +107,11 @@ def test_wrong_key_wrong_tag_and_wrong_title_give_the_same_error(ek, ak):
                    invocation_counter=7, encryption_key=ek, authentication_key=ak)
     messages = set()
     attempts = [
-        dict(apdu=apdu, encryption_key=bytes(16), authentication_key=ak, system_title=title),
-        dict(apdu=apdu, encryption_key=ek, authentication_key=bytes(16), system_title=title),
-        dict(apdu=apdu[:-1] + bytes([apdu[-1] ^ 1]), encryption_key=ek, authentication_key=ak,
-             system_title=title),
-        dict(apdu=apdu, encryption_key=ek, authentication_key=ak, system_title=bytes(8)),
+        {"apdu": apdu, "encryption_key": bytes(16), "authentication_key": ak, "system_title": title},
+        {"apdu": apdu, "encryption_key": ek, "authentication_key": bytes(16), "system_title": title},
+        {"apdu": apdu[:-1] + bytes([apdu[-1] ^ 1]), "encryption_key": ek, "authentication_key": ak,
+             "system_title": title},
+        {"apdu": apdu, "encryption_key": ek, "authentication_key": ak, "system_title": bytes(8)},
     ]
     for attempt in attempts:
         with pytest.raises(AuthenticationFailed) as info:
