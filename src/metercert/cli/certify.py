@@ -221,6 +221,12 @@ def _with_campaign_roles(keys: Any, config: Any) -> Any:
 
 
 def _parse_tcp(url: str) -> tuple[str, int]:
+    if url.startswith("udp://"):
+        raise UsageError(f"target {url}: the campaign client speaks DLMS over TCP only (the "
+                         "UDP wrapper is read from captures by 'fleet ingest', not spoken yet)")
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme != "tcp":
+        raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT")
     text = url.removeprefix("tcp://")
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
