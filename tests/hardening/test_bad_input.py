@@ -98,7 +98,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("test short key", ["test", "tcp://127.0.0.1:{closed}", "--keys", "{short_key}", "--quiet"]),
     ("test bad target", ["test", "http//nowhere", "--keys", "{good_keys}", "--quiet"]),
     ("test other scheme", ["test", "http://127.0.0.1:4059", "--keys", "{good_keys}", "--quiet"]),
-    ("test udp target", ["test", "udp://127.0.0.1:4059", "--keys", "{good_keys}", "--quiet"]),
+    ("test udp nobody", ["test", "udp://127.0.0.1:{closed}", "--keys", "{good_keys}", "--quiet"]),
     ("test bad port", ["test", "tcp://127.0.0.1:99999", "--keys", "{good_keys}", "--quiet"]),
     ("test missing campaign", ["test", "--campaign", "{missing}", "--quiet"]),
     ("test bad yaml campaign", ["test", "--campaign", "{bad_yaml}", "--quiet"]),

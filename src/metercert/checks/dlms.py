@@ -837,10 +837,18 @@ async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
     for payload in (os.urandom(64), b"\x00\x01\x00\x10\x00\x01\xff\xff" + os.urandom(32),
                     b"\x7e\xa0\x07\x03\x21\x93\x0f\x01\x7e" * 3, b"\x00" * 40):
         try:
-            _reader, writer = await asyncio.open_connection(target.host, target.port, ssl=target.ssl)
-            writer.write(payload)
-            await writer.drain()
-            writer.close()
+            if target.transport == "udp":  # each payload is one datagram
+                loop = asyncio.get_running_loop()
+                udp, _ = await loop.create_datagram_endpoint(
+                    asyncio.DatagramProtocol, remote_addr=(target.host, target.port))
+                udp.sendto(payload)
+                udp.close()
+            else:
+                _reader, writer = await asyncio.open_connection(target.host, target.port,
+                                                                ssl=target.ssl)
+                writer.write(payload)
+                await writer.drain()
+                writer.close()
             sent += 1
         except OSError:
             pass

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     test = sub.add_parser("test", help="run the campaign against a meter over TCP",
                           description="Run the DLMS campaign against tcp://HOST:PORT.")
-    test.add_argument("target", nargs="?", help="tcp://HOST:PORT (or set 'target:' in --campaign)")
+    test.add_argument("target", nargs="?",
+                      help="tcp://HOST:PORT or udp://HOST:PORT (or set 'target:' in --campaign)")
     test.add_argument("--keys", help="key file (see README)")
     test.add_argument("--campaign", help="campaign file (YAML)")
     test.add_argument("--framing", choices=["wrapper", "hdlc"], default=None)
@@ -145,7 +146,7 @@ def _test(args: argparse.Namespace) -> int:
     url = args.target or (config.target.url if config and config.target else None)
     if not url:
         raise UsageError("give the meter as tcp://HOST:PORT or 'target:' in --campaign")
-    host, port = _parse_tcp(url)
+    transport, host, port = _parse_target(url)
     keys_path = args.keys or (str(config.keys) if config and config.keys else None)
     if not keys_path:
         raise UsageError("--keys FILE is required (or 'keys:' in --campaign)")
@@ -153,13 +154,18 @@ def _test(args: argparse.Namespace) -> int:
     if config is not None and config.roles:
         keys = _with_campaign_roles(keys, config)
     framing = args.framing or (config.framing if config else "wrapper")
+    if transport == "udp" and framing != "wrapper":
+        raise UsageError("over udp DLMS uses the wrapper: drop --framing hdlc")
+    # after a power cycle wait for the TCP port to answer; a UDP meter gives no such sign
+    back_host, back_port = (host, port) if transport == "tcp" else (None, None)
     power: PowerController | None = None
     if args.power_cycle_cmd:
-        power = CommandPowerController(cycle=args.power_cycle_cmd, host=host, port=port)
+        power = CommandPowerController(cycle=args.power_cycle_cmd, host=back_host,
+                                       port=back_port)
     elif config is not None and config.power.kind == "command":
         power = CommandPowerController(cycle=config.power.cycle, off=config.power.off,
                                        on=config.power.on, settle_s=config.power.settle_s,
-                                       host=host, port=port)
+                                       host=back_host, port=back_port)
     elif config is not None and config.power.kind == "manual" and args.campaign:
         power = ManualPowerController(config.power.settle_s)
     # the client's own counters persist between runs, as a head-end's must
@@ -169,7 +175,8 @@ def _test(args: argparse.Namespace) -> int:
     firmware = config.firmware if config is not None else None
     targets: dict[TargetKind | str, object] = {
         TargetKind.DLMS: DlmsTarget(
-            host, port, keys, framing=framing, power=power, counter_dir=counters,
+            host, port, keys, framing=framing, transport=transport, power=power,
+            counter_dir=counters,
             firmware_image=firmware.image if firmware else None,
             firmware_identifier=firmware.identifier if firmware else None,
             firmware_verify_timeout=firmware.verify_timeout_s if firmware else 60.0)}
@@ -192,7 +199,10 @@ def _test(args: argparse.Namespace) -> int:
         args.only = args.only or list(config.only)
         args.skip = args.skip or list(config.skip)
         args.no_destructive = args.no_destructive or config.no_destructive
-    _probe(host, port)
+    if transport == "tcp":
+        _probe(host, port)
+    else:  # UDP has no handshake: ask the public association instead
+        _probe_udp(targets[TargetKind.DLMS])  # type: ignore[arg-type]
     return _run(targets, args, None, console)
 
 
@@ -220,18 +230,34 @@ def _with_campaign_roles(keys: Any, config: Any) -> Any:
     return replace(keys, extra={**keys.extra, "roles": list(existing.values())})
 
 
-def _parse_tcp(url: str) -> tuple[str, int]:
-    if url.startswith("udp://"):
-        raise UsageError(f"target {url}: the campaign client speaks DLMS over TCP only (the "
-                         "UDP wrapper is read from captures by 'fleet ingest', not spoken yet)")
-    scheme, sep, _ = url.partition("://")
-    if sep and scheme != "tcp":
-        raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT")
-    text = url.removeprefix("tcp://")
+def _parse_target(url: str) -> tuple[str, str, int]:
+    """(transport, host, port) of ``tcp://HOST:PORT`` or ``udp://HOST:PORT``."""
+    scheme, sep, text = url.partition("://")
+    if not sep:
+        scheme, text = "tcp", url
+    if scheme not in ("tcp", "udp"):
+        raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT or udp://HOST:PORT")
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
+        raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT or udp://HOST:PORT")
+    return scheme, host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _probe_udp(target: Any) -> None:
+    import asyncio
+
+    from metercert.client.errors import DlmsError
+    from metercert.errors import ConnectionFailed
+
+    async def ask() -> None:
+        async with target.public():
+            pass
+
+    try:
+        asyncio.run(ask())
+    except (DlmsError, ConnectionFailed) as exc:
+        raise ConnectionFailed(f"no DLMS answer from udp://{target.host}:{target.port}: "
+                               f"{str(exc).splitlines()[0]}") from None
 
 
 def _probe(host: str, port: int) -> None:

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=4059, help="first port (0 = any free port)")
     serve.add_argument("--count", type=int, default=1, help="number of meters (consecutive ports)")
     serve.add_argument("--framing", choices=["wrapper", "hdlc"], default="wrapper")
+    serve.add_argument("--udp", action="store_true",
+                       help="serve the wrapper over UDP (one frame per datagram) instead of TCP")
     serve.add_argument("--state-dir", default="metercert-state",
                        help="where keys and counters persist (a restart is a power cycle)")
     serve.add_argument("--keys-out", metavar="FILE",
@@ -61,6 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError("--count must be between 1 and 20000")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.host.startswith("127."):
         Console(stderr=True).print(f"[yellow]warning:[/] serving on {args.host}, not loopback")
+    if args.udp and (args.framing != "wrapper" or args.tls or args.capture):
+        raise UsageError("--udp serves the wrapper without TLS or --capture")
     profile = load_profile(args.profile)
     state_dir = Path(args.state_dir)
     keys_out = Path(args.keys_out) if args.keys_out else state_dir / "client-keys.yaml"
@@ -72,7 +76,7 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
     from metercert.meter.server import MeterFleet
 
     fleet = MeterFleet(profile, state_dir, host=args.host, port=args.port, count=args.count,
-                       framing=args.framing, ssl=ssl,
+                       framing=args.framing, ssl=ssl, transport="udp" if args.udp else "tcp",
                        capture_dir=Path(args.capture) if args.capture else None)
     try:
         await fleet.start()
@@ -88,7 +92,7 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
         last = fleet.endpoints[-1][1]
         ports = f"port {first_port}" if args.count == 1 else f"ports {first_port}-{last}"
         console.print(f"[bold]{args.count} {profile.name} meter(s)[/] on {first_host} {ports} "
-                      f"({args.framing}{', TLS' if ssl else ''})")
+                      f"({args.framing}{' over UDP' if args.udp else ''}{', TLS' if ssl else ''})")
         console.print(f"client key file: {keys_out}  state: {state_dir}")
         console.print("Ctrl-C stops (a restart on the same --state-dir is a power cycle)")
     stop = asyncio.Event()

@@ -89,6 +89,7 @@ class ClientSettings:
     client_sap: int = 16
     server_sap: int = 1
     framing: str = "wrapper"
+    transport: str = "tcp"  # or "udp" (wrapper only)
     mechanism: Mechanism = Mechanism.NONE
     keys: KeySet = field(default_factory=KeySet)
     suite: int = 0
@@ -168,7 +169,8 @@ class DlmsClient:
             self.stream = await open_dlms_connection(
                 self.host, self.port, framing=self.settings.framing,  # type: ignore[arg-type]
                 client_address=self.settings.client_sap, server_address=self.settings.server_sap,
-                timeout=self.settings.timeout, ssl=self.settings.ssl)
+                timeout=self.settings.timeout, ssl=self.settings.ssl,
+                transport=self.settings.transport)  # type: ignore[arg-type]
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {exc}") from None
 
@@ -286,7 +288,8 @@ class DlmsClient:
     async def _read_counter(self, obis: ObisCode) -> int:
         public = DlmsClient(self.host, self.port, ClientSettings(
             client_sap=16, server_sap=self.settings.server_sap, framing=self.settings.framing,
-            timeout=self.settings.timeout, ssl=self.settings.ssl))
+            transport=self.settings.transport, timeout=self.settings.timeout,
+            ssl=self.settings.ssl))
         async with public:
             value = await public.get(1, obis, 2)
         expected = int(value.value)

@@ -30,6 +30,7 @@ class DlmsTarget:
     port: int
     keys: KeySet
     framing: str = "wrapper"
+    transport: str = "tcp"  # "udp": the wrapper over UDP
     power: PowerController | None = None
     counter_dir: Path | None = None
     timeout: float = 5.0
@@ -68,7 +69,8 @@ class DlmsTarget:
 
     def describe(self) -> str:
         title = self.keys.server_system_title.hex().upper() if self.keys.server_system_title else "?"
-        return self.label or f"DLMS meter tcp://{self.host}:{self.port} (system title {title})"
+        return self.label or (f"DLMS meter {self.transport}://{self.host}:{self.port} "
+                              f"(system title {title})")
 
     @property
     def suite(self) -> int:
@@ -85,7 +87,7 @@ class DlmsTarget:
 
     def settings(self, role: str | None = None, **overrides: Any) -> ClientSettings:
         s = settings_for_role(self.keys, role, framing=self.framing, counter_dir=self.counter_dir,
-                              timeout=self.timeout, ssl=self.ssl)
+                              timeout=self.timeout, ssl=self.ssl, transport=self.transport)
         if role is None and self.invocation_counter_object is not None:
             s = replace(s, invocation_counter_object=self.invocation_counter_object)
         return replace(s, **overrides) if overrides else s

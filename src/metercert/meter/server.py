@@ -93,6 +93,7 @@ class MeterFleet:
     port: int = 4059
     count: int = 1
     framing: str = "wrapper"
+    transport: str = "tcp"  # or "udp": the wrapper, one frame per datagram
     ssl: ssl_module.SSLContext | None = None
     idle_timeout: float = 120.0
     meters: list[Meter] = field(default_factory=list)
@@ -104,8 +105,8 @@ class MeterFleet:
     async def start(self) -> None:
         rbac = load_rbac(self.profile.rbac)
         if self.capture_dir is not None:
-            if self.framing != "wrapper":
-                raise UsageError("--capture records wrapper framing only")
+            if self.framing != "wrapper" or self.transport != "tcp":
+                raise UsageError("--capture records the wrapper over tcp only")
             self.pcap = PcapRecorder(self.capture_dir)
         # requests run in threads so that one meter's counter sync never blocks the others
         self.executor = ThreadPoolExecutor(max_workers=min(32, 4 + self.count),
@@ -119,7 +120,8 @@ class MeterFleet:
                                     executor=self.executor, pcap=self.pcap)
 
             server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
-                                      ssl=self.ssl, idle_timeout=self.idle_timeout)
+                                      ssl=self.ssl, idle_timeout=self.idle_timeout,
+                                      transport=self.transport)  # type: ignore[arg-type]
             self.meters.append(meter)
             self.servers.append(server)
 

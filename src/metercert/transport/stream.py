@@ -52,13 +52,14 @@ from metercert.transport.wrapper import (
 )
 
 __all__ = [
-    "DEFAULT_IDLE_TIMEOUT", "DEFAULT_PORT", "ApduStream", "DlmsServer", "Framing",
+    "DEFAULT_IDLE_TIMEOUT", "DEFAULT_PORT", "ApduStream", "DlmsServer", "Framing", "Transport",
     "open_dlms_connection", "serve_dlms",
 ]
 
 log = logging.getLogger("metercert.transport")
 
 Framing = Literal["wrapper", "hdlc"]
+Transport = Literal["tcp", "udp"]
 DEFAULT_IDLE_TIMEOUT = 120.0  # the HDLC inactivity time-out default, used for both framings
 _READ_CHUNK = 65536
 _REPOLL_DELAY = 0.05  # HDLC client: pause before polling a server that had nothing yet
@@ -382,8 +383,12 @@ async def open_dlms_connection(
     server_hostname: str | None = None,
     max_frame: int = DEFAULT_MAX_PAYLOAD,
     hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
+    transport: Transport = "tcp",
 ) -> ApduStream:
     """Connect to a DLMS server and return an :class:`ApduStream`.
+
+    ``transport="udp"`` speaks the wrapper over UDP (one frame per datagram; no
+    HDLC, no TLS there).
 
     ``client_address``/``server_address`` are wPorts (wrapper) or HDLC addresses;
     ``physical_address`` adds a lower HDLC address. With HDLC the link is set
@@ -391,6 +396,16 @@ async def open_dlms_connection(
     ``max_frame`` bounds a received wrapper payload or reassembled HDLC APDU.
     """
     _check_options(framing, max_frame)
+    if transport == "udp":
+        if framing != "wrapper" or ssl is not None:
+            raise UsageError("over udp DLMS uses the wrapper, without TLS")
+        from metercert.transport.datagram import open_dlms_datagram
+
+        return await open_dlms_datagram(host, port, client_address=client_address,
+                                        server_address=server_address, timeout=timeout,
+                                        max_frame=max_frame)
+    if transport != "tcp":
+        raise UsageError(f"transport must be tcp or udp, got {transport!r}")
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
@@ -429,10 +444,36 @@ async def open_dlms_connection(
 Handler = Callable[[ApduStream], Awaitable[None]]
 
 
+async def run_handler(server: DlmsServer, handler: Handler, stream: ApduStream) -> None:
+    """Run ``handler`` for one connection of ``server``: whatever it raises closes
+    only that connection (and is remembered in ``server.drops``)."""
+    task = asyncio.current_task()
+    if task is not None:
+        server._tasks.add(task)
+        task.add_done_callback(server._tasks.discard)
+    server.active.add(stream)
+    server.served += 1
+    try:
+        await handler(stream)
+    except ConnectionClosed as exc:
+        log.debug("connection ended: %s", exc)
+    except TransportError as exc:
+        server.drops.append(str(exc))
+        log.info("dropped connection: %s", exc)
+    except Exception as exc:  # a handler defect must not take the server down
+        server.drops.append(f"{stream.peer}: handler failed: {exc.__class__.__name__}")
+        log.warning("handler failed for %s: %s", stream.peer, exc.__class__.__name__,
+                    exc_info=log.isEnabledFor(logging.DEBUG))
+    finally:
+        server.active.discard(stream)
+        await stream.aclose()
+
+
 class DlmsServer:
     """A running :func:`serve_dlms` listener; ``async with`` closes it."""
 
-    def __init__(self, server: asyncio.Server, framing: Framing) -> None:
+    def __init__(self, server: Any, framing: Framing) -> None:
+        # ``server``: an asyncio.Server, or the UDP listener of transport.datagram
         self._server = server
         self.framing: Framing = framing
         self.active: set[ApduStream] = set()
@@ -482,6 +523,7 @@ async def serve_dlms(
     server_address: int | None = None,
     hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
     max_connections: int | None = None,
+    transport: Transport = "tcp",
 ) -> DlmsServer:
     """Listen on ``host:port`` (0 picks a free port) and run ``handler`` per connection.
 
@@ -493,6 +535,16 @@ async def serve_dlms(
     ``max_connections`` open connections, new ones are closed at once.
     """
     _check_options(framing, max_frame)
+    if transport == "udp":
+        if framing != "wrapper" or ssl is not None:
+            raise UsageError("over udp DLMS uses the wrapper, without TLS")
+        from metercert.transport.datagram import serve_dlms_datagram
+
+        return await serve_dlms_datagram(handler, host, port, max_frame=max_frame,
+                                         idle_timeout=idle_timeout,
+                                         max_connections=max_connections)
+    if transport != "tcp":
+        raise UsageError(f"transport must be tcp or udp, got {transport!r}")
     holder: list[DlmsServer] = []
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -513,26 +565,7 @@ async def serve_dlms(
                 parameters=hdlc_parameters, max_apdu=max_frame))
         stream = ApduStream(reader, writer, link, framing=framing, timeout=idle_timeout,
                             idle_timeout=idle_timeout)
-        task = asyncio.current_task()
-        if task is not None:
-            server._tasks.add(task)
-            task.add_done_callback(server._tasks.discard)
-        server.active.add(stream)
-        server.served += 1
-        try:
-            await handler(stream)
-        except ConnectionClosed as exc:
-            log.debug("connection ended: %s", exc)
-        except TransportError as exc:
-            server.drops.append(str(exc))
-            log.info("dropped connection: %s", exc)
-        except Exception as exc:  # a handler defect must not take the server down
-            server.drops.append(f"{stream.peer}: handler failed: {exc.__class__.__name__}")
-            log.warning("handler failed for %s: %s", stream.peer, exc.__class__.__name__,
-                        exc_info=log.isEnabledFor(logging.DEBUG))
-        finally:
-            server.active.discard(stream)
-            await stream.aclose()
+        await run_handler(server, handler, stream)
 
     try:
         raw = await asyncio.start_server(on_connect, host, port, ssl=ssl, limit=_READ_CHUNK,
