@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from metercert.errors import ConnectionFailed, UsageError
+from metercert.errors import ConnectionFailed
 from metercert.transport.errors import BadFrame, FrameTooLarge
 from metercert.transport.hdlc import Role
 from metercert.transport.stream import (
@@ -213,8 +213,6 @@ async def serve_dlms_datagram(handler: Handler, host: str, port: int, *,
                               idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                               max_connections: int | None = None) -> DlmsServer:
     """Listen for wrapper datagrams on ``host:port`` and run ``handler`` per peer address."""
-    if not 0 <= max_frame <= 0xFFFF:
-        raise UsageError(f"max_frame must be 0..65535, got {max_frame}")
     loop = asyncio.get_running_loop()
     protocol = _ServerProtocol(handler, max_frame=max_frame, idle_timeout=idle_timeout,
                                max_connections=max_connections)

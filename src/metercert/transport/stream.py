@@ -1,7 +1,8 @@
-"""asyncio adapters: APDUs in and out of a TCP (or TLS) connection.
+"""asyncio adapters: APDUs in and out of a TCP (or TLS) connection, or UDP datagrams.
 
 :func:`open_dlms_connection` is what a DLMS client calls; :func:`serve_dlms`
-is what the reference meter runs. Both hand out an :class:`ApduStream`, which
+is what the reference meter runs (``transport="udp"``: see
+:mod:`~metercert.transport.datagram`). Both hand out an :class:`ApduStream`, which
 hides the framing (IEC 62056-47 wrapper or IEC 62056-46 HDLC) behind
 ``send(apdu)`` / ``recv()``. The framing itself lives in the sans-IO modules
 :mod:`~metercert.transport.wrapper` and :mod:`~metercert.transport.hdlc`; this
@@ -347,9 +348,14 @@ class ApduStream:
         await self._flush()
 
 
-def _check_options(framing: str, max_frame: int) -> None:
+def _check_options(framing: str, max_frame: int, transport: str = "tcp",
+                   ssl: object = None) -> None:
     if framing not in ("wrapper", "hdlc"):
         raise UsageError(f"unknown framing {framing!r}; use 'wrapper' or 'hdlc'")
+    if transport not in ("tcp", "udp"):
+        raise UsageError(f"transport must be tcp or udp, got {transport!r}")
+    if transport == "udp" and (framing != "wrapper" or ssl is not None):
+        raise UsageError("over udp DLMS uses the wrapper, without TLS")
     limit = 0xFFFF if framing == "wrapper" else 16 * 1024 * 1024
     if not 1 <= max_frame <= limit:
         raise UsageError(f"max_frame for {framing} must be 1..{limit}, got {max_frame}")
@@ -395,17 +401,13 @@ async def open_dlms_connection(
     up (SNRM/UA) before this returns. ``ssl`` is passed through to asyncio.
     ``max_frame`` bounds a received wrapper payload or reassembled HDLC APDU.
     """
-    _check_options(framing, max_frame)
+    _check_options(framing, max_frame, transport, ssl)
     if transport == "udp":
-        if framing != "wrapper" or ssl is not None:
-            raise UsageError("over udp DLMS uses the wrapper, without TLS")
         from metercert.transport.datagram import open_dlms_datagram
 
         return await open_dlms_datagram(host, port, client_address=client_address,
                                         server_address=server_address, timeout=timeout,
                                         max_frame=max_frame)
-    if transport != "tcp":
-        raise UsageError(f"transport must be tcp or udp, got {transport!r}")
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
@@ -534,17 +536,13 @@ async def serve_dlms(
     the handler is logged and closes only its connection. Beyond
     ``max_connections`` open connections, new ones are closed at once.
     """
-    _check_options(framing, max_frame)
+    _check_options(framing, max_frame, transport, ssl)
     if transport == "udp":
-        if framing != "wrapper" or ssl is not None:
-            raise UsageError("over udp DLMS uses the wrapper, without TLS")
         from metercert.transport.datagram import serve_dlms_datagram
 
         return await serve_dlms_datagram(handler, host, port, max_frame=max_frame,
                                          idle_timeout=idle_timeout,
                                          max_connections=max_connections)
-    if transport != "tcp":
-        raise UsageError(f"transport must be tcp or udp, got {transport!r}")
     holder: list[DlmsServer] = []
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
