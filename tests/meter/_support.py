@@ -69,11 +69,11 @@ class Bench:
 @asynccontextmanager
 async def serving(state_dir: Path, prof: MeterProfile | str = "conformant", *, count: int = 1,
                   framing: str = "wrapper", client_dir: Path | None = None,
-                  ssl: Any = None) -> AsyncIterator[Bench]:
+                  ssl: Any = None, transport: str = "tcp") -> AsyncIterator[Bench]:
     """Meters on free loopback ports for the body of the block, then stopped."""
     p = load_profile(prof) if isinstance(prof, str) else prof
     fleet = MeterFleet(p, state_dir, host="127.0.0.1", port=0, count=count, framing=framing,
-                       ssl=ssl, idle_timeout=20.0)
+                       ssl=ssl, idle_timeout=20.0, transport=transport)
     await fleet.start()
     try:
         key_file = fleet.write_key_file(state_dir / "client-keys.yaml")

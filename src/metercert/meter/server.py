@@ -38,6 +38,9 @@ def _recorder_for(stream: ApduStream, pcap: PcapRecorder | None) -> ConnectionRe
     return pcap.connection((peer[0], peer[1]), (local[0], local[1]))
 
 
+_SESSIONS_PER_CONNECTION = 16
+
+
 async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float = 120.0,
                         executor: Executor | None = None,
                         pcap: PcapRecorder | None = None) -> None:
@@ -49,7 +52,9 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
     benchmarks/meter_load.py: the ciphered GET rate of a 1000-meter fleet went from about
     250/s, bounded by one sync at a time, to about 2000/s, with the same durability).
     """
-    session: MeterSession | None = None
+    # One association per client SAP: frames on one connection (or, over UDP, from one
+    # address, which a new client socket may reuse) can come from several client wPorts.
+    sessions: dict[int, MeterSession] = {}
     loop = asyncio.get_running_loop()
     record = _recorder_for(stream, pcap)
     try:
@@ -58,8 +63,11 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
             client_sap, server_sap = stream.client_address or 16, stream.server_address or 1
             if record is not None:
                 record.from_client(client_sap, server_sap, apdu)
+            session = sessions.get(client_sap)
             if session is None:
-                session = MeterSession(meter, client_sap)
+                if len(sessions) >= _SESSIONS_PER_CONNECTION:
+                    del sessions[next(iter(sessions))]  # the oldest association goes
+                session = sessions[client_sap] = MeterSession(meter, client_sap)
             try:
                 if executor is None:
                     answer = session.handle(apdu)
