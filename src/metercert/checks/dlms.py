@@ -45,6 +45,7 @@ from metercert.cosem import (
 )
 from metercert.errors import ConnectionFailed
 from metercert.meter.firmware import build_signed_image
+from metercert.meter.objects import ImageTransfer  # image_transfer_status values
 from metercert.security import (
     CipheringForm,
     Key,
@@ -532,11 +533,6 @@ async def public_minimal(target: DlmsTarget) -> CheckOutcome:
 # -- firmware --------------------------------------------------------------------------------
 
 
-# image_transfer_status (attribute 6) values of the Image transfer class
-_IMAGE_VERIFYING, _IMAGE_VERIFIED, _IMAGE_VERIFY_FAILED = 2, 3, 4
-_IMAGE_ACTIVATING, _IMAGE_ACTIVATED, _IMAGE_ACTIVATION_FAILED = 5, 6, 7
-
-
 async def _await_image_status(c: DlmsClient, busy: int, done: int, failed: int,
                               timeout: float) -> ActionResult:
     """Meters that check an image in the background answer temporary-failure and show
@@ -570,14 +566,16 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes, *, activate
             raise DlmsError(f"image_block_transfer {n} refused: {res.name}")
     verify, _ = await c.action(18, IMAGE_TRANSFER, 3, DlmsData.integer(0))
     if verify is ActionResult.TEMPORARY_FAILURE:
-        verify = await _await_image_status(c, _IMAGE_VERIFYING, _IMAGE_VERIFIED,
-                                           _IMAGE_VERIFY_FAILED, timeout)
+        verify = await _await_image_status(c, ImageTransfer.VERIFY_INITIATED,
+                                           ImageTransfer.VERIFIED, ImageTransfer.VERIFY_FAILED,
+                                           timeout)
     if not activate:
         return verify, None
     activated, _ = await c.action(18, IMAGE_TRANSFER, 4, DlmsData.integer(0))
     if activated is ActionResult.TEMPORARY_FAILURE:
-        activated = await _await_image_status(c, _IMAGE_ACTIVATING, _IMAGE_ACTIVATED,
-                                              _IMAGE_ACTIVATION_FAILED, timeout)
+        activated = await _await_image_status(c, ImageTransfer.ACTIVATION_INITIATED,
+                                              ImageTransfer.ACTIVATED,
+                                              ImageTransfer.ACTIVATION_FAILED, timeout)
     return verify, activated
 
 
