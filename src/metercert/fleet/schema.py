@@ -104,30 +104,30 @@ def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.table(cols, schema=APDU_SCHEMA)
 
 
-def with_day(table: pa.Table) -> pa.Table:
-    """Add the ``day`` partition column (UTC date of ``ts`` as YYYY-MM-DD)."""
-    day = pc.strftime(table.column("ts"), format="%Y-%m-%d")
-    return table.append_column(PARTITION, day)
-
-
 def write_dataset(table: pa.Table, out_dir: str | Path) -> list[Path]:
     """Append ``table`` to the day-partitioned dataset under ``out_dir``.
 
-    Files get a fresh name per call so that several ingests can share a directory.
+    One file per day present in ``table``, under ``day=YYYY-MM-DD/``; files get a
+    fresh name per call so that several ingests can share a directory. Each file is
+    written synchronously with ``pq.write_table``: Arrow's dataset writer would call
+    back into Python from its own threads, and a callback released there while the
+    interpreter exits aborts the process (seen as exit 134 after a successful ingest).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if table.num_rows == 0:
         return []
     table = table.cast(APDU_SCHEMA)
-    written: list[str] = []
-    pq.write_to_dataset(
-        with_day(table), root_path=str(out), partition_cols=[PARTITION],
-        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
-        file_visitor=lambda wf: written.append(wf.path),
-    )
-    return [Path(p) for p in written]
+    days = pc.strftime(table.column("ts"), format="%Y-%m-%d")
+    stem = f"part-{uuid.uuid4().hex}"
+    written: list[Path] = []
+    for day in sorted(pc.unique(days).to_pylist()):
+        folder = out / f"{PARTITION}={day}"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{stem}.parquet"
+        pq.write_table(table.filter(pc.equal(days, day)), path)
+        written.append(path)
+    return written
 
 
 def dataset_files(root: str | Path) -> list[Path]:
