@@ -35,7 +35,9 @@ class _OneLineParser(argparse.ArgumentParser):
     """Argument errors are one line and exit 2, like every other metercert error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"metercert: error: {self.prog}: {' '.join(message.split())}\n")
+        where = self.prog.removeprefix("metercert").strip()
+        text = " ".join(message.split())
+        self.exit(2, f"metercert: error: {where}: {text}\n" if where else f"metercert: error: {text}\n")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "certify", help="run the whole campaign against the built-in reference meter",
         description="Start the reference meter on a free loopback port, run the full campaign "
                     "(DLMS security, roles, TLS, dossier) including power cycles, write reports.")
-    certify.add_argument("--meter-profile", default="conformant",
+    certify.add_argument("--meter-profile", "--profile", default="conformant",
                          help="reference meter profile (see 'metercert meter profiles')")
     certify.add_argument("--no-tls", action="store_true", help="do not audit a TLS listener")
     _common(certify)
