@@ -38,15 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(certify)
     certify.set_defaults(func=_certify)
 
-    test = sub.add_parser("test", help="run the campaign against a meter over TCP",
-                          description="Run the DLMS campaign against tcp://HOST:PORT.")
+    test = sub.add_parser("test", help="run the campaign against a meter over TCP or UDP",
+                          description="Run the campaign against a meter at tcp://HOST:PORT or "
+                                      "udp://HOST:PORT (DLMS wrapper, or HDLC over TCP).")
     test.add_argument("target", nargs="?",
                       help="tcp://HOST:PORT or udp://HOST:PORT (or set 'target:' in --campaign)")
     test.add_argument("--keys", help="key file (see README)")
     test.add_argument("--campaign", help="campaign file (YAML)")
-    test.add_argument("--framing", choices=["wrapper", "hdlc"], default=None)
+    test.add_argument("--framing", choices=["wrapper", "hdlc"], default=None,
+                      help="frame format on the connection (default: wrapper)")
     test.add_argument("--tls", metavar="HOST:PORT", help="also audit this TLS endpoint")
-    test.add_argument("--client-cert"), test.add_argument("--client-key"), test.add_argument("--ca")
+    test.add_argument("--client-cert", metavar="PEM",
+                      help="client certificate for the --tls audit (mutual TLS)")
+    test.add_argument("--client-key", metavar="PEM", help="private key of --client-cert")
+    test.add_argument("--ca", metavar="PEM", help="CA certificate(s) that sign the meter's certificate")
     test.add_argument("--dossier", help="device dossier YAML to assess")
     test.add_argument("--power-cycle-cmd", metavar="CMD",
                       help="command that power-cycles the meter (enables persistence checks)")
