@@ -25,3 +25,20 @@ def test_argument_errors_are_one_line_without_a_repeated_program_name(
 def test_certify_takes_profile_as_a_short_name_for_meter_profile() -> None:
     argv = ["certify", "--profile", "no-replay-check"]
     assert build_parser(argv).parse_args(argv).meter_profile == "no-replay-check"
+
+
+def test_every_argument_of_every_command_has_help() -> None:
+    import argparse
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "metercert")
+    assert not missing, missing

@@ -59,8 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     prot = cmds.add_parser("protect", help="cipher a plaintext xDLMS APDU")
     prot.add_argument("hex", help="the plaintext APDU in hex")
     _key_options(prot)
-    prot.add_argument("--form", choices=[f.value for f in CipheringForm], default="global")
-    prot.add_argument("--suite", type=int, choices=[0, 1, 2], default=0)
+    prot.add_argument("--form", choices=[f.value for f in CipheringForm], default="global",
+                      help="service-specific global (default) or dedicated, or general-glo / "
+                           "general-ded ciphering (system title carried in the APDU)")
+    prot.add_argument("--suite", type=int, choices=[0, 1, 2], default=0,
+                      help="security suite written in the security control byte (default 0)")
     prot.add_argument("--mode", choices=["auth-enc", "auth", "enc"], default="auth-enc",
                       help="authenticated and encrypted (default), authenticated only, encrypted only")
     prot.add_argument("--broadcast", action="store_true", help="use the broadcast key (GBEK)")

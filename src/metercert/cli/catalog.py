@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     matrix.set_defaults(func=_matrix)
 
     show = sub.add_parser("show", help="one requirement: its threats and the checks that evidence it")
-    show.add_argument("requirement_id", metavar="ID")
+    show.add_argument("requirement_id", metavar="ID", help="requirement or check id")
     show.set_defaults(func=_show)
 
     lst = sub.add_parser("list", help="list requirements")

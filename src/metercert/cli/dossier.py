@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = parser.add_subparsers(dest="dossier_command", metavar="SUBCOMMAND", required=True)
 
     init = sub.add_parser("init", help="write a commented template dossier with example files into DIR")
-    init.add_argument("directory", type=Path, metavar="DIR")
+    init.add_argument("directory", type=Path, metavar="DIR", help="folder to write (created if missing)")
     init.add_argument("--force", action="store_true", help="overwrite an existing dossier.yaml")
     init.set_defaults(func=_init)
 

@@ -17,7 +17,7 @@ _STATE_STYLE = {"failed": "bold red", "inconclusive": "yellow", "untested": "mag
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("gaps", help="gap analysis of a results.json against the requirement catalog")
-    parser.add_argument("results", type=Path, metavar="RESULTS.json")
+    parser.add_argument("results", type=Path, metavar="RESULTS.json", help="results file of a campaign run")
     parser.add_argument("--framework", metavar="X", help="only this framework (e.g. CRA, EN303645, DLMS)")
     parser.add_argument("--json", action="store_true", help="print the gap report as JSON")
     parser.set_defaults(func=_gaps)

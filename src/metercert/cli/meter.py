@@ -19,10 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = meter.add_subparsers(dest="meter_command", metavar="ACTION", required=True)
     serve = cmds.add_parser("serve", help="serve one or many reference meters over TCP")
     serve.add_argument("--profile", default="conformant", help="profile name or YAML file")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4059, help="first port (0 = any free port)")
     serve.add_argument("--count", type=int, default=1, help="number of meters (consecutive ports)")
-    serve.add_argument("--framing", choices=["wrapper", "hdlc"], default="wrapper")
+    serve.add_argument("--framing", choices=["wrapper", "hdlc"], default="wrapper",
+                       help="DLMS wrapper (default) or HDLC frames over the connection")
     serve.add_argument("--udp", action="store_true",
                        help="serve the wrapper over UDP (one frame per datagram) instead of TCP")
     serve.add_argument("--state-dir", default="metercert-state",

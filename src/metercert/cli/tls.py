@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         description="Probe HOST:PORT once (sslyze + own handshakes) and run the IEC 62351-3 TLS "
         "checks. Exit 0 if no check fails, 1 if one fails, 2 on usage or connection errors.",
     )
-    audit.add_argument("endpoint", metavar="HOST:PORT")
+    audit.add_argument("endpoint", metavar="HOST:PORT", help="TLS endpoint to audit")
     audit.add_argument("--client-cert", metavar="FILE", help="operator client certificate (PEM)")
     audit.add_argument("--client-key", metavar="FILE", help="its private key (PEM, unencrypted)")
     audit.add_argument(
@@ -64,8 +64,9 @@ def register(subparsers: Any) -> None:
         description="Write ca.pem/ca.key, meter.pem/meter.key (server), headend.pem/headend.key "
         "(client) and ca.crl into DIR. Private keys are mode 0600.",
     )
-    init.add_argument("directory", metavar="DIR")
-    init.add_argument("--curve", choices=["P-256", "P-384"], default="P-256")
+    init.add_argument("directory", metavar="DIR", help="folder for the keys and certificates")
+    init.add_argument("--curve", choices=["P-256", "P-384"], default="P-256",
+                      help="ECDSA curve of every key (default P-256)")
     init.add_argument(
         "--days", type=int, default=365, help="leaf validity in days (CA: twice that)"
     )
