@@ -70,3 +70,31 @@ def test_unknown_profile_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert "unknown meter profile 'no-such-profile'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# meters in suites 1 and 2 whose associations use HLS-ECDSA (mechanism 7) or, in suite 2,
+# HLS-GMAC with 256-bit keys: the client takes the mechanism and ECDSA keys from the key file
+VARIANTS = {
+    "ecdsa-suite-1": ({"security_suite": 1, "mechanism": "hls-ecdsa"}, set()),
+    "ecdsa-suite-2": ({"security_suite": 2, "mechanism": "hls-ecdsa"}, set()),
+    "gmac-suite-2-accepts-downgrade": ({"security_suite": 2, "flaws": ["accepts-downgrade"]},
+                                       {"DLMS-DOWNGRADE-01"}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_suite_and_mechanism_variants(tmp_path, name):
+    import yaml
+
+    settings, expected = VARIANTS[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "description": name, **settings}))
+    proc, results = _certify(tmp_path, str(path), "--no-tls", "--only", "DLMS-*")
+    verdicts = {c["id"]: c["verdict"] for c in results["checks"]}
+    assert {i for i, v in verdicts.items() if v != "pass"} == expected, results["checks"]
+    assert len(verdicts) == 24
+    assert proc.returncode == (1 if expected else 0)
+    text = json.dumps(results)
+    mechanism = settings.get("mechanism", "hls-gmac")
+    assert ("60857405080207" in text) == (mechanism == "hls-ecdsa")   # mechanism 7 in the AARQs

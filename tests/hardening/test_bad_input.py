@@ -41,6 +41,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "bad_json": d / "bad.json",
         "not_pcap": d / "capture.pcap",
         "a_file": d / "plain-file",
+        "bad_mechanism": d / "bad-mechanism-keys.yaml",
+        "md5_campaign": d / "md5-campaign.yaml",
     }
     made["dir"].mkdir()
     made["binary"].write_bytes(b"\xb7\xff\xfe binary \x00 junk")
@@ -54,6 +56,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     made["bad_json"].write_text('{"schema": "metercert-results", ')
     made["not_pcap"].write_bytes(b"this is not a capture\n" * 10)
     made["a_file"].write_text("x")
+    made["bad_mechanism"].write_text(GOOD_KEYS + "mechanism: hls-md6\n")
+    made["md5_campaign"].write_text(
+        f"target: tcp://127.0.0.1:1\nkeys: {made['good_keys'].name}\n"
+        "roles:\n  SECAUD: {client_sap: 48, mechanism: hls-md5, secret_env: SECAUD_SECRET}\n")
     out = {k: str(v) for k, v in made.items()}
     out["tmp"] = str(d)
     out["closed"] = str(_closed_port())
@@ -100,6 +106,9 @@ CASES: list[tuple[str, list[str]]] = [
     ("test other scheme", ["test", "http://127.0.0.1:4059", "--keys", "{good_keys}", "--quiet"]),
     ("test udp nobody", ["test", "udp://127.0.0.1:{closed}", "--keys", "{good_keys}", "--quiet"]),
     ("test bad port", ["test", "tcp://127.0.0.1:99999", "--keys", "{good_keys}", "--quiet"]),
+    ("test unknown mechanism", ["test", "tcp://127.0.0.1:{closed}", "--keys", "{bad_mechanism}",
+                                "--quiet"]),
+    ("test legacy role mechanism", ["test", "--campaign", "{md5_campaign}", "--quiet"]),
     ("test missing campaign", ["test", "--campaign", "{missing}", "--quiet"]),
     ("test bad yaml campaign", ["test", "--campaign", "{bad_yaml}", "--quiet"]),
     ("test bad date campaign", ["test", "--campaign", "{bad_date}", "--quiet"]),
@@ -179,3 +188,17 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], files: dict[str, str]) ->
     lines = err.splitlines()
     assert len(lines) == 1, f"{len(lines)} stderr lines:\n{err[-2000:]}"
     assert lines[0].startswith("metercert: error: "), lines[0]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["test", "tcp://127.0.0.1:{closed}", "--keys", "{bad_mechanism}", "--quiet"],
+     ["key file", "unknown mechanism 'hls-md6'"]),
+    (["test", "--campaign", "{md5_campaign}", "--quiet"], ["role SECAUD", "hls-md5"]),
+], ids=["key file mechanism", "campaign role mechanism"])
+def test_mechanism_errors_come_before_any_connection(argv: list[str], words: list[str],
+                                                     files: dict[str, str]) -> None:
+    """Both targets are unreachable: the error must be about the mechanism, found up front."""
+    proc = subprocess.run(check=False, args=[*CLI, *(a.format(**files) for a in argv)],
+                          capture_output=True, text=True, timeout=100, cwd=files["tmp"],
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and all(w in proc.stderr for w in words), proc.stderr

@@ -52,3 +52,10 @@ def gurux_hls_meter() -> Iterator[tuple[str, int, Any]]:
         yield host, port, stop
     finally:
         stop()
+
+
+@pytest.fixture
+def ecdsa_meter(tmp_path: Path) -> Iterator[RunningMeter]:
+    """A reference meter in suite 1 whose associations authenticate with HLS-ECDSA (P-256)."""
+    profile = profile_from_mapping({"name": "ecdsa", "security_suite": 1, "mechanism": "hls-ecdsa"})
+    yield from serve_reference_meter(profile, tmp_path)

@@ -189,3 +189,47 @@ def test_gurux_dedicated_key_uses_general_ded_ciphering(suite0_meter: RunningMet
     _assert_clock_is_now(raw)
     assert [apdu[0] for apdu in link.sent[1:]] == [0xCB, 0xDC]
     assert link.received[-1][0] == 0xDC
+
+
+def _ecdsa_client(meter: RunningMeter, client_key_file: str) -> Any:
+    """gurux's HLS-ECDSA client with the client key pair and meter public key the key file names."""
+    from cryptography.hazmat.primitives import serialization
+    from gurux_dlms.ecdsa import GXPrivateKey, GXPublicKey
+
+    folder = meter.fleet.state_dir
+    own = serialization.load_pem_private_key((folder / client_key_file).read_bytes(), None)
+    peer = serialization.load_pem_public_key((folder / meter.keys["server_public_key"]).read_bytes())
+    client = _secure_client(meter, suite=1)
+    client.authentication = Authentication.HIGH_ECDSA
+    raw_peer = peer.public_bytes(serialization.Encoding.X962,  # type: ignore[union-attr]
+                                 serialization.PublicFormat.UncompressedPoint)
+    client.ciphering.signingKeyPair = (
+        GXPublicKey.fromRawBytes(raw_peer),
+        GXPrivateKey.fromRawBytes(own.private_numbers().private_value.to_bytes(32, "big")))  # type: ignore[union-attr]
+    return client
+
+
+def test_gurux_hls_ecdsa_client_and_our_meter_verify_each_other(ecdsa_meter: RunningMeter) -> None:
+    """HLS mechanism 7: gurux signs (client title || meter title || StoC || CtoS) with its own
+    ECDSA code and checks the meter's signature the other way round; a ciphered GET follows."""
+    client = _ecdsa_client(ecdsa_meter, ecdsa_meter.keys["client_private_key"])
+    clock = GXDLMSClock(CLOCK_OBIS)
+    with gurux_link(ecdsa_meter, client) as link:
+        link.associate()
+        raw = link.read(clock, 2)
+    _assert_clock_is_now(raw)
+    assert bytes.fromhex("60857405080207") in link.sent[0]   # mechanism name 2.16.756.5.8.2.7
+    f_stoc = link.sent[1]
+    assert f_stoc[0] == 0xCB   # reply_to_HLS_authentication, ciphered
+
+
+def test_gurux_hls_ecdsa_with_another_roles_key_is_refused(ecdsa_meter: RunningMeter) -> None:
+    """The management association takes only its own client key: a key pair the meter issued
+    to another role (READER) signs a valid-looking f(StoC) that must not verify."""
+    reader = next(r for r in ecdsa_meter.keys["roles"] if r["role"] == "READER")
+    client = _ecdsa_client(ecdsa_meter, reader["client_private_key"])
+    log = ecdsa_meter.fleet.meters[0].log.entries
+    with gurux_link(ecdsa_meter, client) as link, pytest.raises(Exception, match="do not match"):
+        link.associate()   # gurux gets no f(CtoS) back
+    assert [detail for _, _, detail in log] == ["sap 1: HLS pass 3 failed"]
+    assert link.sent[1][0] == 0xCB and len(link.received) == 2

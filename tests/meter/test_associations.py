@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from metercert.client.errors import AssociationRejected, DataAccessFailed
+from metercert.client.errors import AssociationRejected, DataAccessFailed, ResponseNotTrusted
 from metercert.cosem import AcseServiceUserDiagnostic, DataAccessResult, DataType
 from metercert.security import CipheringForm, Mechanism, is_ciphered
 
@@ -106,10 +107,15 @@ def test_hls_sha256_profile(tmp_path: Path) -> None:
                 async with wrong:
                     pass
             # and this meter refuses GMAC, the mechanism it was not configured for
-            gmac = target.client("SECADM")
+            gmac = target.client("SECADM", mechanism=Mechanism.HLS_GMAC)
             with pytest.raises(AssociationRejected):
                 async with gmac:
                     pass
+            # the key file the meter wrote names its mechanism: a plain client just works
+            for default in (target.client("SECADM"), target.client()):
+                assert default.settings.mechanism is Mechanism.HLS_SHA256
+                async with default:
+                    assert (await default.get(8, CLOCK, 2)).type is DataType.OCTET_STRING
 
     run(scenario)
 
@@ -294,3 +300,63 @@ def test_concurrent_roles_on_many_meters(tmp_path: Path) -> None:
     assert len(seen) == 20
     for (i, role), counters in seen.items():
         assert len(counters) >= 6 and counters == sorted(set(counters)), (i, role)
+
+
+@pytest.mark.parametrize("suite, curve", [(1, "secp256r1"), (2, "secp384r1")])
+def test_hls_ecdsa_profile(tmp_path: Path, suite: int, curve: str) -> None:
+    """HLS mechanism 7: the meter issues each association a client key pair (in the key file it
+    writes, with its own public key); both sides sign and check f(challenge) on the suite's curve."""
+    from dataclasses import replace
+
+    prof = profile(mechanism="hls-ecdsa", security_suite=suite)
+
+    async def scenario() -> None:
+        async with serving(tmp_path / "m", prof) as bench:
+            target = bench.target()
+            keys = target.keys
+            assert keys.client_private_key is not None and keys.server_public_key is not None
+            assert keys.client_private_key.curve.name == curve
+            client = target.client()
+            assert client.settings.mechanism is Mechanism.HLS_ECDSA
+            async with client:
+                mech = await client.get(15, CURRENT_ASSOCIATION, 6)
+                assert (await client.get(8, CLOCK, 2)).type is DataType.OCTET_STRING
+            assert mech.value == bytes.fromhex("60857405080207")  # ...8.2.7 = HLS-ECDSA
+            # each role signs with its own key: SECAUD's key pair does not open SECADM
+            secaud = target.client("SECAUD").settings.keys.client_private_key
+            assert secaud is not None
+            impostor = target.client(keys=replace(keys, client_private_key=secaud))
+            with pytest.raises(AssociationRejected):
+                async with impostor:
+                    pass
+            # the meter's f(CtoS) is checked too: a wrong meter public key is caught
+            wrong_meter = target.client(keys=replace(keys, server_public_key=secaud.public_key()))
+            with pytest.raises(ResponseNotTrusted):
+                async with wrong_meter:
+                    pass
+            events = [detail for _, _, detail in bench.meter.log.entries]
+            assert events.count("sap 1: HLS pass 3 failed") == 1
+
+    run(scenario)
+
+
+def test_hls_ecdsa_keys_survive_a_power_cycle(tmp_path: Path) -> None:
+    prof = profile(mechanism="hls-ecdsa")
+
+    async def scenario() -> bytes:
+        async with serving(tmp_path / "m", prof) as bench:
+            async with bench.target().client() as client:
+                await client.get(8, CLOCK, 2)
+            key = bench.target().keys.server_public_key
+            assert key is not None
+            return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+    assert run(scenario) == run(scenario)   # the second start reads the same meter key
+
+
+def test_hls_ecdsa_needs_a_suite_with_ecdsa() -> None:
+    from metercert.errors import InputFileError
+    from metercert.meter.profile import profile_from_mapping
+
+    with pytest.raises(InputFileError, match="hls-ecdsa needs security_suite 1 or 2"):
+        profile_from_mapping({"name": "x", "security_suite": 0, "mechanism": "hls-ecdsa"})

@@ -219,11 +219,16 @@ def _with_campaign_roles(keys: Any, config: Any) -> Any:
     """
     from dataclasses import replace
 
-    names = {1: "lls", 2: "hls", 5: "hls-gmac", 6: "hls-sha256", 7: "hls-ecdsa", 0: "none"}
+    names = {0: "none", 1: "lls", 5: "hls-gmac", 6: "hls-sha256", 7: "hls-ecdsa"}
     existing = {r.get("role"): dict(r) for r in keys.extra.get("roles", []) if isinstance(r, dict)}
     for name, role in config.roles.items():
+        if role.mechanism not in names:
+            raise UsageError(f"campaign role {name}: metercert's client does not authenticate with "
+                             f"{role.mechanism_name} (mechanisms 2-4 are what DLMS-AUTH-LEGACY-01 "
+                             "expects a meter to refuse); use none, lls, hls-gmac, hls-sha256 "
+                             "or hls-ecdsa")
         entry = existing.get(name, {"role": name})
-        entry.update(client_sap=role.client_sap, mechanism=names.get(role.mechanism, "none"))
+        entry.update(client_sap=role.client_sap, mechanism=names[role.mechanism])
         secret = role.credential()
         if role.password_env and secret:
             entry["password"] = secret

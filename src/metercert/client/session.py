@@ -55,7 +55,7 @@ from metercert.cosem import (
     decode_apdu,
     decode_data,
 )
-from metercert.errors import ConnectionFailed
+from metercert.errors import ConnectionFailed, InputFileError
 from metercert.security import (
     AuthenticationFailed,
     CipheringForm,
@@ -72,6 +72,7 @@ from metercert.security import (
     protect,
     unprotect_parsed,
 )
+from metercert.security.keys import load_pem_key
 from metercert.transport.errors import TransportError
 from metercert.transport.stream import ApduStream, open_dlms_connection
 
@@ -138,6 +139,9 @@ class _Counter:
 class DlmsClient:
     def __init__(self, host: str, port: int, settings: ClientSettings) -> None:
         self.host, self.port, self.settings = host, port, settings
+        #: the suite the keys are for; an association claiming another suite (a downgrade
+        #: attempt) ciphers and checks with these keys all the same
+        self._keys_suite = settings.suite
         self.stream: ApduStream | None = None
         self.trace = Trace()
         self.associated = False
@@ -252,7 +256,8 @@ class DlmsClient:
                     invocation_counter=ic, encryption_key=s.keys.guek,
                     authentication_key=s.keys.ak,
                     form=CipheringForm.GENERAL_GLO if s.form is CipheringForm.GENERAL_GLO
-                    else CipheringForm.GLOBAL)
+                    else CipheringForm.GLOBAL,
+                    key_size=self._key_size(s.keys.guek, s.suite if suite is None else suite))
             aarq = AARQ(application_context_name=ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING.oid,
                         calling_ap_title=title, sender_acse_requirements=True,
                         mechanism_name=AuthenticationMechanism(int(mech)).oid,
@@ -392,7 +397,7 @@ class DlmsClient:
         assert s.keys.client_system_title is not None
         return protect(plain, security_control=sc, system_title=s.keys.client_system_title,
                        invocation_counter=ic, encryption_key=key, authentication_key=s.keys.ak,
-                       form=form)
+                       form=form, key_size=self._key_size(key, sc.suite))
 
     def peek(self, apdu: bytes) -> bytes | None:
         """Plaintext of a meter's answer if it verifies, without moving any window (for checks)."""
@@ -403,7 +408,8 @@ class DlmsClient:
             key = self._dedicated if parsed.form.dedicated else self.settings.keys.guek
             return unprotect_parsed(parsed, encryption_key=key,
                                     authentication_key=self.settings.keys.ak,
-                                    system_title=parsed.system_title or self.server_title).plaintext
+                                    system_title=parsed.system_title or self.server_title,
+                                    key_size=self._key_size(key, parsed.security_control.suite)).plaintext
         except (AuthenticationFailed, DlmsError, ValueError):
             return None
         except Exception:  # noqa: BLE001 - malformed answers are "not served"
@@ -413,6 +419,14 @@ class DlmsClient:
         """Never use a counter below ``value`` again (after deliberately jumping ahead)."""
         self._counter.at_least(value)
 
+    def _key_size(self, key: Key | None, suite: int) -> int | None:
+        """None (the suite decides, and a key of the wrong size is an error) for the suite the
+        keys are for; for any other suite, claimed by a downgrade attempt or by a meter that
+        went along with one, the size of the keys the client has."""
+        if suite == self._keys_suite or key is None:
+            return None
+        return len(key.secret)
+
     def _open(self, apdu: bytes) -> bytes:
         parsed = parse_ciphered(apdu)
         if parsed.system_title is not None and parsed.system_title != self.server_title:
@@ -421,7 +435,8 @@ class DlmsClient:
         try:
             opened = unprotect_parsed(parsed, encryption_key=key,
                                       authentication_key=self.settings.keys.ak,
-                                      system_title=self.server_title)
+                                      system_title=self.server_title,
+                                      key_size=self._key_size(key, parsed.security_control.suite))
         except AuthenticationFailed:
             raise ResponseNotTrusted("response does not verify") from None
         guard = self._rx_dedicated if parsed.form.dedicated else self._rx
@@ -526,37 +541,65 @@ _ROLE_MECHANISMS = {"none": Mechanism.NONE, "lls": Mechanism.LLS, "hls-gmac": Me
                     "hls-sha256": Mechanism.HLS_SHA256, "hls-ecdsa": Mechanism.HLS_ECDSA}
 
 
+def _mechanism(value: Any, default: Mechanism, where: str) -> Mechanism:
+    if value in (None, ""):
+        return default
+    mechanism = _ROLE_MECHANISMS.get(str(value).lower())
+    if mechanism is None:
+        raise InputFileError(f"{where}: unknown mechanism {value!r}; use one of "
+                             f"{', '.join(_ROLE_MECHANISMS)}")
+    return mechanism
+
+
+def _hex_secret(value: Any, where: str) -> bytes | None:
+    if not value:
+        return None
+    try:
+        return bytes.fromhex(str(value))
+    except ValueError:
+        raise InputFileError(f"{where}: hls_secret is not hex") from None
+
+
 def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> ClientSettings:
-    """Client settings for the management association of a key file, or one of its roles."""
+    """Client settings for the management association of a key file, or one of its roles.
+
+    The management association uses the key file's top-level ``mechanism`` (HLS-GMAC when
+    absent), keys and ``hls_secret``; a role entry may name its own ``mechanism``, keys,
+    ``hls_secret`` and ``client_private_key`` (a PEM file, for HLS-ECDSA).
+    """
     entry: dict[str, Any] = dict(keys.extra)
     suite = int(entry.get("security_suite", 0))
     counter_obis = entry.get("invocation_counter_object")
     base: dict[str, Any] = {
-        "client_sap": int(entry.get("client_sap", 1)), "mechanism": Mechanism.HLS_GMAC,
+        "client_sap": int(entry.get("client_sap", 1)),
+        "mechanism": _mechanism(entry.get("mechanism"), Mechanism.HLS_GMAC, "key file"),
         "keys": keys, "suite": suite,
+        "hls_secret": _hex_secret(entry.get("hls_secret"), "key file"),
         "invocation_counter_object": ObisCode.parse(counter_obis) if counter_obis else None}
     if role is not None:
         roles = {r.get("role"): r for r in entry.get("roles", []) if isinstance(r, dict)}
         if role not in roles:
             raise DlmsError(f"the key file has no role {role}")
         spec = roles[role]
-        mechanism = _ROLE_MECHANISMS.get(str(spec.get("mechanism", "")).lower())
-        if mechanism is None:
-            mechanism = Mechanism.HLS_GMAC if "guek" in spec else Mechanism.NONE
+        where = f"key file, role {role}"
+        mechanism = _mechanism(spec.get("mechanism"),
+                               Mechanism.HLS_GMAC if "guek" in spec else Mechanism.NONE, where)
         role_keys = keys
         if "guek" in spec:
-            role_keys = replace(keys, guek=Key(bytes.fromhex(spec["guek"]), "guek"),
-                                ak=Key(bytes.fromhex(spec["ak"]), "ak"),
-                                kek=Key(bytes.fromhex(spec["kek"]), "kek") if spec.get("kek") else None)
+            role_keys = replace(keys, guek=Key.from_hex(spec["guek"], f"{where}: guek"),
+                                ak=Key.from_hex(spec.get("ak", ""), f"{where}: ak"),
+                                kek=Key.from_hex(spec["kek"], f"{where}: kek") if spec.get("kek") else None)
         elif mechanism is Mechanism.NONE:
             role_keys = KeySet(server_system_title=keys.server_system_title)
-        secret = spec.get("hls_secret")
+        if spec.get("client_private_key"):
+            role_keys = replace(role_keys, client_private_key=load_pem_key(
+                spec["client_private_key"], keys.base_dir, where, private=True))
         role_counter = spec.get("invocation_counter_object")
         base = {
             "client_sap": int(spec["client_sap"]), "mechanism": mechanism, "keys": role_keys,
             "suite": suite if mechanism.is_hls else 0,
             "password": str(spec["password"]).encode() if spec.get("password") else None,
-            "hls_secret": bytes.fromhex(secret) if secret else None,
+            "hls_secret": _hex_secret(spec.get("hls_secret"), where),
             "invocation_counter_object": ObisCode.parse(role_counter) if role_counter else None}
     base.update(extra)
     return ClientSettings(**base)

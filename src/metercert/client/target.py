@@ -49,6 +49,8 @@ class DlmsTarget:
         if self.counter_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="metercert-client-")
             self.counter_dir = Path(self._tmp.name)
+        for role in (None, *self.roles()):  # a bad mechanism, key or PEM: one error, up front
+            settings_for_role(self.keys, role)
         extra = self.keys.extra
         if self.firmware_signing_key is None and extra.get("firmware_signing_key"):
             self.firmware_signing_key = load_pem_key(extra["firmware_signing_key"],

@@ -138,6 +138,10 @@ def profile_from_mapping(data: Any, source: str = "profile") -> MeterProfile:
         raise InputFileError(f"meter profile {source}: security_suite must be 0, 1 or 2")
     if profile.policy not in _POLICIES:
         raise InputFileError(f"meter profile {source}: policy must be one of {sorted(_POLICIES)}")
-    if profile.mechanism not in ("hls-gmac", "hls-sha256"):
-        raise InputFileError(f"meter profile {source}: mechanism must be hls-gmac or hls-sha256")
+    if profile.mechanism not in ("hls-gmac", "hls-sha256", "hls-ecdsa"):
+        raise InputFileError(f"meter profile {source}: mechanism must be hls-gmac, hls-sha256 "
+                             "or hls-ecdsa")
+    if profile.mechanism == "hls-ecdsa" and profile.security_suite == 0:
+        raise InputFileError(f"meter profile {source}: hls-ecdsa needs security_suite 1 or 2 "
+                             "(suite 0 has no ECDSA)")
     return profile

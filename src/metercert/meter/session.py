@@ -102,7 +102,8 @@ CURRENT_ASSOCIATION = ObisCode(0, 0, 40, 0, 0, 255)
 METER_CONFORMANCE = (Conformance.GET | Conformance.SET | Conformance.ACTION
                      | Conformance.SELECTIVE_ACCESS | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
                      | Conformance.GENERAL_PROTECTION)
-_MECHANISMS = {"hls-gmac": Mechanism.HLS_GMAC, "hls-sha256": Mechanism.HLS_SHA256}
+_MECHANISMS = {"hls-gmac": Mechanism.HLS_GMAC, "hls-sha256": Mechanism.HLS_SHA256,
+               "hls-ecdsa": Mechanism.HLS_ECDSA}
 
 
 class Phase(enum.Enum):
@@ -281,7 +282,8 @@ class MeterSession:
             return self._reject(AcseServiceUserDiagnostic.CALLING_AP_TITLE_NOT_RECOGNIZED, aarq=aarq)
         try:
             opened = unprotect_parsed(parsed, encryption_key=secrets.guek,
-                                      authentication_key=secrets.ak, system_title=title)
+                                      authentication_key=secrets.ak, system_title=title,
+                                      key_size=self._key_size(secrets.guek))
         except AuthenticationFailed:
             meter.auth_failure(self.client_sap, "initiate-request does not verify")
             return self._reject(AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE, aarq=aarq)
@@ -307,7 +309,7 @@ class MeterSession:
         protected = protect(response, security_control=sc, system_title=meter.state.system_title,
                             invocation_counter=meter.state.tx_counter(self.e).next(),
                             encryption_key=secrets.guek, authentication_key=secrets.ak,
-                            form=parsed.form)
+                            form=parsed.form, key_size=self._key_size(secrets.guek))
         return AARE(result=AssociationResult.ACCEPTED,
                     result_source_diagnostic=AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED,
                     application_context_name=self.context_name,
@@ -340,6 +342,13 @@ class MeterSession:
                     application_context_name=self.context_name,
                     responding_ap_title=self.meter.state.system_title,
                     user_information=self._initiate_response().to_bytes()).to_bytes()
+
+    def _key_size(self, key: Key | None) -> int | None:
+        """The accepts-downgrade flaw takes a lower suite's security control byte and goes on
+        with the keys it has (a suite-2 meter keeps its 256-bit keys); else the suite decides."""
+        if key is None or not self.meter.profile.has("accepts-downgrade"):
+            return None
+        return len(key)
 
     def _suite_problem(self, sc: SecurityControl) -> bool:
         configured = self.meter.profile.security_suite
@@ -389,7 +398,7 @@ class MeterSession:
         try:
             opened = unprotect_parsed(parsed, encryption_key=key,
                                       authentication_key=self.secrets.ak,
-                                      system_title=self.client_title)
+                                      system_title=self.client_title, key_size=self._key_size(key))
         except AuthenticationFailed:
             self.meter.log.add(Event.DECIPHERING_ERROR, f"sap {self.client_sap}")
             return _exception(ServiceError.DECIPHERING_ERROR)
@@ -407,7 +416,8 @@ class MeterSession:
         sc = SecurityControl(request.suite, *self.meter.profile.requires)
         return protect(response, security_control=sc, system_title=self.meter.state.system_title,
                        invocation_counter=self.meter.state.tx_counter(self.e).next(),
-                       encryption_key=key, authentication_key=self.secrets.ak, form=request.form)
+                       encryption_key=key, authentication_key=self.secrets.ak, form=request.form,
+                       key_size=self._key_size(key))
 
     def _apply_pending_keys(self) -> None:
         for pending in self.pending_keys:
@@ -439,8 +449,11 @@ class MeterSession:
         meter, secrets = self.meter, self.secrets
         assert secrets is not None and self.client_title is not None
         params = request.parameters
+        client_key = secrets.client_key
         creds = HlsCredentials(encryption_key=secrets.guek, authentication_key=secrets.ak,
-                               secret=secrets.hls_secret, suite=self.suite)
+                               secret=secrets.hls_secret, private_key=meter.state.signing_key,
+                               peer_public_key=client_key.public_key() if client_key else None,
+                               suite=self.suite)
         try:
             if params is None or params.type is not DataType.OCTET_STRING:
                 raise AuthenticationFailed()

@@ -1,7 +1,8 @@
 """What a reference meter keeps across power cycles: keys, counters, firmware.
 
 Each meter owns ``<state dir>/meter-NNNN/``: ``keys.yaml`` (0600; per-association
-GUEK/AK/KEK, HLS secret, the vendor firmware-signing key), ``counters/`` (the
+GUEK/AK/KEK, HLS secret, the vendor firmware-signing key and, for HLS-ECDSA profiles,
+the meter's signing key and each association's client key pair), ``counters/`` (the
 crash-safe invocation-counter files) and ``firmware.txt`` (the active image id).
 Restarting a meter process on the same folder is a real power cycle: only what is
 on disk survives. The ``ic-reset-on-power-cycle`` flaw keeps counters in a folder
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,27 @@ class AssociationSecrets:
     ak: Key
     kek: Key
     hls_secret: bytes
+    #: HLS-ECDSA: the client's key pair, made at the factory like the symmetric keys (the
+    #: meter uses only its public half; the private half is handed out in the key file)
+    client_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return "AssociationSecrets(<redacted>)"
 
     def key(self, key_id: KeyId) -> Key | None:
         return {KeyId.GUEK: self.guek, KeyId.AK: self.ak, KeyId.KEK: self.kek}.get(key_id)
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _load_pem(text: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(text.encode(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError("not an EC key")
+    return key
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -68,6 +87,8 @@ class MeterState:
         self._key_size = 32 if profile.security_suite == 2 else 16
         self.secrets: dict[int, AssociationSecrets] = {}
         self.vendor_key: ec.EllipticCurvePrivateKey
+        #: HLS-ECDSA: the key the meter signs f(CtoS) with
+        self.signing_key: ec.EllipticCurvePrivateKey | None = None
         self._load_or_create_keys()
         counters = self.folder / "counters"
         if profile.has("ic-reset-on-power-cycle"):
@@ -89,39 +110,60 @@ class MeterState:
             try:
                 data = yaml.safe_load(path.read_text("utf-8"))
                 for e, entry in data["associations"].items():
+                    client = entry.get("client_signing_key")
                     self.secrets[int(e)] = AssociationSecrets(
                         Key(bytes.fromhex(entry["guek"]), "guek"),
                         Key(bytes.fromhex(entry["ak"]), "ak"),
                         Key(bytes.fromhex(entry["kek"]), "kek"),
-                        bytes.fromhex(entry["hls_secret"]))
-                self.vendor_key = serialization.load_pem_private_key(
-                    data["vendor_signing_key"].encode(), None)  # type: ignore[assignment]
+                        bytes.fromhex(entry["hls_secret"]),
+                        _load_pem(client) if client else None)
+                self.vendor_key = _load_pem(data["vendor_signing_key"])
+                if data.get("meter_signing_key"):
+                    self.signing_key = _load_pem(data["meter_signing_key"])
             except (OSError, KeyError, TypeError, ValueError, AttributeError, RecursionError, yaml.YAMLError):
                 raise InputFileError(f"meter state {path} is damaged; remove the state folder "
                                      "to start from factory keys") from None
+            if self._ensure_signing_keys():  # a state folder from a profile without HLS-ECDSA
+                self.save_keys()
             return
         for role in self.rbac.roles.values():
             if role.authenticated:
                 self.secrets[role.association] = AssociationSecrets(
                     Key(os.urandom(self._key_size), "guek"), Key(os.urandom(self._key_size), "ak"),
                     Key(os.urandom(self._key_size), "kek"), os.urandom(16))
-        curve = ec.SECP384R1() if self.profile.security_suite == 2 else ec.SECP256R1()
-        self.vendor_key = ec.generate_private_key(curve)
+        self.vendor_key = ec.generate_private_key(self._curve())
+        self._ensure_signing_keys()
         self.save_keys()
 
+    def _curve(self) -> ec.EllipticCurve:
+        return ec.SECP384R1() if self.profile.security_suite == 2 else ec.SECP256R1()
+
+    def _ensure_signing_keys(self) -> bool:
+        """HLS-ECDSA profiles: make the meter's and the clients' key pairs if missing."""
+        if self.profile.mechanism != "hls-ecdsa":
+            return False
+        made = False
+        if self.signing_key is None or self.signing_key.curve.name != self._curve().name:
+            self.signing_key, made = ec.generate_private_key(self._curve()), True
+        for secrets in self.secrets.values():
+            if secrets.client_key is None or secrets.client_key.curve.name != self._curve().name:
+                secrets.client_key, made = ec.generate_private_key(self._curve()), True
+        return made
+
     def save_keys(self) -> None:
-        pem = self.vendor_key.private_bytes(serialization.Encoding.PEM,
-                                            serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()).decode()
-        data = {
+        associations: dict[int, dict[str, str]] = {}
+        for e, s in sorted(self.secrets.items()):
+            associations[e] = {"guek": s.guek.secret.hex(), "ak": s.ak.secret.hex(),
+                               "kek": s.kek.secret.hex(), "hls_secret": s.hls_secret.hex()}
+            if s.client_key is not None:
+                associations[e]["client_signing_key"] = _pem(s.client_key)
+        data: dict[str, Any] = {
             "system_title": self.system_title.hex().upper(),
-            "associations": {
-                e: {"guek": s.guek.secret.hex(), "ak": s.ak.secret.hex(), "kek": s.kek.secret.hex(),
-                    "hls_secret": s.hls_secret.hex()}
-                for e, s in sorted(self.secrets.items())
-            },
-            "vendor_signing_key": pem,
+            "associations": associations,
+            "vendor_signing_key": _pem(self.vendor_key),
         }
+        if self.signing_key is not None:
+            data["meter_signing_key"] = _pem(self.signing_key)
         _write_private(self._keys_path(), "# reference meter state: secret\n"
                        + yaml.safe_dump(data, sort_keys=False))
 
@@ -157,8 +199,13 @@ class MeterState:
 
     # -- what a client needs ------------------------------------------------------------
     def client_entry(self, host: str, port: int, *, key_dir: Path | None = None) -> dict[str, Any]:
-        """This meter's entry of a client key file (documented key-file format + extras)."""
+        """This meter's entry of a client key file (documented key-file format + extras).
+
+        With ``key_dir``, the PEM files the entry names (firmware-signing key; for HLS-ECDSA
+        the meter's public key and each association's client private key) are written there.
+        """
         management = self.rbac.roles.get("SECADM")
+        mechanism = self.profile.mechanism
         entry: dict[str, Any] = {
             "meter": self.index,
             "host": host,
@@ -167,27 +214,45 @@ class MeterState:
             "client_system_title": (CLIENT_TITLE_PREFIX + (self.index + 1).to_bytes(5, "big")).hex().upper(),
             "security_suite": self.profile.security_suite,
         }
+        ecdsa = mechanism == "hls-ecdsa" and key_dir is not None and self.signing_key is not None
+        if ecdsa:
+            assert key_dir is not None and self.signing_key is not None
+            public = key_dir / f"meter-signing-{self.index:04d}.pub.pem"
+            public.write_bytes(self.signing_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            entry["server_public_key"] = public.name
+
+        def client_key(association: int, secrets: AssociationSecrets) -> dict[str, str]:
+            if not ecdsa or secrets.client_key is None:
+                return {}
+            assert key_dir is not None
+            path = key_dir / f"client-signing-{self.index:04d}-a{association}.pem"
+            _write_private(path, _pem(secrets.client_key))
+            return {"client_private_key": path.name}
+
         if management is not None and management.association in self.secrets:
             s = self.secrets[management.association]
-            entry.update(client_sap=management.client_sap,
+            entry.update(client_sap=management.client_sap, mechanism=mechanism,
                          invocation_counter_object=f"0.0.43.1.{management.association}.255",
                          guek=s.guek.secret.hex().upper(),
-                         ak=s.ak.secret.hex().upper(), kek=s.kek.secret.hex().upper())
+                         ak=s.ak.secret.hex().upper(), kek=s.kek.secret.hex().upper(),
+                         hls_secret=s.hls_secret.hex().upper(),
+                         **client_key(management.association, s))
         roles = []
         for role in sorted(self.rbac.roles.values(), key=lambda r: r.association):
             item: dict[str, Any] = {"role": role.name, "client_sap": role.client_sap}
             s2 = self.secrets.get(role.association)
             if s2 is not None:
-                item.update(invocation_counter_object=f"0.0.43.1.{role.association}.255",
+                item.update(mechanism=mechanism,
+                            invocation_counter_object=f"0.0.43.1.{role.association}.255",
                             guek=s2.guek.secret.hex().upper(), ak=s2.ak.secret.hex().upper(),
-                            kek=s2.kek.secret.hex().upper(), hls_secret=s2.hls_secret.hex().upper())
+                            kek=s2.kek.secret.hex().upper(), hls_secret=s2.hls_secret.hex().upper(),
+                            **client_key(role.association, s2))
             roles.append(item)
         entry["roles"] = roles
         if key_dir is not None:
             pem_path = key_dir / f"firmware-signing-{self.index:04d}.pem"
-            _write_private(pem_path, self.vendor_key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()).decode())
+            _write_private(pem_path, _pem(self.vendor_key))
             entry["firmware_signing_key"] = pem_path.name
         return entry
 

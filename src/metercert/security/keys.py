@@ -189,6 +189,9 @@ def keyset_from_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None
         values["server_public_key"] = load_pem_key(data["server_public_key"], base_dir, where,
                                                     private=False)
     extra = {k: v for k, v in data.items() if k not in known}
+    for ref in ("client_private_key", "server_public_key"):
+        if data.get(ref):  # the file name, so that a key file written back still names it
+            extra[ref] = str(data[ref])
     return KeySet(**values, extra=extra, base_dir=base_dir)
 
 

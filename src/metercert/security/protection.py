@@ -203,8 +203,14 @@ def protect(
     encryption_key: Key | bytes | None,
     authentication_key: Key | bytes | None,
     form: CipheringForm = CipheringForm.GLOBAL,
+    key_size: int | None = None,
 ) -> bytes:
-    """Protect one plaintext xDLMS APDU and return the ciphered APDU."""
+    """Protect one plaintext xDLMS APDU and return the ciphered APDU.
+
+    ``key_size`` (bytes) overrides the size the security suite calls for: a test client
+    uses it to claim another suite in the security control byte while ciphering with the
+    keys it has, as a downgrade attempt against a meter that ignores the suite would.
+    """
     if not plaintext:
         raise ApduFormatError("empty APDU")
     if len(system_title) != 8:
@@ -224,7 +230,7 @@ def protect(
         tag = GENERAL_GLO_CIPHERING if form is CipheringForm.GENERAL_GLO else GENERAL_DED_CIPHERING
     sc_byte = sc.byte
     nonce = system_title + invocation_counter.to_bytes(4, "big")
-    size = _key_size(sc)
+    size = _key_size(sc) if key_size is None else key_size
     if sc.authenticated and sc.encrypted:
         ek = _secret(encryption_key, "encryption key", size)
         ak = _secret(authentication_key, "authentication key", size)
@@ -262,7 +268,9 @@ def unprotect_parsed(
     encryption_key: Key | bytes | None,
     authentication_key: Key | bytes | None,
     system_title: bytes | None = None,
+    key_size: int | None = None,
 ) -> Unprotected:
+    """Verify and decipher a parsed ciphered APDU (``key_size``: as for :func:`protect`)."""
     title = parsed.system_title if parsed.system_title is not None else system_title
     if title is None or len(title) != 8:
         raise ApduFormatError(
@@ -271,7 +279,7 @@ def unprotect_parsed(
     if sc.compressed:
         raise ApduFormatError("compression is not supported")
     nonce = title + parsed.invocation_counter.to_bytes(4, "big")
-    size = _key_size(sc)
+    size = _key_size(sc) if key_size is None else key_size
     payload = parsed.payload
     for key in (encryption_key, authentication_key if sc.authenticated else None):
         if key is not None and len(key) != size:
