@@ -65,6 +65,6 @@ def test_campaign_finds_gurux_server_flaws(gurux_hls_meter: tuple[str, int, Any]
     verdicts = {check_id: r.outcome.verdict for check_id, r in dlms.items()}
     for flaw in ("DLMS-TAMPER-01", "DLMS-REPLAY-01", "DLMS-IC-STALE-01", "DLMS-POLICY-01"):
         assert verdicts[flaw] is Verdict.FAIL, (flaw, dlms[flaw].outcome.reason)
-    for sound in ("DLMS-SUITE-01", "DLMS-SECRET-01", "DLMS-AUTH-LEGACY-01"):
+    for sound in ("DLMS-SUITE-01", "DLMS-SECRET-01", "DLMS-AUTH-LEGACY-01", "DLMS-HLS-01"):
         assert verdicts[sound] is Verdict.PASS, (sound, dlms[sound].outcome.reason)
     assert "plaintext get-request" in dlms["DLMS-POLICY-01"].outcome.reason

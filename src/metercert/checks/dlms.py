@@ -34,6 +34,7 @@ from metercert.client.errors import AssociationRejected, DlmsError, NoResponse
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
 from metercert.cosem import (
+    AcseServiceUserDiagnostic,
     ActionResult,
     CosemAttributeDescriptor,
     CosemDecodeError,
@@ -428,6 +429,57 @@ async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
     if accepted:
         return fail("accepted legacy " + ", ".join(accepted), *ev)
     return passed("mechanisms 3 and 4 refused", *ev)
+
+
+def _flip_last_byte(reply: bytes) -> bytes:
+    return reply[:-1] + bytes((reply[-1] ^ 0x01,)) if reply else b"\x00"
+
+
+@check("DLMS-HLS-01", "HLS pass 3 is verified, and nothing is served before it",
+       severity=Severity.CRITICAL, requirements=["DLMS:HLS-AUTH", "CRA:I.2d", "IEC62443-4-2:CR1.1"],
+       tags=["authentication"], target=TargetKind.DLMS)
+async def hls_reply_verified(target: DlmsTarget) -> CheckOutcome:
+    """The management association, twice: a GET sent after the AARE but before
+    reply_to_HLS_authentication must not be served; a reply whose f(StoC) has one bit
+    flipped must not complete the association (nor may a GET after it be served). Then the
+    right reply must still work, so the refusals are not a meter that refuses everything."""
+    problems: list[str] = []
+    ev: list[Evidence] = []
+    c = target.client()
+    try:
+        await c.connect()
+        await c.sync_counter()
+        aare = await c.associate(hls_reply=False)
+        if aare.result_source_diagnostic is not AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED:
+            return not_applicable("the management association asks for no HLS pass 3",
+                                  _trace(c, label="AARQ/AARE"))
+        answer = await _try(c, c.protect_request(_clock_request()), "GET before HLS pass 3")
+        if answer is not None and _served(c, answer):
+            problems.append("a GET was served between the AARE and HLS pass 3")
+    finally:
+        ev.append(_trace(c, label="request before HLS pass 3"))
+        await c.close()
+    c = target.client()
+    try:
+        await c.connect()
+        await c.sync_counter()
+        c.trace.note("f(StoC) with its last bit flipped")
+        try:
+            await c.associate(tamper_hls_reply=_flip_last_byte)
+            problems.append("a wrong f(StoC) completed the association")
+        except AssociationRejected:
+            pass
+        answer = await _try(c, c.protect_request(_clock_request()), "GET after the wrong f(StoC)")
+        if answer is not None and _served(c, answer):
+            problems.append("a GET was served after the wrong f(StoC)")
+    finally:
+        ev.append(_trace(c, label="wrong f(StoC)"))
+        await c.close()
+    await _wait_for_management(target)   # the right reply works (and any lockout is over)
+    if problems:
+        return fail("; ".join(problems), *ev)
+    return passed("nothing served before pass 3; a wrong f(StoC) refused; the right one accepted",
+                  *ev)
 
 
 @check("DLMS-AUTH-DEFAULT-01", "Well-known default LLS passwords are refused",

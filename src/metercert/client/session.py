@@ -11,6 +11,7 @@ moves only then.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Self
@@ -302,11 +303,15 @@ class DlmsClient:
         self.trace.note(f"public client read {obis}: the meter expects counter {expected} next")
         return expected
 
-    async def associate(self, **overrides: Any) -> AARE:
+    async def associate(self, *, hls_reply: bool = True,
+                        tamper_hls_reply: Callable[[bytes], bytes] | None = None,
+                        **overrides: Any) -> AARE:
         """Run the association (and HLS passes 3-4). Raises AssociationRejected.
 
         A ``suite`` override applies to the whole association (a downgrading client
-        stays in the lower suite for HLS pass 3 and every request)."""
+        stays in the lower suite for HLS pass 3 and every request). For checks:
+        ``hls_reply=False`` stops after the AARE (pass 3 not sent, not associated);
+        ``tamper_hls_reply`` alters our f(StoC) before it is sent."""
         if overrides.get("suite") is not None:
             self.settings = replace(self.settings, suite=overrides["suite"])
         aarq, _ = self.build_aarq(**overrides)
@@ -334,7 +339,9 @@ class DlmsClient:
         elif plain and plain[0] == 0x0E:
             raise DlmsError("meter refused the initiate-request (confirmed-service-error)")
         if aare.result_source_diagnostic is AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED:
-            await self._hls_pass_3(aare)
+            if not hls_reply:
+                return aare
+            await self._hls_pass_3(aare, tamper_hls_reply)
         self.associated = True
         return aare
 
@@ -344,7 +351,7 @@ class DlmsClient:
                               secret=self.settings.hls_secret, private_key=k.client_private_key,
                               peer_public_key=k.server_public_key, suite=self.settings.suite)
 
-    async def _hls_pass_3(self, aare: AARE) -> None:
+    async def _hls_pass_3(self, aare: AARE, tamper: Callable[[bytes], bytes] | None = None) -> None:
         stoc = aare.responding_authentication_value or b""
         title = self.settings.keys.client_system_title
         mech = self.settings.mechanism
@@ -355,6 +362,8 @@ class DlmsClient:
         f_stoc = hls.respond(mech, creds, challenge=stoc, own_challenge=self._ctos,
                              own_title=title, peer_title=self.server_title,
                              invocation_counter=self._counter.next())
+        if tamper is not None:
+            f_stoc = tamper(f_stoc)
         # reply_to_HLS_authentication is method 1 of Association LN (class 15)
         result, data = await self.action(15, CURRENT_ASSOCIATION, 1, DlmsData.octet_string(f_stoc),
                                          _during_hls=True)

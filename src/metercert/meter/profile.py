@@ -28,6 +28,8 @@ FLAWS: dict[str, str] = {
     "key-wrap-unchecked": "key_transfer skips the RFC 3394 integrity check and installs garbage",
     "operator-can-update-firmware": "the OPERATOR role may transfer, verify and activate firmware",
     "secret-readable": "the association's secret (attribute 7) can be read",
+    "hls-reply-unchecked":
+        "HLS pass 3 is not verified: any reply_to_HLS_authentication completes the association",
 }
 
 _POLICIES = {"authenticated-encrypted": (True, True), "authenticated": (True, False)}

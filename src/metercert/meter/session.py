@@ -457,9 +457,10 @@ class MeterSession:
         try:
             if params is None or params.type is not DataType.OCTET_STRING:
                 raise AuthenticationFailed()
-            hls.verify(self.mechanism, creds, bytes(params.value), own_challenge=self.stoc,
-                       peer_challenge=self.ctos, own_title=meter.state.system_title,
-                       peer_title=self.client_title)
+            if not meter.profile.has("hls-reply-unchecked"):
+                hls.verify(self.mechanism, creds, bytes(params.value), own_challenge=self.stoc,
+                           peer_challenge=self.ctos, own_title=meter.state.system_title,
+                           peer_title=self.client_title)
         except AuthenticationFailed:
             meter.auth_failure(self.client_sap, "HLS pass 3 failed")
             return ActionResponseNormal(ActionResult.OTHER_REASON, None,
