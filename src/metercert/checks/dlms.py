@@ -431,6 +431,12 @@ async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
     return passed("mechanisms 3 and 4 refused", *ev)
 
 
+async def _clock_served(c: DlmsClient, note: str) -> bool:
+    """Send a ciphered GET of the clock as this client would; did the meter serve it?"""
+    answer = await _try(c, c.protect_request(_clock_request()), note)
+    return answer is not None and _served(c, answer)
+
+
 def _flip_last_byte(reply: bytes) -> bytes:
     return reply[:-1] + bytes((reply[-1] ^ 0x01,)) if reply else b"\x00"
 
@@ -457,8 +463,7 @@ async def hls_reply_verified(target: DlmsTarget) -> CheckOutcome:
         if aare.result_source_diagnostic is not AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED:
             return not_applicable(f"the {role or 'management'} association asks for no HLS "
                                   "pass 3", _trace(c, label="AARQ/AARE"))
-        answer = await _try(c, c.protect_request(_clock_request()), "GET before HLS pass 3")
-        if answer is not None and _served(c, answer):
+        if await _clock_served(c, "GET before HLS pass 3"):
             problems.append("a GET was served between the AARE and HLS pass 3")
     finally:
         ev.append(_trace(c, label="request before HLS pass 3"))
@@ -475,8 +480,7 @@ async def hls_reply_verified(target: DlmsTarget) -> CheckOutcome:
             pass   # refused, or the meter dropped the connection (the GET below shows which)
         except ResponseNotTrusted as exc:   # it answered; whether it serves is what counts
             c.trace.note(f"meter's answer to the wrong reply: {exc}")
-        answer = await _try(c, c.protect_request(_clock_request()), "GET after the wrong f(StoC)")
-        if answer is not None and _served(c, answer):
+        if await _clock_served(c, "GET after the wrong f(StoC)"):
             problems.append("a GET was served after the wrong f(StoC)")
     finally:
         ev.append(_trace(c, label="wrong f(StoC)"))
