@@ -34,7 +34,7 @@ from pathlib import Path
 
 from metercert.client.session import ClientSettings, DlmsClient, settings_for_role
 from metercert.errors import MetercertError
-from metercert.meter.power import MeterProcess
+from metercert.lab.power import MeterProcess
 from metercert.security import KeySet, ReplayGuard, load_key_file
 
 CLOCK = "0.0.1.0.0.255"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from metercert.client.target import DlmsTarget
-from metercert.meter.firmware import build_signed_image
-from metercert.meter.power import MeterProcess
+from metercert.security.firmware_image import build_signed_image
+from metercert.lab.power import MeterProcess
 from metercert.security import load_keyset
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from metercert.meter.power import MeterProcess
+from metercert.lab.power import MeterProcess
 
 
 @pytest.fixture

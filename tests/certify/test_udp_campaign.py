@@ -13,7 +13,7 @@ from metercert.campaign.runner import run_campaign
 from metercert.checks import all_checks
 from metercert.checks.base import TargetKind
 from metercert.client.target import DlmsTarget
-from metercert.meter.power import BuiltinPowerController, MeterProcess
+from metercert.lab.power import BuiltinPowerController, MeterProcess
 from metercert.security import load_keyset
 
 pytestmark = pytest.mark.timeout(300)

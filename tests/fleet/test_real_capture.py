@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from metercert.client.target import DlmsTarget
-from metercert.meter.power import BuiltinPowerController, MeterProcess
+from metercert.lab.power import BuiltinPowerController, MeterProcess
 from metercert.security import load_keyset
 
 

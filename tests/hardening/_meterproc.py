@@ -1,6 +1,6 @@
 """A `metercert meter serve` child process for load, fault and soak tests (127.0.0.1 only).
 
-Unlike :class:`metercert.meter.power.MeterProcess` its stderr goes to a file, so a
+Unlike :class:`metercert.lab.power.MeterProcess` its stderr goes to a file, so a
 meter that logs a lot can never block on a full pipe while the test is busy.
 """
 

@@ -23,7 +23,7 @@ from metercert.cosem import (
     GetRequestNormal,
     ObisCode,
 )
-from metercert.meter.power import MeterProcess
+from metercert.lab.power import MeterProcess
 from metercert.security import load_keyset
 
 from ._support import CLOCK, received_counters, run

@@ -14,7 +14,7 @@ from metercert.client.errors import (
     ExceptionResponseReceived,
 )
 from metercert.cosem import ActionResult, DataType
-from metercert.meter.firmware import build_signed_image
+from metercert.security.firmware_image import build_signed_image
 from metercert.meter.objects import Event
 from metercert.security import Key, wrap_key
 

@@ -12,7 +12,7 @@ import yaml
 from metercert.client.session import ClientSettings, DlmsClient
 from metercert.client.target import DlmsTarget
 from metercert.errors import ConnectionFailed
-from metercert.meter.power import MeterProcess
+from metercert.lab.power import MeterProcess
 from metercert.security import load_key_file, load_keyset
 from metercert.tlsprobe.contexts import client_context
 from metercert.tlsprobe.pki import write_pki

@@ -45,7 +45,7 @@ from metercert.cosem import (
     decode_apdu,
 )
 from metercert.errors import ConnectionFailed
-from metercert.meter.firmware import build_signed_image
+from metercert.security.firmware_image import build_signed_image
 from metercert.meter.objects import ImageTransfer  # image_transfer_status values
 from metercert.security import (
     CipheringForm,

@@ -75,7 +75,7 @@ class _Bench:
 def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKind | str, object]:
     from metercert.client.target import DlmsTarget
     from metercert.dossier import load_dossier, sample_dossier
-    from metercert.meter.power import BuiltinPowerController, MeterProcess
+    from metercert.lab.power import BuiltinPowerController, MeterProcess
     from metercert.meter.profile import load_profile
     from metercert.security import load_keyset
 
@@ -135,7 +135,7 @@ def _certify(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     from metercert.client.target import DlmsTarget
-    from metercert.meter.power import (
+    from metercert.lab.power import (
         CommandPowerController,
         ManualPowerController,
         PowerController,

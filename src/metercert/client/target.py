@@ -19,7 +19,7 @@ from metercert.client.session import ClientSettings, DlmsClient, settings_for_ro
 from metercert.client.trace import Trace
 from metercert.cosem import ObisCode
 from metercert.errors import InputFileError
-from metercert.meter.power import PowerController
+from metercert.lab.power import PowerController
 from metercert.security import Key, KeySet, Mechanism
 from metercert.security.keys import load_pem_key
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from metercert.cosem import ActionResult, DataAccessResult, DataType, DlmsData, ObisCode
 from metercert.cosem.interface_classes import ClassId
-from metercert.meter.firmware import FirmwareVerificationFailed, parse_image, verify_signed_image
+from metercert.security.firmware_image import FirmwareVerificationFailed, parse_image, verify_signed_image
 from metercert.security import Key, KeyId, KeyUnwrapFailed, unwrap_key
 
 if TYPE_CHECKING:
