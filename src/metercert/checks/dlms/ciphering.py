@@ -1,0 +1,192 @@
+"""DLMS checks. Suites, downgrade, ciphering forms, security policy and tampering."""
+
+
+
+from metercert.checks.base import (
+    CheckOutcome,
+    Evidence,
+    Severity,
+    TargetKind,
+    check,
+    fail,
+    not_applicable,
+    passed,
+)
+from metercert.checks.dlms._common import (
+    CLOCK,
+    _clock_request,
+    _security_setup,
+    _served,
+    _trace,
+    _try,
+    _with_management,
+)
+from metercert.client.errors import AssociationRejected, DlmsError
+from metercert.client.session import DlmsClient
+from metercert.client.target import DlmsTarget
+from metercert.errors import ConnectionFailed
+from metercert.security import (
+    CipheringForm,
+    is_ciphered,
+    parse_ciphered,
+)
+
+# -- suites -------------------------------------------------------------------------------
+
+
+@check("DLMS-SUITE-01", "Association succeeds with the meter's security suite",
+       severity=Severity.HIGH, requirements=["DLMS:SUITE-NEGOTIATION", "EN303645:5.5-1"],
+       tags=["suite", "association"], target=TargetKind.DLMS)
+async def suite_negotiation(target: DlmsTarget) -> CheckOutcome:
+    """The management association is set up in the suite the meter claims (Security Setup
+    attribute 3) and every response is protected in that suite."""
+
+    async def body(c: DlmsClient) -> CheckOutcome:
+        setup = await _security_setup(c)
+        claimed = int((await c.get(64, setup, 3)).value)
+        suites = {parse_ciphered(w).security_control.suite
+                  for w in c.trace.wires() if is_ciphered(w)}
+        ev = _trace(c)
+        if claimed != c.settings.suite:
+            return fail(f"meter claims suite {claimed} in {setup} but associated in suite "
+                        f"{c.settings.suite}", ev)
+        if suites != {claimed}:
+            return fail(f"APDUs used suites {sorted(suites)}, the meter claims {claimed}", ev)
+        return passed(f"associated in suite {claimed}, as Security Setup {setup} claims", ev)
+
+    return await _with_management(target, body)
+
+
+@check("DLMS-DOWNGRADE-01", "A lower security suite than configured is refused",
+       severity=Severity.CRITICAL, requirements=["DLMS:SUITE-DOWNGRADE", "CRA:I.2e"],
+       tags=["suite", "downgrade"], target=TargetKind.DLMS)
+async def downgrade_rejected(target: DlmsTarget) -> CheckOutcome:
+    """For every suite below the configured one: the association is refused, and a request
+    in the lower suite on an established association is not served."""
+    suite = target.suite
+    if suite == 0:
+        return not_applicable("the meter is configured for suite 0: nothing lower to propose")
+    evidence: list[Evidence] = []
+    accepted: list[str] = []
+    for lower in range(suite):
+        c = target.client()
+        try:
+            await c.open(suite=lower)
+            accepted.append(f"association proposing suite {lower} was accepted")
+        except AssociationRejected as exc:
+            c.trace.note(f"suite {lower}: {exc}")
+        finally:
+            evidence.append(_trace(c, label=f"association in suite {lower}"))
+            await c.close()
+
+    async def body(c: DlmsClient) -> CheckOutcome:
+        for lower in range(suite):
+            wire = c.protect_request(_clock_request(), suite=lower)
+            answer = await _try(c, wire, f"glo-get in suite {lower}")
+            if answer is not None and _served(c, answer):
+                accepted.append(f"request in suite {lower} was served")
+        evidence.append(_trace(c, label="requests in lower suites"))
+        if accepted:
+            return fail("downgrade accepted: " + "; ".join(accepted), *evidence)
+        return passed(f"suites {list(range(suite))} refused at association and per request",
+                      *evidence)
+
+    return await _with_management(target, body)
+
+
+@check("DLMS-FORMS-01", "Every ciphering form is answered in kind and verifies",
+       severity=Severity.MEDIUM, requirements=["DLMS:APDU-INTEGRITY"],
+       tags=["ciphering"], target=TargetKind.DLMS)
+async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
+    """GET in global, dedicated, general-glo and general-ded ciphering: each answer uses the
+    same form, verifies and comes with a fresh counter."""
+    problems: list[str] = []
+    c = target.client(dedicated_key=True)
+    try:
+        await c.open()
+        for form in CipheringForm:
+            try:
+                mark = c.trace.mark()
+                await c.get(8, CLOCK, 2, form=form)
+                answer = c.trace.wires(mark)[-1]
+                got = parse_ciphered(answer).form
+                if got is not form:
+                    problems.append(f"{form.value} request answered in {got.value}")
+            except DlmsError as exc:
+                problems.append(f"{form.value}: {exc}")
+        await c.release()
+    finally:
+        await c.close()
+    if problems:
+        return fail("; ".join(problems), _trace(c))
+    return passed("global, dedicated, general-glo and general-ded all answered in kind", _trace(c))
+
+
+# -- protection and replay -----------------------------------------------------------------
+
+
+@check("DLMS-POLICY-01", "Unprotected and under-protected requests are refused",
+       severity=Severity.CRITICAL, requirements=["DLMS:POLICY-ENFORCED", "CRA:I.2e", "CRA:I.2f"],
+       tags=["policy"], target=TargetKind.DLMS)
+async def policy_enforced(target: DlmsTarget) -> CheckOutcome:
+    """On a protected association: a plaintext GET, an encrypted-only GET and (when the policy
+    demands encryption) an authenticated-only GET must not be served."""
+
+    async def body(c: DlmsClient) -> CheckOutcome:
+        setup = await _security_setup(c)
+        policy = int((await c.get(64, setup, 2)).value)
+        wants_encryption = bool(policy & 0x08)
+        served: list[str] = []
+        probes = [("plaintext get-request", _clock_request()),
+                  ("encrypted-only glo-get", c.protect_request(_clock_request(), authenticated=False))]
+        if wants_encryption:
+            probes.append(("authenticated-only glo-get",
+                           c.protect_request(_clock_request(), encrypted=False)))
+        for label, wire in probes:
+            answer = await _try(c, wire, label)
+            if answer is None:
+                c = await target.management()  # meter closed: reconnect for the next probe
+            elif _served(c, answer):
+                served.append(label)
+        ev = _trace(c)
+        if served:
+            return fail("served: " + ", ".join(served), ev)
+        return passed(f"refused: {', '.join(p[0] for p in probes)} (policy 0x{policy:02X})", ev)
+
+    return await _with_management(target, body)
+
+
+
+@check("DLMS-TAMPER-01", "Tampered tags and ciphertexts are rejected without moving the window",
+       severity=Severity.CRITICAL, requirements=["DLMS:APDU-INTEGRITY", "CRA:I.2f"],
+       tags=["integrity"], target=TargetKind.DLMS)
+async def tamper_rejected(target: DlmsTarget) -> CheckOutcome:
+    """A flipped tag bit and a flipped ciphertext bit are refused; a forged APDU with a very
+    high counter does not lock out the next genuine request."""
+
+    async def body(c: DlmsClient) -> CheckOutcome:
+        problems = []
+        for label, index in (("tag", -1), ("ciphertext", 8)):
+            wire = bytearray(c.protect_request(_clock_request()))
+            wire[index] ^= 0x01
+            answer = await _try(c, bytes(wire), f"{label} bit flipped")
+            if answer is None:
+                c = await target.management()
+            elif _served(c, answer):
+                problems.append(f"{label} tamper served")
+        forged = bytearray(c.protect_request(_clock_request(), invocation_counter=0xFFFFFFF0))
+        forged[-1] ^= 0x80
+        await _try(c, bytes(forged), "forged APDU with counter 0xFFFFFFF0")
+        try:
+            await c.get(8, CLOCK, 2)
+        except (DlmsError, ConnectionFailed) as exc:
+            problems.append(f"genuine request refused after a forged high counter: {exc}")
+        ev = _trace(c)
+        if problems:
+            return fail("; ".join(problems), ev)
+        return passed("tag and ciphertext tampering refused; the window moved only on valid APDUs",
+                      ev)
+
+    return await _with_management(target, body)
+
+
