@@ -49,7 +49,7 @@ def test_states_readiness_and_todo():
 def test_document_review_only_requirements_are_flagged():
     fw = analyse([], load_catalog()).framework("CRA")
     gap = next(g for g in fw.requirements if g.requirement.id == "CRA:I.1")
-    assert gap.state == "document-review" and "assessor" in gap.action
+    assert gap.state == "document-review" and "manual review" in gap.action
     assert next(g for g in fw.requirements if g.requirement.id == "CRA:II.1").state == "untested"
     assert fw.readiness == 0.0
 
@@ -91,3 +91,48 @@ def test_cli_gaps_bad_input_is_one_line(tmp_path: Path, capsys, content: str, me
     assert main(["gaps", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_missing_target_is_not_assessed_and_keeps_readiness_down():
+    """`certify --no-tls` used to report IEC 62351-3 100 % ready with nothing passed."""
+    catalog = load_catalog()
+    reqs = [r.id for r in catalog.in_framework("IEC62351-3")]
+    entries = [_entry(f"TLS-{i}", "not-assessed", rid, reason="no tls target configured")
+               for i, rid in enumerate(reqs)]
+    fw = analyse(entries, catalog).framework("IEC62351-3")
+    assert {g.state for g in fw.requirements} == {"not-assessed"}
+    assert fw.readiness == 0.0
+    assert all("TLS endpoint target" in g.action for g in fw.todo)
+    data = fw.to_dict()
+    assert data["counts"]["not-assessed"] == len(reqs) and data["counts"]["not-applicable"] == 0
+
+
+def test_only_not_applicable_leaves_readiness():
+    catalog = load_catalog()
+    reqs = [r.id for r in catalog.in_framework("IEC62351-3")]
+    fw = analyse([_entry("T", "not-applicable", *reqs)], catalog).framework("IEC62351-3")
+    assert fw.readiness is None  # nothing applies: no percentage at all, certainly not 100 %
+    half = analyse([_entry("T", "not-applicable", *reqs[1:]), _entry("U", "pass", reqs[0])],
+                   catalog).framework("IEC62351-3")
+    assert half.readiness == 100.0 and half.applicable == 1
+
+
+def test_deselected_checks_name_the_option_to_drop():
+    catalog = load_catalog()
+    report = analyse([], catalog, [
+        {"id": "DLMS-IC-PERSIST-01", "reason": "destructive check; run with destructive checks disabled",
+         "requirements": ["DLMS:IC-PERSIST"]},
+        {"id": "X-01", "reason": "excluded by --skip", "requirements": ["CRA:II.1"]},
+    ])
+    persist = next(g for g in report.framework("DLMS").requirements if g.requirement.id == "DLMS:IC-PERSIST")
+    assert persist.state == "not-assessed" and "drop --no-destructive" in persist.action
+    sbom = next(g for g in report.framework("CRA").requirements if g.requirement.id == "CRA:II.1")
+    assert sbom.state == "not-assessed" and "--only/--skip" in sbom.action
+
+
+def test_untested_advice_is_a_manual_review_not_a_target():
+    """No check cites it: adding a target would not help, so the advice must not say so."""
+    fw = analyse([], load_catalog()).framework("CRA")
+    untested = [g for g in fw.requirements if g.state == "untested"]
+    assert untested and all("no automated check" in g.action for g in untested)
+    assert not any("target" in g.action for g in untested)

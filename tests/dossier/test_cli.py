@@ -35,7 +35,8 @@ def test_assess_flawed_meter_exits_1_and_writes_results(tmp_path: Path, capsys):
     assert main(["dossier", "assess", str(sample_dossier("flawed-meter")), "--json", str(out)]) == 1
     doc = json.loads(out.read_text())
     assert doc["schema"] == "metercert-results" and doc["schema_version"] == 1
-    assert doc["summary"] == {"pass": 6, "fail": 6, "inconclusive": 0, "not-applicable": 0}
+    assert doc["summary"] == {"pass": 6, "fail": 6, "inconclusive": 0, "not-applicable": 0,
+                              "not-assessed": 0}
     debug = next(c for c in doc["checks"] if c["id"] == "DOSSIER-DEBUG-01")
     assert debug["verdict"] == "fail" and "EN303645:5.6-4" in debug["requirements"]
     assert any(e["source"].startswith("dossier.yaml:") for e in debug["evidence"])
@@ -52,3 +53,14 @@ def test_patch_limit_override(tmp_path: Path, capsys):
     capsys.readouterr()
     assert main(["dossier", "assess", path, "--patch-limit-days", "0"]) == 2
     assert "--patch-limit-days must be at least 1" in capsys.readouterr().err
+
+
+def test_assess_exits_1_when_a_critical_check_is_inconclusive(reference: Path, tmp_path: Path):
+    """No advisory export: DOSSIER-VULN-01 (critical) cannot decide, so the gate must not open."""
+    text = (reference / "dossier.yaml").read_text()
+    (reference / "dossier.yaml").write_text(text.replace("advisories: advisories/osv.json\n", ""))
+    out = tmp_path / "r.json"
+    assert main(["dossier", "assess", str(reference), "--json", str(out)]) == 1
+    doc = json.loads(out.read_text())
+    vuln = next(c for c in doc["checks"] if c["id"] == "DOSSIER-VULN-01")
+    assert vuln["verdict"] == "inconclusive" and doc["summary"]["fail"] == 0

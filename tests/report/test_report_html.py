@@ -45,8 +45,9 @@ def test_html_is_self_contained_and_escaped(run: CampaignRun) -> None:
 def test_failing_checks_come_first_and_open(run: CampaignRun) -> None:
     html = render_html(results_document(run, with_gaps=False))
     details = re.findall(r'<details class="check (\S+)" id="([^"]+)"( open)?>', html)
+    # tls.version did not run because the run had no TLS target: not assessed, not "not applicable"
     assert [d[0] for d in details] == ["fail", "inconclusive", "inconclusive", "pass", "pass",
-                                       "not-applicable"]
+                                       "not-assessed"]
     assert details[0][1] == "check-dlms.ic-replay" and details[0][2] == " open"
     assert all(d[2] == "" for d in details[1:])
     assert '<pre class="apdu">-&gt; C8 1E 30 01234567' in html
@@ -54,12 +55,15 @@ def test_failing_checks_come_first_and_open(run: CampaignRun) -> None:
 
 def test_per_requirement_table_and_chart(run: CampaignRun) -> None:
     html = render_html(results_document(run, with_gaps=False))
-    rows = re.findall(r'<td class="id">([A-Z0-9-]+:[^<]+)</td>\s*<td><span class="v ([a-z-]+)">', html)
-    assert dict(rows) == {
+    rows = re.findall(r'<td class="id">([A-Z0-9-]+:[^<]+)</td>\s*<td>([^<]*)</td>\s*'
+                      r'<td><span class="v ([a-z-]+)">', html)
+    assert {r[0]: r[2] for r in rows} == {
         "CRA:II.1": "pass", "DLMS:IC-PERSIST": "inconclusive", "DLMS:IC-REPLAY": "fail",
         "DLMS:ROBUSTNESS": "inconclusive", "DLMS:SUITE-NEGOTIATION": "pass",
-        "EN303645:5.3-2": "pass", "EN303645:5.5-1": "fail", "IEC62351-3:TLS-VERSION": "not-applicable",
+        "EN303645:5.3-2": "pass", "EN303645:5.5-1": "fail", "IEC62351-3:TLS-VERSION": "not-assessed",
     }
+    titles = {r[0]: r[1] for r in rows}  # every catalog requirement shows its title beside its id
+    assert titles["CRA:II.1"] and titles["DLMS:IC-REPLAY"]
     chart = html[html.index("<svg"): html.index("</svg>")]
     for fw in ("CRA", "DLMS", "EN303645", "IEC62351-3"):
         assert f">{fw}</text>" in chart
@@ -135,3 +139,93 @@ def test_catalog_gap_report_renders_as_readiness_and_todo(run: CampaignRun) -> N
     assert "fix the product: dlms.ic-replay: &lt;replay accepted&gt;" in gaps
     assert "DLMS:NOT-IN-CATALOG" in gaps
     assert '<details class="todo" open>' in gaps  # a framework with failures is expanded
+
+
+def test_dossier_assess_results_render_through_the_report_cli(tmp_path: Path) -> None:
+    """`metercert report --html` crashed (UndefinedError 'targets', exit 3) on this document."""
+    from metercert.cli import main
+
+    results = tmp_path / "results.json"
+    assert main(["dossier", "assess", str(_sample("flawed-meter")), "--json", str(results)]) == 1
+    assert main(["report", str(results), "--out", str(tmp_path / "out"), "--html", "--oscal",
+                 "--junit"]) == 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "DOSSIER-DEBUG-01" in html
+
+
+def test_minimal_schema_valid_document_renders(run: CampaignRun) -> None:
+    doc = results_document(run, with_gaps=False)
+    for key in ("targets", "deselected", "notes"):
+        doc["run"].pop(key, None)
+    assert "<html" in render_html(doc)
+
+
+def _sample(name: str) -> Path:
+    from metercert.dossier import sample_dossier
+
+    return Path(sample_dossier(name))
+
+
+def test_pass_banner_names_open_readiness(run: CampaignRun) -> None:
+    """A passing banner said "all applicable checks passed" beside CRA 70.8 %."""
+    from metercert.report.html import overall_banner, readiness_view
+
+    gaps = {"frameworks": {"CRA": {"name": "CRA", "counts": {"passed": 17}, "total": 24,
+                                   "readiness_pct": 70.8, "todo": []}}}
+    verdict, text = overall_banner({"pass": 5, "fail": 0, "inconclusive": 0}, readiness_view(gaps))
+    assert verdict == "pass" and "CRA 70.8 %" in text and "all applicable" not in text
+
+
+def test_header_shows_identity_lab_operator_and_record_hash(run: CampaignRun) -> None:
+    import hashlib
+    import json
+
+    doc = results_document(run, with_gaps=False)
+    doc["run"].update(device_identity={"logical_device_name": "MCR0000001LDN", "serial": "12345678"},
+                      lab="Example Lab", operator="A. Tester")
+    html = render_html(doc)
+    header = html[html.index('<header'): html.index('</header>')]
+    assert "MCR0000001LDN" in header and "Example Lab" in header and "A. Tester" in header
+    digest = hashlib.sha256((json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()).hexdigest()
+    assert f'id="record-hash">{digest}<' in header
+
+
+def test_long_evidence_is_cut_with_a_marker(run: CampaignRun) -> None:
+    from metercert.report.json import EVIDENCE_MAX
+
+    doc = results_document(run, with_gaps=False)
+    doc["checks"][0]["evidence"] = [{"label": "big", "kind": "text", "source": "",
+                                     "content": "A" * (EVIDENCE_MAX + 123)}]
+    html = render_html(doc)
+    assert "evidence truncated: 123 of" in html
+
+
+def test_chart_says_how_many_catalog_requirements_were_cited(run: CampaignRun) -> None:
+    """"EN303645 17/17" read as complete where 17 of 32 provisions were evidenced."""
+    html = render_html(results_document(run))
+    chart = html[html.index("<svg"): html.index("</svg>")]
+    assert re.search(r">2 of \d+ requirements cited</text>", chart)  # EN 303 645: 5.3-2 and 5.5-1
+
+
+@pytest.mark.browser
+def test_printed_pdf_contains_every_checks_evidence(tmp_path: Path) -> None:
+    """Collapsed <details> lost their evidence in print; the print CSS must expand them."""
+    from metercert.cli.dossier import assess_document
+    from metercert.report import render_documents
+
+    doc = assess_document(_sample("flawed-meter"))
+    html_path = render_documents(doc, tmp_path, ["html"])["html"]
+    pdf = tmp_path / "report.pdf"
+    out = _run_chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", html_path.resolve().as_uri()])
+    assert pdf.exists(), out.stderr[-800:]
+    pdftotext = shutil.which("pdftotext")
+    assert pdftotext, "pdftotext (poppler-utils) is not installed; scripts/test installs it"
+    text = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+    flat = " ".join(text.split())
+    closed = [c for c in doc["checks"] if c["verdict"] != "fail"]
+    assert closed, "the sample must have collapsed (non-failing) checks"
+    for check in doc["checks"]:
+        for ev in check["evidence"]:
+            snippet = " ".join(ev["content"].split())[:40]
+            assert snippet in flat, (check["id"], ev["label"], snippet)

@@ -39,3 +39,36 @@ def test_control_characters_do_not_break_the_xml(run: CampaignRun, tmp_path: Pat
     case = next(c for s in xml for c in s if c.name == "dlms.weird-output")
     assert "\\x01" in (case.result[0].text or "")
     assert junitparser.__name__ == "junitparser"
+
+
+XSD = Path(__file__).parent / "schemas" / "junit-10.xsd"  # Jenkins xUnit plugin, see SOURCES.md
+
+
+def test_junit_validates_against_jenkins_xunit_junit10_xsd(run: CampaignRun, tmp_path: Path) -> None:
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(str(XSD))
+    path = write_reports(run, tmp_path, formats=["junit"])["junit"]
+    errors = [str(e.reason) for e in schema.iter_errors(str(path))]
+    assert errors == []
+    text = path.read_text()
+    # the attribute the schema refuses on the root; the skipped totals stay on each suite
+    assert '<testsuites name="metercert"' in text and 'skipped="1"' in text
+    root_tag = text[text.index("<testsuites"): text.index(">", text.index("<testsuites"))]
+    assert "skipped=" not in root_tag
+
+
+def test_junit_schema_check_can_fail(tmp_path: Path) -> None:
+    import xmlschema
+
+    bad = tmp_path / "bad.xml"
+    bad.write_text('<testsuites skipped="1"><testsuite name="x" tests="1" failures="0" errors="0"/>'
+                   "</testsuites>")
+    assert not xmlschema.XMLSchema(str(XSD)).is_valid(str(bad))
+
+
+def test_not_assessed_is_skipped_with_its_own_type(run: CampaignRun, tmp_path: Path) -> None:
+    path = write_reports(run, tmp_path, formats=["junit"])["junit"]
+    case = next(c for s in JUnitXml.fromfile(str(path)) for c in s if c.name == "tls.version")
+    (skipped,) = case.result
+    assert isinstance(skipped, Skipped) and skipped.type == "not-assessed"

@@ -5,26 +5,40 @@ Each requirement gets one state from the checks that cite it:
 - ``failed``: at least one citing check failed;
 - ``passed``: at least one passed and none failed;
 - ``inconclusive``: checks ran but none could decide;
-- ``not-applicable``: every citing check was not applicable;
-- ``untested``: no check result, although automated evidence is possible;
-- ``document-review``: no check result and only a person reading documents can
-  evidence it.
+- ``not-applicable``: every citing check found it does not apply to this product;
+- ``not-assessed``: a check would evidence it but did not run in this run (its
+  target was missing, or it was deselected: ``--only``/``--skip``/no-destructive);
+- ``untested``: no check cites it, although automated evidence is possible;
+- ``document-review``: no check cites it and only a person reading documents
+  can evidence it.
 
-Readiness is passed / applicable requirements (all but not-applicable), as a
-percentage; it is deliberately strict, because an untested requirement is not
-evidence an auditor accepts. The to-do list says what to do next for every
-requirement that is not passed.
+"Not applicable to this product" and "not assessed in this run" are different
+facts: only the first leaves a requirement out of readiness. Readiness is
+passed / (all requirements but not-applicable), as a percentage, and ``None``
+when nothing applies; it is deliberately strict, because an unassessed
+requirement is not evidence an auditor accepts. The to-do list names the next
+step for every requirement that is not passed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from metercert.catalog.model import Catalog, Requirement
 
-STATES = ("passed", "failed", "inconclusive", "not-applicable", "untested", "document-review")
+STATES = (
+    "passed", "failed", "inconclusive", "not-applicable", "not-assessed", "untested", "document-review",
+)
+_TARGET_HINT = {
+    "dlms": "add a DLMS meter target (metercert test tcp://HOST:PORT --keys FILE)",
+    "tls": "add a TLS endpoint target (--tls HOST:PORT)",
+    "dossier": "supply the device dossier (--dossier DOSSIER.yaml)",
+    "traffic": "supply captured traffic",
+}
+_NO_TARGET = re.compile(r"^no (\w+) target configured")
 
 
 @dataclass(frozen=True)
@@ -40,12 +54,32 @@ class RequirementGap:
         if self.state == "failed":
             return "fix the product: " + "; ".join(self.reasons[:3])
         if self.state == "inconclusive":
-            return "rerun or complete the inputs of " + ", ".join(self.checks)
+            return "rerun or complete the inputs of " + ", ".join(self.checks) + (
+                " (" + "; ".join(self.reasons[:2]) + ")" if self.reasons else ""
+            )
+        if self.state == "not-assessed":
+            return "; ".join(dict.fromkeys(_not_assessed_step(r) for r in self.reasons)) or (
+                "run " + ", ".join(self.checks)
+            )
         if self.state == "untested":
-            return "run a test with a " + " or ".join(e for e in self.requirement.evidence if e != "document-review") + " target"
+            return ("no automated check covers it: manual review against the "
+                    + " / ".join(self.requirement.evidence) + " evidence, recorded in the dossier's reviews")
         if self.state == "document-review":
-            return "have an assessor review the documentation"
+            return "supply the document and record a manual review of it in the dossier's reviews"
         return ""
+
+
+def _not_assessed_step(reason: str) -> str:
+    """The step that would have let a check run, from the reason it did not."""
+    cid, _, why = reason.partition(": ")
+    match = _NO_TARGET.match(why)
+    if match:
+        return _TARGET_HINT.get(match.group(1), f"add a {match.group(1)} target")
+    if "destructive" in why:
+        return f"drop --no-destructive (to run {cid})"
+    if "--only" in why or "--skip" in why:
+        return f"include {cid} (it was left out by --only/--skip)"
+    return f"run {cid} ({why})" if why else f"run {cid}"
 
 
 @dataclass(frozen=True)
@@ -58,13 +92,18 @@ class FrameworkGaps:
         return sum(1 for r in self.requirements if r.state == state)
 
     @property
-    def readiness(self) -> float:
-        applicable = len(self.requirements) - self.count("not-applicable")
-        return round(100.0 * self.count("passed") / applicable, 1) if applicable else 100.0
+    def applicable(self) -> int:
+        return len(self.requirements) - self.count("not-applicable")
+
+    @property
+    def readiness(self) -> float | None:
+        """Passed share of the applicable requirements; None when none applies."""
+        applicable = self.applicable
+        return round(100.0 * self.count("passed") / applicable, 1) if applicable else None
 
     @property
     def todo(self) -> tuple[RequirementGap, ...]:
-        order = {"failed": 0, "inconclusive": 1, "untested": 2, "document-review": 3}
+        order = {"failed": 0, "inconclusive": 1, "not-assessed": 2, "untested": 3, "document-review": 4}
         pending = [r for r in self.requirements if r.state in order]
         return tuple(sorted(pending, key=lambda r: (order[r.state], r.requirement.status != "mandatory")))
 
@@ -74,8 +113,12 @@ class FrameworkGaps:
             "name": self.name,
             "counts": {state: self.count(state) for state in STATES},
             "total": len(self.requirements),
+            "applicable": self.applicable,
             "readiness_pct": self.readiness,
-            "requirements": {r.requirement.id: {"state": r.state, "checks": list(r.checks)} for r in self.requirements},
+            "requirements": {
+                r.requirement.id: {"state": r.state, "checks": list(r.checks), "title": r.requirement.title}
+                for r in self.requirements
+            },
             "todo": [
                 {
                     "requirement": r.requirement.id,
@@ -116,20 +159,33 @@ def _state(verdicts: list[str], req: Requirement) -> str:
         return "passed"
     if "inconclusive" in verdicts:
         return "inconclusive"
+    if "not-assessed" in verdicts:
+        return "not-assessed"
     if verdicts:
         return "not-applicable"
     return "document-review" if req.document_review_only else "untested"
 
 
-def analyse(checks: Iterable[Mapping[str, Any]], catalog: Catalog) -> GapReport:
+def analyse(
+    checks: Iterable[Mapping[str, Any]],
+    catalog: Catalog,
+    deselected: Iterable[Mapping[str, Any]] = (),
+) -> GapReport:
     """Per-framework requirement states from results.json check entries.
 
     Each mapping needs ``id``, ``requirements`` and ``verdict``; ``reason`` is used
-    in the to-do list when present.
+    in the to-do list when present. ``deselected`` are results.json
+    ``run.deselected`` entries carrying ``requirements``: checks left out of the
+    run, whose requirements are therefore not assessed (not "not applicable").
     """
     by_req: dict[str, list[tuple[str, str, str]]] = {}
     unknown: list[str] = []
-    for entry in checks:
+    left_out = [
+        {"id": d.get("id", "?"), "requirements": d.get("requirements") or (), "verdict": "not-assessed",
+         "reason": d.get("reason", "")}
+        for d in deselected
+    ]
+    for entry in [*checks, *left_out]:
         for rid in entry.get("requirements", ()) or ():
             if rid not in catalog:
                 if rid not in unknown:
@@ -145,7 +201,8 @@ def analyse(checks: Iterable[Mapping[str, Any]], catalog: Catalog) -> GapReport:
             hits = by_req.get(req.id, [])
             verdicts = [v for _, v, _ in hits]
             state = _state(verdicts, req)
-            reasons = tuple(f"{cid}: {reason}" for cid, v, reason in hits if v == "fail")
+            wanted = {"failed": "fail", "inconclusive": "inconclusive", "not-assessed": "not-assessed"}
+            reasons = tuple(f"{cid}: {reason}" for cid, v, reason in hits if v == wanted.get(state))
             gaps.append(RequirementGap(req, state, tuple(cid for cid, _, _ in hits), reasons))
         frameworks.append(FrameworkGaps(fw.id, fw.name, tuple(gaps)))
     return GapReport(tuple(frameworks), tuple(unknown))

@@ -6,6 +6,15 @@ control ids by lower-casing and replacing ``:`` (not allowed in an OSCAL token)
 with ``-``; the original id is kept as the control's ``label`` property.
 UUIDs are derived (uuid5) from the content so the same input gives the same
 document, which keeps exports diffable.
+
+A run is exported as three documents that reference each other by file name
+(they are written side by side): the catalog (``oscal-catalog.json``), the
+assessment plan (``assessment-plan.json``: which controls the campaign assesses
+with which checks, and the device under test) and the assessment results
+(``assessment-results.json``: one observation per check, one finding per
+requirement, whose target is the requirement's assessment objective
+``<control>_obj`` in the catalog). Every reference is resolvable:
+:func:`unresolved_references` lists any that is not.
 """
 
 from __future__ import annotations
@@ -24,12 +33,28 @@ OSCAL_VERSION = "1.2.3"
 NS = "urn:metercert:oscal"
 _UUID_NS = uuid.UUID("5d1f3c8e-8a52-4b8e-9f0e-6d3c2a1b7e40")
 _STATE = {"pass": ("satisfied", "pass"), "fail": ("not-satisfied", "fail")}
+CATALOG_FILE = "oscal-catalog.json"
+PLAN_FILE = "assessment-plan.json"
+RESULTS_FILE = "assessment-results.json"
+
+
+def objective_id(requirement_id: str) -> str:
+    """Id of the requirement's assessment-objective part in the OSCAL catalog."""
+    return control_id(requirement_id) + "_obj"
 
 
 def control_id(requirement_id: str) -> str:
     """OSCAL token for a requirement id (``DLMS:IC-REPLAY`` -> ``dlms-ic-replay``)."""
     token = re.sub(r"[^A-Za-z0-9._-]", "-", requirement_id.replace(":", "-")).lower()
     return token if token[:1].isalpha() else f"r-{token}"
+
+
+def _truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with a marker saying how much is missing."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + (f"\n[... evidence truncated: {len(text) - limit} of {len(text)} characters "
+                           "not shown; full text in results.json]")
 
 
 def _uuid(*parts: object) -> str:
@@ -83,7 +108,11 @@ def catalog_to_oscal(catalog: Catalog, *, last_modified: str | None = None) -> d
                     "id": cid,
                     "title": req.title,
                     "props": props,
-                    "parts": [{"id": f"{cid}_smt", "name": "statement", "prose": req.title}],
+                    "parts": [
+                        {"id": f"{cid}_smt", "name": "statement", "prose": req.title},
+                        {"id": f"{cid}_obj", "name": "assessment-objective",
+                         "prose": f"The evidence shows that this holds: {req.title}"},
+                    ],
                 }
             )
         groups.append({"id": control_id(fw.id), "title": fw.name, "controls": controls})
@@ -99,17 +128,101 @@ def catalog_to_oscal(catalog: Catalog, *, last_modified: str | None = None) -> d
     }
 
 
-def assessment_results(results: Mapping[str, Any], catalog: Catalog | None = None) -> dict[str, Any]:
-    """OSCAL assessment results from a results.json dict.
-
-    One observation per check (its verdict, reason and evidence), one finding per
-    catalog requirement that a passing, failing or inconclusive check cites.
-    """
-    cat = catalog or load_catalog()
+def _seed(results: Mapping[str, Any]) -> tuple[str, str, str, str]:
     run = results.get("run", {}) or {}
     start = _timestamp(run.get("started_at"))
     end = _timestamp(run.get("finished_at") or run.get("started_at"))
-    seed = (start, str(run.get("target", "")))
+    return start, end, str(run.get("target", "")), str(run.get("started_at", ""))
+
+
+def _cited(results: Mapping[str, Any], cat: Catalog) -> list[str]:
+    """Catalog requirement ids the run's checks (run or left out) cite, in catalog order."""
+    ids = {str(r) for e in results.get("checks", []) or [] for r in e.get("requirements", []) or []}
+    ids |= {str(r) for d in (results.get("run", {}) or {}).get("deselected", []) or []
+            for r in d.get("requirements", []) or []}
+    return [r.id for r in cat.requirements if r.id in ids]
+
+
+def assessment_plan(results: Mapping[str, Any], catalog: Catalog | None = None) -> dict[str, Any]:
+    """The OSCAL assessment plan the run carried out: controls in scope, checks as tasks.
+
+    metercert has no system security plan; ``import-ssp`` points at a back-matter
+    resource describing the device under test, and a second resource points at
+    the OSCAL catalog written beside this file, where every control id resolves.
+    """
+    cat = catalog or load_catalog()
+    start, _end, target, _ = _seed(results)
+    seed = (start, target)
+    run = results.get("run", {}) or {}
+    tool = results.get("tool", {}) or {}
+    dut_uuid = _uuid("plan-dut", *seed)
+    catalog_uuid = _uuid("plan-catalog", *seed)
+    cited = _cited(results, cat)
+    tasks = []
+    for entry in results.get("checks", []) or []:
+        cid = str(entry.get("id", "?"))
+        tasks.append({
+            "uuid": _uuid("task", *seed, cid),
+            "type": "action",
+            "title": f"{cid}: {entry.get('title', cid)}",
+            "props": [_prop("check-id", cid), _prop("target-kind", str(entry.get("target", "")))],
+        })
+    plan: dict[str, Any] = {
+        "uuid": _uuid("assessment-plan", *seed),
+        "metadata": _metadata(
+            f"metercert assessment plan ({tool.get('name', 'metercert')} {tool.get('version', __version__)})",
+            start,
+        ),
+        "import-ssp": {"href": f"#{dut_uuid}"},
+        "reviewed-controls": {
+            "control-selections": [
+                {"include-controls": [{"control-id": control_id(r)} for r in cited]}
+                if cited else {"include-all": {}}
+            ],
+            "control-objective-selections": [
+                {"include-objectives": [{"objective-id": objective_id(r)} for r in cited]}
+                if cited else {"include-all": {}}
+            ],
+        },
+        "assessment-subjects": [{"type": "component", "include-all": {}}],
+        "back-matter": {
+            "resources": [
+                {
+                    "uuid": dut_uuid,
+                    "title": f"Device under test: {target or 'unnamed target'}",
+                    "description": "metercert assesses a device, not an information system: there "
+                    "is no system security plan. Targets: "
+                    + ("; ".join(f"{k}: {v}" for k, v in (run.get("targets") or {}).items()) or target or "-"),
+                },
+                {
+                    "uuid": catalog_uuid,
+                    "title": "metercert requirement catalog (OSCAL)",
+                    "rlinks": [{"href": CATALOG_FILE, "media-type": "application/oscal.catalog+json"}],
+                },
+            ]
+        },
+    }
+    if tasks:
+        plan["tasks"] = tasks
+    return {"assessment-plan": plan}
+
+
+def assessment_results(
+    results: Mapping[str, Any], catalog: Catalog | None = None, *, plan_href: str = PLAN_FILE
+) -> dict[str, Any]:
+    """OSCAL assessment results from a results.json dict.
+
+    One observation per check (its verdict, reason and evidence), one finding per
+    catalog requirement a check cites, with metercert's state (passed, failed,
+    inconclusive, not-assessed) as a property; a requirement that only
+    not-applicable checks cite gets no finding (it is out of scope, recorded as a
+    ``not-applicable-control`` property of the result). ``import-ap`` names the
+    plan written beside it (:func:`assessment_plan`).
+    """
+    cat = catalog or load_catalog()
+    start, end, target, _ = _seed(results)
+    run = results.get("run", {}) or {}
+    seed = (start, target)
     observations = []
     obs_for_req: dict[str, list[tuple[str, str]]] = {}
     for entry in results.get("checks", []) or []:
@@ -118,7 +231,8 @@ def assessment_results(results: Mapping[str, Any], catalog: Catalog | None = Non
         obs_uuid = _uuid("observation", *seed, check_id)
         evidence = [
             {
-                "description": f"{ev.get('label', 'evidence')}: {ev.get('content', '')}"[:4000] or "evidence",
+                "description": _truncate(
+                    f"{ev.get('label', 'evidence')}: {ev.get('content', '')}", 4000) or "evidence",
                 "props": [_prop("evidence-kind", str(ev.get("kind", "text"))),
                           _prop("source", str(ev.get("source", "")))],
             }
@@ -145,18 +259,21 @@ def assessment_results(results: Mapping[str, Any], catalog: Catalog | None = Non
 
     findings = []
     reviewed = []
-    for rid, items in obs_for_req.items():
-        if rid not in cat:
-            continue
+    out_of_scope = []
+    for rid in [r.id for r in cat.requirements if r.id in obs_for_req]:
+        items = obs_for_req[rid]
         verdicts = [v for _, v in items]
         if "fail" in verdicts:
-            state, reason = _STATE["fail"]
+            (state, reason), ours = _STATE["fail"], "failed"
         elif "pass" in verdicts:
-            state, reason = _STATE["pass"]
+            (state, reason), ours = _STATE["pass"], "passed"
         elif "inconclusive" in verdicts:
-            state, reason = "not-satisfied", "other"
+            state, reason, ours = "not-satisfied", "other", "inconclusive"
+        elif "not-assessed" in verdicts:
+            state, reason, ours = "not-satisfied", "other", "not-assessed"
         else:
-            continue  # only not-applicable checks: nothing was assessed
+            out_of_scope.append(control_id(rid))  # does not apply to this product
+            continue
         req = cat.get(rid)
         cid = control_id(rid)
         reviewed.append({"control-id": cid})
@@ -165,10 +282,10 @@ def assessment_results(results: Mapping[str, Any], catalog: Catalog | None = Non
                 "uuid": _uuid("finding", *seed, rid),
                 "title": f"{rid}: {req.title}",
                 "description": f"{len(items)} check(s): " + ", ".join(sorted(set(verdicts))),
-                "props": [{"name": "label", "value": rid}],
+                "props": [{"name": "label", "value": rid}, _prop("assessment-state", ours)],
                 "target": {
                     "type": "objective-id",
-                    "target-id": cid,
+                    "target-id": objective_id(rid),
                     "status": {"state": state, "reason": reason},
                 },
                 "related-observations": [{"observation-uuid": u} for u, _ in items],
@@ -185,6 +302,8 @@ def assessment_results(results: Mapping[str, Any], catalog: Catalog | None = Non
             "control-selections": [{"include-controls": reviewed} if reviewed else {"include-all": {}}]
         },
     }
+    if out_of_scope:
+        result["props"] = [_prop("not-applicable-control", c) for c in out_of_scope]
     if observations:
         result["observations"] = observations
     if findings:
@@ -197,7 +316,64 @@ def assessment_results(results: Mapping[str, Any], catalog: Catalog | None = Non
                 f"metercert assessment results ({tool.get('name', 'metercert')} {tool.get('version', __version__)})",
                 end,
             ),
-            "import-ap": {"href": "#metercert-campaign"},
+            "import-ap": {"href": plan_href},
             "results": [result],
         }
     }
+
+
+def _walk(value: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in ``value``."""
+    found: list[Any] = []
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if k == key:
+                found.append(v)
+            found.extend(_walk(v, key))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_walk(item, key))
+    return found
+
+
+def unresolved_references(
+    catalog_doc: Mapping[str, Any], plan_doc: Mapping[str, Any], results_doc: Mapping[str, Any]
+) -> list[str]:
+    """References among the three exported documents that do not resolve (empty: all do).
+
+    Checked: results ``import-ap`` names the plan file; the plan's ``import-ssp``
+    and back-matter point at its own resources and at the catalog file; every
+    control id and objective id in plan and results exists in the catalog;
+    every related observation exists in its result.
+    """
+    problems: list[str] = []
+    controls = {c["id"] for c in _walk(catalog_doc, "controls") for c in c}
+    parts = {p["id"] for ps in _walk(catalog_doc, "parts") for p in ps if "id" in p}
+    plan = plan_doc.get("assessment-plan", {})
+    resources = {r["uuid"]: r for r in plan.get("back-matter", {}).get("resources", [])}
+    href = str(plan.get("import-ssp", {}).get("href", ""))
+    if not (href.startswith("#") and href[1:] in resources):
+        problems.append(f"plan import-ssp {href!r} names no back-matter resource")
+    links = [link.get("href") for r in resources.values() for link in r.get("rlinks", [])]
+    if CATALOG_FILE not in links:
+        problems.append(f"plan back-matter does not link the catalog {CATALOG_FILE}")
+    for doc_name, doc in (("plan", plan_doc), ("results", results_doc)):
+        for cid in _walk(doc, "control-id"):
+            if cid not in controls:
+                problems.append(f"{doc_name}: control {cid!r} is not in the catalog")
+        for oid in _walk(doc, "objective-id"):
+            if oid not in parts:
+                problems.append(f"{doc_name}: objective {oid!r} is not in the catalog")
+    ar = results_doc.get("assessment-results", {})
+    if ar.get("import-ap", {}).get("href") != PLAN_FILE:
+        problems.append(f"results import-ap {ar.get('import-ap')!r} does not name {PLAN_FILE}")
+    for result in ar.get("results", []):
+        observations = {o["uuid"] for o in result.get("observations", [])}
+        for finding in result.get("findings", []):
+            target = finding.get("target", {})
+            if target.get("type") == "objective-id" and target.get("target-id") not in parts:
+                problems.append(f"finding target {target.get('target-id')!r} is not a catalog objective")
+            for rel in finding.get("related-observations", []):
+                if rel.get("observation-uuid") not in observations:
+                    problems.append(f"finding {finding.get('title')!r}: unknown observation")
+    return problems

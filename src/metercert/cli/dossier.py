@@ -17,7 +17,7 @@ from rich.table import Table
 from metercert import __version__
 from metercert.dossier import sample_dossier
 from metercert.errors import InputFileError, UsageError
-from metercert.report.json import check_entry
+from metercert.report.json import check_entry, summary_of
 
 _VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "not-applicable": "dim"}
 
@@ -85,9 +85,7 @@ def assess_document(path: Path, *, patch_limit_days: int | None = None) -> dict[
             raise UsageError("--patch-limit-days must be at least 1")
         dossier = dataclasses.replace(dossier, patch_limit_days=patch_limit_days)
     entries = [check_entry(r) for r in run_all(dossier)]
-    summary = {v: 0 for v in ("pass", "fail", "inconclusive", "not-applicable")}
-    for e in entries:
-        summary[e["verdict"]] += 1
+    summary = summary_of(entries)
     return {
         "schema": "metercert-results",
         "schema_version": 1,
@@ -98,6 +96,9 @@ def assess_document(path: Path, *, patch_limit_days: int | None = None) -> dict[
             "duration_s": round(time.perf_counter() - t0, 3),
             "target": f"dossier {dossier.path}",
             "meter_profile": None,
+            "targets": {"dossier": dossier.describe()},
+            "deselected": [],
+            "notes": [],
         },
         "summary": summary,
         "checks": entries,
@@ -132,4 +133,9 @@ def _assess(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputFileError(f"{args.json}: cannot write: {exc.strerror or exc.__class__.__name__}") from None
         console.print(f"wrote {args.json}")
-    return 1 if s["fail"] else 0
+    undecided = [e["id"] for e in doc["checks"]
+                 if e["verdict"] == "inconclusive" and e["severity"] == "critical"]
+    if undecided:
+        # a critical check that could not decide is no evidence of safety: gate on it
+        console.print(f"[bold yellow]critical check(s) inconclusive: {', '.join(undecided)}[/]")
+    return 1 if s["fail"] or undecided else 0

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from metercert.errors import InputFileError
 
-_STATE_STYLE = {"failed": "bold red", "inconclusive": "yellow", "untested": "magenta", "document-review": "cyan"}
+_STATE_STYLE = {"failed": "bold red", "inconclusive": "yellow", "not-assessed": "blue", "untested": "magenta",
+                "document-review": "cyan"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,6 +43,14 @@ def read_check_entries(path: Path) -> list[dict[str, Any]]:
     return checks
 
 
+def _deselected(path: Path) -> list[dict[str, Any]]:
+    """``run.deselected`` of a results.json (already read once, so it parses)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+    items = run.get("deselected") or []
+    return [d for d in items if isinstance(d, dict)]
+
+
 def _gaps(args: argparse.Namespace) -> int:
     from metercert.catalog import load_catalog
     from metercert.catalog.gaps import analyse
@@ -49,7 +58,7 @@ def _gaps(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     if args.framework:
         catalog.framework(args.framework)  # UsageError for an unknown name
-    report = analyse(read_check_entries(args.results), catalog)
+    report = analyse(read_check_entries(args.results), catalog, _deselected(args.results))
     frameworks = [f for f in report.frameworks if not args.framework or f.framework.lower() == args.framework.lower()]
     if args.json:
         data = report.to_dict()
@@ -59,13 +68,15 @@ def _gaps(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     table = Table(title=f"Readiness per framework ({args.results})")
-    for col in ("framework", "pass", "fail", "inconcl.", "untested", "doc review", "n/a", "ready"):
+    for col in ("framework", "pass", "fail", "inconcl.", "not assessed", "untested", "doc review", "n/a",
+                "ready"):
         table.add_column(col, justify="left" if col == "framework" else "right")
     for f in frameworks:
         table.add_row(
             f.framework, str(f.count("passed")), str(f.count("failed")), str(f.count("inconclusive")),
-            str(f.count("untested")), str(f.count("document-review")), str(f.count("not-applicable")),
-            f"{f.readiness:.1f} %",
+            str(f.count("not-assessed")), str(f.count("untested")), str(f.count("document-review")),
+            str(f.count("not-applicable")),
+            "n/a (nothing applies)" if f.readiness is None else f"{f.readiness:.1f} %",
         )
     console.print(table)
     for f in frameworks:

@@ -65,6 +65,18 @@ def oscal_assessment_results(doc: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def oscal_companions(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """File name -> OSCAL document that the assessment results reference (plan, catalog)."""
+    from metercert.catalog import load_catalog, oscal
+
+    catalog = load_catalog()
+    return {
+        oscal.PLAN_FILE: oscal.assessment_plan(doc, catalog),
+        oscal.CATALOG_FILE: oscal.catalog_to_oscal(catalog, last_modified=oscal.assessment_plan(
+            doc, catalog)["assessment-plan"]["metadata"]["last-modified"]),
+    }
+
+
 def render_documents(doc: Mapping[str, Any], out_dir: Path, formats: Iterable[str]) -> dict[str, Path]:
     """Write ``formats`` of the results document ``doc`` into ``out_dir``."""
     wanted = list(dict.fromkeys(formats))
@@ -88,6 +100,10 @@ def render_documents(doc: Mapping[str, Any], out_dir: Path, formats: Iterable[st
             data = oscal_assessment_results(doc)
             path.write_text(_json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             written[fmt] = path
+            for name, extra in oscal_companions(doc).items():
+                (out_dir / name).write_text(_json.dumps(extra, indent=2, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
+                written[f"oscal-{name.split('.')[0]}"] = out_dir / name
     return written
 
 

@@ -8,6 +8,8 @@ from the device under test and must be treated as hostile.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -18,18 +20,20 @@ from typing import Any
 
 import jinja2
 
-VERDICT_ORDER = ("fail", "inconclusive", "pass", "not-applicable")
+VERDICT_ORDER = ("fail", "inconclusive", "pass", "not-assessed", "not-applicable")
 VERDICT_LABEL = {
     "pass": "PASS",
     "fail": "FAIL",
     "inconclusive": "INCONCLUSIVE",
     "not-applicable": "NOT APPLICABLE",
+    "not-assessed": "NOT ASSESSED",
 }
 VERDICT_COLOUR = {
     "pass": "#2e7d32",
     "fail": "#c62828",
     "inconclusive": "#e08a00",
     "not-applicable": "#8a8f98",
+    "not-assessed": "#5e6ad2",
 }
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 
@@ -49,6 +53,14 @@ class FrameworkBar:
     total: int
     y: float
     segments: tuple[Segment, ...]
+    catalog_total: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``17 of 32 evidenced`` when the catalog size is known (never ``17/17``)."""
+        if self.catalog_total:
+            return f"{self.total} of {self.catalog_total} requirements cited"
+        return f"{self.total} requirements cited"
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,37 @@ class RequirementRow:
     framework: str
     verdict: str
     checks: tuple[tuple[str, str], ...]  # (check id, its verdict)
+    title: str = ""
+
+
+def requirement_titles(gaps: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Requirement id -> title: from the document's gap analysis, else the packaged catalog."""
+    titles: dict[str, str] = {}
+    if isinstance(gaps, Mapping) and isinstance(gaps.get("frameworks"), Mapping):
+        for fw in gaps["frameworks"].values():
+            reqs = fw.get("requirements") if isinstance(fw, Mapping) else None
+            if isinstance(reqs, Mapping):
+                for rid, item in reqs.items():
+                    if isinstance(item, Mapping) and item.get("title"):
+                        titles[str(rid)] = str(item["title"])
+    if not titles:
+        try:
+            from metercert.catalog import load_catalog
+
+            titles = {r.id: r.title for r in load_catalog().requirements}
+        except Exception:  # noqa: BLE001 - the catalog is another layer; keep the report
+            titles = {}
+    return titles
+
+
+def framework_totals(gaps: Mapping[str, Any] | None) -> dict[str, int]:
+    """Framework -> number of catalog requirements, from the gap analysis when present."""
+    out: dict[str, int] = {}
+    if isinstance(gaps, Mapping) and isinstance(gaps.get("frameworks"), Mapping):
+        for fw_id, fw in gaps["frameworks"].items():
+            if isinstance(fw, Mapping) and isinstance(fw.get("total"), int):
+                out[str(fw_id)] = fw["total"]
+    return out
 
 
 def framework_of(requirement_id: str) -> str:
@@ -72,13 +115,17 @@ def requirement_verdict(verdicts: list[str]) -> str:
     return "not-applicable"
 
 
-def requirement_rows(checks: list[Mapping[str, Any]]) -> list[RequirementRow]:
+def requirement_rows(
+    checks: list[Mapping[str, Any]], titles: Mapping[str, str] | None = None
+) -> list[RequirementRow]:
     by_req: dict[str, list[tuple[str, str]]] = {}
     for check in checks:
         for req in check["requirements"]:
             by_req.setdefault(req, []).append((check["id"], check["verdict"]))
+    titles = titles or {}
     rows = [
-        RequirementRow(req, framework_of(req), requirement_verdict([v for _, v in pairs]), tuple(pairs))
+        RequirementRow(req, framework_of(req), requirement_verdict([v for _, v in pairs]), tuple(pairs),
+                       titles.get(req, ""))
         for req, pairs in by_req.items()
     ]
     rows.sort(key=lambda r: (r.framework, _natural_key(r.id)))
@@ -97,8 +144,11 @@ _BAR_H = 20.0
 _TOP = 8.0
 
 
-def framework_bars(rows: list[RequirementRow]) -> tuple[list[FrameworkBar], float]:
+def framework_bars(
+    rows: list[RequirementRow], totals: Mapping[str, int] | None = None
+) -> tuple[list[FrameworkBar], float]:
     """Stacked bars (requirements per verdict) per framework, and the chart height."""
+    totals = totals or {}
     per_fw: dict[str, Counter[str]] = {}
     for row in rows:
         per_fw.setdefault(row.framework, Counter())[row.verdict] += 1
@@ -108,25 +158,27 @@ def framework_bars(rows: list[RequirementRow]) -> tuple[list[FrameworkBar], floa
         counts = per_fw[fw]
         x = _LABEL_W
         segments = []
-        for verdict in ("pass", "fail", "inconclusive", "not-applicable"):
+        for verdict in ("pass", "fail", "inconclusive", "not-assessed", "not-applicable"):
             n = counts.get(verdict, 0)
             if not n:
                 continue
             width = _BAR_W * n / widest
             segments.append(Segment(verdict, n, round(x, 2), round(width, 2), VERDICT_COLOUR[verdict]))
             x += width
-        bars.append(FrameworkBar(fw, sum(counts.values()), _TOP + i * _ROW_H, tuple(segments)))
+        bars.append(FrameworkBar(fw, sum(counts.values()), _TOP + i * _ROW_H, tuple(segments),
+                                 totals.get(fw)))
     return bars, _TOP + len(bars) * _ROW_H + 4
 
 
-GAP_STATES = ("passed", "failed", "inconclusive", "untested", "document-review", "not-applicable")
+GAP_STATES = ("passed", "failed", "inconclusive", "not-assessed", "untested", "document-review",
+              "not-applicable")
 
 
 @dataclass(frozen=True)
 class FrameworkReadiness:
     framework: str
     name: str
-    readiness_pct: float
+    readiness_pct: float | None
     counts: Mapping[str, int]
     total: int
     todo: tuple[Mapping[str, Any], ...]
@@ -144,8 +196,9 @@ def readiness_view(gaps: Mapping[str, Any] | None) -> list[FrameworkReadiness] |
     try:
         for fw_id, fw in gaps["frameworks"].items():
             counts = {state: int(fw["counts"].get(state, 0)) for state in GAP_STATES}
+            pct = fw["readiness_pct"]
             view.append(FrameworkReadiness(
-                str(fw_id), str(fw.get("name", fw_id)), float(fw["readiness_pct"]), counts,
+                str(fw_id), str(fw.get("name", fw_id)), None if pct is None else float(pct), counts,
                 int(fw["total"]), tuple(t for t in fw.get("todo", []) if isinstance(t, Mapping)),
             ))
     except (KeyError, TypeError, ValueError, AttributeError):
@@ -185,6 +238,12 @@ def human_time(stamp: str) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _evidence_text(content: str) -> str:
+    from metercert.report.json import truncate_evidence
+
+    return truncate_evidence(str(content))
+
+
 def anchor(check_id: str) -> str:
     return "check-" + "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in check_id)
 
@@ -211,25 +270,50 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def record_hash(doc: Mapping[str, Any]) -> str:
+    """SHA-256 of the results document as results.json stores it (the record this page shows)."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def overall_banner(
+    summary: Mapping[str, int], readiness: list[FrameworkReadiness] | None
+) -> tuple[str, str]:
+    """The headline: what the checks showed, and never "passed" without the readiness beside it."""
+    open_fw = [f"{f.framework} {f.readiness_pct:.1f} %" for f in readiness or []
+               if f.readiness_pct is not None and f.readiness_pct < 100.0]
+    tail = ("; requirements still open, readiness " + ", ".join(open_fw)) if open_fw else ""
+    unassessed = summary.get("not-assessed", 0)
+    if unassessed:
+        tail += f"; {unassessed} check(s) not assessed (target missing)"
+    if summary.get("fail"):
+        return "fail", f"{summary['fail']} check(s) failed" + tail
+    if summary.get("inconclusive"):
+        return "inconclusive", f"no failure seen, but {summary['inconclusive']} check(s) were inconclusive" + tail
+    if summary.get("pass"):
+        return "pass", f"all {summary['pass']} checks that produced a verdict passed" + tail
+    return "not-applicable", "no check produced a verdict" + tail
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     """The report page for a results.json document."""
     checks = list(doc["checks"])
-    rows = requirement_rows(checks)
-    bars, chart_height = framework_bars(rows)
-    summary = doc["summary"]
-    if summary.get("fail"):
-        overall = ("fail", f"{summary['fail']} check(s) failed")
-    elif summary.get("inconclusive"):
-        overall = ("inconclusive", "no failure seen, but some checks were inconclusive")
-    elif summary.get("pass"):
-        overall = ("pass", "all applicable checks passed")
-    else:
-        overall = ("not-applicable", "no check produced a verdict")
+    gaps = doc.get("gaps")
+    rows = requirement_rows(checks, requirement_titles(gaps))
+    bars, chart_height = framework_bars(rows, framework_totals(gaps))
+    summary = {v: 0 for v in VERDICT_LABEL} | dict(doc["summary"])
+    readiness = readiness_view(gaps)
+    overall = overall_banner(summary, readiness)
     req_counts = Counter(r.verdict for r in rows)
+    # Optional fields get their empty value: any schema-valid document must render.
+    run = {"targets": {}, "deselected": [], "notes": [], "device_identity": {}, "lab": "",
+           "operator": "", "catalog_version": "", **doc["run"]}
     template = _environment().get_template("report.html.j2")
     return template.render(
         doc=doc,
-        run=doc["run"],
+        run=run,
+        record_sha256=record_hash(doc),
+        evidence_text=_evidence_text,
         tool=doc["tool"],
         summary=summary,
         overall=overall,
@@ -241,8 +325,8 @@ def render_html(doc: Mapping[str, Any]) -> str:
         chart_width=_LABEL_W + _BAR_W + 60,
         bar_h=_BAR_H,
         label_w=_LABEL_W,
-        gaps=doc.get("gaps"),
-        readiness=readiness_view(doc.get("gaps")),
+        gaps=gaps,
+        readiness=readiness,
         gap_states=GAP_STATES,
         verdict_order=VERDICT_ORDER,
     )

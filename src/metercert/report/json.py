@@ -29,6 +29,20 @@ log = logging.getLogger("metercert.report")
 
 SCHEMA_NAME = "metercert-results"
 SCHEMA_VERSION = 1
+#: Verdicts a results document records. ``not-assessed`` is not a check verdict:
+#: it marks a check that did not run because its target was missing, so that
+#: "not applicable to this product" and "not assessed in this run" stay apart.
+RESULT_VERDICTS = (*(v.value for v in Verdict), "not-assessed")
+#: Evidence longer than this is cut in every rendering, with this marker.
+EVIDENCE_MAX = 20_000
+TRUNCATION_MARK = "\n[... evidence truncated: {cut} of {total} characters not shown; full text in results.json]"
+
+
+def truncate_evidence(text: str, limit: int = EVIDENCE_MAX) -> str:
+    """``text`` cut to ``limit`` characters with an explicit marker (never silently)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARK.format(cut=len(text) - limit, total=len(text))
 
 
 class ResultsSchemaError(InputFileError):
@@ -57,18 +71,27 @@ def validate_results(doc: Mapping[str, Any], source: str = "results") -> None:
         if len(message) > 300:
             message = message[:299] + "\u2026"
         raise ResultsSchemaError(f"{source}: not a valid results document at {_path_text(error.absolute_path)}: {message}")
-    counts = {v.value: 0 for v in Verdict}
+    counts = {v: 0 for v in RESULT_VERDICTS}
     for entry in doc["checks"]:
         counts[entry["verdict"]] += 1
-    if dict(doc["summary"]) != counts:
+    summary = {"not-assessed": 0, **dict(doc["summary"])}
+    if summary != counts:
         raise ResultsSchemaError(
             f"{source}: summary {dict(doc['summary'])} does not match the verdicts of its checks {counts}"
         )
 
 
-def check_entry(result: CheckResult) -> dict[str, Any]:
-    """One check's entry in results.json."""
+def check_entry(result: CheckResult, *, target_present: bool = True) -> dict[str, Any]:
+    """One check's entry in results.json.
+
+    With ``target_present=False`` a NOT-APPLICABLE outcome is recorded as
+    ``not-assessed``: the runner could not run the check, which says nothing
+    about whether the requirement applies to the product.
+    """
     spec, outcome = result.spec, result.outcome
+    verdict = outcome.verdict.value
+    if not target_present and outcome.verdict is Verdict.NOT_APPLICABLE:
+        verdict = "not-assessed"
     return {
         "id": spec.id,
         "title": spec.title,
@@ -77,7 +100,7 @@ def check_entry(result: CheckResult) -> dict[str, Any]:
         "requirements": list(spec.requirements),
         "tags": list(spec.tags),
         "destructive": spec.destructive,
-        "verdict": outcome.verdict.value,
+        "verdict": verdict,
         "reason": outcome.reason,
         "duration_s": round(max(0.0, result.duration_s), 6),
         "started_at": result.started_at,
@@ -97,7 +120,35 @@ def main_target(targets: Mapping[str, str]) -> str:
     return "; ".join(f"{kind}: {desc}" for kind, desc in targets.items())
 
 
-def gap_analysis(checks: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+def summary_of(checks: list[Mapping[str, Any]]) -> dict[str, int]:
+    """Count per results verdict; every verdict is present, zero or not."""
+    counts = {v: 0 for v in RESULT_VERDICTS}
+    for entry in checks:
+        counts[str(entry["verdict"])] += 1
+    return counts
+
+
+def deselected_entries(deselected: Any) -> list[dict[str, Any]]:
+    """``run.deselected`` entries with the requirements each left-out check would cite."""
+    try:
+        from metercert.checks import all_checks
+
+        specs = all_checks()
+    except Exception:  # noqa: BLE001 - a broken check module must not cost the report
+        specs = {}
+    out = []
+    for d in deselected:
+        entry: dict[str, Any] = {"id": d.id, "reason": d.reason}
+        spec = specs.get(d.id)
+        if spec is not None:
+            entry["requirements"] = list(spec.requirements)
+        out.append(entry)
+    return out
+
+
+def gap_analysis(
+    checks: list[dict[str, Any]], deselected: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """The catalog's gap analysis for these check entries, or ``(None, why_not)``.
 
     The catalog is optional at this layer: a missing or failing catalog must not
@@ -109,7 +160,7 @@ def gap_analysis(checks: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, s
         return None, "gap analysis unavailable: metercert.catalog.gaps is not installed"
     try:
         catalog = _load_catalog()
-        report = catalog_gaps.analyse(checks, catalog)
+        report = catalog_gaps.analyse(checks, catalog, deselected or [])
         data = report.to_dict() if hasattr(report, "to_dict") else report
         if not isinstance(data, Mapping):
             return None, f"gap analysis unavailable: analyse() returned {type(data).__name__}"
@@ -130,17 +181,48 @@ def _load_catalog() -> Any:
     raise ImportError("metercert.catalog offers no catalog loader (load_catalog)")
 
 
+def device_identity_of(run: Any) -> dict[str, Any]:
+    """The device identity the run read from the meter, when the runner recorded one.
+
+    Looked up as ``run.device_identity`` or ``run.target_info[kind]["device_identity"]``;
+    values are made JSON-safe (bytes as hex). Reading it from the meter is the
+    DLMS target's job, not the report's.
+    """
+    found = getattr(run, "device_identity", None)
+    if not found:
+        info = getattr(run, "target_info", None) or {}
+        for kind in ("dlms", *info):
+            item = info.get(kind) if isinstance(info, Mapping) else None
+            if isinstance(item, Mapping) and item.get("device_identity"):
+                found = item["device_identity"]
+                break
+    if not isinstance(found, Mapping):
+        return {}
+    return {str(k): (v.hex() if isinstance(v, (bytes, bytearray)) else v)
+            for k, v in json.loads(json.dumps(dict(found), default=_json_safe)).items()}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return str(value)
+
+
 def results_document(run: CampaignRun, *, with_gaps: bool = True) -> dict[str, Any]:
     """The results.json document of ``run`` (validated)."""
-    checks = [check_entry(r) for r in run.results]
+    present = set(run.targets)
+    checks = [check_entry(r, target_present=r.spec.target.value in present) for r in run.results]
+    deselected = deselected_entries(run.deselected)
     notes = list(run.notes)
     gaps: dict[str, Any] | None = None
     if with_gaps:
-        gaps, why_not = gap_analysis(checks)
+        gaps, why_not = gap_analysis(checks, deselected)
         if why_not:
             notes.append(why_not)
     from metercert.campaign.runner import iso
 
+    identity = device_identity_of(run)
+    run_extra: dict[str, Any] = {"device_identity": identity} if identity else {}
     doc: dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -152,10 +234,11 @@ def results_document(run: CampaignRun, *, with_gaps: bool = True) -> dict[str, A
             "target": main_target(run.targets),
             "meter_profile": run.meter_profile,
             "targets": dict(run.targets),
-            "deselected": [{"id": d.id, "reason": d.reason} for d in run.deselected],
+            "deselected": deselected,
             "notes": notes,
+            **run_extra,
         },
-        "summary": run.summary,
+        "summary": summary_of(checks),
         "checks": checks,
         "gaps": gaps,
     }

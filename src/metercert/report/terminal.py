@@ -19,7 +19,8 @@ from metercert.report.html import VERDICT_LABEL, human_duration, ordered_checks
 if TYPE_CHECKING:
     from metercert.campaign.runner import CampaignRun
 
-STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow", "not-applicable": "dim"}
+STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow", "not-applicable": "dim",
+         "not-assessed": "magenta"}
 
 
 def summary_table(doc: Mapping[str, Any]) -> Table:
@@ -28,8 +29,11 @@ def summary_table(doc: Mapping[str, Any]) -> Table:
     table = Table(box=box.SIMPLE_HEAVY)
     table.add_column("verdict")
     table.add_column("checks", justify="right")
-    for verdict in ("pass", "fail", "inconclusive", "not-applicable"):
-        table.add_row(Text(VERDICT_LABEL[verdict], style=STYLE[verdict]), str(doc["summary"][verdict]))
+    for verdict in ("pass", "fail", "inconclusive", "not-applicable", "not-assessed"):
+        count = doc["summary"].get(verdict, 0)
+        if verdict == "not-assessed" and not count:
+            continue
+        table.add_row(Text(VERDICT_LABEL[verdict], style=STYLE[verdict]), str(count))
     table.add_section()
     table.add_row("total", str(len(doc["checks"])))
     table.add_row("time", human_duration(float(run["duration_s"])))
