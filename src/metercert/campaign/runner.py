@@ -19,6 +19,20 @@ What the runner guarantees, and why:
   waited for (``asyncio.wait_for`` would wait for it indefinitely).
 * A check whose target kind has no target is NOT-APPLICABLE, so the report
   still lists it and the gap analysis can tell "not tested" from "passed".
+* Evidence survives an error. A target may offer ``evidence_mark()`` and
+  ``evidence_since(mark)``: what it recorded during a check that raised or timed
+  out (the APDU traces of a DLMS target) is kept with the INCONCLUSIVE verdict.
+* A device that stops answering costs one check, not the campaign. After each
+  check the runner calls the target's ``after_check(check_id)`` when it has one:
+  the DLMS target power-cycles a meter that went deaf (when it has a power
+  controller) and the note goes with that check's result; a target that reports
+  itself ``unavailable`` ends its remaining checks INCONCLUSIVE at once, with the
+  reason, instead of each waiting out its time limits.
+
+Exit codes (:attr:`CampaignRun.exit_code`): 0 every critical and high check reached
+a verdict and none failed; 1 a check failed; 4 no check failed but a critical or
+high check reached no verdict (INCONCLUSIVE), or no check reached any verdict at
+all. 2 (usage, connection) and 3 (internal error) come from the command line.
 """
 
 from __future__ import annotations
@@ -47,7 +61,15 @@ from rich.progress import (
 
 from metercert import __version__
 from metercert.campaign.selection import Deselected, select_checks
-from metercert.checks.base import CheckOutcome, CheckResult, CheckSpec, TargetKind, Verdict
+from metercert.checks.base import (
+    CheckOutcome,
+    CheckResult,
+    CheckSpec,
+    Evidence,
+    Severity,
+    TargetKind,
+    Verdict,
+)
 from metercert.errors import MetercertError, UsageError
 
 log = logging.getLogger("metercert.campaign")
@@ -57,6 +79,8 @@ CANCEL_GRACE_S = 2.0
 #: Time limit for a target's ``open()`` / ``close()``, before ``time_limit_scale``.
 TARGET_SETUP_TIMEOUT_S = 60.0
 _REASON_MAX = 600
+#: exit code of a run in which no check failed but critical or high checks reached no verdict
+EXIT_NO_VERDICT = 4
 
 
 class CheckTimeout(Exception):
@@ -75,6 +99,8 @@ class CampaignRun:
     deselected: tuple[Deselected, ...] = ()
     notes: tuple[str, ...] = ()
     tool_version: str = __version__
+    #: per target kind, what the target says of the device (identity, suite; no secrets)
+    target_details: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -93,9 +119,25 @@ class CampaignRun:
         return tuple(r for r in self.results if r.verdict is Verdict.FAIL)
 
     @property
+    def unresolved(self) -> tuple[CheckResult, ...]:
+        """Critical and high checks that reached no verdict."""
+        return tuple(r for r in self.results if r.verdict is Verdict.INCONCLUSIVE
+                     and r.spec.severity in (Severity.CRITICAL, Severity.HIGH))
+
+    @property
+    def inconclusive(self) -> tuple[CheckResult, ...]:
+        return tuple(r for r in self.results if r.verdict is Verdict.INCONCLUSIVE)
+
+    @property
     def exit_code(self) -> int:
-        """0 when no check failed, 1 when at least one did (CI gates on this)."""
-        return 1 if self.failed else 0
+        """1 when a check failed; else 4 when a critical/high check, or every check that
+        ran, reached no verdict; else 0 (CI gates on this)."""
+        if self.failed:
+            return 1
+        decided = [r for r in self.results if r.verdict in (Verdict.PASS, Verdict.FAIL)]
+        if self.unresolved or (self.inconclusive and not decided):
+            return EXIT_NO_VERDICT
+        return 0
 
 
 def _now() -> datetime:
@@ -124,6 +166,17 @@ def describe_target(target: object) -> str:
     if isinstance(text, str) and text.strip():
         return " ".join(text.split())
     return type(target).__name__
+
+
+def _details(target: object) -> dict[str, str]:
+    details = getattr(target, "details", None)
+    if not callable(details):
+        return {}
+    try:
+        return {str(k): str(v) for k, v in dict(details()).items()}
+    except Exception as exc:
+        log.debug("details() of %s failed", type(target).__name__, exc_info=exc)
+        return {}
 
 
 def _exception_reason(prefix: str, exc: BaseException) -> str:
@@ -191,6 +244,11 @@ async def run_check(spec: CheckSpec, target: object, *, time_limit_scale: float 
     started_at = iso(_now())
     t0 = time.perf_counter()
     limit = spec.timeout * time_limit_scale
+    unavailable = getattr(target, "unavailable", None)
+    if isinstance(unavailable, str) and unavailable:
+        return CheckResult(spec, CheckOutcome(Verdict.INCONCLUSIVE, unavailable), 0.0, started_at)
+    mark_of = getattr(target, "evidence_mark", None)
+    mark = mark_of() if callable(mark_of) else None
     try:
         if inspect.iscoroutinefunction(spec.func):
             value = await _await_with_limit(spec.func(target), limit)
@@ -221,7 +279,34 @@ async def run_check(spec: CheckSpec, target: object, *, time_limit_scale: float 
     except Exception as exc:
         log.debug("check %s raised", spec.id, exc_info=exc)
         outcome = CheckOutcome(Verdict.INCONCLUSIVE, _exception_reason("check raised", exc))
+    if outcome.verdict is Verdict.INCONCLUSIVE and not outcome.evidence and mark is not None:
+        outcome = CheckOutcome(outcome.verdict, outcome.reason,
+                               tuple(_kept_evidence(target, mark)))
+    note = await _after_check(target, spec.id, limit)
+    if note:
+        outcome = CheckOutcome(outcome.verdict, outcome.reason,
+                               (*outcome.evidence, Evidence("device after the check", note)))
     return CheckResult(spec, outcome, time.perf_counter() - t0, started_at)
+
+
+def _kept_evidence(target: object, mark: int) -> list[Evidence]:
+    try:
+        return [e for e in target.evidence_since(mark) if isinstance(e, Evidence)]  # type: ignore[attr-defined]
+    except Exception as exc:
+        log.debug("evidence_since() failed", exc_info=exc)
+        return []
+
+
+async def _after_check(target: object, check_id: str, limit: float) -> str | None:
+    hook = getattr(target, "after_check", None)
+    if not callable(hook):
+        return None
+    try:
+        note = await _await_with_limit(hook(check_id), max(limit, 30.0))
+    except Exception as exc:
+        log.debug("after_check failed", exc_info=exc)
+        return _exception_reason("could not check the device after this check:", exc)
+    return note if isinstance(note, str) else None
 
 
 async def _call_hook(target: object, name: str, limit: float) -> BaseException | None:
@@ -354,6 +439,7 @@ async def run_campaign_async(
                     )
                     display.advance()
                 continue
+            notes.extend(str(n) for n in getattr(target, "notes", ()) or ())
             try:
                 for spec in group:
                     display.current(spec.id)
@@ -369,6 +455,7 @@ async def run_campaign_async(
         started_at=started,
         finished_at=_now(),
         targets={kind.value: describe_target(t) for kind, t in by_kind.items()},
+        target_details={kind.value: _details(t) for kind, t in by_kind.items() if _details(t)},
         meter_profile=meter_profile,
         deselected=tuple(dropped),
         notes=tuple(notes),

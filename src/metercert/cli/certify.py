@@ -105,17 +105,28 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
 
 
 def _run(targets: dict[TargetKind | str, object], args: argparse.Namespace, profile: str | None,
-         console: Console) -> int:
-    from metercert.campaign.runner import run_campaign
+         console: Console, *, started: float | None = None) -> int:
+    from metercert.campaign.runner import EXIT_NO_VERDICT, run_campaign
     from metercert.report import write_reports
 
-    start = time.monotonic()
+    start = time.monotonic() if started is None else started
     run = run_campaign(targets, all_checks().values(), only=tuple(args.only), skip=tuple(args.skip),
                        include_destructive=not args.no_destructive,
-                       progress=False if args.quiet else console, meter_profile=profile)
+                       progress=False if args.quiet else console, meter_profile=profile,
+                       strict_targets=True)
     written = write_reports(run, Path(args.out))
     took = time.monotonic() - start
-    console.print(f"campaign time: {took:.1f} s")
+    if run.inconclusive:
+        unresolved = run.unresolved
+        console.print(f"[bold yellow]{len(run.inconclusive)} check(s) reached no verdict[/]"
+                      + (f", {len(unresolved)} of them critical or high" if unresolved else ""))
+        for r in run.inconclusive[:12]:
+            console.print(f"  {r.spec.id}: {r.outcome.reason}", markup=False, highlight=False,
+                          soft_wrap=True)
+        if run.exit_code == EXIT_NO_VERDICT:
+            console.print(f"exit code {EXIT_NO_VERDICT}: nothing failed, but the campaign is "
+                          "not complete (see README, exit codes)")
+    console.print(f"campaign time: {took:.1f} s (whole run)")
     html = written.get("html")
     if html is not None:
         console.print(f"HTML report: [bold]{html}[/]")
@@ -125,10 +136,11 @@ def _run(targets: dict[TargetKind | str, object], args: argparse.Namespace, prof
 
 def _certify(args: argparse.Namespace) -> int:
     console = Console()
+    started = time.monotonic()
     bench = _Bench(Path(tempfile.mkdtemp(prefix="metercert-certify-")))
     try:
         targets = _reference_targets(args.meter_profile, bench, tls=not args.no_tls)
-        return _run(targets, args, args.meter_profile, console)
+        return _run(targets, args, args.meter_profile, console, started=started)
     finally:
         bench.close()
 
@@ -143,6 +155,7 @@ def _test(args: argparse.Namespace) -> int:
     from metercert.security import load_keyset
 
     console = Console()
+    started = time.monotonic()
     config = None
     if args.campaign:
         from metercert.campaign.config import load_campaign
@@ -208,7 +221,7 @@ def _test(args: argparse.Namespace) -> int:
         _probe(host, port)
     else:  # UDP has no handshake: ask the public association instead
         _probe_udp(targets[TargetKind.DLMS])  # type: ignore[arg-type]
-    return _run(targets, args, None, console)
+    return _run(targets, args, None, console, started=started)
 
 
 def _with_campaign_roles(keys: Any, config: Any) -> Any:

@@ -51,6 +51,7 @@ from metercert.cosem import (
     InitiateRequest,
     InitiateResponse,
     ObisCode,
+    ReleaseResponseReason,
     SetRequestNormal,
     SetResponseNormal,
     decode_apdu,
@@ -67,6 +68,7 @@ from metercert.security import (
     Mechanism,
     ReplayGuard,
     SecurityControl,
+    SecurityError,
     hls,
     is_ciphered,
     parse_ciphered,
@@ -106,6 +108,15 @@ class ClientSettings:
     max_pdu: int = 0xFFFF
     timeout: float = 10.0
     ssl: Any = None
+    #: length of our HLS challenge CtoS; None: 16 bytes (32 for HLS-ECDSA), which every
+    #: meter we know takes (the Green Book allows 8-64; some meters handle only 16)
+    challenge_length: int | None = None
+
+    @property
+    def ctos_length(self) -> int:
+        if self.challenge_length is not None:
+            return self.challenge_length
+        return 32 if self.mechanism is Mechanism.HLS_ECDSA else 16
 
     @property
     def ciphered(self) -> bool:
@@ -189,9 +200,12 @@ class DlmsClient:
             self._counter.store = None
 
     async def open(self, **overrides: Any) -> AARE:
-        """Connect, synchronise the sending counter with the meter, associate."""
-        await self.connect()
+        """Synchronise the sending counter with the meter, then connect and associate.
+
+        The counter is read first, on a public association of its own that is released
+        and closed before ours opens: many meters serve one connection at a time."""
         await self.sync_counter()
+        await self.connect()
         return await self.associate(**overrides)
 
     async def __aenter__(self) -> Self:
@@ -202,8 +216,6 @@ class DlmsClient:
         try:
             if self.associated and self.stream is not None and not self.stream.closed:
                 await self.release()
-        except (DlmsError, ConnectionFailed):
-            pass
         finally:
             await self.close()
 
@@ -245,7 +257,7 @@ class DlmsClient:
         mech = s.mechanism if mechanism is None else mechanism
         initiate = self.initiate_request()
         if mech.is_hls:
-            self._ctos = ctos if ctos is not None else os.urandom(32)
+            self._ctos = ctos if ctos is not None else os.urandom(s.ctos_length)
             title = s.keys.client_system_title
             if title is None:
                 raise DlmsError("HLS needs the client system title (key file)")
@@ -282,6 +294,11 @@ class DlmsClient:
         not offer it leaves the client's own (persisted) counter in charge."""
         if not self.settings.ciphered:
             return None
+        if self.stream is not None:
+            # a second connection while ours is open: a one-connection meter would not
+            # answer it, so the caller must sync before connecting
+            raise DlmsError("sync_counter() must run before connect(): the meter may serve "
+                            "one connection at a time")
         obis = self.settings.invocation_counter_object
         if obis is None:
             try:
@@ -376,17 +393,58 @@ class DlmsClient:
             raise ResponseNotTrusted("meter's f(CtoS) does not verify: not the genuine meter") from None
         self.trace.note("HLS passes 3 and 4 verified both ways")
 
-    async def release(self) -> None:
-        answer = await self.exchange(RLRQ().to_bytes(), note="RLRQ")
+    def build_rlrq(self, *, protected: bool | None = None) -> bytes:
+        """RLRQ (reason normal). On a ciphered association it carries a ciphered
+        InitiateRequest in user-information (the protected release of the Green Book: the
+        meter can tell the release comes from its peer); ``protected=False`` leaves it out."""
+        s = self.settings
+        if protected is None:
+            protected = s.ciphered and s.keys.client_system_title is not None
+        if not protected:
+            return RLRQ().to_bytes()
+        assert s.keys.client_system_title is not None
+        initiate = InitiateRequest(CLIENT_CONFORMANCE, s.max_pdu).to_bytes()
+        ic = self._counter.next()
+        self.last_sent_counter = ic
+        user_info = protect(
+            initiate, security_control=self._security_control(), system_title=s.keys.client_system_title,
+            invocation_counter=ic, encryption_key=s.keys.guek, authentication_key=s.keys.ak,
+            form=CipheringForm.GENERAL_GLO if s.form is CipheringForm.GENERAL_GLO
+            else CipheringForm.GLOBAL, key_size=self._key_size(s.keys.guek, s.suite))
+        return RLRQ(user_information=user_info).to_bytes()
+
+    async def release(self, *, protected: bool | None = None) -> bool:
+        """Release the association; True when the meter answered with an RLRE that says so.
+
+        Never raises for the meter's answer: a refused or missing release is recorded in
+        the trace (it is evidence, and must not cost a check the verdicts it has seen)."""
         self.associated = False
-        if not answer or answer[0] != 0x63:
-            raise DlmsError("expected an RLRE")
         try:
-            RLRE.from_bytes(answer)
+            answer = await self.exchange(self.build_rlrq(protected=protected), note="RLRQ")
+        except (DlmsError, ConnectionFailed) as exc:
+            self.trace.note(f"release not answered: {exc}")
+            return False
+        if not answer or answer[0] != 0x63:
+            self.trace.note(f"release answered with {answer[:1].hex() or 'nothing'}, not an RLRE")
+            return False
+        try:
+            rlre = RLRE.from_bytes(answer)
         except CosemDecodeError as exc:
             # The meter did release (it answered with an RLRE); a badly encoded one (gurux-dlms
             # 1.0.203 under-counts its length) is evidence, not a reason to fail the caller.
             self.trace.note(f"malformed RLRE from the meter: {exc}")
+            return True
+        if rlre.reason not in (None, ReleaseResponseReason.NORMAL):
+            self.trace.note(f"release refused: RLRE reason {rlre.reason!r}")
+            return False
+        info = rlre.user_information or b""
+        if info and is_ciphered(info):
+            try:
+                self._open(info)
+                self.trace.note("protected RLRE verified")
+            except (DlmsError, SecurityError, ValueError) as exc:
+                self.trace.note(f"RLRE user-information does not verify: {exc}")
+        return True
 
     # -- protection ---------------------------------------------------------------------------
     def protect_request(self, plain: bytes, *, form: CipheringForm | None = None,

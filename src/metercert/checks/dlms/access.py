@@ -1,5 +1,6 @@
 """DLMS checks. Access rights: the association secret, the public object list, IEC 62351-8 roles."""
 
+from __future__ import annotations
 
 from collections.abc import Callable
 
@@ -26,7 +27,10 @@ from metercert.checks.dlms._common import (
     _trace,
     _with_management,
 )
-from metercert.client.errors import AssociationRejected, DlmsError
+from metercert.client.errors import (
+    AssociationRejected,
+    DlmsError,
+)
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
 from metercert.cosem import (

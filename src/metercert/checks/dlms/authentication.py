@@ -1,5 +1,6 @@
 """DLMS checks. Authentication: no-auth/LLS, legacy HLS, HLS pass 3, default passwords, throttling."""
 
+from __future__ import annotations
 
 import dataclasses
 import os
@@ -17,6 +18,7 @@ from metercert.checks.base import (
     passed,
 )
 from metercert.checks.dlms._common import (
+    CURRENT_ASSOCIATION,
     WELL_KNOWN_LLS_PASSWORDS,
     _attempt,
     _clock_served,
@@ -24,10 +26,16 @@ from metercert.checks.dlms._common import (
     _try,
     _wait_for_management,
 )
-from metercert.client.errors import AssociationRejected, ResponseNotTrusted
+from metercert.client.errors import (
+    AssociationRejected,
+    DlmsError,
+    ResponseNotTrusted,
+)
 from metercert.client.target import DlmsTarget
 from metercert.cosem import (
     AcseServiceUserDiagnostic,
+    ActionResult,
+    CosemDecodeError,
 )
 from metercert.errors import ConnectionFailed
 from metercert.security import (
@@ -61,30 +69,67 @@ async def lls_refused(target: DlmsTarget) -> CheckOutcome:
        severity=Severity.HIGH, requirements=["DLMS:HLS-AUTH", "EN303645:5.5-1"],
        tags=["authentication"], target=TargetKind.DLMS)
 async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
-    accepted, ev = [], []
-    role = "ENGINEER" if "ENGINEER" in target.roles() else None
-    for mech in (Mechanism.HLS_MD5, Mechanism.HLS_SHA1):
-        c = target.client(role)
-        try:
-            await c.connect()
-            await c.sync_counter()
-            aarq, _ = c.build_aarq()
-            from metercert.cosem import AARQ, AuthenticationMechanism
+    """An AARQ naming mechanism 3 (MD5) or 4 (SHA-1). Refused in the AARE: pass. When the
+    meter answers "accepted, authentication required", what counts is whether it serves
+    anything: a GET before pass 3, and pass 3 itself with the MD5/SHA-1 reply computed over
+    the key file's ``hls_secret`` when it has one. A FAIL needs something served."""
+    import hashlib
 
+    from metercert.cosem import AARE, AARQ, AssociationResult, AuthenticationMechanism
+
+    served, pending, ev = [], [], []
+    role = "ENGINEER" if "ENGINEER" in target.roles() else None
+    for mech, digest in ((Mechanism.HLS_MD5, hashlib.md5), (Mechanism.HLS_SHA1, hashlib.sha1)):
+        c = target.client(role)
+        label = f"mechanism {int(mech)} ({mech.name})"
+        try:
+            await c.sync_counter()
+            await c.connect()
+            aarq, _ = c.build_aarq()
             legacy = dataclasses.replace(AARQ.from_bytes(aarq),
                                          mechanism_name=AuthenticationMechanism(int(mech)).oid)
-            answer = await _try(c, legacy.to_bytes(), f"AARQ naming mechanism {int(mech)}")
-            from metercert.cosem import AARE, AssociationResult
+            answer = await _try(c, legacy.to_bytes(), f"AARQ naming {label}")
+            if not answer or answer[0] != 0x61:
+                continue
+            aare = AARE.from_bytes(answer)
+            if aare.result is not AssociationResult.ACCEPTED:
+                continue
+            if aare.result_source_diagnostic is not AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED:
+                if await _clock_served(c, f"GET on the {label} association"):
+                    served.append(f"{label}: associated without pass 3 and served a GET")
+                else:
+                    pending.append(f"{label}: AARE accepted, nothing served")
+                continue
+            if await _clock_served(c, f"GET before pass 3 of {label}"):
+                served.append(f"{label}: a GET was served before pass 3")
+                continue
+            secret = c.settings.hls_secret
+            stoc = aare.responding_authentication_value or b""
+            if secret is None:
+                pending.append(f"{label}: AARE 'authentication required', nothing served; no "
+                               "hls_secret in the key file to try a correct pass 3")
+                continue
+            reply = digest(stoc + secret).digest()
+            from metercert.cosem import DlmsData
 
-            if answer and answer[0] == 0x61 and AARE.from_bytes(answer).result is AssociationResult.ACCEPTED:
-                accepted.append(f"mechanism {int(mech)} ({mech.name})")
+            result, _data = await c.action(15, CURRENT_ASSOCIATION, 1,
+                                           DlmsData.octet_string(reply), _during_hls=True)
+            if result is ActionResult.SUCCESS and await _clock_served(c, f"GET after {label} "
+                                                                         "pass 3"):
+                served.append(f"{label}: pass 3 with the {digest().name} reply completed the "
+                              "association and a GET was served")
+        except (DlmsError, ConnectionFailed, CosemDecodeError) as exc:
+            c.trace.note(f"{label}: {exc}")
         finally:
-            ev.append(_trace(c, label=f"mechanism {int(mech)}"))
+            ev.append(_trace(c, label=label))
             await c.close()
     await _wait_for_management(target, (role,))
-    if accepted:
-        return fail("accepted legacy " + ", ".join(accepted), *ev)
-    return passed("mechanisms 3 and 4 refused", *ev)
+    if served:
+        return fail("legacy mechanism usable: " + "; ".join(served), *ev)
+    if pending:
+        return inconclusive("the meter did not refuse the legacy mechanism in the AARE and "
+                            "metercert could not try a correct reply: " + "; ".join(pending), *ev)
+    return passed("mechanisms 3 and 4 refused in the AARE", *ev)
 
 
 def _flip_last_byte(reply: bytes) -> bytes:
@@ -107,8 +152,8 @@ async def hls_reply_verified(target: DlmsTarget) -> CheckOutcome:
     ev: list[Evidence] = []
     c = target.client(role)
     try:
-        await c.connect()
         await c.sync_counter()
+        await c.connect()
         aare = await c.associate(hls_reply=False)
         if aare.result_source_diagnostic is not AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED:
             return not_applicable(f"the {role or 'management'} association asks for no HLS "
@@ -120,8 +165,8 @@ async def hls_reply_verified(target: DlmsTarget) -> CheckOutcome:
         await c.close()
     c = target.client(role)
     try:
-        await c.connect()
         await c.sync_counter()
+        await c.connect()
         c.trace.note("f(StoC) with its last bit flipped")
         try:
             await c.associate(tamper_hls_reply=_flip_last_byte)

@@ -1,6 +1,6 @@
 """DLMS checks. Suites, downgrade, ciphering forms, security policy and tampering."""
 
-
+from __future__ import annotations
 
 from metercert.checks.base import (
     CheckOutcome,
@@ -21,7 +21,10 @@ from metercert.checks.dlms._common import (
     _try,
     _with_management,
 )
-from metercert.client.errors import AssociationRejected, DlmsError
+from metercert.client.errors import (
+    AssociationRejected,
+    DlmsError,
+)
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
 from metercert.errors import ConnectionFailed

@@ -1,6 +1,6 @@
 """DLMS checks. Invocation counters: replay, stale counters and persistence across a power cycle."""
 
-
+from __future__ import annotations
 
 from metercert.checks.base import (
     CheckOutcome,
@@ -23,7 +23,9 @@ from metercert.checks.dlms._common import (
     _try,
     _with_management,
 )
-from metercert.client.errors import AssociationRejected
+from metercert.client.errors import (
+    AssociationRejected,
+)
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
 

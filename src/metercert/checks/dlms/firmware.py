@@ -1,5 +1,6 @@
 """DLMS checks. Signed firmware: bad images refused, a genuine image accepted."""
 
+from __future__ import annotations
 
 import asyncio
 import os
@@ -21,14 +22,16 @@ from metercert.checks.dlms._common import (
     _trace,
     _with_management,
 )
-from metercert.client.errors import DlmsError
+from metercert.client.errors import (
+    DlmsError,
+)
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
 from metercert.cosem import (
     ActionResult,
     DlmsData,
 )
-from metercert.meter.objects import ImageTransfer  # image_transfer_status values
+from metercert.cosem.image_transfer import ImageTransferStatus
 from metercert.security.firmware_image import build_signed_image
 
 # -- firmware --------------------------------------------------------------------------------
@@ -67,16 +70,16 @@ async def _transfer_image(c: DlmsClient, image: bytes, ident: bytes, *, activate
             raise DlmsError(f"image_block_transfer {n} refused: {res.name}")
     verify, _ = await c.action(18, IMAGE_TRANSFER, 3, DlmsData.integer(0))
     if verify is ActionResult.TEMPORARY_FAILURE:
-        verify = await _await_image_status(c, ImageTransfer.VERIFY_INITIATED,
-                                           ImageTransfer.VERIFIED, ImageTransfer.VERIFY_FAILED,
+        verify = await _await_image_status(c, ImageTransferStatus.VERIFY_INITIATED,
+                                           ImageTransferStatus.VERIFIED, ImageTransferStatus.VERIFY_FAILED,
                                            timeout)
     if not activate:
         return verify, None
     activated, _ = await c.action(18, IMAGE_TRANSFER, 4, DlmsData.integer(0))
     if activated is ActionResult.TEMPORARY_FAILURE:
-        activated = await _await_image_status(c, ImageTransfer.ACTIVATION_INITIATED,
-                                              ImageTransfer.ACTIVATED,
-                                              ImageTransfer.ACTIVATION_FAILED, timeout)
+        activated = await _await_image_status(c, ImageTransferStatus.ACTIVATION_INITIATED,
+                                              ImageTransferStatus.ACTIVATED,
+                                              ImageTransferStatus.ACTIVATION_FAILED, timeout)
     return verify, activated
 
 

@@ -1,5 +1,6 @@
 """DLMS checks. Keys: the KEK never on the wire, key transfer with RFC 3394 wrap."""
 
+from __future__ import annotations
 
 import os
 
@@ -17,7 +18,9 @@ from metercert.checks.dlms._common import (
     _security_setup,
     _trace,
 )
-from metercert.client.errors import AssociationRejected
+from metercert.client.errors import (
+    AssociationRejected,
+)
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
 from metercert.cosem import (

@@ -1,5 +1,6 @@
 """DLMS checks. Robustness: malformed frames do not stop the meter."""
 
+from __future__ import annotations
 
 import asyncio
 import os
@@ -17,7 +18,10 @@ from metercert.checks.dlms._common import (
     CLOCK,
     _trace,
 )
-from metercert.client.errors import DlmsError, NoResponse
+from metercert.client.errors import (
+    DlmsError,
+    NoResponse,
+)
 from metercert.client.target import DlmsTarget
 from metercert.errors import ConnectionFailed
 
