@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _profiles(args: argparse.Namespace) -> int:
     console = Console()
     for name in builtin_profiles():
-        console.print(f"[bold]{name}[/]: {FLAWS.get(name, 'conformant reference meter')}")
+        # a flawed profile is named after its flaw; the others say what is awkward about them
+        console.print(f"[bold]{name}[/]: {FLAWS.get(name) or load_profile(name).description}")
     return 0
 
 

@@ -16,10 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from metercert.cosem import ActionResult, DataAccessResult, DataType, DlmsData, ObisCode
+from metercert.cosem import (
+    ActionResult,
+    AuthenticationMechanism,
+    DataAccessResult,
+    DataType,
+    DlmsData,
+    ObisCode,
+)
 from metercert.cosem.interface_classes import ClassId
-from metercert.security.firmware_image import FirmwareVerificationFailed, parse_image, verify_signed_image
 from metercert.security import Key, KeyId, KeyUnwrapFailed, unwrap_key
+from metercert.security.firmware_image import (
+    FirmwareVerificationFailed,
+    parse_image,
+    verify_signed_image,
+)
 
 if TYPE_CHECKING:
     from metercert.meter.session import MeterSession
@@ -165,10 +176,10 @@ class CurrentAssociation(CosemObject):
     """Association LN 0.0.40.0.0.255: always the caller's own association."""
 
     class_id = ClassId.ASSOCIATION_LN
-    version = 2
 
-    def __init__(self) -> None:
+    def __init__(self, version: int = 2) -> None:
         self.obis = ObisCode.parse("0.0.40.0.0.255")
+        self.version = version
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         role = session.role
@@ -219,17 +230,24 @@ class CurrentAssociation(CosemObject):
 
 class AssociationInstance(CosemObject):
     class_id = ClassId.ASSOCIATION_LN
-    version = 2
 
-    def __init__(self, e: int, client_sap: int, authenticated: bool) -> None:
+    def __init__(self, e: int, client_sap: int, authenticated: bool, lls: bool = False,
+                 version: int = 2) -> None:
         self.obis = ObisCode(0, 0, 40, 0, e, 255)
-        self.client_sap, self.authenticated = client_sap, authenticated
+        self.e = e
+        self.client_sap, self.authenticated, self.lls = client_sap, authenticated, lls
+        self.version = version
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         if attribute == 3:
             return D.structure([D.integer(self.client_sap), D.long_unsigned(1)])
         if attribute == 6:
+            if self.lls:
+                return D.octet_string(AuthenticationMechanism.LLS.oid.content())
             return D.octet_string(b"" if not self.authenticated else session.mechanism_oid.content())
+        if attribute == 7:
+            # Only reachable when a flaw grants it (the RBAC table never does).
+            return D.octet_string(session.meter.role_secret(self.e))
         if attribute == 8:
             return D.enum(0)
         return super().get(attribute, session)
@@ -238,20 +256,47 @@ class AssociationInstance(CosemObject):
         return range(1, 10)
 
 
+#: Security Setup version 0 security_policy: an enumeration (Blue Book, class 64 v0)
+_V0_POLICY = {0: (False, False), 1: (True, False), 2: (False, True), 3: (True, True)}
+
+
+def _v1_policy_bits(auth: bool, enc: bool) -> int:
+    """Version-1 security_policy flags: bit 2/3 authenticated/encrypted request, 4/5 response."""
+    bits = (0x04 if auth else 0) | (0x08 if enc else 0)
+    return bits | (bits << 2)
+
+
 class SecuritySetup(CosemObject):
     class_id = ClassId.SECURITY_SETUP
-    version = 1
 
-    def __init__(self, e: int) -> None:
+    def __init__(self, e: int, version: int = 1) -> None:
         self.obis = ObisCode(0, 0, 43, 0, e, 255)
         self.e = e
+        self.version = version
+
+    def _policy_value(self, auth: bool, enc: bool) -> int:
+        if self.version == 0:
+            return {v: k for k, v in _V0_POLICY.items()}[(auth, enc)]
+        return _v1_policy_bits(auth, enc)
+
+    def _requested(self, params: D | None) -> tuple[bool, bool] | None:
+        """What security_activate asks for, or None if the value is not one of this version's."""
+        if params is None or params.type is not DataType.ENUM:
+            return None
+        value = params.value
+        if self.version == 0:
+            return _V0_POLICY.get(value)
+        if value & ~0x3C:  # digital signature bits and bit 0/1: not offered by this meter
+            return None
+        auth, enc = bool(value & 0x04), bool(value & 0x08)
+        if value != _v1_policy_bits(auth, enc):
+            return None  # requests and responses are protected alike on this meter
+        return auth, enc
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         meter = session.meter
         if attribute == 2:
-            auth, enc = meter.profile.requires
-            bits = (0x04 if auth else 0) | (0x08 if enc else 0)
-            return D.enum(bits | (bits << 2))  # requests and responses alike
+            return D.enum(self._policy_value(*meter.requires))
         if attribute == 3:
             return D.enum(meter.profile.security_suite)
         if attribute == 4:
@@ -269,7 +314,18 @@ class SecuritySetup(CosemObject):
     def action(self, method: int, params: D | None,
                session: MeterSession) -> tuple[ActionResult, D | None]:
         meter = session.meter
-        if method == 1:  # security_activate: the policy can only be raised; ours is maximal
+        if method == 1:  # security_activate: the policy can only be raised, never lowered
+            requested = self._requested(params)
+            if requested is None:
+                return ActionResult.TYPE_UNMATCHED, None
+            current = meter.requires
+            if (current[0] and not requested[0]) or (current[1] and not requested[1]):
+                meter.log.add(Event.UNPROTECTED_REQUEST,
+                              f"security_activate would lower the policy of association {self.e}")
+                return ActionResult.OTHER_REASON, None
+            if requested[1] and not requested[0]:
+                return ActionResult.OTHER_REASON, None  # encryption without authentication
+            meter.requires = requested  # in RAM: a power cycle restores the profile's policy
             return ActionResult.SUCCESS, None
         if method != 2:
             return ActionResult.OBJECT_UNAVAILABLE, None
@@ -294,6 +350,12 @@ class SecuritySetup(CosemObject):
                 # the flaw: no integrity check, the meter installs whatever it got
                 key = Key((wrapped[8:] + bytes(32))[: len(secrets.kek)], key_id.name.lower())
             staged.append(PendingKey(self.e, key_id, key))
+        try:  # durable before it is answered: a key that cannot be saved is refused here
+            meter.state.prepare_keys([(p.association, p.key_id, p.key) for p in staged])
+        except OSError as exc:
+            meter.log.add(Event.KEY_TRANSFER_REJECTED,
+                          f"association {self.e}: the new key cannot be saved ({exc.strerror})")
+            return ActionResult.TEMPORARY_FAILURE, None
         session.pending_keys.extend(staged)
         return ActionResult.SUCCESS, None
 
@@ -417,11 +479,17 @@ class ImageTransfer(CosemObject):
                 self.status = self.VERIFY_FAILED
                 return ActionResult.OTHER_REASON, None
             try:
-                if meter.profile.has("unsigned-firmware-accepted"):
+                if meter.profile.has("firmware-size-only"):
+                    # the flaw: the size matched above, so the image "verifies"; its
+                    # identifier is the one announced at initiate
+                    verdict: tuple[int, str | None] = (
+                        self.VERIFIED, self.identifier.decode("ascii", "replace") or "unknown")
+                elif meter.profile.has("unsigned-firmware-accepted"):
                     parsed, _, _ = parse_image(image)  # the flaw: structure only, no signature
+                    verdict = (self.VERIFIED, parsed.identifier)
                 else:
                     parsed = verify_signed_image(image, meter.state.vendor_key.public_key())
-                verdict: tuple[int, str | None] = (self.VERIFIED, parsed.identifier)
+                    verdict = (self.VERIFIED, parsed.identifier)
             except FirmwareVerificationFailed as exc:
                 meter.log.add(Event.FIRMWARE_VERIFY_FAILED, str(exc))
                 verdict = (self.VERIFY_FAILED, None)

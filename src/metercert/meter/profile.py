@@ -7,6 +7,7 @@ a campaign run against it must fail exactly the check for that flaw.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -30,9 +31,40 @@ FLAWS: dict[str, str] = {
     "secret-readable": "the association's secret (attribute 7) can be read",
     "hls-reply-unchecked":
         "HLS pass 3 is not verified: any reply_to_HLS_authentication completes the association",
+    "replay-window-in-ram":
+        "received-counter windows live in RAM and reach the disk only at a clean release or "
+        "disconnect: after a power cut the meter accepts replays of requests it had served",
+    "own-ic-reset-at-boot":
+        "the meter's own sending invocation counter restarts at 0 after every boot "
+        "(AES-GCM nonce reuse); its replay windows stay persistent",
+    "public-reads-secrets":
+        "the public client may read attribute 7 (secret) of every Association LN instance",
+    "firmware-size-only":
+        "image_verify checks only the image size: any image of the announced size passes",
+    "no-lockout": "authentication failures are never throttled",
+    "wedged-by-oversized-frame":
+        "a wrapper frame announcing 65535 bytes makes the meter deaf on every connection "
+        "until it is power cycled",
+    "default-password-second-lls":
+        "a second LLS association (client SAP 17) accepts the well-known passwords "
+        "Gurux and 00000000",
 }
 
 _POLICIES = {"authenticated-encrypted": (True, True), "authenticated": (True, False)}
+
+#: the SAP and association instance the default-password-second-lls flaw adds when the
+#: profile names no LLS association of its own
+SECOND_LLS_SAP, SECOND_LLS_ASSOCIATION = 17, 8
+WELL_KNOWN_LLS_PASSWORDS = (b"Gurux", b"00000000")
+
+
+@dataclass(frozen=True)
+class LlsAssociation:
+    """An association opened with LLS (a password), like many meters' SAP 17."""
+
+    client_sap: int
+    association: int
+    password: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -50,10 +82,53 @@ class MeterProfile:
     #: verdict shows in image_transfer_status that many seconds later, as on meters
     #: that check the signature in the background
     image_verify_seconds: float = 0.0
+    #: wrapper connections served at a time (None: no limit); further ones are accepted by
+    #: the OS but not read until a served one closes, like a meter with one wrapper socket
+    max_connections: int | None = None
+    #: "accepted": a bare or a protected RLRQ releases a ciphered association; "required":
+    #: only a protected one (a bare RLRQ is answered not-finished and the association stays)
+    protected_release: str = "accepted"
+    #: Security Setup (class 64) version: 0 has the enumerated security_policy, 1 bit flags
+    security_setup_version: int = 1
+    #: Association LN (class 15) version reported in the object list
+    association_version: int = 2
+    #: OBIS codes of the standard objects this meter does not have
+    omit_objects: tuple[str, ...] = ()
+    #: where the active energy import register lives
+    energy_register: str = "1.0.1.8.0.255"
+    #: "confirmed-service-error" (today's answers) or "exception-response": list services,
+    #: selective access and services outside an association's conformance get an
+    #: ExceptionResponse (ciphered on a ciphered association)
+    unsupported_service: str = "confirmed-service-error"
+    #: CtoS lengths accepted in an AARQ (None: 8..64)
+    hls_challenge_lengths: tuple[int, ...] | None = None
+    #: length of the StoC challenge the meter sends
+    server_challenge_length: int = 32
+    #: extra LLS associations: (client SAP, association instance e, password)
+    lls_associations: tuple[LlsAssociation, ...] = ()
     flaws: frozenset[str] = field(default_factory=frozenset)
 
     def has(self, flaw: str) -> bool:
         return flaw in self.flaws
+
+    def all_lls_associations(self) -> tuple[LlsAssociation, ...]:
+        """The configured LLS associations, plus the one the default-password flaw adds."""
+        if self.has("default-password-second-lls") and not self.lls_associations:
+            # a factory LLS association whose own password nobody knows: only the
+            # well-known defaults (the flaw) open it
+            return (LlsAssociation(SECOND_LLS_SAP, SECOND_LLS_ASSOCIATION,
+                                   os.urandom(16).hex().encode()),)
+        return self.lls_associations
+
+    def lls_passwords(self, association: LlsAssociation) -> tuple[bytes, ...]:
+        """Every password that opens ``association``."""
+        if self.has("default-password-second-lls"):
+            return (association.password, *WELL_KNOWN_LLS_PASSWORDS)
+        return (association.password,)
+
+    @property
+    def challenge_lengths(self) -> tuple[int, ...]:
+        return self.hls_challenge_lengths or tuple(range(8, 65))
 
     @property
     def requires(self) -> tuple[bool, bool]:
@@ -73,7 +148,64 @@ _SETTING_TYPES: dict[str, tuple[tuple[type, ...], float | None, float | None]] =
     "lockout_seconds": ((int, float), 0, 86_400),
     "rbac": ((str,), None, None),
     "image_verify_seconds": ((int, float), 0, 3600),
+    "max_connections": ((int,), 1, 10_000),
+    "protected_release": ((str,), None, None),
+    "security_setup_version": ((int,), 0, 1),
+    "association_version": ((int,), 1, 3),
+    "energy_register": ((str,), None, None),
+    "unsupported_service": ((str,), None, None),
+    "server_challenge_length": ((int,), 8, 64),
 }
+_CHOICES = {"protected_release": ("accepted", "required"),
+            "unsupported_service": ("confirmed-service-error", "exception-response")}
+
+
+def _obis(value: Any, source: str, key: str) -> str:
+    from metercert.cosem import ObisCode
+
+    try:
+        return str(ObisCode.parse(str(value)))
+    except (ValueError, TypeError):
+        raise InputFileError(f"meter profile {source}: {key}: {value!r} is not an OBIS code "
+                             "like 1.0.1.8.0.255") from None
+
+
+def _list_settings(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """The list-valued settings, checked and made immutable."""
+    out: dict[str, Any] = {}
+    if data.get("omit_objects") is not None:
+        items = data["omit_objects"]
+        if not isinstance(items, list):
+            raise InputFileError(f"meter profile {source}: omit_objects must be a list of OBIS")
+        out["omit_objects"] = tuple(_obis(v, source, "omit_objects") for v in items)
+    if "energy_register" in data:
+        out["energy_register"] = _obis(data["energy_register"], source, "energy_register")
+    if data.get("hls_challenge_lengths") is not None:
+        items = data["hls_challenge_lengths"]
+        if (not isinstance(items, list) or not items
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 64
+                           for v in items)):
+            raise InputFileError(f"meter profile {source}: hls_challenge_lengths must be a "
+                                 "non-empty list of lengths 8..64")
+        out["hls_challenge_lengths"] = tuple(items)
+    if data.get("lls_associations") is not None:
+        items = data["lls_associations"]
+        if not isinstance(items, list):
+            raise InputFileError(f"meter profile {source}: lls_associations must be a list")
+        entries = []
+        for item in items:
+            ok = (isinstance(item, dict) and set(item) == {"client_sap", "association", "password"}
+                  and all(isinstance(item[k], int) and not isinstance(item[k], bool)
+                          for k in ("client_sap", "association"))
+                  and isinstance(item["password"], str) and 1 <= len(item["password"]) <= 64)
+            if not ok or not (1 <= item["client_sap"] <= 0x7F and 1 <= item["association"] <= 254):
+                raise InputFileError(f"meter profile {source}: each lls_associations entry needs "
+                                     "client_sap (1..127), association (1..254) and a password "
+                                     "(1..64 characters)")
+            entries.append(LlsAssociation(item["client_sap"], item["association"],
+                                          item["password"].encode("utf-8")))
+        out["lls_associations"] = tuple(entries)
+    return out
 
 
 def builtin_profiles() -> list[str]:
@@ -122,20 +254,28 @@ def profile_from_mapping(data: Any, source: str = "profile") -> MeterProfile:
         raise InputFileError(f"meter profile {source}: flaws must be a list of flaw names")
     for key, (kinds, low, high) in _SETTING_TYPES.items():
         value = data.get(key)
-        if key not in data or (value is None and key == "rbac"):
+        if key not in data or (value is None and key in ("rbac", "max_connections")):
             continue
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise InputFileError(f"meter profile {source}: {key} has the wrong type "
                                  f"({type(value).__name__})")
         if low is not None and high is not None and not low <= float(value) <= high:  # type: ignore[arg-type]
             raise InputFileError(f"meter profile {source}: {key} must be {low}..{high}")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise InputFileError(f"meter profile {source}: {key} must be one of "
+                                 f"{', '.join(_CHOICES[key])}")
+    lists = _list_settings(data, source)
     flaws = frozenset(raw_flaws)
     bad = flaws - set(FLAWS)
     if bad:
         raise InputFileError(f"meter profile {source}: unknown flaws {sorted(bad)}; "
                              f"known: {', '.join(FLAWS)}")
-    profile = replace(MeterProfile(), **{k: v for k, v in data.items() if k != "flaws"},
-                      flaws=flaws)
+    profile = replace(MeterProfile(), **{k: v for k, v in data.items()
+                                         if k != "flaws" and k not in lists},
+                      **lists, flaws=flaws)
+    saps = [a.client_sap for a in profile.all_lls_associations()]
+    if len(saps) != len(set(saps)):
+        raise InputFileError(f"meter profile {source}: two LLS associations share a client SAP")
     if profile.security_suite not in (0, 1, 2):
         raise InputFileError(f"meter profile {source}: security_suite must be 0, 1 or 2")
     if profile.policy not in _POLICIES:

@@ -58,6 +58,11 @@ class Rbac:
                 return rule
         return None
 
+    def grants_any(self, role: Role, kind: str) -> bool:
+        """Whether ``role`` may ``kind`` ("read", "write", "methods") anything at all."""
+        return any(right in role.rights for rule in self.objects
+                   for right in getattr(rule, kind).values())
+
     def required(self, obis: ObisCode, association: int, kind: str, index: int) -> str | None:
         """The right needed to ``kind`` ("read", "write", "methods") ``index``; None = nobody."""
         rule = self.rule_for(obis, association)

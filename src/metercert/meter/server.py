@@ -17,8 +17,9 @@ from metercert.meter.rbac import load_rbac
 from metercert.meter.session import CloseConnection, MeterSession
 from metercert.security import write_key_file
 from metercert.security.keys import keyset_from_mapping
-from metercert.transport.errors import TransportError
+from metercert.transport.errors import FrameTooLarge, TransportError
 from metercert.transport.stream import ApduStream, DlmsServer, serve_dlms
+from metercert.transport.wrapper import MAX_PAYLOAD_FIELD
 
 log = logging.getLogger("metercert.meter")
 
@@ -59,7 +60,15 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
     record = _recorder_for(stream, pcap)
     try:
         while not stream.closed:
-            apdu = await stream.recv(timeout=idle_timeout)
+            try:
+                apdu = await stream.recv(timeout=idle_timeout)
+            except FrameTooLarge:
+                if meter.profile.has("wedged-by-oversized-frame"):
+                    meter.wedged = True  # the flaw: deaf on every connection until restart
+                    log.info("meter %d wedged by an oversized frame", meter.state.index)
+                raise
+            if meter.wedged:
+                continue  # accepted and read, never answered
             client_sap, server_sap = stream.client_address or 16, stream.server_address or 1
             if record is not None:
                 record.from_client(client_sap, server_sap, apdu)
@@ -89,6 +98,8 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
         pass
     finally:
         stream.close()
+        if not meter.wedged:
+            meter.state.save_volatile_counters()  # a clean disconnect (replay-window flaw)
 
 
 @dataclass
@@ -119,17 +130,32 @@ class MeterFleet:
         # requests run in threads so that one meter's counter sync never blocks the others
         self.executor = ThreadPoolExecutor(max_workers=min(32, 4 + self.count),
                                            thread_name_prefix="meter")
+        # the wedge flaw must see a 65535-byte header as soon as it arrives: one byte below
+        # the field's maximum makes the framing refuse it at once
+        max_frame = (MAX_PAYLOAD_FIELD - 1 if self.profile.has("wedged-by-oversized-frame")
+                     else MAX_PAYLOAD_FIELD)
         for i in range(self.count):
             meter = Meter(self.profile, self.state_dir, i, rbac)
             port = 0 if self.port == 0 else self.port + i
+            # max_connections: further connections wait, unread, for a free slot
+            slots = (asyncio.Semaphore(self.profile.max_connections)
+                     if self.profile.max_connections else None)
 
-            async def handler(stream: ApduStream, meter: Meter = meter) -> None:
-                await serve_session(meter, stream, idle_timeout=self.idle_timeout,
-                                    executor=self.executor, pcap=self.pcap)
+            async def handler(stream: ApduStream, meter: Meter = meter,
+                              slots: asyncio.Semaphore | None = slots) -> None:
+                if slots is None:
+                    await serve_session(meter, stream, idle_timeout=self.idle_timeout,
+                                        executor=self.executor, pcap=self.pcap)
+                    return
+                async with slots:
+                    if not stream.closed:
+                        await serve_session(meter, stream, idle_timeout=self.idle_timeout,
+                                            executor=self.executor, pcap=self.pcap)
 
             server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
                                       ssl=self.ssl, idle_timeout=self.idle_timeout,
-                                      transport=self.transport)  # type: ignore[arg-type]
+                                      transport=self.transport,  # type: ignore[arg-type]
+                                      max_frame=max_frame)
             self.meters.append(meter)
             self.servers.append(server)
 

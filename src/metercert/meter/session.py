@@ -192,18 +192,122 @@ class MeterSession:
         if tag == 0x60:
             return self._aarq(AARQ.from_bytes(apdu))
         if tag == 0x62:
-            RLRQ.from_bytes(apdu)
-            self._reset()
-            return RLRE(ReleaseResponseReason.NORMAL).to_bytes()
+            return self._release(RLRQ.from_bytes(apdu))
         if self.phase is Phase.IDLE:
             return _exception(ServiceError.OPERATION_NOT_POSSIBLE)
         request = self._open_request(apdu)
         if isinstance(request, bytes):
             return request
-        response = self._serve(request.plaintext)
+        refusal = self._unsupported(request.plaintext)
+        if refusal is not None and request.form not in (CipheringForm.GENERAL_GLO,
+                                                         CipheringForm.GENERAL_DED):
+            return refusal  # there is no glo-/ded- tag for exception-response: it goes plain
+        response = refusal if refusal is not None else self._serve(request.plaintext)
         out = self._close_response(response, request)
         self._apply_pending_keys()
         return out
+
+    # -- release ------------------------------------------------------------------------------
+    def _release(self, rlrq: RLRQ) -> bytes:
+        """A-RELEASE. On a ciphered association the protected form carries a ciphered
+        InitiateRequest in the RLRQ's user-information and is answered with a ciphered
+        InitiateResponse in the RLRE's (the layout of Gurux's C stack: client.c
+        cl_releaseRequest2 with useProtectedRelease, server.c svr_handleReleaseRequest;
+        Gurux.DLMS.Net's UseProtectedRelease: "release is including a ciphered xDLMS
+        Initiate request"). With ``protected_release: required`` a bare RLRQ is refused."""
+        meter = self.meter
+        user_info = rlrq.user_information
+        if self.phase is Phase.IDLE or not self.protected:
+            self._end_association()
+            return RLRE(ReleaseResponseReason.NORMAL).to_bytes()
+        if user_info is None or not is_ciphered(user_info):
+            if meter.profile.protected_release == "required":
+                meter.log.add(Event.UNPROTECTED_REQUEST,
+                              f"sap {self.client_sap}: unprotected release refused")
+                return RLRE(ReleaseResponseReason.NOT_FINISHED).to_bytes()
+            self._end_association()
+            return RLRE(ReleaseResponseReason.NORMAL).to_bytes()
+        opened = self._open_release(user_info)
+        if opened is None:
+            return RLRE(ReleaseResponseReason.NOT_FINISHED).to_bytes()
+        plaintext, form, suite = opened
+        InitiateRequest.from_bytes(plaintext)
+        assert self.secrets is not None
+        key = self.dedicated_key if form.dedicated else self.secrets.guek
+        sc = SecurityControl(suite, *meter.requires)
+        answer = protect(self._initiate_response().to_bytes(), security_control=sc,
+                         system_title=meter.state.system_title,
+                         invocation_counter=meter.state.tx_counter(self.e).next(),
+                         encryption_key=key, authentication_key=self.secrets.ak, form=form,
+                         key_size=self._key_size(key))
+        self._end_association()
+        return RLRE(ReleaseResponseReason.NORMAL, user_information=answer).to_bytes()
+
+    def _open_release(self, user_info: bytes) -> tuple[bytes, CipheringForm, int] | None:
+        """The verified InitiateRequest of a protected RLRQ, or None (logged) if it fails."""
+        meter = self.meter
+        assert self.secrets is not None
+        try:
+            parsed = parse_ciphered(user_info)
+        except ApduFormatError:
+            meter.log.add(Event.MALFORMED_APDU, f"sap {self.client_sap}: release user-information")
+            return None
+        sc = parsed.security_control
+        if (parsed.plain_tag not in (None, 0x01) or self._suite_problem(sc)
+                or (parsed.system_title is not None and parsed.system_title != self.client_title)
+                or (parsed.form.dedicated and self.dedicated_key is None)):
+            meter.log.add(Event.DECIPHERING_ERROR, f"sap {self.client_sap}: release refused")
+            return None
+        need_auth, need_enc = meter.requires
+        if (need_auth and not sc.authenticated) or (need_enc and not sc.encrypted):
+            meter.log.add(Event.UNPROTECTED_REQUEST,
+                          f"sap {self.client_sap}: under-protected release SC 0x{sc.byte:02X}")
+            return None
+        if parsed.form.dedicated:
+            key, guard = self.dedicated_key, self.dedicated_guard
+        else:
+            key, guard = self.secrets.guek, meter.state.rx_guard(self.e)
+        try:
+            opened = unprotect_parsed(parsed, encryption_key=key,
+                                      authentication_key=self.secrets.ak,
+                                      system_title=self.client_title, key_size=self._key_size(key))
+        except AuthenticationFailed:
+            meter.log.add(Event.DECIPHERING_ERROR, f"sap {self.client_sap}: release tag")
+            return None
+        if not self._fresh(guard, parsed.invocation_counter):
+            return None
+        return opened.plaintext, parsed.form, sc.suite
+
+    def _end_association(self) -> None:
+        self._reset()
+        self.meter.state.save_volatile_counters()  # a clean end (the replay-window flaw)
+
+    # -- unsupported services ---------------------------------------------------------------
+    def _unsupported(self, plain: bytes) -> bytes | None:
+        """``unsupported_service: exception-response``: the ExceptionResponse a meter of that
+        kind answers to a service it does not offer (list services, selective access on an
+        object without it, a service outside the association's conformance); None: serve."""
+        if self.meter.profile.unsupported_service != "exception-response" or not plain:
+            return None
+        refuse = _exception(ServiceError.SERVICE_NOT_SUPPORTED)
+        try:
+            request = decode_apdu(plain)
+        except CosemDecodeError:
+            return refuse if plain[0] in (0xC0, 0xC1, 0xC3, 0xD9) else None
+        if self.phase is not Phase.ASSOCIATED:
+            return None
+        if not isinstance(request, (GetRequestNormal, GetRequestNext, SetRequestNormal,
+                                    ActionRequestNormal)):
+            return refuse  # list services, data-block SET/ACTION, ACCESS: not offered
+        needed = {GetRequestNormal: Conformance.GET, GetRequestNext: Conformance.GET,
+                  SetRequestNormal: Conformance.SET, ActionRequestNormal: Conformance.ACTION}
+        for kind, bit in needed.items():
+            if isinstance(request, kind) and not self.conformance & bit:
+                return refuse
+        if (isinstance(request, GetRequestNormal) and request.access_selection is not None
+                and request.attribute.class_id != 7):
+            return refuse  # selective access only on profile generic objects
+        return None
 
     # -- association ------------------------------------------------------------------------
     def _reject(self, diagnostic: AcseServiceUserDiagnostic,
@@ -231,6 +335,9 @@ class MeterSession:
             return self._reject(
                 AcseServiceUserDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED, aarq=aarq)
         mech = Mechanism(int(mechanism))
+        lls = meter.lls.get(self.client_sap)
+        if lls is not None:
+            return self._lls_aarq(role, aarq, mech, profile.lls_passwords(lls))
         if not role.authenticated:
             if context is not ApplicationContextName.LOGICAL_NAME:
                 return self._reject(
@@ -261,8 +368,8 @@ class MeterSession:
         if title is None or len(title) != 8:
             return self._reject(AcseServiceUserDiagnostic.CALLING_AP_TITLE_NOT_RECOGNIZED, aarq=aarq)
         ctos = aarq.calling_authentication_value or b""
-        if not 8 <= len(ctos) <= 64:
-            meter.auth_failure(self.client_sap, "bad CtoS challenge")
+        if len(ctos) not in profile.challenge_lengths:
+            meter.auth_failure(self.client_sap, f"CtoS of {len(ctos)} bytes refused")
             return self._reject(AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE, aarq=aarq)
         secrets = meter.state.secrets[role.association]
         user_info = aarq.user_information or b""
@@ -295,7 +402,8 @@ class MeterSession:
             return self._reject(AcseServiceUserDiagnostic.NO_REASON_GIVEN, aarq=aarq)
         # accepted: pass 2 of HLS
         self.role, self.e, self.secrets, self.protected = role, role.association, secrets, True
-        self.client_title, self.ctos, self.stoc = title, ctos, os.urandom(32)
+        self.client_title, self.ctos = title, ctos
+        self.stoc = os.urandom(profile.server_challenge_length)
         self.mechanism = mech
         self.suite = parsed.security_control.suite
         self.mechanism_oid = aarq.mechanism_name or mechanism.oid
@@ -305,7 +413,7 @@ class MeterSession:
             self.dedicated_key = Key(initiate.dedicated_key, "dedicated")
         self.phase = Phase.PENDING
         response = self._initiate_response().to_bytes()
-        sc = SecurityControl(parsed.security_control.suite, *profile.requires)
+        sc = SecurityControl(parsed.security_control.suite, *meter.requires)
         protected = protect(response, security_control=sc, system_title=meter.state.system_title,
                             invocation_counter=meter.state.tx_counter(self.e).next(),
                             encryption_key=secrets.guek, authentication_key=secrets.ak,
@@ -319,8 +427,35 @@ class MeterSession:
                     responding_authentication_value=self.stoc,
                     user_information=protected).to_bytes()
 
+    def _lls_aarq(self, role: Role, aarq: AARQ, mech: Mechanism,
+                  passwords: tuple[bytes, ...]) -> bytes:
+        """An LLS association: the plain LN context and a password in the AARQ."""
+        meter = self.meter
+        if mech is not Mechanism.LLS:
+            meter.auth_failure(self.client_sap, f"mechanism {int(mech)} on an LLS association")
+            return self._reject(
+                AcseServiceUserDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED, aarq=aarq)
+        if aarq.context is not ApplicationContextName.LOGICAL_NAME:
+            return self._reject(AcseServiceUserDiagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED,
+                                aarq=aarq)
+        given = aarq.calling_authentication_value or b""
+        matched = [p for p in passwords if hmac.compare_digest(given, p)]
+        if not matched:
+            meter.auth_failure(self.client_sap, "wrong LLS password")
+            return self._reject(AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE, aarq=aarq)
+        answer = self._accept_plain(role, aarq)
+        if self.associated:
+            self.lls_password = matched[0]
+        return answer
+
     def _negotiate(self, initiate: InitiateRequest) -> None:
         self.conformance = Conformance(int(initiate.proposed_conformance) & int(METER_CONFORMANCE))
+        role = self.role
+        if (self.meter.profile.unsupported_service == "exception-response" and role is not None
+                and not self.meter.rbac.grants_any(role, "write")):
+            # like meters whose per-association conformance leaves out what the role may
+            # not do: a role without write rights is offered no SET service
+            self.conformance &= ~Conformance.SET
         self.client_max_pdu = initiate.client_max_receive_pdu_size or 0xFFFF
 
     def _initiate_response(self) -> InitiateResponse:
@@ -381,7 +516,7 @@ class MeterSession:
         sc = parsed.security_control
         if self._suite_problem(sc):
             return _exception(ServiceError.DECIPHERING_ERROR)
-        need_auth, need_enc = self.meter.profile.requires
+        need_auth, need_enc = self.meter.requires
         if (need_auth and not sc.authenticated) or (need_enc and not sc.encrypted) or sc.broadcast:
             self.meter.log.add(Event.UNPROTECTED_REQUEST,
                                f"sap {self.client_sap}: under-protected SC 0x{sc.byte:02X}")
@@ -413,7 +548,7 @@ class MeterSession:
             return response
         assert self.secrets is not None
         key = self.dedicated_key if request.form.dedicated else self.secrets.guek
-        sc = SecurityControl(request.suite, *self.meter.profile.requires)
+        sc = SecurityControl(request.suite, *self.meter.requires)
         return protect(response, security_control=sc, system_title=self.meter.state.system_title,
                        invocation_counter=self.meter.state.tx_counter(self.e).next(),
                        encryption_key=key, authentication_key=self.secrets.ak, form=request.form,
