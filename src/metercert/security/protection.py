@@ -7,6 +7,7 @@ Forms (tags in STANDARDS.md):
   IC(4), payload``; the system title comes from the association.
 * general-glo-ciphering 0xDB and general-ded-ciphering 0xDC: ``tag, system title
   (octet string), length, SC, IC(4), payload``.
+* general-ciphering 0xDD and general-signing 0xDF live in :mod:`metercert.security.general`.
 
 Payload by mode: authenticated and encrypted -> ciphertext || tag (AAD = SC || AK);
 authenticated only -> plaintext || tag (AAD = SC || AK || plaintext); encrypted
@@ -158,7 +159,9 @@ def parse_ciphered(apdu: bytes) -> CipheredApdu:
         system_title = apdu[offset:offset + 8]
         offset += 8
     elif tag in (GENERAL_CIPHERING, GENERAL_SIGNING):
-        raise ApduFormatError(f"{tag_name(tag)} (0x{tag:02X}) is not supported yet")
+        # they carry their own header (and a signature): see metercert.security.general
+        raise ApduFormatError(f"{tag_name(tag)} (0x{tag:02X}) is not a service-ciphered APDU: "
+                              "open it with metercert.security.general")
     else:
         raise ApduFormatError(f"0x{tag:02X} ({tag_name(tag)}) is not a ciphered APDU tag")
     length, offset = decode_length(apdu, offset)
