@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from _inprocess import Closed, InProcessMeter  # type: ignore[import-not-found]
 
+from metercert.errors import MetercertError
 from metercert.security import InvocationCounterStore, parse_ciphered
 
 CLOCK = ("0.0.1.0.0.255", 8, 2)
@@ -143,15 +144,25 @@ def _fill(folder: Path) -> None:
         os.close(fd)
 
 
-def test_full_disk_before_first_association(tiny_tmpfs: Path) -> None:
-    """State on a full disk: the association's counter files cannot be written -> closed."""
+def test_full_disk_after_factory_setup(tiny_tmpfs: Path) -> None:
+    """Counter files are made with the keys, so a disk that fills later does not stop them."""
     m = InProcessMeter(tiny_tmpfs / "state")
     try:
         _fill(tiny_tmpfs)
-        with pytest.raises(Closed) as info:
-            m.associate()
-        assert info.value.last is not None and info.value.last[0] == EXCEPTION_RESPONSE
-        assert not any(e.wire[:1] == b"\x61" for e in m.client.trace.entries if e.direction == "<-"), \
-            "an AARE (with a ciphered initiate-response) left the meter"
+        m.associate()
+        seen = []
+        for _ in range(3):
+            m.get(8, CLOCK[0], 2)
+            seen.append(_response_counter(m.client.trace.entries[-1].wire))
+        assert seen == sorted(set(seen))
     finally:
         m.close()
+
+
+def test_full_disk_before_factory_setup(tiny_tmpfs: Path) -> None:
+    """A meter that cannot make its counter files refuses to start: no keys.yaml without them."""
+    _fill(tiny_tmpfs)
+    with pytest.raises(MetercertError) as info:
+        InProcessMeter(tiny_tmpfs / "state")
+    assert "No space left" in str(info.value) and "\n" not in str(info.value)
+    assert not (tiny_tmpfs / "state" / "meter-0000" / "keys.yaml").exists()
