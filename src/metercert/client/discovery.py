@@ -77,6 +77,8 @@ class MeterInventory:
 
     public_objects: dict[ObisCode, ListedObject] = field(default_factory=dict)
     management_objects: dict[ObisCode, ListedObject] = field(default_factory=dict)
+    #: object lists of the key file's other roles (role -> list)
+    role_objects: dict[str, dict[ObisCode, ListedObject]] = field(default_factory=dict)
     associations: dict[ObisCode, AssociationInfo] = field(default_factory=dict)
     security_setup: ObisCode | None = None
     security_setup_version: int | None = None
@@ -89,6 +91,8 @@ class MeterInventory:
     @property
     def objects(self) -> dict[ObisCode, ListedObject]:
         merged = dict(self.public_objects)
+        for listing in self.role_objects.values():
+            merged.update(listing)
         merged.update(self.management_objects)
         return merged
 
@@ -141,6 +145,8 @@ class MeterInventory:
     def summary(self) -> str:
         lines = [(f"public object list: {len(self.public_objects)} objects; management "
                   f"object list: {len(self.management_objects)} objects")]
+        for role, listing in self.role_objects.items():
+            lines.append(f"role {role}: {len(listing)} objects")
         if self.security_setup is not None:
             lines.append(f"Security Setup {self.security_setup} version "
                          f"{self.security_setup_version}, policy {self.security_policy}, "
@@ -232,6 +238,15 @@ def _note_associations(inv: MeterInventory, objects: Iterable[ListedObject], whe
             info = inv.associations.setdefault(obj.obis, AssociationInfo(obj.obis))
             info.version = obj.version
             info.seen_in.add(where)
+
+
+async def read_role(inv: MeterInventory, role: str, c: DlmsClient) -> None:
+    listing = await _read(c, 15, CURRENT_ASSOCIATION, 2)
+    if listing is None:
+        inv.notes.append(f"role {role}: no object list")
+        return
+    inv.role_objects[role] = parse_object_list(listing)
+    _note_associations(inv, inv.role_objects[role].values(), role)
 
 
 async def read_management(inv: MeterInventory, c: DlmsClient) -> None:

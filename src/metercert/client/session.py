@@ -81,6 +81,7 @@ from metercert.transport.stream import ApduStream, open_dlms_connection
 
 CURRENT_ASSOCIATION = ObisCode(0, 0, 40, 0, 0, 255)
 DEFAULT_COUNTER_OBJECT = ObisCode(0, 0, 43, 1, 0, 255)
+DEFAULT_CLOCK = ObisCode(0, 0, 1, 0, 0, 255)
 CLIENT_CONFORMANCE = (Conformance.GET | Conformance.SET | Conformance.ACTION
                       | Conformance.SELECTIVE_ACCESS | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
                       | Conformance.GENERAL_PROTECTION)
@@ -171,6 +172,8 @@ class DlmsClient:
                                            f"sap{settings.client_sap}-to-{self.server_title_hex}")
         self._counter = _Counter(store)
         self.last_sent_counter: int | None = None
+        #: the clock object probe requests read (discovery may name another)
+        self.clock_obis = DEFAULT_CLOCK
 
     @property
     def server_title_hex(self) -> str:

@@ -128,6 +128,8 @@ class DlmsTarget:
             c.settings = settings
         else:
             c = DlmsClient(self.host, self.port, settings)
+        if self.inventory is not None:
+            c.clock_obis = self.inventory.probe("clock") or c.clock_obis
         self.traces.append(c.trace)
         return c
 
@@ -163,6 +165,18 @@ class DlmsTarget:
         finally:
             await public.close()
         await self._open_management(inv)
+        for role in self.roles():
+            if self.settings(role).client_sap in (16, self.settings().client_sap):
+                continue
+            c = self.client(role)
+            try:
+                await c.open()
+                await discovery.read_role(inv, role, c)
+                await c.release()
+            except (AssociationRejected, DlmsError, ConnectionFailed) as exc:
+                inv.notes.append(f"role {role} did not associate during discovery: {exc}")
+            finally:
+                await c.close()
         self.inventory = inv
         return inv
 

@@ -50,8 +50,9 @@ def _trace(client: DlmsClient, since: int = 0, label: str = "APDU trace") -> Evi
                     f"tcp://{client.host}:{client.port} client SAP {client.settings.client_sap}")
 
 
-def _clock_request() -> bytes:
-    return GetRequestNormal(CosemAttributeDescriptor(8, CLOCK, 2)).to_bytes()
+def _clock_request(c: DlmsClient) -> bytes:
+    """GET of the clock (the meter's own, from discovery): the probe request most checks send."""
+    return GetRequestNormal(CosemAttributeDescriptor(8, c.clock_obis, 2)).to_bytes()
 
 
 def _served(client: DlmsClient, answer: bytes) -> bool:
@@ -124,9 +125,23 @@ async def _with_management(target: DlmsTarget,
         await c.close()
 
 
-async def _security_setup(client: DlmsClient) -> ObisCode:
+async def _security_setup(client: DlmsClient, target: DlmsTarget | None = None) -> ObisCode:
+    """The Security Setup of the association: discovery's (or the campaign file's) when the
+    target has one, else attribute 9 of the current association."""
+    if target is not None and target.inventory is not None:
+        setup = target.inventory.probe("security_setup")
+        if setup is not None:
+            return setup
     ref = await client.get(15, CURRENT_ASSOCIATION, 9)
     return ObisCode.from_bytes(bytes(ref.value))
+
+
+async def _probe(target: DlmsTarget, name: str, default: ObisCode) -> ObisCode | None:
+    """Probe object ``name`` from discovery, the campaign file's, or None if the meter has
+    none; ``default`` when discovery did not run (a check called on its own)."""
+    if target.inventory is None:
+        return default
+    return target.inventory.probe(name)
 
 
 
@@ -154,7 +169,7 @@ async def _attempt(target: DlmsTarget, role: str | None, note: str, **settings: 
 
 async def _clock_served(c: DlmsClient, note: str) -> bool:
     """Send a ciphered GET of the clock as this client would; did the meter serve it?"""
-    answer = await _try(c, c.protect_request(_clock_request()), note)
+    answer = await _try(c, c.protect_request(_clock_request(c)), note)
     return answer is not None and _served(c, answer)
 
 

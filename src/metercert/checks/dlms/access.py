@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from metercert.checks.base import (
     CheckOutcome,
@@ -11,11 +11,11 @@ from metercert.checks.base import (
     TargetKind,
     check,
     fail,
+    inconclusive,
     not_applicable,
     passed,
 )
 from metercert.checks.dlms._common import (
-    CLOCK,
     CURRENT_ASSOCIATION,
     DENIED,
     DENIED_DATA,
@@ -23,6 +23,7 @@ from metercert.checks.dlms._common import (
     ENERGY,
     IMAGE_TRANSFER,
     SECURITY_LOG,
+    _probe,
     _security_setup,
     _trace,
     _with_management,
@@ -30,6 +31,7 @@ from metercert.checks.dlms._common import (
 from metercert.client.errors import (
     AssociationRejected,
     DlmsError,
+    ExceptionResponseReceived,
 )
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
@@ -39,20 +41,67 @@ from metercert.cosem import (
     DlmsData,
     ObisCode,
 )
+from metercert.errors import ConnectionFailed
 
 
-@check("DLMS-SECRET-01", "The association secret (attribute 7) cannot be read",
+@check("DLMS-SECRET-01", "No association's secret (attribute 7) can be read",
        severity=Severity.CRITICAL, requirements=["DLMS:SECRET-PROTECT", "EN303645:5.4-1"],
        tags=["secrets"], target=TargetKind.DLMS)
 async def secret_not_readable(target: DlmsTarget) -> CheckOutcome:
+    """Attribute 7 (secret) of the current association and of every Association LN instance
+    discovery found, read by the public client and by the management association. A secret
+    read back with content fails; an empty value (an association without a secret) or a
+    refusal passes that object."""
+    associations = [CURRENT_ASSOCIATION]
+    if target.inventory is not None:
+        associations += sorted(target.inventory.associations, key=str)
+    readable: list[str] = []
+    refused: list[str] = []
+    notes: list[str] = []
+    traces = []
+
+    async def read_all(c: DlmsClient, who: str) -> None:
+        for obis in associations:
+            try:
+                result = await c.get_result(15, obis, 7)
+            except ExceptionResponseReceived as exc:
+                refused.append(f"{who} {obis}: exception-response ({exc})")
+                continue
+            except DlmsError as exc:
+                notes.append(f"{who} {obis}: {exc}")
+                continue
+            if isinstance(result, DataAccessResult):
+                refused.append(f"{who} {obis}: {result.name.lower()}")
+                continue
+            value = result.value
+            size = len(value) if isinstance(value, (bytes, str)) else len(result.to_bytes())
+            if isinstance(value, (bytes, str)) and size == 0:
+                refused.append(f"{who} {obis}: empty (no secret)")
+            else:
+                readable.append(f"{who} read {obis} attribute 7 ({result.type.name.lower()}, "
+                                f"{size} bytes)")
+
+    public = target.public()
+    try:
+        await public.open()
+        await read_all(public, "public client")
+    except (AssociationRejected, DlmsError, ConnectionFailed) as exc:
+        notes.append(f"public client: {exc}")
+    finally:
+        await public.release()
+        await public.close()
+
     async def body(c: DlmsClient) -> CheckOutcome:
-        result = await c.get_result(15, CURRENT_ASSOCIATION, 7)
-        ev = _trace(c)
-        if isinstance(result, DataAccessResult):
-            return passed(f"secret read refused ({result.name.lower()})", ev)
-        size = len(result.value) if isinstance(result.value, (bytes, str)) else len(result.to_bytes())
-        return fail(f"attribute 7 was readable ({result.type.name.lower()}, {size} bytes)",
-                    Evidence("APDU trace", "(responses withheld: they carry the secret)", "text"))
+        await read_all(c, "management")
+        traces.append(Evidence("objects read", "\n".join(refused + notes), "value"))
+        if readable:
+            return fail("secret readable: " + "; ".join(readable),
+                        Evidence("APDU trace", "(responses withheld: they carry the secret)"),
+                        *traces)
+        if not refused:
+            return inconclusive("no secret read got an answer: " + "; ".join(notes), *traces)
+        return passed(f"attribute 7 refused or empty on {len(associations)} association "
+                      f"object(s) for the public and the management client", *traces)
 
     return await _with_management(target, body)
 
@@ -91,37 +140,84 @@ async def public_minimal(target: DlmsTarget) -> CheckOutcome:
 # -- roles (IEC 62351-8) -------------------------------------------------------------------------
 
 
+#: what one probe of the role matrix showed
+ALLOWED, DENIED_, ATTEMPTED, ABSENT, NO_ANSWER = "allowed", "denied", "attempted", "absent", "error"
+_OPS = ("read-energy", "set-clock", "reconnect", "key-transfer", "firmware-activate",
+        "read-security-log")
+
+
 def _outcome(result: object) -> str:
+    """allowed: executed; denied: refused for access (read-write-denied, scope of access
+    violated, object-undefined on a listed object); attempted: the access check let it through
+    but the operation failed (e.g. type-unmatched for our deliberately empty key_transfer)."""
     if isinstance(result, (ActionResult, DataAccessResult)):
+        if result in (ActionResult.SUCCESS, DataAccessResult.SUCCESS):
+            return ALLOWED
         if result in DENIED or result in DENIED_DATA:
-            return "denied"
-        return "allowed"
-    return "allowed"
+            return DENIED_
+        return ATTEMPTED
+    return ALLOWED
+
+
+async def _one_probe(c: DlmsClient, op: str, obis: ObisCode | None,
+                     call: Callable[[ObisCode], Awaitable[object]]) -> str:
+    if obis is None:
+        return ABSENT
+    try:
+        return _outcome(await call(obis))
+    except ExceptionResponseReceived as exc:  # a refusal, not an error in the campaign
+        c.trace.note(f"{op}: exception-response ({exc}): refused")
+        return DENIED_
+    except DlmsError as exc:
+        text = str(exc)
+        if "ConfirmedServiceError" in text or "confirmed-service-error" in text:
+            return DENIED_
+        c.trace.note(f"{op}: {exc}")
+        return NO_ANSWER
 
 
 async def _probe_role(target: DlmsTarget, role: str) -> dict[str, str]:
+    energy = await _probe(target, "register", ENERGY)
+    disconnect = await _probe(target, "disconnect", DISCONNECT)
+    image = await _probe(target, "image_transfer", IMAGE_TRANSFER)
+    log = await _probe(target, "security_log", SECURITY_LOG)
     c = target.client(role)
     out: dict[str, str] = {}
     try:
         async with c:
-            out["read-energy"] = _outcome(await c.get_result(3, ENERGY, 2))
-            clock = await c.get_result(8, CLOCK, 2)
+            clock_obis = c.clock_obis
+            out["read-energy"] = await _one_probe(
+                c, "read-energy", energy,
+                lambda o: c.get_result(3 if target.inventory is None
+                                       else target.inventory.class_of(o, 3), o, 2))
+            clock = await c.get_result(8, clock_obis, 2)
             if isinstance(clock, DlmsData):
-                out["set-clock"] = _outcome(await c.set(8, CLOCK, 2, clock))
+                out["set-clock"] = await _one_probe(c, "set-clock", clock_obis,
+                                                    lambda o: c.set(8, o, 2, clock))
             else:
-                out["set-clock"] = "denied"
-            out["reconnect"] = _outcome((await c.action(70, DISCONNECT, 2, DlmsData.integer(0)))[0])
+                out["set-clock"] = NO_ANSWER
+                c.trace.note(f"set-clock: the clock could not be read ({clock.name.lower()}) "
+                             "to write it back unchanged")
+
+            async def act(o: ObisCode, class_id: int, method: int, value: DlmsData) -> object:
+                return (await c.action(class_id, o, method, value))[0]
+
+            out["reconnect"] = await _one_probe(c, "reconnect", disconnect,
+                                                lambda o: act(o, 70, 2, DlmsData.integer(0)))
             try:
-                setup = await _security_setup(c)
-                out["key-transfer"] = _outcome(
-                    (await c.action(64, setup, 2, DlmsData.array([])))[0])
+                setup: ObisCode | None = await _security_setup(c, target)
             except DlmsError:
-                out["key-transfer"] = "denied"
-            out["firmware-activate"] = _outcome(
-                (await c.action(18, IMAGE_TRANSFER, 4, DlmsData.integer(0)))[0])
-            out["read-security-log"] = _outcome(await c.get_result(7, SECURITY_LOG, 7))
+                setup = None
+            out["key-transfer"] = await _one_probe(c, "key-transfer", setup,
+                                                   lambda o: act(o, 64, 2, DlmsData.array([])))
+            out["firmware-activate"] = await _one_probe(
+                c, "firmware-activate", image, lambda o: act(o, 18, 4, DlmsData.integer(0)))
+            out["read-security-log"] = await _one_probe(c, "read-security-log", log,
+                                                        lambda o: c.get_result(7, o, 7))
     except AssociationRejected as exc:
         out["association"] = f"rejected: {exc}"
+    except (DlmsError, ConnectionFailed) as exc:
+        out["association"] = f"failed: {exc}"
     target.traces.append(c.trace)
     return out
 
@@ -137,52 +233,99 @@ async def _role_matrix(target: DlmsTarget) -> dict[str, dict[str, str]] | None:
 
 
 def _matrix_evidence(matrix: dict[str, dict[str, str]]) -> Evidence:
-    ops = ["read-energy", "set-clock", "reconnect", "key-transfer", "firmware-activate",
-           "read-security-log"]
+    ops = _OPS
     lines = [f"{'role':<10} " + " ".join(f"{o:>18}" for o in ops)]
     for role, result in matrix.items():
         lines.append(f"{role:<10} " + " ".join(f"{result.get(o, '-'):>18}" for o in ops))
     return Evidence("role x operation matrix", "\n".join(lines), "value")
 
 
-async def _role_check(target: DlmsTarget, rule: Callable[[str, dict[str, str]], list[str]],
+Judge = Callable[[str, str, str], str | None]
+_GRANTED = (ALLOWED, ATTEMPTED)
+
+
+async def _role_check(target: DlmsTarget, scope: Callable[[str], tuple[str, ...]], judge: Judge,
                       what: str) -> CheckOutcome:
+    """Judge the role matrix: ``scope(role)`` names the operations this check looks at for a
+    role, ``judge(role, op, outcome)`` returns a problem or None. A flaw seen is a FAIL; a
+    role that could not associate, or a probe that got no usable answer, leaves the check
+    INCONCLUSIVE (it proves nothing); an absent probe object is left out."""
     matrix = await _role_matrix(target)
     if matrix is None:
         return not_applicable("no roles in the key file or campaign (IEC 62351-8 mapping)")
-    problems = [p for role, result in matrix.items() for p in rule(role, result)]
-    ev = _matrix_evidence(matrix)
+    problems: list[str] = []
+    unresolved: list[str] = []
+    absent: list[str] = []
+    judged = 0
+    for role, result in matrix.items():
+        ops = scope(role)
+        if not ops:
+            continue
+        if "association" in result:
+            unresolved.append(f"{role} {result['association']}")
+            continue
+        for op in ops:
+            outcome = result.get(op, NO_ANSWER)
+            if outcome == ABSENT:
+                absent.append(f"{role}/{op}")
+            elif outcome == NO_ANSWER:
+                unresolved.append(f"{role}/{op}: no usable answer")
+            else:
+                judged += 1
+                problem = judge(role, op, outcome)
+                if problem:
+                    problems.append(problem)
+    ev = [_matrix_evidence(matrix)]
+    if absent:
+        ev.append(Evidence("not probed (the meter has no such object)", ", ".join(absent)))
     if problems:
-        return fail("; ".join(problems), ev)
-    return passed(what, ev)
+        return fail("; ".join(problems), *ev)
+    if unresolved:
+        return inconclusive("roles or operations that could not be tested: "
+                            + "; ".join(unresolved), *ev)
+    if not judged:
+        return not_applicable("the meter has none of the objects this check probes", *ev)
+    return passed(what, *ev)
+
+
+_EXPECTED = {"READER": ("read-energy",), "OPERATOR": ("reconnect",), "ENGINEER": ("set-clock",),
+             "INSTALLER": ("set-clock",), "SECADM": ("key-transfer", "firmware-activate"),
+             "SECAUD": ("read-security-log",)}
+#: probes whose parameters are deliberately not executable (an empty key list, nothing to
+#: activate): reaching the method past the access check is what shows the right
+_REACH_ONLY = ("key-transfer", "firmware-activate")
 
 
 @check("DLMS-RBAC-ENFORCE-01", "Each role can do what its rights give",
        severity=Severity.HIGH, requirements=["IEC62351-8:RBAC-ENFORCE", "DLMS:ACCESS-RIGHTS"],
        tags=["rbac"], target=TargetKind.DLMS)
 async def roles_positive(target: DlmsTarget) -> CheckOutcome:
-    expected = {"READER": ["read-energy"], "OPERATOR": ["reconnect"], "ENGINEER": ["set-clock"],
-                "INSTALLER": ["set-clock"], "SECADM": ["key-transfer", "firmware-activate"],
-                "SECAUD": ["read-security-log"]}
+    def judge(role: str, op: str, outcome: str) -> str | None:
+        if outcome == ALLOWED or (op in _REACH_ONLY and outcome == ATTEMPTED):
+            return None
+        return f"{role} cannot {op} ({outcome})"
 
-    def rule(role: str, result: dict[str, str]) -> list[str]:
-        if "association" in result:
-            return [f"{role}: {result['association']}"]
-        return [f"{role} cannot {op}" for op in expected.get(role, []) if result.get(op) != "allowed"]
+    return await _role_check(target, lambda r: _EXPECTED.get(r, ()), judge,
+                             "every role can use its rights")
 
-    return await _role_check(target, rule, "every role can use its rights")
+
+def _must_not(label: str) -> Judge:
+    def judge(role: str, op: str, outcome: str) -> str | None:
+        if outcome in _GRANTED:
+            how = "" if outcome == ALLOWED else " (past the access check)"
+            return f"{role} can {op}{how}"
+        return None
+
+    return judge
 
 
 @check("DLMS-RBAC-CONTROL-01", "Only the OPERATOR issues controls",
        severity=Severity.HIGH, requirements=["IEC62351-8:OPERATOR-CONTROL", "DLMS:ACCESS-RIGHTS"],
        tags=["rbac"], target=TargetKind.DLMS)
 async def only_operator_controls(target: DlmsTarget) -> CheckOutcome:
-    def rule(role: str, result: dict[str, str]) -> list[str]:
-        if role != "OPERATOR" and result.get("reconnect") == "allowed":
-            return [f"{role} can issue remote_reconnect"]
-        return []
-
-    return await _role_check(target, rule, "remote connect/disconnect reserved to OPERATOR")
+    return await _role_check(target, lambda r: () if r == "OPERATOR" else ("reconnect",),
+                             _must_not("control"),
+                             "remote connect/disconnect reserved to OPERATOR")
 
 
 @check("DLMS-RBAC-SECADM-01", "Only the security administrator changes security settings",
@@ -192,38 +335,26 @@ async def only_operator_controls(target: DlmsTarget) -> CheckOutcome:
 async def only_secadm_security(target: DlmsTarget) -> CheckOutcome:
     """key_transfer and firmware activation are refused to every other role (an operator
     cannot transfer keys or activate firmware)."""
-
-    def rule(role: str, result: dict[str, str]) -> list[str]:
-        if role == "SECADM":
-            return []
-        return [f"{role} can {op}" for op in ("key-transfer", "firmware-activate")
-                if result.get(op) == "allowed"]
-
-    return await _role_check(target, rule, "key transfer and firmware activation: SECADM only")
+    return await _role_check(
+        target, lambda r: () if r == "SECADM" else ("key-transfer", "firmware-activate"),
+        _must_not("security"), "key transfer and firmware activation: SECADM only")
 
 
 @check("DLMS-RBAC-READONLY-01", "VIEWER and SECAUD never write",
        severity=Severity.HIGH, requirements=["IEC62351-8:READ-ONLY-ROLES", "DLMS:ACCESS-RIGHTS"],
        tags=["rbac"], target=TargetKind.DLMS)
 async def read_only_roles(target: DlmsTarget) -> CheckOutcome:
-    def rule(role: str, result: dict[str, str]) -> list[str]:
-        if role not in ("VIEWER", "SECAUD"):
-            return []
-        return [f"{role} can {op}" for op in ("set-clock", "reconnect", "key-transfer",
-                                              "firmware-activate") if result.get(op) == "allowed"]
-
-    return await _role_check(target, rule, "VIEWER and SECAUD are read-only")
+    writes = ("set-clock", "reconnect", "key-transfer", "firmware-activate")
+    return await _role_check(target, lambda r: writes if r in ("VIEWER", "SECAUD") else (),
+                             _must_not("write"), "VIEWER and SECAUD are read-only")
 
 
 @check("DLMS-RBAC-SECAUD-01", "The security auditor reads the security log",
        severity=Severity.MEDIUM, requirements=["IEC62351-8:SECAUD-LOG", "CRA:I.2l"],
        tags=["rbac", "logging"], target=TargetKind.DLMS)
 async def auditor_reads_log(target: DlmsTarget) -> CheckOutcome:
-    def rule(role: str, result: dict[str, str]) -> list[str]:
-        if role == "SECAUD" and result.get("read-security-log") != "allowed":
-            return ["SECAUD cannot read the security event log"]
-        return []
+    def judge(role: str, op: str, outcome: str) -> str | None:
+        return None if outcome == ALLOWED else f"SECAUD cannot read the security event log ({outcome})"
 
-    return await _role_check(target, rule, "SECAUD reads the security event log")
-
-
+    return await _role_check(target, lambda r: ("read-security-log",) if r == "SECAUD" else (),
+                             judge, "SECAUD reads the security event log")

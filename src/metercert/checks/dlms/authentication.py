@@ -191,9 +191,14 @@ async def hls_reply_verified(target: DlmsTarget) -> CheckOutcome:
        severity=Severity.CRITICAL, requirements=["EN303645:5.1-1", "CRA:I.2b", "DLMS:HLS-AUTH"],
        tags=["authentication", "default-credentials"], target=TargetKind.DLMS)
 async def default_passwords_refused(target: DlmsTarget) -> CheckOutcome:
-    """LLS with factory passwords on the management client SAP and every role SAP."""
+    """LLS with factory passwords on the management client SAP, every role SAP and every
+    client SAP the meter's Association LN objects name (associated_partners_id), whether
+    the key file knows them or not. The public client (SAP 16) is left out: it needs no
+    password, so accepting one there shows nothing."""
     saps = {target.settings().client_sap} | {
         s for s in (target.role_sap(r) for r in target.roles()) if s is not None and s != 16}
+    if target.inventory is not None:
+        saps |= {s for s in target.inventory.association_saps() if s != 16}
     accepted, ev = [], []
     for sap in sorted(saps):
         for password in WELL_KNOWN_LLS_PASSWORDS:

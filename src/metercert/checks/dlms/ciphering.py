@@ -13,7 +13,6 @@ from metercert.checks.base import (
     passed,
 )
 from metercert.checks.dlms._common import (
-    CLOCK,
     _clock_request,
     _security_setup,
     _served,
@@ -45,7 +44,7 @@ async def suite_negotiation(target: DlmsTarget) -> CheckOutcome:
     attribute 3) and every response is protected in that suite."""
 
     async def body(c: DlmsClient) -> CheckOutcome:
-        setup = await _security_setup(c)
+        setup = await _security_setup(c, target)
         claimed = int((await c.get(64, setup, 3)).value)
         suites = {parse_ciphered(w).security_control.suite
                   for w in c.trace.wires() if is_ciphered(w)}
@@ -84,7 +83,7 @@ async def downgrade_rejected(target: DlmsTarget) -> CheckOutcome:
 
     async def body(c: DlmsClient) -> CheckOutcome:
         for lower in range(suite):
-            wire = c.protect_request(_clock_request(), suite=lower)
+            wire = c.protect_request(_clock_request(c), suite=lower)
             answer = await _try(c, wire, f"glo-get in suite {lower}")
             if answer is not None and _served(c, answer):
                 accepted.append(f"request in suite {lower} was served")
@@ -110,7 +109,7 @@ async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
         for form in CipheringForm:
             try:
                 mark = c.trace.mark()
-                await c.get(8, CLOCK, 2, form=form)
+                await c.get(8, c.clock_obis, 2, form=form)
                 answer = c.trace.wires(mark)[-1]
                 got = parse_ciphered(answer).form
                 if got is not form:
@@ -133,18 +132,29 @@ async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
        tags=["policy"], target=TargetKind.DLMS)
 async def policy_enforced(target: DlmsTarget) -> CheckOutcome:
     """On a protected association: a plaintext GET, an encrypted-only GET and (when the policy
-    demands encryption) an authenticated-only GET must not be served."""
+    demands encryption) an authenticated-only GET must not be served. The policy is read by
+    the Security Setup's version: an enumeration in version 0 (3 = authenticated and
+    encrypted), bit flags in version 1 (0x04 authenticated, 0x08 encrypted requests)."""
+    from metercert.client.discovery import MeterInventory
 
     async def body(c: DlmsClient) -> CheckOutcome:
-        setup = await _security_setup(c)
+        setup = await _security_setup(c, target)
         policy = int((await c.get(64, setup, 2)).value)
-        wants_encryption = bool(policy & 0x08)
+        inv = target.inventory or MeterInventory()
+        version = inv.security_setup_version
+        if version is None:
+            version = 1
+            c.trace.note("Security Setup version unknown (no object list): read as version 1")
+        flags = MeterInventory(security_policy=policy, security_setup_version=version)
+        _wants_auth, wants_encryption = flags.policy_flags() or (True, True)
+        c.trace.note(f"Security Setup {setup} version {version}: policy {policy} means "
+                     f"authenticated={_wants_auth}, encrypted={wants_encryption}")
         served: list[str] = []
-        probes = [("plaintext get-request", _clock_request()),
-                  ("encrypted-only glo-get", c.protect_request(_clock_request(), authenticated=False))]
+        probes = [("plaintext get-request", _clock_request(c)),
+                  ("encrypted-only glo-get", c.protect_request(_clock_request(c), authenticated=False))]
         if wants_encryption:
             probes.append(("authenticated-only glo-get",
-                           c.protect_request(_clock_request(), encrypted=False)))
+                           c.protect_request(_clock_request(c), encrypted=False)))
         for label, wire in probes:
             answer = await _try(c, wire, label)
             if answer is None:
@@ -154,7 +164,8 @@ async def policy_enforced(target: DlmsTarget) -> CheckOutcome:
         ev = _trace(c)
         if served:
             return fail("served: " + ", ".join(served), ev)
-        return passed(f"refused: {', '.join(p[0] for p in probes)} (policy 0x{policy:02X})", ev)
+        return passed(f"refused: {', '.join(p[0] for p in probes)} (policy {policy} of a "
+                      f"version-{version} Security Setup)", ev)
 
     return await _with_management(target, body)
 
@@ -170,18 +181,18 @@ async def tamper_rejected(target: DlmsTarget) -> CheckOutcome:
     async def body(c: DlmsClient) -> CheckOutcome:
         problems = []
         for label, index in (("tag", -1), ("ciphertext", 8)):
-            wire = bytearray(c.protect_request(_clock_request()))
+            wire = bytearray(c.protect_request(_clock_request(c)))
             wire[index] ^= 0x01
             answer = await _try(c, bytes(wire), f"{label} bit flipped")
             if answer is None:
                 c = await target.management()
             elif _served(c, answer):
                 problems.append(f"{label} tamper served")
-        forged = bytearray(c.protect_request(_clock_request(), invocation_counter=0xFFFFFFF0))
+        forged = bytearray(c.protect_request(_clock_request(c), invocation_counter=0xFFFFFFF0))
         forged[-1] ^= 0x80
         await _try(c, bytes(forged), "forged APDU with counter 0xFFFFFFF0")
         try:
-            await c.get(8, CLOCK, 2)
+            await c.get(8, c.clock_obis, 2)
         except (DlmsError, ConnectionFailed) as exc:
             problems.append(f"genuine request refused after a forged high counter: {exc}")
         ev = _trace(c)

@@ -15,7 +15,6 @@ from metercert.checks.base import (
     passed,
 )
 from metercert.checks.dlms._common import (
-    CLOCK,
     _trace,
 )
 from metercert.client.errors import (
@@ -36,7 +35,7 @@ async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
     connections; afterwards the public and the management associations still work."""
     try:  # both must work before the burst, or the burst cannot be blamed
         async with target.public() as p0:
-            await p0.get(8, CLOCK, 2)
+            await p0.get(8, p0.clock_obis, 2)
         m0 = await target.management()
         await m0.release()
         await m0.close()
@@ -72,9 +71,9 @@ async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
     await c.close()
     try:
         async with target.public() as p:
-            await p.get(8, CLOCK, 2)
+            await p.get(8, p.clock_obis, 2)
         m = await target.management()
-        await m.get(8, CLOCK, 2)
+        await m.get(8, m.clock_obis, 2)
         await m.release()
         await m.close()
     except (DlmsError, ConnectionFailed) as exc:
