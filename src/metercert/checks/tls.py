@@ -49,13 +49,31 @@ def _suites_evidence(target: TlsTarget, suites: Iterable[AcceptedSuite], label: 
 
 def _versions_evidence(target: TlsTarget, scan: TlsScanResult) -> Evidence:
     accepted = scan.versions_accepted
-    lines = [
-        f"{v}: {'accepted' if v in accepted else 'rejected'}"
-        if v in scan.versions_scanned
-        else f"{v}: not tested ({scan.errors.get(SSLYZE_VERSION_COMMANDS[v], 'scan error')})"
-        for v in TLS_VERSIONS
-    ]
-    return Evidence("protocol versions", "\n".join(lines), "value", _source(target, "sslyze"))
+    lines = []
+    for v in TLS_VERSIONS:
+        source = scan.suite_sources.get(v, "sslyze")
+        if v in accepted:
+            line = f"{v}: accepted"
+        elif v in scan.versions_scanned and v not in scan.incomplete:
+            line = f"{v}: rejected"
+        else:
+            line = f"{v}: unknown"
+        if v in scan.incomplete:
+            line += f" (enumeration incomplete: {scan.incomplete[v]})"
+        elif v not in scan.versions_scanned:
+            line += f" (not tested: {scan.errors.get(SSLYZE_VERSION_COMMANDS[v], 'scan error')})"
+        lines.append(f"{line} [{source}]")
+    return Evidence(
+        "protocol versions", "\n".join(lines), "value", _source(target, "sslyze + own handshakes")
+    )
+
+
+def _gap_reason(scan: TlsScanResult, versions: tuple[str, ...] = TLS_VERSIONS) -> str | None:
+    """Why the accepted-suite list may be incomplete (never a PASS then), or None."""
+    gaps = scan.enumeration_gaps(versions)
+    if not gaps:
+        return None
+    return "suite enumeration incomplete, so no PASS: " + "; ".join(gaps)
 
 
 def _profile_evidence(target: TlsTarget, *settings: str) -> Evidence:
@@ -89,9 +107,10 @@ def tls_version_floor(target: TlsTarget) -> CheckOutcome:
     weak = [v for v in below if v in scan.versions_accepted]
     if weak:
         return fail(f"accepts {', '.join(weak)} (floor is {floor})", *evidence)
-    untested = [v for v in below if v not in scan.versions_scanned]
+    untested = [v for v in below if v not in scan.versions_scanned or v in scan.incomplete]
     if untested:
-        return inconclusive(f"could not test {', '.join(untested)}", *evidence)
+        gap = _gap_reason(scan, tuple(untested)) or ""
+        return inconclusive(f"could not fully test {', '.join(untested)}: {gap}", *evidence)
     if not scan.versions_accepted:
         return inconclusive("no protocol version was accepted at all", *evidence)
     return passed(f"only {', '.join(scan.versions_accepted)} accepted (floor {floor})", *evidence)
@@ -115,10 +134,12 @@ def tls13_offered(target: TlsTarget) -> CheckOutcome:
         _versions_evidence(target, scan),
         _suites_evidence(target, scan.suites_for("TLS 1.3"), "TLS 1.3 suites"),
     )
-    if "TLS 1.3" not in scan.versions_scanned:
-        return inconclusive("TLS 1.3 could not be tested", *evidence)
     if "TLS 1.3" in scan.versions_accepted:
         return passed(f"TLS 1.3 offered with {len(scan.suites_for('TLS 1.3'))} suites", *evidence)
+    if "TLS 1.3" not in scan.versions_scanned or "TLS 1.3" in scan.incomplete:
+        return inconclusive(
+            f"TLS 1.3 could not be tested: {_gap_reason(scan, ('TLS 1.3',))}", *evidence
+        )
     return fail(f"TLS 1.3 not offered (highest is {scan.highest_version})", *evidence)
 
 
@@ -150,6 +171,13 @@ def tls_forward_secrecy(target: TlsTarget) -> CheckOutcome:
             f"{len(static)} suites without forward secrecy, e.g. {static[0].version} {static[0].name}",
             _suites_evidence(target, static, "suites without forward secrecy"),
             _suites_evidence(target, scan.suites, "all accepted suites"),
+        )
+    gap = _gap_reason(scan)
+    if gap:
+        return inconclusive(
+            f"no static key exchange among {len(scan.suites)} suites seen, but {gap}",
+            _suites_evidence(target, scan.suites, "all accepted suites"),
+            _versions_evidence(target, scan),
         )
     return passed(
         f"all {len(scan.suites)} accepted suites use ephemeral (EC)DHE",
@@ -223,6 +251,12 @@ def tls_cipher_families(target: TlsTarget) -> CheckOutcome:
         return fail(f"{len(bad)} forbidden suites accepted, e.g. {bad[0]}", *evidence)
     if not scan.suites:
         return inconclusive("no cipher suite was accepted", *evidence)
+    gap = _gap_reason(scan)
+    if gap:
+        evidence.append(_versions_evidence(target, scan))
+        return inconclusive(
+            f"no forbidden suite among {len(scan.suites)} seen, but {gap}", *evidence
+        )
     return passed(f"none of {len(scan.suites)} accepted suites is in a forbidden family", *evidence)
 
 
@@ -240,39 +274,51 @@ def tls_mutual_auth(target: TlsTarget) -> CheckOutcome:
     if not target.profile.require_client_auth:
         return not_applicable("the profile does not require client authentication")
     scan = target.scan()
-    probes = [
-        p for p in (scan.probe_without_cert, scan.probe_untrusted_cert, scan.probe_with_cert) if p
-    ]
+    without, stranger = scan.probe_without_cert, scan.probe_untrusted_cert
+    negatives = [p for p in (without, stranger, *scan.extra_probes) if p is not None]
+    control = scan.probe_with_cert
     evidence = [
         Evidence(
             "own handshakes",
-            "\n".join(p.describe() for p in probes),
+            "\n".join(p.describe() for p in [*negatives, *([control] if control else [])]),
             "value",
-            _source(target, "ssl module"),
-        ),
-        Evidence(
-            "sslyze client-auth reading",
-            str(scan.sslyze_client_auth),
-            "value",
-            _source(target, "sslyze"),
+            _source(target, f"ssl module, waits scaled to RTT {scan.rtt_s * 1000:.0f} ms"),
         ),
     ]
-    without, stranger = scan.probe_without_cert, scan.probe_untrusted_cert
     if without is None or stranger is None:
         return inconclusive("the client-certificate handshakes did not run", *evidence)
-    if without.outcome == "accepted":
-        return fail("a handshake without any client certificate completed", *evidence)
-    if stranger.outcome == "accepted":
-        return fail("a self-signed client certificate from an unknown CA was accepted", *evidence)
-    if "error" in (without.outcome, stranger.outcome):
+    accepted = [p for p in negatives if p.outcome == "accepted"]
+    if accepted:
+        what = accepted[0].description.replace("handshake ", "a handshake ", 1)
+        return fail(f"{what} was accepted ({accepted[0].detail})", *evidence)
+    app = [p for p in negatives if p.outcome == "app-refused"]
+    if app:
         return inconclusive(
-            "a client-certificate handshake could not be completed either way", *evidence
+            f"TLS does not enforce client authentication: {app[0].description} completed, "
+            f"then the server refused at the application layer ({app[0].detail}); "
+            "judge that refusal by hand",
+            *evidence,
         )
-    note = ""
-    if scan.probe_with_cert is not None and scan.probe_with_cert.outcome != "accepted":
-        note = "; note: the given operator client certificate was NOT accepted"
+    if control is None:
+        return inconclusive(
+            "refusals seen, but without the operator certificate they cannot be attributed to "
+            "client authentication (give --client-cert/--client-key)",
+            *evidence,
+        )
+    if control.outcome != "accepted":
+        return inconclusive(
+            f"the operator client certificate was not accepted either ({control.outcome}: "
+            f"{control.detail}), so the other refusals say nothing about client authentication",
+            *evidence,
+        )
+    unsure = [p for p in negatives if p.outcome != "rejected"]
+    if unsure:
+        return inconclusive(
+            f"{unsure[0].description}: {unsure[0].outcome} ({unsure[0].detail})", *evidence
+        )
     return passed(
-        "handshakes without a client certificate and with an untrusted one are refused" + note,
+        "the operator certificate is accepted; no certificate, a self-signed one and a "
+        "foreign-CA chain are refused",
         *evidence,
     )
 
@@ -400,6 +446,16 @@ def tls_key_strength(target: TlsTarget) -> CheckOutcome:
         return inconclusive("no server certificate was received", *evidence)
     if problems:
         return fail("; ".join(problems), *evidence)
+    unsized = sorted(
+        {f"{s.version} {s.name}" for s in scan.suites if s.kex_type == "DH" and s.kex_bits is None}
+    )
+    if unsized:
+        return inconclusive(
+            f"the DH group size of {len(unsized)} suite(s) is unknown, e.g. {unsized[0]}", *evidence
+        )
+    gap = _gap_reason(scan)
+    if gap:
+        return inconclusive(f"certificate keys meet the floor, but DH groups: {gap}", *evidence)
     return passed("all certificate keys and DH groups meet the floor", *evidence)
 
 
@@ -594,7 +650,7 @@ def tls_renegotiation(target: TlsTarget) -> CheckOutcome:
         return passed("only TLS 1.3 is accepted, which has no renegotiation", *evidence)
     if scan.secure_renegotiation is None:
         why = scan.errors.get("session_renegotiation", "not tested")
-        hint = " (give --client-cert/--client-key)" if "CLIENT_CERTIFICATE" in why else ""
+        hint = " (give --client-cert/--client-key)" if "client certificate" in why.lower() else ""
         return inconclusive(f"renegotiation could not be tested: {why}{hint}", *evidence)
     problems = []
     if not scan.secure_renegotiation:

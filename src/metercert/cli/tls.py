@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
         "tls-audit",
         help="audit a TLS endpoint against IEC 62351-3",
         description="Probe HOST:PORT once (sslyze + own handshakes) and run the IEC 62351-3 TLS "
-        "checks. Exit 0 if no check fails, 1 if one fails, 2 on usage or connection errors.",
+        "checks. Exit 0 if every check passes (or is not applicable), 1 if one fails, 4 if none "
+        "fails but one is inconclusive, 2 on usage or connection errors.",
     )
     audit.add_argument("endpoint", metavar="HOST:PORT", help="TLS endpoint to audit")
     audit.add_argument("--client-cert", metavar="FILE", help="operator client certificate (PEM)")
@@ -165,7 +166,20 @@ def _tls_audit(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_table(console, target, results, scan.tool, elapsed, args.evidence)
-    return 1 if any(r.verdict == Verdict.FAIL for r in results) else 0
+    return audit_exit_code(results)
+
+
+def audit_exit_code(results: list[CheckResult]) -> int:
+    """1 when a check failed; 4 when none failed but one could not be decided; else 0.
+
+    An INCONCLUSIVE check (a scanner error, a timeout, an incomplete enumeration) is
+    never a pass, so the audit cannot exit 0 with one.
+    """
+    if any(r.verdict == Verdict.FAIL for r in results):
+        return 1
+    if any(r.verdict == Verdict.INCONCLUSIVE for r in results):
+        return 4
+    return 0
 
 
 def _print_table(

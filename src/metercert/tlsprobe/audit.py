@@ -42,12 +42,11 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import ExtensionOID
 
 from metercert.errors import ConnectionFailed, InputFileError, UsageError
+from metercert.tlsprobe import handshake as hs
 from metercert.tlsprobe.profile import TlsProfile, load_profile
 
 SCANNED_VERSIONS = ("SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3")
 _NIST_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-# How long a TLS 1.3 probe waits for the server's verdict on the client certificate.
-_TLS13_SETTLE_S = 1.0
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -256,12 +255,17 @@ def _key_usage_names(ku: x509.KeyUsage) -> tuple[str, ...]:
     return tuple(present)
 
 
-ProbeOutcome = Literal["accepted", "rejected", "error"]
+ProbeOutcome = Literal["accepted", "rejected", "app-refused", "error", "unknown"]
 
 
 @dataclass(frozen=True)
 class HandshakeProbe:
-    """One own handshake: what was offered and how the server answered."""
+    """One own handshake: what was offered and how the server answered.
+
+    ``accepted`` and ``rejected`` are the server's answers; ``app-refused`` means the
+    handshake completed and the server refused above TLS; ``error`` (our side or
+    the network) and ``unknown`` (no answer in time) say nothing about the server.
+    """
 
     description: str
     outcome: ProbeOutcome
@@ -282,9 +286,9 @@ class TlsScanResult:
     duration_s: float
     tool: str
     suites: tuple[AcceptedSuite, ...]
-    versions_scanned: tuple[str, ...]  # versions sslyze could test
+    versions_scanned: tuple[str, ...]  # versions whose suites were enumerated (maybe partly)
     highest_version: str | None
-    sslyze_client_auth: str | None  # sslyze's own reading (DISABLED/OPTIONAL/REQUIRED)
+    sslyze_client_auth: str | None  # sslyze's own reading; evidence only, never judged
     chain: tuple[CertificateFacts, ...]
     chain_validated_with_ca: bool | None  # OpenSSL, level 0; None = no --ca or not testable
     chain_validation_detail: str
@@ -298,6 +302,13 @@ class TlsScanResult:
     probe_untrusted_cert: HandshakeProbe | None
     probe_with_cert: HandshakeProbe | None
     errors: dict[str, str] = field(default_factory=dict, hash=False)
+    # version -> why its suite list may miss accepted suites (scanner error, timeouts)
+    incomplete: dict[str, str] = field(default_factory=dict, hash=False)
+    # version -> who enumerated it ("sslyze", "sslyze + own handshakes", "own handshakes")
+    suite_sources: dict[str, str] = field(default_factory=dict, hash=False)
+    rtt_s: float = 0.0
+    extra_probes: tuple[HandshakeProbe, ...] = ()  # expired / foreign-CA client certificates
+    resumption: ResumptionFacts | None = None
 
     @property
     def versions_accepted(self) -> tuple[str, ...]:
@@ -307,9 +318,29 @@ class TlsScanResult:
     def suites_for(self, version: str) -> tuple[AcceptedSuite, ...]:
         return tuple(s for s in self.suites if s.version == version)
 
+    def enumeration_gaps(self, versions: tuple[str, ...] = SCANNED_VERSIONS) -> list[str]:
+        """One line per version whose accepted suites are not fully known."""
+        gaps = []
+        for v in versions:
+            if v in self.incomplete:
+                gaps.append(f"{v}: {self.incomplete[v]}")
+            elif v not in self.versions_scanned:
+                gaps.append(f"{v}: not tested")
+        return gaps
+
     @property
     def leaf(self) -> CertificateFacts | None:
         return self.chain[0] if self.chain else None
+
+
+@dataclass(frozen=True)
+class ResumptionFacts:
+    """Session resumption as the probe saw it (tickets and their announced lifetime)."""
+
+    ticket_lifetime_s: int | None  # the server's ticket_lifetime_hint; None = no ticket
+    resumed: bool | None  # a second handshake with the session resumed it
+    version: str | None
+    detail: str
 
 
 # --- probing -----------------------------------------------------------------------
@@ -344,138 +375,99 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _probe_context(cert: str | None, key: str | None, tls13: bool) -> ssl.SSLContext:
-    """A permissive client: it must reach the server's client-certificate decision
-    even when the server's own certificate or suites are weak."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_3 if tls13 else ssl.TLSVersion.TLSv1_2
-    if cert and key:
-        ctx.load_cert_chain(cert, key)
-    return ctx
+@dataclass(frozen=True)
+class _Peer:
+    """Where and how own handshakes connect."""
+
+    ip: str
+    host: str
+    port: int
+    timing: hs.Timing
+
+    @property
+    def sni(self) -> str | None:
+        return None if _is_ip(self.host) else self.host
+
+    def attempt(self, ctx: ssl.SSLContext, *, settle: bool = False, **kw) -> hs.Attempt:
+        return hs.handshake(
+            self.ip,
+            self.port,
+            ctx,
+            deadline_s=self.timing.handshake_s,
+            sni=self.sni,
+            settle_s=self.timing.settle_s if settle else 0.0,
+            **kw,
+        )
 
 
-def _handshake(
-    description: str,
-    ip: str,
-    host: str,
-    port: int,
-    *,
-    cert: str | None,
-    key: str | None,
-    tls13: bool,
-    timeout: float,
+def _client_auth_probe(
+    peer: _Peer, description: str, *, cert: str | None, key: str | None, max_version: str
 ) -> HandshakeProbe:
+    """A handshake that waits for the server's verdict on the client certificate."""
     try:
-        ctx = _probe_context(cert, key, tls13)
+        ctx = hs.permissive_context(cert, key, max_version=max_version)
     except ssl.SSLError as exc:
         return HandshakeProbe(description, "error", f"cannot load probe credentials: {exc.reason}")
-    try:
-        sni = None if _is_ip(host) else host
-        with (
-            socket.create_connection((ip, port), timeout=timeout) as raw,
-            ctx.wrap_socket(raw, server_hostname=sni) as tls,
-        ):
-            version = tls.version()
-            if version != "TLSv1.3":
-                return HandshakeProbe(description, "accepted", "handshake completed", version)
-            # TLS 1.3: the server's verdict on our certificate arrives after our Finished.
-            tls.settimeout(_TLS13_SETTLE_S)
-            try:
-                data = tls.recv(1)
-            except TimeoutError:
-                return HandshakeProbe(
-                    description,
-                    "accepted",
-                    f"handshake completed, connection still open after {_TLS13_SETTLE_S:g} s",
-                    version,
-                )
-            except ssl.SSLError as exc:
-                return HandshakeProbe(
-                    description, "rejected", f"server alert: {exc.reason}", version
-                )
-            except (ConnectionResetError, BrokenPipeError):
-                return HandshakeProbe(
-                    description, "rejected", "server reset the connection", version
-                )
-            if data:
-                return HandshakeProbe(
-                    description, "accepted", "server sent application data", version
-                )
-            return HandshakeProbe(
-                description, "rejected", "server closed the connection after the handshake", version
-            )
-    except ssl.SSLError as exc:
-        return HandshakeProbe(description, "rejected", f"handshake failed: {exc.reason or exc}")
-    except (ConnectionResetError, BrokenPipeError):
-        return HandshakeProbe(
-            description, "rejected", "server reset the connection during the handshake"
-        )
-    except TimeoutError:
-        return HandshakeProbe(description, "error", f"no answer within {timeout:g} s")
-    except OSError as exc:
-        return HandshakeProbe(description, "error", f"connection failed: {exc.strerror or exc}")
+    got = peer.attempt(ctx, settle=True)
+    return HandshakeProbe(description, got.outcome, got.detail, got.version)
 
 
-def _throwaway_client_credentials(directory: Path) -> tuple[str, str]:
-    """A self-signed client certificate no operator CA ever issued."""
+def _throwaway_client_credentials(directory: Path) -> dict[str, tuple[str, str]]:
+    """Client certificates no operator CA ever issued: self-signed, and from a foreign CA."""
     from metercert.tlsprobe import pki  # local: only the probe needs the PKI builder
 
     stranger = pki.issue("metercert untrusted probe client", "client", crl_url=None)
-    cert_path, key_path = pki.write_issued(directory, "stranger", stranger)
-    return str(cert_path), str(key_path)
+    foreign_ca = pki.issue("metercert foreign probe CA", "ca", crl_url=None)
+    foreign_leaf = pki.issue("metercert foreign-CA probe client", "client", issuer=foreign_ca)
+    out = {"stranger": pki.write_issued(directory, "stranger", stranger)}
+    cert, key = pki.write_issued(directory, "foreign", foreign_leaf)
+    # send the foreign CA with the leaf: a server that trusts whatever chain it is sent fails
+    cert.write_bytes(cert.read_bytes() + foreign_ca.cert_pem())
+    out["foreign"] = (cert, key)
+    return {k: (str(c), str(k2)) for k, (c, k2) in out.items()}
 
 
 def _validate_chain(
-    ip: str,
-    host: str,
-    port: int,
-    ca: str,
-    timeout: float,
-    client_cert: str | None = None,
-    client_key: str | None = None,
+    peer: _Peer, ca: str, client_cert: str | None, client_key: str | None
 ) -> tuple[bool | None, str]:
     """Validate the server chain against the operator CA with OpenSSL at security level 0.
 
     Level 0 means weak hashes and short keys do not by themselves fail validation:
     those are judged by their own checks, so this answers only "is the chain
     trusted and in date". OpenSSL verifies the server's chain as soon as it
-    arrives; the client credentials only help the handshake run to its end.
+    arrives, before the server's decision about our certificate.
     """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
+    ctx = hs.permissive_context()
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     try:
         ctx.load_verify_locations(cafile=ca)
         if client_cert and client_key:
             ctx.load_cert_chain(client_cert, client_key)
     except ssl.SSLError as exc:
         return None, f"cannot load CA or client credentials: {exc.reason}"
+    got = peer.attempt(ctx)
+    if got.outcome == "accepted":
+        return True, "chain verified"
+    if "CERTIFICATE_VERIFY_FAILED" in got.detail:
+        return False, _verify_reason(peer, ca)
+    return None, f"handshake ended before validation was confirmed ({got.detail})"
+
+
+def _verify_reason(peer: _Peer, ca: str) -> str:
+    """OpenSSL's verify message, read with the blocking ssl socket (it names the reason)."""
+    ctx = hs.permissive_context()
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=ca)
     try:
-        sni = None if _is_ip(host) else host
         with (
-            socket.create_connection((ip, port), timeout=timeout) as raw,
-            ctx.wrap_socket(raw, server_hostname=sni),
+            socket.create_connection((peer.ip, peer.port), timeout=peer.timing.handshake_s) as raw,
+            ctx.wrap_socket(raw, server_hostname=peer.sni),
         ):
-            return True, "chain verified"
+            return "certificate verify failed"
     except ssl.SSLCertVerificationError as exc:
-        return False, str(exc.verify_message or exc.reason)
-    except ssl.SSLError as exc:
-        # Could have failed before or after the server's certificate arrived.
-        return None, f"handshake ended before validation was confirmed ({exc.reason})"
-    except (ConnectionResetError, BrokenPipeError):
-        return None, "connection reset before validation was confirmed"
-    except OSError as exc:
-        return None, f"connection failed: {exc.strerror or exc}"
+        return str(exc.verify_message or exc.reason)
+    except (OSError, ssl.SSLError):
+        return "certificate verify failed"
 
 
 SSLYZE_VERSION_COMMANDS = {
@@ -486,6 +478,15 @@ SSLYZE_VERSION_COMMANDS = {
     "TLS 1.2": "tls_1_2_cipher_suites",
     "TLS 1.3": "tls_1_3_cipher_suites",
 }
+_OTHER_COMMANDS = (
+    "certificate_info",
+    "tls_compression",
+    "session_renegotiation",
+    "elliptic_curves",
+)
+# sslyze counts these answers as "suite rejected", but they may be about our client
+# certificate or the network, not the suite: such suites are re-tested without one.
+_DOUBTFUL_REJECTIONS = ("timed out", "certificate", "decrypt error", "illegal parameter")
 
 
 def _run_sslyze(
@@ -496,7 +497,9 @@ def _run_sslyze(
     client_cert: str | None,
     client_key: str | None,
     ca: str | None,
-    timeout: float,
+    timeout: int,
+    commands: tuple[str, ...] | None = None,
+    concurrency: int | None = None,
 ):  # -> sslyze ServerScanResult (imported lazily: sslyze is slow to import)
     import sslyze
 
@@ -507,15 +510,10 @@ def _run_sslyze(
         if client_cert and client_key
         else None
     )
-    commands = {sslyze.ScanCommand(name) for name in SSLYZE_VERSION_COMMANDS.values()} | {
-        sslyze.ScanCommand.CERTIFICATE_INFO,
-        sslyze.ScanCommand.TLS_COMPRESSION,
-        sslyze.ScanCommand.SESSION_RENEGOTIATION,
-        sslyze.ScanCommand.ELLIPTIC_CURVES,
-    }
+    names = commands or (*SSLYZE_VERSION_COMMANDS.values(), *_OTHER_COMMANDS)
     extra = sslyze.ScanCommandsExtraArguments(
         certificate_info=sslyze.CertificateInfoExtraArgument(custom_ca_file=Path(ca))
-        if ca
+        if ca and "certificate_info" in names
         else None,
     )
     request = sslyze.ServerScanRequest(
@@ -523,13 +521,13 @@ def _run_sslyze(
         network_configuration=sslyze.ServerNetworkConfiguration(
             tls_server_name_indication=host,
             tls_client_auth_credentials=credentials,
-            network_timeout=max(1, int(timeout)),
+            network_timeout=timeout,
             network_max_retries=1,
         ),
-        scan_commands=commands,
+        scan_commands={sslyze.ScanCommand(n) for n in names},
         scan_commands_extra_arguments=extra,
     )
-    scanner = sslyze.Scanner()
+    scanner = sslyze.Scanner(per_server_concurrent_connections_limit=concurrency)
     with warnings.catch_warnings():
         # sslyze's bundled public trust stores hold certificates cryptography warns about.
         warnings.simplefilter("ignore")
@@ -538,15 +536,209 @@ def _run_sslyze(
     return results[0]
 
 
+def plain_error(exc_text: str) -> str:
+    """An exception line without module or class names (``sslyze.errors.X: msg`` -> ``msg``)."""
+    text = exc_text.strip().splitlines()[-1] if exc_text.strip() else ""
+    head, sep, rest = text.partition(": ")
+    if sep and " " not in head and ("." in head or head[:1].isupper()):
+        text = rest
+    return text.replace('"', "").strip()
+
+
+def _attempt_error(attempt) -> str:
+    """Why a scanner command gave no result, in plain words."""
+    reason = attempt.error_reason.value if attempt.error_reason else attempt.status.value
+    reason = reason.replace("_", " ").lower()
+    last = ""
+    if attempt.error_trace is not None:
+        last = plain_error("".join(attempt.error_trace.format_exception_only()))
+    return f"scanner error ({reason}): {last}" if last else f"scanner error ({reason})"
+
+
 def _attempt_result(scan_result, name: str, errors: dict[str, str]):
     attempt = getattr(scan_result, name)
     if attempt.result is None:
-        reason = attempt.error_reason.value if attempt.error_reason else attempt.status.value
-        last = ""
-        if attempt.error_trace is not None:
-            last = "".join(attempt.error_trace.format_exception_only()).strip().splitlines()[-1]
-        errors[name] = f"{reason}: {last}" if last else reason
+        errors[name] = _attempt_error(attempt)
     return attempt.result
+
+
+def _sslyze_version(version: str):
+    from sslyze import TlsVersionEnum
+
+    return TlsVersionEnum[version.replace(" ", "_").replace(".", "_")]
+
+
+def _suite_universe(version: str) -> dict[str, object]:
+    """Every suite the scanner knows for ``version``, by OpenSSL name."""
+    from sslyze.plugins.openssl_cipher_suites.cipher_suites import CipherSuitesRepository
+
+    return {
+        s.openssl_name: s
+        for s in CipherSuitesRepository.get_all_cipher_suites(_sslyze_version(version))
+    }
+
+
+@functools.cache
+def _own_suites(version: str) -> frozenset[str]:
+    """OpenSSL names of the suites our own client can offer at ``version``."""
+    if version not in ("TLS 1.0", "TLS 1.1", "TLS 1.2"):
+        return frozenset()
+    ctx = hs.permissive_context(version=version)
+    names = set()
+    for c in ctx.get_ciphers():
+        if c["protocol"] == "TLSv1.3" or any(t in c["name"] for t in ("PSK", "SRP")):
+            continue  # PSK/SRP suites are never offered without their credentials
+        if version != "TLS 1.2" and c["protocol"] == "TLSv1.2":
+            continue
+        names.add(c["name"])
+    return frozenset(names)
+
+
+def _accepted_suite(version: str, suite, eph=None) -> AcceptedSuite:
+    name = suite.name
+    kex_type = eph.type_name if eph else None
+    if eph is None and version != "TLS 1.3":
+        kex_type = (
+            "ECDH"
+            if "_ECDHE_" in name
+            else ("DH" if "_DHE_" in name or "DH_anon" in name else None)
+        )
+    return AcceptedSuite(
+        version=version,
+        name=name,
+        openssl_name=suite.openssl_name,
+        key_bits=suite.key_size,
+        anonymous=suite.is_anonymous,
+        kex_type=kex_type,
+        kex_bits=eph.size if eph else None,
+        kex_group=getattr(eph, "curve_name", None) if eph else None,
+    )
+
+
+def _own_enumeration(
+    peer: _Peer, version: str, candidates: set[str]
+) -> tuple[list[str], set[str], str]:
+    """Which of ``candidates`` (OpenSSL names) the server picks at ``version``.
+
+    Offer them all, note the one the server picks (its ServerHello names it even when
+    the handshake then fails on the client certificate), drop it and offer the rest,
+    until the server refuses: one handshake per accepted suite, plus one. Returns
+    (accepted, unknown, why unknown).
+    """
+    if version == "TLS 1.3":
+        # ssl cannot restrict TLS 1.3 suites; one handshake tells whether TLS 1.3 is
+        # spoken and names one suite (every TLS 1.3 suite is AEAD and forward-secret).
+        got = peer.attempt(hs.permissive_context(version=version))
+        if got.cipher:
+            return [got.cipher], set(), ""
+        if got.outcome == "rejected":
+            return [], set(), ""
+        return [], set(candidates), got.detail
+    remaining = set(candidates)
+    accepted: list[str] = []
+    while remaining:
+        ctx = hs.permissive_context(
+            version=version, ciphers=":".join(sorted(remaining)) + ":@SECLEVEL=0"
+        )
+        got = peer.attempt(ctx)
+        if got.cipher in remaining:
+            accepted.append(got.cipher)
+            remaining.discard(got.cipher)
+            continue
+        if got.outcome == "rejected" and got.cipher is None:
+            return accepted, set(), ""
+        return accepted, remaining, got.detail
+    return accepted, set(), ""
+
+
+def _enumerate_version(
+    peer: _Peer, version: str, sslyze_res, sslyze_error: str | None
+) -> tuple[list[AcceptedSuite], str | None, str]:
+    """Accepted suites of one version: sslyze's list, checked and completed by own handshakes.
+
+    Returns (suites, why incomplete or None, source).
+    """
+    universe = _suite_universe(version)
+    own = _own_suites(version) | ({*universe} if version == "TLS 1.3" else set())
+    found: dict[str, AcceptedSuite] = {}
+    if sslyze_res is not None:
+        for accepted in sslyze_res.accepted_cipher_suites:
+            s = _accepted_suite(version, accepted.cipher_suite, accepted.ephemeral_key)
+            found[s.openssl_name] = s
+        doubtful = {
+            r.cipher_suite.openssl_name
+            for r in sslyze_res.rejected_cipher_suites
+            if any(w in (r.error_message or "").lower() for w in _DOUBTFUL_REJECTIONS)
+        }
+        source = "sslyze"
+        if not doubtful:
+            return list(found.values()), None, source
+        why_retest = (
+            f"{len(doubtful)} suite(s) sslyze could not decide (timeout or certificate alert)"
+        )
+        to_test = doubtful
+        source = "sslyze + own handshakes"
+    else:
+        why_retest = sslyze_error or "scanner error"
+        to_test = set(universe) - set(found)
+        source = "own handshakes"
+    testable = to_test & own
+    untestable = to_test - own
+    picked, unknown, detail = _own_enumeration(peer, version, testable)
+    for name in picked:
+        if name in universe:
+            found[name] = _accepted_suite(version, universe[name])
+    gaps = []
+    if unknown:
+        gaps.append(f"{len(unknown)} suite(s) got no answer ({detail})")
+    if untestable:
+        gaps.append(f"{len(untestable)} suite(s) our client cannot offer, e.g. {min(untestable)}")
+    incomplete = f"{why_retest}; own handshakes: {'; '.join(gaps)}" if gaps else None
+    if sslyze_res is None and version in ("SSL 2.0", "SSL 3.0"):
+        incomplete = f"{why_retest}; our client does not speak {version}"
+    return list(found.values()), incomplete, source
+
+
+def _resumption(
+    peer: _Peer, cert: str | None, key: str | None, max_version: str
+) -> ResumptionFacts:
+    """Handshake, then resume with the session it gave: is there a ticket, how long does it live."""
+    try:
+        ctx = hs.permissive_context(cert, key, max_version=max_version)
+    except ssl.SSLError as exc:
+        return ResumptionFacts(None, None, None, f"cannot load credentials: {exc.reason}")
+    first = peer.attempt(ctx, settle=max_version == "TLS 1.3")
+    session = first.session
+    if first.outcome not in ("accepted", "app-refused") or session is None:
+        return ResumptionFacts(None, None, first.version, f"first handshake: {first.detail}")
+    lifetime = session.ticket_lifetime_hint if session.has_ticket else None
+    second = peer.attempt(ctx, session=session)
+    resumed = second.resumed if second.outcome in ("accepted", "app-refused") else None
+    return ResumptionFacts(
+        lifetime,
+        resumed,
+        first.version,
+        f"ticket: {'yes, lifetime hint ' + str(lifetime) + ' s' if lifetime is not None else 'none'}; "
+        f"second handshake with the session: {second.outcome}, resumed={resumed}",
+    )
+
+
+def _connectivity_failure(
+    endpoint: str, result, preflight: hs.Attempt, client_cert: str | None
+) -> ConnectionFailed:
+    trace = result.connectivity_error_trace
+    why = plain_error("".join(trace.format_exception_only())) if trace else "no TLS"
+    hint = ""
+    if "ALERT" in preflight.detail and client_cert is None:
+        hint = " (the server may require a client certificate: give --client-cert/--client-key)"
+    elif "ALERT" in preflight.detail and "HANDSHAKE_FAILURE" in preflight.detail:
+        hint = (
+            " (no common suite or key-exchange group: the server may use groups our clients "
+            "do not offer, e.g. brainpool curves only)"
+        )
+    return ConnectionFailed(
+        f"TLS handshake with {endpoint} failed: {why}; own handshake: {preflight.detail}{hint}"
+    )
 
 
 def scan_endpoint(
@@ -565,44 +757,84 @@ def scan_endpoint(
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     ip = _resolve(host, port, timeout)
-    result = _run_sslyze(
-        host, ip, port, client_cert=client_cert, client_key=client_key, ca=ca, timeout=timeout
-    )
     endpoint = f"{host}:{port}"
+    try:
+        rtt = hs.measure_rtt(ip, port, timeout)
+    except OSError as exc:
+        raise ConnectionFailed(f"cannot connect to {endpoint}: {exc.strerror or exc}") from None
+    peer = _Peer(ip, host, port, hs.Timing(rtt, timeout))
+
+    # Pre-flight: our own handshake, bounded by one deadline, so a server that hangs
+    # after accept or drips its ServerHello ends the audit in bounded time.
+    preflight = peer.attempt(hs.permissive_context())
+    if preflight.outcome == "unknown":
+        raise ConnectionFailed(f"no TLS from {endpoint}: {preflight.detail}")
+    if preflight.outcome == "error" and preflight.detail.startswith("connection failed"):
+        raise ConnectionFailed(f"cannot connect to {endpoint}: {preflight.detail}")
+
+    result = _run_sslyze(
+        host,
+        ip,
+        port,
+        client_cert=client_cert,
+        client_key=client_key,
+        ca=ca,
+        timeout=peer.timing.scanner_timeout_s,
+    )
     if result.scan_status != sslyze.ServerScanStatusEnum.COMPLETED:
-        trace = result.connectivity_error_trace
-        why = "".join(trace.format_exception_only()).strip().splitlines()[-1] if trace else "no TLS"
-        hint = " (check --client-cert/--client-key)" if client_cert else ""
-        raise ConnectionFailed(f"TLS handshake with {endpoint} failed: {why}{hint}")
+        raise _connectivity_failure(endpoint, result, preflight, client_cert)
 
     errors: dict[str, str] = {}
     scan = result.scan_result
+    failed = [
+        n
+        for n in (*SSLYZE_VERSION_COMMANDS.values(), *_OTHER_COMMANDS)
+        if getattr(scan, n).result is None
+    ]
+    retry = None
+    if failed:
+        # A sequential server (openssl s_server) drops sslyze's parallel connections:
+        # run the failed commands again, one connection at a time.
+        retry = _run_sslyze(
+            host,
+            ip,
+            port,
+            client_cert=client_cert,
+            client_key=client_key,
+            ca=ca,
+            timeout=peer.timing.scanner_timeout_s,
+            commands=tuple(failed),
+            concurrency=1,
+        )
+        if retry.scan_status != sslyze.ServerScanStatusEnum.COMPLETED:
+            retry = None
+
+    def outcome(name: str):
+        first = getattr(scan, name)
+        if first.result is None and retry is not None:
+            again = getattr(retry.scan_result, name)
+            if again.result is not None:
+                return again.result
+        return _attempt_result(scan, name, errors)
+
     suites: list[AcceptedSuite] = []
     versions_scanned: list[str] = []
+    incomplete: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for version, command in SSLYZE_VERSION_COMMANDS.items():
-        res = _attempt_result(scan, command, errors)
-        if res is None:
-            continue
-        versions_scanned.append(version)
-        for accepted in res.accepted_cipher_suites:
-            suite, eph = accepted.cipher_suite, accepted.ephemeral_key
-            suites.append(
-                AcceptedSuite(
-                    version=version,
-                    name=suite.name,
-                    openssl_name=suite.openssl_name,
-                    key_bits=suite.key_size,
-                    anonymous=suite.is_anonymous,
-                    kex_type=eph.type_name if eph else None,
-                    kex_bits=eph.size if eph else None,
-                    kex_group=getattr(eph, "curve_name", None) if eph else None,
-                )
-            )
+        res = outcome(command)
+        found, gap, source = _enumerate_version(peer, version, res, errors.get(command))
+        suites += found
+        sources[version] = source
+        if gap and not found or gap:
+            incomplete[version] = gap
+        if res is not None or source != "own handshakes" or not gap or found:
+            versions_scanned.append(version)
 
     chain: tuple[CertificateFacts, ...] = ()
     sslyze_validation: str | None = None
     stapled: bool | None = None
-    cert_info = _attempt_result(scan, "certificate_info", errors)
+    cert_info = outcome("certificate_info")
     if cert_info is not None and cert_info.certificate_deployments:
         deployment = cert_info.certificate_deployments[0]
         chain = tuple(
@@ -619,29 +851,35 @@ def scan_endpoint(
                         if pv.was_validation_successful
                         else f"invalid: {pv.validation_error}"
                     )
-    compression = _attempt_result(scan, "tls_compression", errors)
-    reneg = _attempt_result(scan, "session_renegotiation", errors)
-    curves = _attempt_result(scan, "elliptic_curves", errors)
+    if not chain and preflight.peer_cert_der:
+        # the scanner lost the chain; our own handshake still saw the leaf
+        chain = (
+            CertificateFacts.from_x509(x509.load_der_x509_certificate(preflight.peer_cert_der), 0),
+        )
+    compression = outcome("tls_compression")
+    reneg = outcome("session_renegotiation")
+    curves = outcome("elliptic_curves")
 
     # Own handshakes: prefer TLS 1.2 where the server has it, so a missing client
     # certificate is refused inside the handshake rather than after it.
-    tls12_or_lower = any(v != "TLS 1.3" for v in {s.version for s in suites})
-    tls13_only = not tls12_or_lower
-    probe = functools.partial(
-        _handshake, ip=ip, host=host, port=port, tls13=tls13_only, timeout=timeout
-    )
+    legacy = any(s.version != "TLS 1.3" for s in suites)
+    max_version = "TLS 1.2" if legacy else "TLS 1.3"
+    probe = functools.partial(_client_auth_probe, peer, max_version=max_version)
     without = probe("handshake without a client certificate", cert=None, key=None)
     with tempfile.TemporaryDirectory(prefix="metercert-probe-") as tmp:
-        stranger_cert, stranger_key = _throwaway_client_credentials(Path(tmp))
+        throwaway = _throwaway_client_credentials(Path(tmp))
         untrusted = probe(
             "handshake with a self-signed client certificate from an unknown CA",
-            cert=stranger_cert,
-            key=stranger_key,
+            cert=throwaway["stranger"][0],
+            key=throwaway["stranger"][1],
+        )
+        foreign = probe(
+            "handshake with a client certificate chain from a foreign CA",
+            cert=throwaway["foreign"][0],
+            key=throwaway["foreign"][1],
         )
     validated, validation_detail = (
-        (None, "no CA given")
-        if not ca
-        else _validate_chain(ip, host, port, ca, timeout, client_cert, client_key)
+        (None, "no CA given") if not ca else _validate_chain(peer, ca, client_cert, client_key)
     )
     if validated is None and sslyze_validation == "valid":
         validated, validation_detail = True, f"sslyze validated the chain; {validation_detail}"
@@ -650,7 +888,14 @@ def scan_endpoint(
         with_cert = probe(
             "handshake with the operator client certificate", cert=client_cert, key=client_key
         )
+    resumption = _resumption(
+        peer,
+        client_cert,
+        client_key,
+        "TLS 1.3" if not legacy or "TLS 1.3" in {s.version for s in suites} else "TLS 1.2",
+    )
 
+    highest = result.connectivity_result.highest_tls_version_supported.name
     return TlsScanResult(
         endpoint=endpoint,
         started_at=started.isoformat(timespec="seconds"),
@@ -658,9 +903,7 @@ def scan_endpoint(
         tool=f"sslyze {sslyze_version}; own handshakes with {ssl.OPENSSL_VERSION}",
         suites=tuple(suites),
         versions_scanned=tuple(versions_scanned),
-        highest_version=_version_label(
-            result.connectivity_result.highest_tls_version_supported.name
-        ),
+        highest_version=_version_label(highest),
         sslyze_client_auth=result.connectivity_result.client_auth_requirement.value,
         chain=chain,
         chain_validated_with_ca=validated,
@@ -681,6 +924,11 @@ def scan_endpoint(
         probe_untrusted_cert=untrusted,
         probe_with_cert=with_cert,
         errors=errors,
+        incomplete=incomplete,
+        suite_sources=sources,
+        rtt_s=round(rtt, 4),
+        extra_probes=(foreign,),
+        resumption=resumption,
     )
 
 
@@ -700,6 +948,75 @@ def _existing_file(label: str, path: str | os.PathLike[str] | None) -> str | Non
     if not os.path.isfile(text):
         raise InputFileError(f"{text}: {label} not found")
     return text
+
+
+def _read(label: str, path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read {label}: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise InputFileError(f"{path}: {label} is empty")
+    return data
+
+
+def _pem_certificates(label: str, path: str) -> list[x509.Certificate]:
+    data = _read(label, path)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        try:
+            certs = [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            raise InputFileError(f"{path}: {label} is not a PEM or DER certificate") from None
+    return certs
+
+
+def check_ca_file(path: str) -> None:
+    """A --ca that is not a CA certificate must stop the audit, not weaken it."""
+    certs = _pem_certificates("CA certificate", path)
+    for cert in certs:
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except (x509.ExtensionNotFound, ValueError):
+            continue  # v1 / legacy roots carry no basicConstraints
+        if not bc.ca:
+            raise InputFileError(
+                f"{path}: CA certificate {cert.subject.rfc4514_string()} is not a CA "
+                "(basicConstraints CA:FALSE)"
+            )
+
+
+def check_client_credentials(cert_path: str, key_path: str) -> None:
+    """Load the client certificate and key once, so a bad pair is one clear line.
+
+    The key is parsed only to compare public keys; it is never kept or printed.
+    """
+    certs = _pem_certificates("client certificate", cert_path)
+    data = _read("client private key", key_path)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise InputFileError(
+            f"{key_path}: client private key is encrypted; give an unencrypted PEM key"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        try:
+            key = serialization.load_der_private_key(data, password=None)
+        except TypeError:
+            raise InputFileError(
+                f"{key_path}: client private key is encrypted; give an unencrypted PEM key"
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise InputFileError(f"{key_path}: not a PEM private key") from None
+    der = serialization.Encoding.DER
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(der, spki) != certs[0].public_key().public_bytes(der, spki):
+        raise InputFileError(
+            f"{key_path}: client private key does not match the certificate in {cert_path}"
+        )
 
 
 class TlsTarget:
@@ -731,6 +1048,10 @@ class TlsTarget:
         self.client_cert = _existing_file("client certificate", client_cert)
         self.client_key = _existing_file("client private key", client_key)
         self.ca = _existing_file("CA certificate", ca)
+        if self.ca is not None:
+            check_ca_file(self.ca)
+        if self.client_cert is not None and self.client_key is not None:
+            check_client_credentials(self.client_cert, self.client_key)
         self.profile = profile if isinstance(profile, TlsProfile) else load_profile(profile)
         self.timeout = timeout
         self._lock = threading.Lock()
