@@ -7,12 +7,22 @@ crash-safe invocation-counter files) and ``firmware.txt`` (the active image id).
 Restarting a meter process on the same folder is a real power cycle: only what is
 on disk survives. The ``ic-reset-on-power-cycle`` flaw keeps counters in a folder
 that is wiped at every start, as a meter with counters in RAM would.
+
+Failing closed: the counter files of fresh keys are made (and synced) *before*
+``keys.yaml`` is written, so a key file on disk means every association's counter
+files exist; a missing or damaged one then stops the meter from starting (one line
+naming the file) instead of restarting its counters at 0 under the same keys.
+``keys.yaml`` is replaced atomically (file and folder synced); a key transfer first
+writes the new key file next to it and answers success only once that is durable.
+One process per meter folder: ``lock`` is held with ``flock`` while it runs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +31,12 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from metercert.errors import InputFileError
+from metercert.errors import InputFileError, UsageError
 from metercert.meter.profile import MeterProfile
 from metercert.meter.rbac import Rbac, Role
-from metercert.security import InvocationCounterStore, Key, KeyId, ReplayGuard
+from metercert.safeload import load_yaml
+from metercert.security import CounterStoreError, InvocationCounterStore, Key, KeyId, ReplayGuard
+from metercert.security.counters import fsync_dir, make_dirs_durable
 
 DEFAULT_LLS_PASSWORD = b"00000000"
 CLIENT_TITLE_PREFIX = bytes.fromhex("4D4343")  # "MCC": suggested client titles
@@ -64,14 +76,48 @@ def _load_pem(text: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def _write_durable(path: Path, text: str) -> None:
+    """Write ``path`` (0600) completely and fsync it; nothing is renamed yet."""
+    data = text.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically and durably: temporary file synced, renamed, folder synced.
+
+    Any error (a full disk: ENOSPC from write or fsync) is raised before the rename, so
+    the old file stays in force."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        _write_durable(tmp, text)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _lock_folder(folder: Path) -> int:
+    """Hold ``folder/lock`` exclusively; a second meter process on the folder is refused."""
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"meter state folder {folder} is in use by another meter (lock "
+                         f"{folder / 'lock'}): one meter process per state folder") from None
+    return fd
+
+
+def _close_fd(fd: int) -> None:
+    os.close(fd)
 
 
 class MeterState:
@@ -82,18 +128,28 @@ class MeterState:
         self.profile = profile
         self.rbac = rbac
         self.folder = Path(root) / f"meter-{index:04d}"
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            make_dirs_durable(self.folder)
+        except OSError as exc:
+            raise InputFileError(f"cannot create meter state folder {self.folder}: "
+                                 f"{exc.strerror}") from None
+        self._unlock = weakref.finalize(self, _close_fd, _lock_folder(self.folder))
         self.system_title = meter_system_title(index)
         self._key_size = 32 if profile.security_suite == 2 else 16
         self.secrets: dict[int, AssociationSecrets] = {}
         self.vendor_key: ec.EllipticCurvePrivateKey
         #: HLS-ECDSA: the key the meter signs f(CtoS) with
         self.signing_key: ec.EllipticCurvePrivateKey | None = None
-        self._load_or_create_keys()
+        #: folders wiped at start by a flaw (their files may be missing, by design)
+        self._wiped: set[Path] = set()
+        #: associations whose counter files must exist (keys.yaml was on disk)
+        self._required: set[int] = set()
+        self._prepared: list[Any] | None = None  # a key transfer written, not yet in force
         counters = self.folder / "counters"
         if profile.has("ic-reset-on-power-cycle"):
             counters = self.folder / "counters-volatile"
             shutil.rmtree(counters, ignore_errors=True)
+            self._wiped.add(counters)
         self.counter_dir = counters
         #: where the meter's own sending counters live (the own-ic-reset-at-boot flaw keeps
         #: them in a folder wiped at every start, the receive windows stay on disk)
@@ -101,12 +157,18 @@ class MeterState:
         if profile.has("own-ic-reset-at-boot"):
             self.tx_counter_dir = self.folder / "counters-tx-volatile"
             shutil.rmtree(self.tx_counter_dir, ignore_errors=True)
+            self._wiped.add(self.tx_counter_dir)
         self._tx: dict[int, InvocationCounterStore] = {}
         self._rx: dict[int, ReplayGuard] = {}
         #: replay-window-in-ram flaw: the windows on disk, written only at a clean end
         self._rx_saved: dict[int, ReplayGuard] = {}
         fw = self.folder / "firmware.txt"
         self.active_firmware = fw.read_text().strip() if fw.exists() else "MCT-1.0.0"
+        try:
+            self._load_or_create_keys()
+        except BaseException:
+            self.close()
+            raise
 
     # -- keys -----------------------------------------------------------------------
     def _keys_path(self) -> Path:
@@ -116,7 +178,7 @@ class MeterState:
         path = self._keys_path()
         if path.exists():
             try:
-                data = yaml.safe_load(path.read_text("utf-8"))
+                data = load_yaml(path, what="meter state")
                 for e, entry in data["associations"].items():
                     client = entry.get("client_signing_key")
                     self.secrets[int(e)] = AssociationSecrets(
@@ -128,9 +190,12 @@ class MeterState:
                 self.vendor_key = _load_pem(data["vendor_signing_key"])
                 if data.get("meter_signing_key"):
                     self.signing_key = _load_pem(data["meter_signing_key"])
-            except (OSError, KeyError, TypeError, ValueError, AttributeError, RecursionError, yaml.YAMLError):
+            except (InputFileError, OSError, KeyError, TypeError, ValueError, AttributeError,
+                    RecursionError, yaml.YAMLError):
                 raise InputFileError(f"meter state {path} is damaged; remove the state folder "
                                      "to start from factory keys") from None
+            # keys that have been in use: every counter file must be there and sound
+            self._open_counters(required=True)
             if self._ensure_signing_keys():  # a state folder from a profile without HLS-ECDSA
                 self.save_keys()
             return
@@ -141,7 +206,24 @@ class MeterState:
                     Key(os.urandom(self._key_size), "kek"), os.urandom(16))
         self.vendor_key = ec.generate_private_key(self._curve())
         self._ensure_signing_keys()
+        self._open_counters(required=False)  # durable before the keys they protect
         self.save_keys()
+
+    def _open_counters(self, *, required: bool) -> None:
+        """Open (or create) every association's counter files now, so damage stops the start."""
+        associations = {role.association for role in self.rbac.roles.values()}
+        if required:
+            self._required = associations
+        try:
+            for association in sorted(associations):
+                self.tx_counter(association)
+                self.rx_guard(association)
+        except CounterStoreError as exc:
+            raise CounterStoreError(f"{exc} (reference meter: remove the state folder "
+                                    f"{self.folder} to start again with new keys)") from None
+
+    def _require(self, association: int, folder: Path) -> bool:
+        return association in self._required and folder not in self._wiped
 
     def _curve(self) -> ec.EllipticCurve:
         return ec.SECP384R1() if self.profile.security_suite == 2 else ec.SECP256R1()
@@ -159,6 +241,9 @@ class MeterState:
         return made
 
     def save_keys(self) -> None:
+        _write_private(self._keys_path(), self._render_keys())
+
+    def _render_keys(self) -> str:
         associations: dict[int, dict[str, str]] = {}
         for e, s in sorted(self.secrets.items()):
             associations[e] = {"guek": s.guek.secret.hex(), "ak": s.ak.secret.hex(),
@@ -172,13 +257,60 @@ class MeterState:
         }
         if self.signing_key is not None:
             data["meter_signing_key"] = _pem(self.signing_key)
-        _write_private(self._keys_path(), "# reference meter state: secret\n"
-                       + yaml.safe_dump(data, sort_keys=False))
+        return "# reference meter state: secret\n" + yaml.safe_dump(data, sort_keys=False)
+
+    def _keys_text(self, changes: list[tuple[int, KeyId, Key]]) -> str:
+        """keys.yaml as it would be with ``changes`` applied (the keys in force are kept)."""
+        undo = []
+        try:
+            for association, key_id, key in changes:
+                secrets, name = self.secrets[association], key_id.name.lower()
+                undo.append((secrets, name, getattr(secrets, name)))
+                setattr(secrets, name, Key(key.secret, name))
+            return self._render_keys()
+        finally:
+            for secrets, name, old in reversed(undo):
+                setattr(secrets, name, old)
+
+    def prepare_keys(self, changes: list[tuple[int, KeyId, Key]]) -> None:
+        """Write the key file a key transfer would leave, synced, before it is answered.
+
+        Raises OSError (a full disk) while nothing has changed: the transfer is refused.
+        :meth:`set_key` then only renames this file into place."""
+        pending = self._keys_path().with_suffix(".yaml.new")
+        self._prepared = None
+        try:
+            _write_durable(pending, self._keys_text(list(changes)))
+        except OSError:
+            pending.unlink(missing_ok=True)
+            raise
+        self._prepared = list(changes)
 
     def set_key(self, association: int, key_id: KeyId, key: Key) -> None:
-        secrets = self.secrets[association]
-        setattr(secrets, key_id.name.lower(), Key(key.secret, key_id.name.lower()))
-        self.save_keys()
+        """Put a key in force: on disk (durably) first, then in RAM."""
+        prepared = self._prepared
+        if prepared is not None and any(a == association and k == key_id and v.secret == key.secret
+                                        for a, k, v in prepared):
+            self._prepared = None
+            pending = self._keys_path().with_suffix(".yaml.new")
+            try:
+                os.replace(pending, self._keys_path())
+                fsync_dir(self.folder)
+            except OSError as exc:
+                raise CounterStoreError(f"cannot put the new key file {self._keys_path()} in "
+                                        f"force: {exc.strerror}") from None
+            for a, k, v in prepared:
+                setattr(self.secrets[a], k.name.lower(), Key(v.secret, k.name.lower()))
+            return
+        current = getattr(self.secrets[association], key_id.name.lower())
+        if current.secret == key.secret:
+            return  # already in force (a second key of a transfer committed above)
+        try:
+            _write_private(self._keys_path(), self._keys_text([(association, key_id, key)]))
+        except OSError as exc:
+            raise CounterStoreError(f"cannot save the new key in {self._keys_path()}: "
+                                    f"{exc.strerror}") from None
+        setattr(self.secrets[association], key_id.name.lower(), Key(key.secret, key_id.name.lower()))
 
     def set_firmware(self, identifier: str) -> None:
         _write_private(self.folder / "firmware.txt", identifier + "\n")
@@ -189,7 +321,8 @@ class MeterState:
         store = self._tx.get(association)
         if store is None:
             store = self._tx[association] = InvocationCounterStore(
-                self.tx_counter_dir, self.system_title, f"a{association}-tx", block=64)
+                self.tx_counter_dir, self.system_title, f"a{association}-tx", block=64,
+                require_existing=self._require(association, self.tx_counter_dir))
         return store
 
     def rx_guard(self, association: int) -> ReplayGuard:
@@ -197,12 +330,14 @@ class MeterState:
         if guard is None:
             if self.profile.has("replay-window-in-ram"):
                 saved = self._rx_saved[association] = ReplayGuard(
-                    self.counter_dir, self.system_title, f"a{association}-rx")
+                    self.counter_dir, self.system_title, f"a{association}-rx",
+                    require_existing=self._require(association, self.counter_dir))
                 guard = ReplayGuard(None, self.system_title, f"a{association}-rx")
                 if saved.last_accepted is not None:
                     guard.accept(saved.last_accepted)
             else:
-                guard = ReplayGuard(self.counter_dir, self.system_title, f"a{association}-rx")
+                guard = ReplayGuard(self.counter_dir, self.system_title, f"a{association}-rx",
+                                    require_existing=self._require(association, self.counter_dir))
             self._rx[association] = guard
         return guard
 
@@ -219,6 +354,7 @@ class MeterState:
             store.close()
         for guard in (*self._rx.values(), *self._rx_saved.values()):
             guard.close()
+        self._unlock()  # last: the folder is free once every counter file is closed
 
     # -- what a client needs ------------------------------------------------------------
     def client_entry(self, host: str, port: int, *, key_dir: Path | None = None) -> dict[str, Any]:
