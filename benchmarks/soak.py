@@ -29,7 +29,7 @@ from metercert.checks import all_checks
 from metercert.checks.base import TargetKind
 from metercert.client.target import DlmsTarget
 from metercert.security import load_keyset
-from metercert.security.counters import _DurableValue
+from metercert.security.counters import read_counter_file
 
 
 @dataclass
@@ -54,9 +54,8 @@ def read_counters(counter_dir: Path) -> dict[str, int]:
     """Every counter file's persisted value (tx: reservation mark; rx: last accepted + 1)."""
     out = {}
     for path in sorted(counter_dir.glob("*.ctr")):
-        value = _DurableValue(path, fsync=False)
-        out[path.name] = value.value
-        value.close()
+        value = read_counter_file(path)  # the running meter holds the file's lock
+        out[path.name] = -1 if value is None else value
     return out
 
 
