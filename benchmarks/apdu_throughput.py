@@ -6,6 +6,11 @@ process and run. Prints APDUs/s, microseconds per APDU and ratios against raw
 ``cryptography`` AESGCM (whose decrypt verifies a full 16-byte tag: DLMS's 12-byte
 tag needs a second GCM pass, see security/_gcm.py).
 
+Then the general forms (suites 1/2): general-ciphering (0xDD, identified key, SC 0x31) against
+the raw AESGCM call with the same AAD length, and general-signing (0xDF) against the raw
+``cryptography`` ECDSA sign/verify of the same bytes (P-256/SHA-256, P-384/SHA-384); the
+"cost" column is what the framing and checks add to the primitive, per APDU.
+
     python benchmarks/apdu_throughput.py [--seconds 0.5]
 """
 
@@ -18,9 +23,12 @@ import os
 import time
 from collections.abc import Callable
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from metercert.security import ApduCipher, CipheringForm, SecurityControl, protect, unprotect
+from metercert.security import general as gen
 
 EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 AK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
@@ -109,6 +117,65 @@ def dlms_cosem(plain: bytes) -> tuple[Callable[[], object], Callable[[], object]
     return enc, dec
 
 
+RECIPIENT = bytes.fromhex("4D4D4D0000000001")
+HEADER = gen.GeneralHeader((1).to_bytes(8, "big"), TITLE, RECIPIENT)
+
+
+def general_pairs(plain: bytes) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """name -> (protect, unprotect) for the general forms and the primitives under them."""
+    sc = SecurityControl(1)
+    apdu = gen.protect_general(plain, header=HEADER, security_control=sc, invocation_counter=1,
+                               encryption_key=EK, authentication_key=AK,
+                               key_info=gen.IdentifiedKey(0))
+    aead = AESGCM(EK)
+    nonce = TITLE + (1).to_bytes(4, "big")
+    aad = gen.general_ciphering_aad(sc, AK, HEADER.to_bytes())
+    sealed = aead.encrypt(nonce, plain, aad)
+    out = {
+        "raw AESGCM": (lambda: aead.encrypt(nonce, plain, aad),
+                       lambda: aead.decrypt(nonce, sealed, aad)),
+        "0xDD": (lambda: gen.protect_general(plain, header=HEADER, security_control=sc,
+                                             invocation_counter=1, encryption_key=EK,
+                                             authentication_key=AK,
+                                             key_info=gen.IdentifiedKey(0)),
+                 lambda: gen.unprotect_general(apdu, encryption_key=EK, authentication_key=AK)),
+    }
+    for suite, curve, digest in ((1, ec.SECP256R1(), hashes.SHA256()),
+                                 (2, ec.SECP384R1(), hashes.SHA384())):
+        key = ec.generate_private_key(curve)
+        pub = key.public_key()
+        signed = gen.sign_general(plain, header=HEADER, signing_key=key, suite=suite)
+        data = gen.parse_general_signing(signed).signed
+        der = key.sign(data, ec.ECDSA(digest))
+        out[f"raw ECDSA s{suite}"] = (
+            lambda key=key, data=data, digest=digest: key.sign(data, ec.ECDSA(digest)),
+            lambda pub=pub, data=data, der=der, digest=digest: pub.verify(der, data,
+                                                                          ec.ECDSA(digest)))
+        out[f"0xDF suite {suite}"] = (
+            lambda key=key, suite=suite: gen.sign_general(plain, header=HEADER, signing_key=key,
+                                                          suite=suite),
+            lambda pub=pub, signed=signed, suite=suite: gen.verify_general(
+                signed, public_key=pub, suite=suite))
+    return out
+
+
+def general_table(seconds: float) -> None:
+    print(f"\n{'size':>5} {'general form':<16} {'protect/s':>12} {'us':>8} {'open/s':>12} "
+          f"{'us':>8}  {'cost over primitive (p/u)':>26}")
+    base_of = {"0xDD": "raw AESGCM", "0xDF suite 1": "raw ECDSA s1", "0xDF suite 2": "raw ECDSA s2"}
+    for size in (64, 1024):
+        plain = b"\xC4\x01\xC1\x00\x09" + os.urandom(size - 5)
+        results = {name: (rate(p, seconds), rate(u, seconds))
+                   for name, (p, u) in general_pairs(plain).items()}
+        for name, (p, u) in results.items():
+            line = f"{size:>5} {name:<16} {p:>12,.0f} {1e6 / p:>8.2f} {u:>12,.0f} {1e6 / u:>8.2f}"
+            if name in base_of:
+                bp, bu = results[base_of[name]]
+                line += (f"  {1e6 / p - 1e6 / bp:>+7.2f} us ({bp / p:.2f}x) /"
+                         f" {1e6 / u - 1e6 / bu:>+7.2f} us ({bu / u:.2f}x)")
+            print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
@@ -137,6 +204,7 @@ def main() -> None:
             q = results[peer]
             print(f"{size:>5} metercert (ApduCipher) vs {peer}: protect {m[0] / q[0]:.1f}x faster, "
                   f"unprotect {m[1] / q[1]:.1f}x faster")
+    general_table(args.seconds)
 
 
 if __name__ == "__main__":
