@@ -276,7 +276,9 @@ def test_exception_response_for_unsupported_services(tmp_path: Path, prof: str) 
         assert list_gen[0] == 0xDB and list_gen_plain == refusal  # general-glo-ciphering
         assert set_gen[0] == 0xDB and set_gen_plain == refusal
     else:
-        assert list_glo[0] == 0xD8 and list_glo != refusal  # today's answer: another error
+        # access-result meters: an unknown service is an exception too, service-unknown
+        assert list_glo == bytes([0xD8, 0x02, 0x02])
+        assert list_gen[0] == 0xDB and list_gen_plain == bytes([0xD8, 0x02, 0x02])
         for plain in (set_glo_plain, set_gen_plain):
             assert plain is not None and plain[:2] == b"\xc5\x01"  # set-response-normal
             assert plain[-1] == int(DataAccessResult.READ_WRITE_DENIED)

@@ -13,8 +13,8 @@ import pytest
 
 from metercert.client.errors import AssociationRejected, DataAccessFailed
 from metercert.cosem import AARE, ActionResult, AssociationResult, DataAccessResult
-from metercert.security.firmware_image import build_signed_image
 from metercert.security import Key, Mechanism, wrap_key
+from metercert.security.firmware_image import build_signed_image
 
 from ._support import (
     CLOCK,

@@ -14,9 +14,9 @@ from metercert.client.errors import (
     ExceptionResponseReceived,
 )
 from metercert.cosem import ActionResult, DataType
-from metercert.security.firmware_image import build_signed_image
 from metercert.meter.objects import Event
 from metercert.security import Key, wrap_key
+from metercert.security.firmware_image import build_signed_image
 
 from ._support import (
     CLOCK,

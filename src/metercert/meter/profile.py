@@ -96,10 +96,11 @@ class MeterProfile:
     omit_objects: tuple[str, ...] = ()
     #: where the active energy import register lives
     energy_register: str = "1.0.1.8.0.255"
-    #: "confirmed-service-error" (today's answers) or "exception-response": list services,
+    #: "access-result" (a refusal is the result code of the normal response; only what the
+    #: meter cannot decode gets an ExceptionResponse) or "exception-response": list services,
     #: selective access and services outside an association's conformance get an
     #: ExceptionResponse (ciphered on a ciphered association)
-    unsupported_service: str = "confirmed-service-error"
+    unsupported_service: str = "access-result"
     #: CtoS lengths accepted in an AARQ (None: 8..64)
     hls_challenge_lengths: tuple[int, ...] | None = None
     #: length of the StoC challenge the meter sends
@@ -157,7 +158,7 @@ _SETTING_TYPES: dict[str, tuple[tuple[type, ...], float | None, float | None]] =
     "server_challenge_length": ((int,), 8, 64),
 }
 _CHOICES = {"protected_release": ("accepted", "required"),
-            "unsupported_service": ("confirmed-service-error", "exception-response")}
+            "unsupported_service": ("access-result", "exception-response")}
 
 
 def _obis(value: Any, source: str, key: str) -> str:

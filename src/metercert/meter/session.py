@@ -199,10 +199,10 @@ class MeterSession:
         if isinstance(request, bytes):
             return request
         refusal = self._unsupported(request.plaintext)
-        if refusal is not None and request.form not in (CipheringForm.GENERAL_GLO,
-                                                         CipheringForm.GENERAL_DED):
-            return refusal  # there is no glo-/ded- tag for exception-response: it goes plain
         response = refusal if refusal is not None else self._serve(request.plaintext)
+        if response[:1] == b"\xd8" and request.form not in (CipheringForm.GENERAL_GLO,
+                                                            CipheringForm.GENERAL_DED):
+            return response  # there is no glo-/ded- tag for exception-response: it goes plain
         out = self._close_response(response, request)
         self._apply_pending_keys()
         return out
