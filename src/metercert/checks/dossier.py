@@ -29,9 +29,9 @@ from metercert.checks.base import (
     registered,
 )
 from metercert.dossier.audit import verify_chain
-from metercert.dossier.firmware import SignatureProblem, verify_image
+from metercert.dossier.firmware import SignatureProblem, verify_signed_image
 from metercert.dossier.model import Artifact, Dossier
-from metercert.dossier.osv import affected_components
+from metercert.dossier.osv import match, newest_record_date
 
 _T = TargetKind.DOSSIER
 _OK_DEBUG = ("disabled", "authentication-gated", "absent")
@@ -98,29 +98,55 @@ def sbom_complete(d: Dossier) -> CheckOutcome:
 )
 def known_vulnerabilities(d: Dossier) -> CheckOutcome:
     """CRA Annex I Part I (2)(a): no known exploitable vulnerabilities at release.
-    The verdict is only as current as the advisory export the user supplied."""
+    The verdict is only as current as the advisory export the user supplied, so an
+    empty or stale export, or a version that cannot be compared, is no PASS."""
     if d.advisories_file is None:
         return inconclusive("no advisory export (advisories:) supplied with the dossier")
     if d.sbom is None:
         return inconclusive("no usable SBOM to match advisories against")
-    hits = affected_components(d.sbom, d.advisories)
-    src = _file_ev("advisories", d.advisories_file, d, f"{len(d.advisories)} OSV records")
-    if hits:
-        lines = [f"{c.name}@{c.version}: {a.id}" + (f" ({a.summary})" if a.summary else "") for c, a in hits]
+    newest = newest_record_date(d.advisories)
+    set_date = d.advisories_retrieved or newest
+    dated_by = "retrieved (advisories_retrieved)" if d.advisories_retrieved else "newest record modified"
+    facts = (f"{len(d.advisories)} OSV records; set dated {set_date.isoformat() if set_date else 'unknown'}"
+             f" ({dated_by}); newest record {newest.isoformat() if newest else 'undated'}; "
+             f"age limit {d.advisories_max_age_days} days")
+    src = _file_ev("advisories", d.advisories_file, d, facts)
+    if not d.advisories:
+        return inconclusive("the advisory export holds no records: an empty set shows nothing", src)
+    if set_date is None:
+        return inconclusive("the advisory set has no date (no 'modified' in any record, no "
+                            "advisories_retrieved in the dossier): its currency is unknown", src)
+    age = (dt.date.today() - set_date).days
+    if age > d.advisories_max_age_days:
+        return inconclusive(f"the advisory set dated {set_date.isoformat()} is {age} days old "
+                            f"(limit {d.advisories_max_age_days}): refresh the export", src)
+    result = match(d.sbom, d.advisories)
+    evidence = [src, Evidence("version schemes", ", ".join(result.schemes) or "(no package matched)",
+                              "value", d.advisories_file.reference)]
+    if result.affected:
+        lines = [f"{c.name}@{c.version}: {a.id}" + (f" ({a.summary})" if a.summary else "")
+                 for c, a in result.affected]
+        evidence.append(Evidence("affected components", "\n".join(lines), "value", d.advisories_file.reference))
         return fail(
-            f"{len(hits)} affected component(s): " + "; ".join(f"{c.name}@{c.version} {a.id}" for c, a in hits),
-            src,
-            Evidence("affected components", "\n".join(lines), "value", d.advisories_file.reference),
+            f"{len(result.affected)} affected component(s): "
+            + "; ".join(f"{c.name}@{c.version} {a.id}" for c, a in result.affected),
+            *evidence,
         )
+    if result.undecidable:
+        lines = [f"{c.name}@{c.version} vs {a.id}: {why}" for c, a, why in result.undecidable]
+        evidence.append(Evidence("undecidable", "\n".join(lines), "value", d.advisories_file.reference))
+        return inconclusive(f"{len(result.undecidable)} component/advisory pair(s) could not be compared: "
+                            + "; ".join(lines[:3]), *evidence)
     return passed(
-        f"{len(d.sbom.components)} components checked against {len(d.advisories)} advisories, none affected",
-        src,
+        f"{len(d.sbom.components)} components checked against {len(d.advisories)} advisories "
+        f"(set dated {set_date.isoformat()}), none affected",
+        *evidence,
     )
 
 
 @check(
     "DOSSIER-FW-01",
-    "Firmware images carry a valid vendor ECDSA signature and match the SBOM hash",
+    "Firmware images are signed by a key chaining to the manufacturer's code-signing CA and match the SBOM hash",
     severity=Severity.CRITICAL,
     target=_T,
     requirements=["EN303645:5.3-10", "EN303645:5.3-7", "IEC62443-4-2:EDR3.10", "CRA:I.2f",
@@ -128,12 +154,15 @@ def known_vulnerabilities(d: Dossier) -> CheckOutcome:
     tags=["firmware", "signature"],
 )
 def firmware_signed(d: Dossier) -> CheckOutcome:
-    """Update authenticity is the control against firmware tampering; the SBOM hash
-    ties the signed image to the component list an auditor reviews."""
+    """Update authenticity is the control against firmware tampering: the signer must be
+    the manufacturer (a certificate chaining to the declared code-signing CA, valid when
+    it signed, meant for code signing), and the SBOM hash ties the signed image to the
+    component list an auditor reviews."""
     if not d.firmware:
         return fail("the dossier lists no firmware image", _value("firmware", "(absent)", d, "firmware"))
     evidence: list[Evidence] = []
     problems: list[str] = []
+    anchor = d.firmware_trust_anchor
     for fw in d.firmware:
         tag = f"firmware[{fw.index}]"
         if not fw.image.usable:
@@ -149,25 +178,40 @@ def firmware_signed(d: Dossier) -> CheckOutcome:
             problems.append(f"{tag} signature {fw.signature.reference}: {fw.signature.problem}")
         elif fw.certificate is None or not fw.certificate.usable:
             why = fw.certificate.problem if fw.certificate else "no certificate named"
-            problems.append(f"{tag} vendor certificate: {why}")
+            problems.append(f"{tag} signing certificate: {why}")
+        elif anchor is None or not anchor.usable:
+            why = anchor.problem if anchor else "the dossier declares no firmware_trust_anchor"
+            problems.append(f"{tag}: no trust anchor to judge the signer by ({why}); a signature that "
+                            "verifies with whatever certificate is supplied proves nothing")
+        elif bad_chain := [c for c in fw.chain if not c.usable]:
+            problems.append(f"{tag} chain certificate {bad_chain[0].reference}: {bad_chain[0].problem}")
         else:
             try:
-                result = verify_image(image, fw.signature.path.read_bytes(), fw.certificate.path.read_bytes())
+                result = verify_signed_image(
+                    image, fw.signature.path.read_bytes(), fw.certificate.path.read_bytes(),
+                    anchor.path.read_bytes(), tuple(c.path.read_bytes() for c in fw.chain),
+                    signed_at=fw.signed_at,
+                )
             except SignatureProblem as exc:
                 problems.append(f"{tag}: {exc}")
             else:
+                sig = result.signature
+                when = (f"signed at {result.judged_at} (stated)" if result.signing_time_stated
+                        else f"no signing time stated: judged at {result.judged_at}")
                 evidence.append(
                     _file_ev(
                         "signature",
                         fw.signature,
                         d,
-                        f"ECDSA {result.curve}/{result.hash_name} by {result.subject} "
-                        f"(certificate valid to {result.not_after}): "
-                        + ("verifies" if result.valid else "DOES NOT verify"),
+                        (f"ECDSA {sig.curve}/{sig.hash_name} by {sig.subject}: "
+                         + ("verifies" if sig.valid else "DOES NOT verify")) if sig else "not checked",
                     )
                 )
-                if not result.valid:
-                    problems.append(f"{tag} signature does not verify with the vendor certificate")
+                evidence.append(Evidence("certificate chain", "\n".join(
+                    [f"{i}: {subject}" for i, subject in enumerate(result.chain)]
+                    + [when, f"trust anchor: {anchor.reference}"]), "value",
+                    d.cite("firmware", fw.index, "certificate")))
+                problems.extend(f"{tag}: {p}" for p in result.problems)
         if not fw.sbom_component:
             problems.append(f"{tag} names no sbom_component to match its hash")
         elif d.sbom is None:

@@ -36,6 +36,8 @@ from metercert.errors import InputFileError
 
 DEFAULT_PATCH_LIMIT_DAYS = 90  # the seed's figure; a policy default, not a CRA number
 DEFAULT_REQUIRED_KEYS = ("GUEK", "GBEK", "AK", "KEK")
+#: An advisory export older than this is not evidence of "no known vulnerability" today.
+DEFAULT_ADVISORY_MAX_AGE_DAYS = 30
 
 _STR = {"type": "string"}
 _FILE = {"type": "string", "minLength": 1}
@@ -61,6 +63,9 @@ DOSSIER_SCHEMA: dict[str, Any] = {
         },
         "sbom": _FILE,
         "advisories": _FILE,
+        "advisories_retrieved": {},
+        "advisories_max_age_days": {"type": "integer", "minimum": 1},
+        "firmware_trust_anchor": _FILE,
         "firmware": {
             "type": "array",
             "items": {
@@ -72,6 +77,8 @@ DOSSIER_SCHEMA: dict[str, Any] = {
                     "signature": _FILE,
                     "certificate": _FILE,
                     "sbom_component": _STR,
+                    "chain": {"type": "array", "items": _FILE},
+                    "signed_at": {},
                 },
             },
         },
@@ -181,6 +188,22 @@ def _as_date(doc: YamlDocument, where: list[str | int], value: Any) -> dt.date |
     raise doc.error(where, f"expected a date YYYY-MM-DD, found {value!r}")
 
 
+def _as_moment(doc: YamlDocument, where: list[str | int], value: Any) -> dt.datetime | None:
+    """A UTC moment from a YAML timestamp or date (a date means its midnight UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise doc.error(where, f"expected a timestamp (2026-01-15T10:00:00Z), found {value!r}") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    day = _as_date(doc, where, value)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) if day else None
+
+
 def load_dossier(path: str | Path) -> Dossier:
     """Read ``path`` (a dossier YAML file, or a folder holding ``dossier.yaml``)."""
     p = Path(path)
@@ -216,6 +239,8 @@ def load_dossier(path: str | Path) -> Dossier:
                 certificate=res.artifact(base + ["certificate"], fw["certificate"]) if "certificate" in fw else None,
                 sbom_component=str(fw.get("sbom_component", "")),
                 index=i,
+                chain=tuple(res.artifact(base + ["chain", j], ref) for j, ref in enumerate(fw.get("chain", []))),
+                signed_at=_as_moment(doc, base + ["signed_at"], fw.get("signed_at")),
             )
         )
 
@@ -274,4 +299,8 @@ def load_dossier(path: str | Path) -> Dossier:
         eol_procedure=res.artifact(["end_of_life", "key_destruction"], eol["key_destruction"]) if "key_destruction" in eol else None,
         logging_events=tuple(logging.get("events", []) or []),
         logging_retention_days=logging.get("retention_days"),
+        advisories_retrieved=_as_date(doc, ["advisories_retrieved"], data.get("advisories_retrieved")),
+        advisories_max_age_days=int(data.get("advisories_max_age_days", DEFAULT_ADVISORY_MAX_AGE_DAYS)),
+        firmware_trust_anchor=(res.artifact(["firmware_trust_anchor"], data["firmware_trust_anchor"])
+                               if "firmware_trust_anchor" in data else None),
     )

@@ -64,10 +64,11 @@ class Sbom:
 
 @dataclass(frozen=True)
 class AffectedRange:
+    """One OSV range: its type and its events in file order, e.g.
+    ``(("introduced", "0"), ("fixed", "0.2.0"), ("introduced", "0.2.7-0"), ("fixed", "0.2.23"))``."""
+
     kind: str  # SEMVER / ECOSYSTEM / GIT
-    introduced: str = "0"
-    fixed: str = ""
-    last_affected: str = ""
+    events: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Advisory:
     summary: str
     affected: tuple[AffectedPackage, ...]
     aliases: tuple[str, ...] = ()
+    modified: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class FirmwareEntry:
     certificate: Artifact | None
     sbom_component: str
     index: int
+    #: Intermediate CA certificates between the signing certificate and the trust anchor.
+    chain: tuple[Artifact, ...] = ()
+    #: When the image was signed, as the dossier states it (validity is judged at that moment).
+    signed_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,12 @@ class Dossier:
     eol_procedure: Artifact | None
     logging_events: tuple[str, ...]
     logging_retention_days: int | None
+    #: When the advisory export was retrieved, as the dossier states it (else None).
+    advisories_retrieved: dt.date | None = None
+    #: How old the advisory set may be before DOSSIER-VULN-01 refuses it.
+    advisories_max_age_days: int = 30
+    #: The manufacturer's code-signing CA certificate(s): the trust anchor of firmware signatures.
+    firmware_trust_anchor: Artifact | None = None
 
     @property
     def path(self) -> Path:

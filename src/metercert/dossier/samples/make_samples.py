@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parents[2]))  # run from a checkout without installi
 from metercert.dossier.audit import chain
 
 FW_VERSION = "0.1.0"
+RETRIEVED = "2026-12-01"  # when the sample advisory export was (re)written
 SERIALS = ("MCR0000001", "MCR0000002", "MCR0000003")
 KEYS = ("GUEK", "GBEK", "AK", "KEK")
 
@@ -57,7 +58,30 @@ def firmware_image(model: str) -> bytes:
     return header + body
 
 
-def signing_material(image: bytes) -> tuple[bytes, bytes]:
+def signing_material(image: bytes) -> tuple[bytes, bytes, bytes]:
+    """(CA certificate PEM, signing certificate PEM, signature): the vendor's code-signing CA
+    is the trust anchor the dossier declares; the signing certificate it issues carries
+    digitalSignature and the codeSigning extended key usage."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "metercert sample vendor"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "metercert sample vendor code-signing CA"),
+    ])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+        .not_valid_after(dt.datetime(2050, 1, 1, tzinfo=dt.UTC))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -68,19 +92,24 @@ def signing_material(image: bytes) -> tuple[bytes, bytes]:
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
         .not_valid_after(dt.datetime(2045, 1, 1, tzinfo=dt.UTC))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
         )
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
     )
     signature = key.sign(image, ec.ECDSA(hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM), signature
+    pem = serialization.Encoding.PEM
+    return ca.public_bytes(pem), cert.public_bytes(pem), signature
 
 
 def sbom(model: str, image: bytes, mbedtls: str) -> dict:
@@ -183,14 +212,23 @@ meter:
 
 # Software bill of materials: CycloneDX JSON or XML, or SPDX 2.x JSON.
 sbom: sbom.cdx.json
-# Offline OSV export the SBOM is matched against (list of OSV records).
+# Offline OSV export the SBOM is matched against (list of OSV records), the day it was
+# retrieved, and how old it may be. The sample's records are fictitious and never change,
+# so the sample allows ten years; a real dossier keeps the default of 30 days.
 advisories: advisories/osv.json
+advisories_retrieved: {retrieved}
+advisories_max_age_days: 3650
 
-# Firmware images with their detached DER ECDSA signature and the vendor certificate.
+# The manufacturer's code-signing CA: firmware signatures must chain to it.
+firmware_trust_anchor: certs/vendor-ca.pem
+
+# Firmware images with their detached DER ECDSA signature and the signing certificate
+# (issued by the trust anchor); signed_at: when it was signed (validity is judged then).
 # sbom_component: bom-ref (or name) of the SBOM component whose SHA-256 must match.
 firmware:
   - image: firmware/meter-fw-{fw}.bin
 {signature_line}    certificate: certs/vendor-signing.pem
+    signed_at: 2026-01-15T00:00:00Z
     sbom_component: firmware
 
 # present (open) | disabled | authentication-gated | absent
@@ -240,7 +278,7 @@ security_logging:
 def write(folder: Path, *, flawed: bool) -> None:
     model = "Flawed Meter" if flawed else "Reference Meter"
     image = firmware_image(model)
-    cert_pem, signature = signing_material(image)
+    ca_pem, cert_pem, signature = signing_material(image)
     (folder / "firmware").mkdir(parents=True, exist_ok=True)
     (folder / "certs").mkdir(exist_ok=True)
     (folder / "advisories").mkdir(exist_ok=True)
@@ -253,6 +291,7 @@ def write(folder: Path, *, flawed: bool) -> None:
     else:
         sig_path.write_bytes(signature)
     (folder / "certs" / "vendor-signing.pem").write_bytes(cert_pem)
+    (folder / "certs" / "vendor-ca.pem").write_bytes(ca_pem)
     bom = sbom(model, image, "2.28.1" if flawed else "3.6.2")
     (folder / "sbom.cdx.json").write_text(json.dumps(bom, indent=2) + "\n")
     (folder / "advisories" / "osv.json").write_text(json.dumps([ADVISORY], indent=2) + "\n")
@@ -270,6 +309,7 @@ def write(folder: Path, *, flawed: bool) -> None:
             password="universal" if flawed else "unique-per-device",
             patch_days=180 if flawed else 30,
             serials=", ".join(SERIALS),
+            retrieved=RETRIEVED,
         )
     )
 
