@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from metercert.fleet.detectors import KINDS
-from metercert.fleet.simulate import SimulationResult, simulate
+from metercert.fleet.simulate import INJECTABLE, SimulationResult, simulate
 
-PLANTED = {kind: 3 for kind in KINDS}
+PLANTED = {kind: 3 for kind in INJECTABLE}
 
 
 @pytest.fixture(scope="session")

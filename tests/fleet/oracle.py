@@ -3,8 +3,8 @@
 It applies each rule to every row, without the watch-list pruning the SQL does
 (stage_pairs / stage_suspects / stage_seq_rows), so any row the pruning wrongly
 drops shows up as a difference. It covers the kinds whose SQL depends on that
-pruning: ic-reuse, replay, ic-regression, ic-gap, ic-exhaustion and
-suite-downgrade.
+pruning: ic-reuse, replay, ic-regression, ic-gap, ic-exhaustion, suite-downgrade
+and sc-downgrade, all judged per counter space (sender system title, key).
 """
 
 from __future__ import annotations
@@ -21,7 +21,18 @@ from metercert.fleet.detectors import DEFAULT_PARAMS
 Row = Mapping[str, Any]
 Key = tuple[str, str, int | None, int | None, int, tuple[int, ...]]
 PRUNED_KINDS = ("ic-reuse", "replay", "ic-regression", "ic-gap", "ic-exhaustion",
-                "suite-downgrade")
+                "suite-downgrade", "sc-downgrade")
+
+
+def space(r: Row) -> tuple[str, str]:
+    """The counter space as the schema defines it: (sender or ?direction, key id)."""
+    key_id = r.get("key_id") or ("gbk" if r["key_set"] == "broadcast"
+                                 else f"guk {r['meter_id']}/{r.get('client_sap')}")
+    return (r["system_title"] or f"?{r['direction']}", key_id)
+
+
+def _order(r: Row) -> tuple[Any, int]:
+    return (r["ts"], r["id"])
 
 
 def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> list[Key]:
@@ -30,27 +41,50 @@ def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> li
     out: list[Key] = []
     ciphered = [r for r in rows if r["ciphered"]]
     counted = [r for r in ciphered if r["ic"] is not None]
+    by_space: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in ciphered:
+        by_space[space(r)].append(r)
+    for seq in by_space.values():
+        seq.sort(key=_order)
 
-    # replay: one meter, one ciphered APDU (counter and payload), more than once
-    copies: dict[tuple[str, int, bytes], list[Row]] = defaultdict(list)
+    # copies: one ciphered APDU (counter and payload) more than once; broadcast
+    # copies count per meter, any other copy anywhere
+    copies: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for r in counted:
         if r["ct_sha256"] is not None:
-            copies[(r["meter_id"], r["ic"], r["ct_sha256"])].append(r)
-    replayed = {k for k, v in copies.items() if len(v) > 1}
-    for k in replayed:
-        v = copies[k]
-        out.append(("replay", k[0], min(r["ic"] for r in v), max(r["ic"] for r in v), len(v),
-                    tuple(sorted(r["id"] for r in v))))
+            scope = r["meter_id"] if r["key_set"] == "broadcast" else "*"
+            copies[(scope, r["ic"], r["ct_sha256"])].append(r)
+    copies = {k: v for k, v in copies.items() if len(v) > 1}
+    copy_keys = {(k[1], k[2]) for k in copies}
+    # the sender restarted in (space, association): a non-copy APDU there whose
+    # counter is at or below one the space had already used
+    restarted_at: set[tuple[Any, ...]] = set()
+    for sp, seq in by_space.items():
+        top: int | None = None
+        for r in seq:
+            if r["ic"] is None:
+                continue
+            if top is not None and (r["ic"], r["ct_sha256"]) not in copy_keys and r["ic"] <= top:
+                restarted_at.add((sp, r["assoc_id"]))
+            top = r["ic"] if top is None else max(top, r["ic"])
+    replay_rows: set[int] = set()
+    restart_pairs: set[tuple[Any, ...]] = set()
+    for v in copies.values():
+        first = min(r["id"] for r in v)
+        later = [r for r in v if r["id"] != first]
+        again = [r for r in later if (space(r), r["assoc_id"]) in restarted_at]
+        fresh = [r for r in later if (space(r), r["assoc_id"]) not in restarted_at]
+        restart_pairs |= {(space(r), r["ic"]) for r in again}
+        replay_rows |= {r["id"] for r in fresh}
+        if fresh:
+            out.append(("replay", min(r["meter_id"] for r in v), min(r["ic"] for r in v),
+                        len({r["meter_id"] for r in v}), len(v),
+                        tuple(sorted(r["id"] for r in v))))
 
-    # regression and gap: per meter, sender, direction and key set, in (ts, id) order
-    seqs: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
-    for r in counted:
-        if (r["meter_id"], r["ic"], r["ct_sha256"]) in replayed:
-            continue
-        seqs[(r["meter_id"], r["system_title"] or "-", r["direction"], r["key_set"])].append(r)
-    for seq in seqs.values():
-        seq.sort(key=lambda r: (r["ts"], r["id"]))
-        for prev, cur in pairwise(seq):
+    # regression and gap: per space in (ts, id) order, replay copies left out
+    for seq in by_space.values():
+        run = [r for r in seq if r["ic"] is not None and r["id"] not in replay_rows]
+        for prev, cur in pairwise(run):
             if cur["ic"] < prev["ic"]:
                 kind = "ic-regression"
             elif cur["ic"] - prev["ic"] > gap:
@@ -60,40 +94,57 @@ def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> li
             out.append((kind, cur["meter_id"], cur["ic"], prev["ic"], 2,
                         tuple(sorted({cur["id"], prev["id"]}))))
 
-    # reuse: one sender, key, direction and counter, two ciphertexts; the broadcast
-    # key is shared by the fleet, a unicast key belongs to one meter
-    groups: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
+    # reuse: one space and counter, two ciphertexts, or a copy after a restart
+    groups: dict[tuple[Any, ...], set[int]] = defaultdict(set)
+    meters: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    cts: dict[tuple[Any, ...], set[bytes]] = defaultdict(set)
+    rows_of: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for r in counted:
-        if r["system_title"] is None or r["ct_sha256"] is None:
-            continue
-        scope = "*" if r["key_set"] == "broadcast" else r["meter_id"]
-        groups[(scope, r["system_title"], r["key_set"], r["direction"], r["ic"])].append(r)
-    for (_, _, _, _, ic), v in groups.items():
-        if len({r["ct_sha256"] for r in v}) > 1:
-            out.append(("ic-reuse", min(r["meter_id"] for r in v), ic, None, len(v),
-                        tuple(sorted(r["id"] for r in v))))
+        if r["ct_sha256"] is not None:
+            key = (space(r), r["ic"])
+            cts[key].add(r["ct_sha256"])
+            rows_of[key].append(r)
+    for key, v in rows_of.items():
+        if len(cts[key]) > 1:
+            groups[key] |= {r["id"] for r in v}
+            meters[key] |= {r["meter_id"] for r in v}
+    for v in copies.values():
+        for r in v:
+            if (space(r), r["ic"]) in restart_pairs:
+                groups[(space(r), r["ic"])].add(r["id"])
+                meters[(space(r), r["ic"])].add(r["meter_id"])
+    for (_, ic), ids in groups.items():
+        out.append(("ic-reuse", min(meters[(_, ic)]), ic, None, len(ids), tuple(sorted(ids))))
 
-    # exhaustion: per meter, direction and key set
-    near: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
-    for r in counted:
-        if r["ic"] >= limit:
-            near[(r["meter_id"], r["direction"], r["key_set"])].append(r)
-    for (meter, _, _), v in near.items():
-        out.append(("ic-exhaustion", meter, max(r["ic"] for r in v), limit, len(v),
-                    tuple(sorted(r["id"] for r in v))))
+    # exhaustion: per space
+    for seq in by_space.values():
+        near = [r for r in seq if r["ic"] is not None and r["ic"] >= limit]
+        if near:
+            out.append(("ic-exhaustion", min(r["meter_id"] for r in near),
+                        max(r["ic"] for r in near), limit, len(near),
+                        tuple(sorted(r["id"] for r in near))))
 
-    # downgrade: APDUs under a lower suite than the meter's most used one (ties: higher)
-    suites: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for r in ciphered:
-        if r["suite"] is not None:
-            suites[r["meter_id"]][r["suite"]] += 1
-    for meter, counts in suites.items():
-        usual = max(counts, key=lambda s: (counts[s], s))
-        low = [r for r in ciphered if r["meter_id"] == meter and r["suite"] is not None
-               and r["suite"] < usual]
-        if low:
-            out.append(("suite-downgrade", meter, min(r["suite"] for r in low), usual,
-                        len(low), tuple(sorted(r["id"] for r in low))))
+    # downgrade: per space in (ts, id) order, below what the space used before
+    for seq in by_space.values():
+        hits: dict[str, list[tuple[Row, int, int]]] = defaultdict(list)
+        top_suite = top_au = top_en = None
+        for r in seq:
+            if r["sc"] is None:
+                continue
+            au, en = int(bool(r["authenticated"])), (r["sc"] >> 5) & 1
+            if top_suite is not None:
+                if r["suite"] < top_suite:
+                    hits["suite-downgrade"].append((r, r["suite"], top_suite))
+                elif r["suite"] == top_suite and (au < top_au or en < top_en):
+                    hits["sc-downgrade"].append((r, au * 16 + en * 32,
+                                                 top_au * 16 + top_en * 32))
+                top_suite, top_au, top_en = (max(top_suite, r["suite"]), max(top_au, au),
+                                             max(top_en, en))
+            else:
+                top_suite, top_au, top_en = r["suite"], au, en
+        for kind, hs in hits.items():
+            out.append((kind, min(h[0]["meter_id"] for h in hs), min(h[1] for h in hs),
+                        max(h[2] for h in hs), len(hs), tuple(sorted(h[0]["id"] for h in hs))))
     return sorted(out, key=repr)
 
 
@@ -165,6 +216,7 @@ def random_rows(seed: int, *, meters: int = 5, per_meter: int = 24) -> list[dict
                 ct = copy[1]
             sent.append((direction, ct, ic[direction]))
             suite = usual if rnd.random() > 0.04 else rnd.choice([0, 1, 2])
+            level = 0x30 if rnd.random() > 0.04 else rnd.choice([0x10, 0x20])
             if direction == "s2c":
                 title: str | None = f"4D4D4D000000000{m}"
             elif mode == "senders":
@@ -175,11 +227,11 @@ def random_rows(seed: int, *, meters: int = 5, per_meter: int = 24) -> list[dict
                 "id": len(rows), "ts": t0 + timedelta(minutes=minute), "direction": direction,
                 "meter_id": meter, "assoc_id": f"{meter}#{minute // 30}",
                 "system_title": title,
-                "sc": 0x30 | suite | (0x40 if broadcast else 0), "suite": suite,
+                "sc": level | suite | (0x40 if broadcast else 0), "suite": suite,
                 "key_set": "broadcast" if broadcast else "unicast",
                 "ic": bcast_ic if broadcast else ic[direction],
                 "apdu_tag": 0xDB, "length": 40, "ct_sha256": ct,
-                "ciphered": True, "authenticated": True,
+                "ciphered": True, "authenticated": bool(level & 0x10),
             }
             if copy is not None and copy[0] == direction and rnd.random() < 0.7:
                 row["ic"] = copy[2]

@@ -76,7 +76,7 @@ def test_head_end_csv_log_with_mapping(tmp_path: Path) -> None:
                        "values:\n  direction: {REQ: c2s, RSP: s2c}\n")
     out = tmp_path / "d"
     assert main(["fleet", "ingest", str(log), "--out", str(out), "--mapping", str(mapping)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["day=2026-02-01", "day=2026-02-02"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["day=2026-02-01", "day=2026-02-02"]
     assert main(["fleet", "scan", str(out), "--report", str(tmp_path / "r")]) == 1
     found = json.loads((tmp_path / "r" / "findings.json").read_text())["findings"]
     assert [(f["kind"], f["meter_id"], f["value"]) for f in found] == [("ic-reuse", "MTR1", 7)]

@@ -75,4 +75,4 @@ def test_cli_scan_on_spark_of_an_ingested_capture(tmp_path) -> None:  # type: ig
     found = json.loads((tmp_path / "r" / "findings.json").read_text())
     assert found["scan"]["engine"] == "spark"
     assert [(f["kind"], f["meter_id"]) for f in found["findings"]] == [
-        ("ic-reuse", "10.0.0.0:4059/1")]
+        ("ic-reuse", "st:4D4D4D0000000000")]

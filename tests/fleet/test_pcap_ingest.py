@@ -121,7 +121,9 @@ def test_segmented_wrapper_frames_become_rows(capture: Path) -> None:
     assert glo["ciphered"] and glo["authenticated"]
     assert glo["client_addr"] == "192.0.2.10:50123" and glo["server_addr"] == "192.0.2.20:4059"
     assert glo["client_sap"] == 16 and glo["server_sap"] == 1
-    assert glo["meter_id"] == "192.0.2.20:4059/1" and glo["link"] == "wrapper"
+    # the meter is its system title (from the AARE), its network path is the endpoint
+    assert glo["meter_id"] == "st:4D4D4D0000000001" and glo["link"] == "wrapper"
+    assert glo["endpoint"] == "192.0.2.20:4059/1"
     assert glo["ts"] == datetime.fromtimestamp(T0 + 3.002, UTC)  # the completing segment
     assert glo["tag_ok"] is None and glo["plain_tag"] is None  # no keys given
     assert rows[4]["ct_sha256"] == glo["ct_sha256"]  # reordered segments reassembled
@@ -154,7 +156,9 @@ def test_hdlc_over_tcp(tmp_path: Path) -> None:
     assert len(rows) == 1
     assert rows[0]["link"] == "hdlc" and rows[0]["ic"] == 0x01234567
     assert rows[0]["client_sap"] == 16 and rows[0]["server_sap"] == 1
-    assert ingest_pcap(p).num_rows == 0  # wrong port: nothing is DLMS
+    assert rows[0]["endpoint"] == "192.0.2.20:4060/hdlc 1/17"  # the lower address is kept
+    assert ingest_pcap(p).num_rows == 1  # DLMS is found on any port by default
+    assert ingest_pcap(p, port=4059).num_rows == 0  # but --port restricts
 
 
 def test_pcapng_and_dataset_layout(capture: Path, tmp_path: Path) -> None:
@@ -191,7 +195,7 @@ def test_sample_capture_round_trip_finds_the_planted_reuse(tmp_path: Path) -> No
         found = run_detectors(engine, out).findings
     finally:
         engine.close()
-    assert [(f.kind, f.meter_id, f.n) for f in found] == [("ic-reuse", "10.0.0.0:4059/1", 2)]
+    assert [(f.kind, f.meter_id, f.n) for f in found] == [("ic-reuse", "st:4D4D4D0000000000", 2)]
     assert sample.keys.stat().st_mode & 0o777 == 0o600
 
 
@@ -209,7 +213,7 @@ def test_loopback_capture_on_any_interface(capture: Path, tmp_path: Path) -> Non
             w.writepkt(bytes(sll2), ts=ts)
     rows = ingest_pcap(p).to_pylist()
     assert [r["apdu_tag"] for r in rows] == [0x60, 0x61, 0xC8, 0xC8, 0xC8, 0x62]
-    assert rows[2]["meter_id"] == "127.0.0.2:4059/1" and rows[2]["ic"] == 0x01234567
+    assert rows[2]["endpoint"] == "127.0.0.2:4059/1" and rows[2]["ic"] == 0x01234567
 
 
 def test_garbage_on_the_dlms_port_never_crashes_the_ingest(tmp_path: Path) -> None:

@@ -42,6 +42,14 @@ KIND_INFO: dict[str, KindInfo] = {k.kind: k for k in (
     KindInfo("ic-exhaustion", "medium", "Invocation counter close to its 32-bit limit",
              ("DLMS:IC-UNIQUE",)),
     KindInfo("ic-gap", "low", "Invocation counter jumped", ("DLMS:IC-PERSIST",)),
+    KindInfo("sc-downgrade", "high", "Less protection than before under the same suite",
+             ("DLMS:SUITE-DOWNGRADE", "DLMS:POLICY-ENFORCED")),
+    KindInfo("encryption-only", "high", "Ciphered APDUs without authentication",
+             ("DLMS:POLICY-ENFORCED",)),
+    KindInfo("tag-failure", "high", "Authentication tag fails with the key file's keys",
+             ("DLMS:POLICY-ENFORCED",)),
+    KindInfo("duplicate-title", "high", "One system title used by two devices at once",
+             ("DLMS:IC-UNIQUE",)),
 )}
 KINDS: tuple[str, ...] = tuple(KIND_INFO)
 
@@ -50,12 +58,13 @@ DEFAULT_PARAMS: dict[str, int] = {
     "exhaustion_margin": 1 << 24,
 }
 
-STAGES: tuple[str, ...] = ("pairs", "suspects", "seq_rows", "replayed")
+STAGES: tuple[str, ...] = ("pairs", "suspects", "seq_rows", "replayed", "copies", "titles")
 DETECTORS: tuple[str, ...] = ("ic_reuse", "replay", "counter_sequence", "plaintext",
-                              "suite_downgrade", "ic_exhaustion")
+                              "suite_downgrade", "ic_exhaustion", "encryption_only",
+                              "tag_failure", "duplicate_title")
 
 FINDING_COLUMNS = ("kind", "severity", "meter_id", "system_title", "direction", "key_set",
-                   "ts", "ref_ts", "value", "ref_value", "n", "assoc_id", "ref_assoc_id",
+                   "key_id", "ts", "ref_ts", "value", "ref_value", "n", "assoc_id", "ref_assoc_id",
                    "evidence_ids", "detail", "requirements", "threat")
 
 
@@ -96,11 +105,19 @@ class Finding:
     detail: str
     requirements: tuple[str, ...]
     threat: str = THREAT
+    key_id: str | None = None
+
+    @property
+    def space(self) -> str | None:
+        """The counter space: sender system title and key identity."""
+        if self.key_id is None:
+            return None
+        return f"{self.system_title or '?'} under {self.key_id}"
 
     def key(self) -> tuple[Any, ...]:
         """Identity used to compare engines and ground truth (no free text)."""
         return (self.kind, self.meter_id, self.system_title, self.direction, self.key_set,
-                self.ts, self.value, self.ref_value, self.n, self.evidence_ids)
+                self.key_id, self.ts, self.value, self.ref_value, self.n, self.evidence_ids)
 
     def to_record(self) -> dict[str, Any]:
         rec = asdict(self)
@@ -119,26 +136,53 @@ def _utc(value: Any) -> datetime | None:
 
 
 def _detail(kind: str, r: Mapping[str, Any]) -> str:
+    """What was seen, where (counter space, identity) and why it matters."""
     v, rv, n = r.get("value"), r.get("ref_value"), r.get("n")
     d = r.get("direction") or "?"
+    space = f"space {r.get('system_title') or '?'} under {r.get('key_id') or '-'}"
+    who = f"meter {r.get('meter_id')}"
     if kind == "ic-reuse":
-        return (f"counter {v} used for {n} different {d} ciphertexts by "
-                f"{r.get('system_title')} ({r.get('key_set')} key)")
+        how = ("the same ciphertext re-sent after the sender restarted its counters"
+               if rv == 1 else f"{n} different ciphertexts")
+        return (f"counter {v} used twice ({how}, {d}) in {space}, {who}: the GCM nonce "
+                "repeated under one key, so confidentiality and integrity of these APDUs "
+                "are lost")
     if kind == "ic-regression":
         step = ("across associations " f"{r.get('ref_assoc_id')} -> {r.get('assoc_id')}"
                 if r.get("assoc_id") != r.get("ref_assoc_id") else
                 f"within association {r.get('assoc_id')}")
-        return f"{d} counter fell from {rv} to {v} {step}"
+        return (f"{d} counter fell from {rv} to {v} {step} in {space}, {who}: counters "
+                "not kept (reboot, restore or a clone) lead to nonce reuse and accepted replays")
     if kind == "ic-gap":
-        return f"{d} counter jumped from {rv} to {v} (+{(v or 0) - (rv or 0)})"
+        return f"{d} counter jumped from {rv} to {v} (+{(v or 0) - (rv or 0)}) in {space}, {who}"
     if kind == "replay":
-        return f"same ciphered {d} payload seen {n} times (counter {v})"
+        where = (f"on {rv} meters ({r.get('meter_id')} and {r.get('other_meter_id')}): "
+                 "an APDU for one meter injected to another" if (rv or 0) > 1 else who)
+        return (f"same ciphered {d} APDU (counter {v}) seen {n} times, {where}, in {space}: "
+                "the path lets old APDUs be injected; a receiver without a counter check "
+                "would act on them")
     if kind == "plaintext":
-        return f"{n} unauthenticated APDU(s) in protected association {r.get('assoc_id')}"
+        return (f"{n} unauthenticated APDU(s) in protected association {r.get('assoc_id')}, "
+                f"{who}: the security policy is not enforced for every request")
     if kind == "suite-downgrade":
-        return f"{n} APDU(s) under suite {v} on a meter that normally uses suite {rv}"
+        return (f"{n} APDU(s) under suite {v} after suite {rv} in {space}, {who}: a weaker "
+                "suite than the one already in use (downgrade)")
+    if kind == "sc-downgrade":
+        return (f"{n} APDU(s) with security control protection 0x{v or 0:02X} after 0x"
+                f"{rv or 0:02X} in {space}, {who}: authentication or encryption dropped")
     if kind == "ic-exhaustion":
-        return f"{d} counter reached {v}, above the re-key threshold {rv}"
+        return (f"{d} counter reached {v}, above the re-key threshold {rv}, in {space}, {who}: "
+                "it will wrap and repeat nonces unless re-keyed")
+    if kind == "encryption-only":
+        return (f"{n} APDU(s) encrypted without authentication (SC 0x{v or 0:02X}) in "
+                f"association {r.get('assoc_id')}, {who}: GCM without its tag is malleable")
+    if kind == "tag-failure":
+        return (f"{n} APDU(s) whose tag fails with the key file's keys in {space}, {who}: "
+                "tampering, or a key file that does not match the meter")
+    if kind == "duplicate-title":
+        return (f"system title {r.get('system_title')} sent from {v} endpoints at once "
+                f"({r.get('assoc_id')} and {r.get('ref_assoc_id')}): two devices share one "
+                "identity (a clone, or a title assigned twice)")
     return ""
 
 
@@ -162,6 +206,7 @@ def finding_from_row(row: Mapping[str, Any]) -> Finding:
         n=n, assoc_id=row.get("assoc_id"), ref_assoc_id=row.get("ref_assoc_id"),
         evidence_ids=tuple(sorted(ids)[:EVIDENCE_CAP]),
         detail=_detail(kind, {**row, "n": n}), requirements=info.requirements,
+        key_id=row.get("key_id"),
     )
 
 

@@ -26,8 +26,8 @@ import pyarrow as pa
 
 from metercert.cosem.acse import AARE, AARQ
 from metercert.errors import InputFileError, MetercertError, UsageError
-from metercert.fleet.pcap import DEFAULT_PORT, CaptureStats, WireApdu, read_apdus
-from metercert.fleet.schema import table_from_rows, write_dataset
+from metercert.fleet.pcap import CaptureReader, CaptureStats, WireApdu
+from metercert.fleet.schema import space_key, table_from_rows, write_dataset
 from metercert.security import (
     ApduFormatError,
     AuthenticationFailed,
@@ -38,44 +38,57 @@ from metercert.security import (
     select_encryption_key,
     unprotect_parsed,
 )
-from metercert.security.protection import CIPHERED_TAGS
+from metercert.security.protection import CIPHERED_TAGS, CipheredApdu
 
 AARQ_TAG, AARE_TAG = 0x60, 0x61
 
 
 class KeyRing:
-    """Key sets of a key file, found by meter system title or meter id."""
+    """Key sets of a key file, found by meter system title or meter id.
+
+    Several key sets may name one meter: a role's own keys, or the keys before and
+    after a key_transfer. They are tried in file order; the one whose tag verifies
+    names the key (its position is the key generation of the counter space).
+    """
 
     def __init__(self, keysets: Iterable[KeySet]) -> None:
-        self._by_title: dict[bytes, KeySet] = {}
-        self._by_meter: dict[str, KeySet] = {}
-        for ks in keysets:
+        self._all: list[KeySet] = list(keysets)
+        self._by_title: dict[bytes, list[KeySet]] = {}
+        self._by_meter: dict[str, list[KeySet]] = {}
+        for ks in self._all:
             if ks.server_system_title:
-                self._by_title[ks.server_system_title] = ks
+                self._by_title.setdefault(ks.server_system_title, []).append(ks)
             meter = ks.extra.get("meter_id") if ks.extra else None
             if meter:
-                self._by_meter[str(meter)] = ks
+                self._by_meter.setdefault(str(meter), []).append(ks)
 
     @classmethod
     def load(cls, path: str | Path) -> KeyRing:
         return cls(load_key_file(path))
 
-    def find(self, meter_id: str, server_title: bytes | None) -> KeySet | None:
+    def candidates(self, endpoint: str, server_title: bytes | None,
+                   client_title: bytes | None = None) -> list[KeySet]:
+        """Key sets that may protect this meter's traffic, most specific first.
+
+        With the meter's title unknown (an AARQ before its AARE), every key set whose
+        client title matches is a candidate: the tag tells which one is right.
+        """
         if server_title is not None and server_title in self._by_title:
             return self._by_title[server_title]
-        return self._by_meter.get(meter_id)
+        if endpoint in self._by_meter:
+            return self._by_meter[endpoint]
+        if server_title is None:
+            return [k for k in self._all if client_title is None
+                    or k.client_system_title in (None, client_title)][:64]
+        return []
+
+    def find(self, meter_id: str, server_title: bytes | None) -> KeySet | None:
+        found = self.candidates(meter_id, server_title)
+        return found[0] if found and (server_title in self._by_title
+                                      or meter_id in self._by_meter) else None
 
     def __repr__(self) -> str:
-        return f"KeyRing({len(self._by_title) + len(self._by_meter)} entries, <redacted>)"
-
-
-@dataclass
-class _Association:
-    """What one stream has told us so far about its current association."""
-
-    number: int = 0
-    client_title: bytes | None = None
-    server_title: bytes | None = None
+        return f"KeyRing({len(self._all)} key sets, <redacted>)"
 
 
 def _ap_title(apdu: bytes, tag: int) -> tuple[bytes | None, bytes | None]:
@@ -91,74 +104,194 @@ def _ap_title(apdu: bytes, tag: int) -> tuple[bytes | None, bytes | None]:
 
 
 @dataclass
+class _Held:
+    """A row whose identity waits for the meter's system title (and its parsed APDU)."""
+
+    row: dict[str, Any]
+    parsed: CipheredApdu | None
+    explicit_title: bytes | None
+
+
+@dataclass
+class _Association:
+    """What one stream has told us so far about its current association."""
+
+    stream: str
+    number: int = 0
+    client_title: bytes | None = None
+    meter_title: bytes | None = None
+    resolved: bool = False
+    held: list[_Held] = field(default_factory=list)
+
+
+_HOLD_LIMIT = 10_000  # rows held for a title before the endpoint's last title is used
+
+
+def meter_identity(meter_title: bytes | None, endpoint: str) -> str:
+    """A meter is its system title when known, else its network path (``endpoint``)."""
+    return f"st:{meter_title.hex().upper()}" if meter_title else endpoint
+
+
+@dataclass
 class ApduRecorder:
-    """Builds schema rows from wire APDUs, tracking associations per stream."""
+    """Builds schema rows from wire APDUs, tracking associations per stream.
+
+    Rows of an association are held until the meter's system title is known (its
+    AARE, or a general-glo APDU it sends), so that every row of the association
+    gets the meter's identity and the AARQ's ciphered initiate-request can be
+    verified with the meter's keys. Held rows are released in stream order.
+    ``flush`` releases what is still held at the end of the ingest.
+    """
 
     keys: KeyRing | None = None
     source: str = ""
     first_id: int = 0
     malformed: int = 0
+    unattributed: int = 0
     _assocs: dict[str, _Association] = field(default_factory=dict)
+    _endpoint_title: dict[str, bytes] = field(default_factory=dict)
+    _last_key: dict[str, int] = field(default_factory=dict)
     _next: int = 0
 
-    def record(self, w: WireApdu) -> dict[str, Any]:
+    def record(self, w: WireApdu) -> list[dict[str, Any]]:
+        """The rows that are complete after ``w`` (held rows are released in order)."""
         apdu = w.apdu
         tag = apdu[0]
-        assoc = self._assocs.setdefault(w.stream, _Association())
+        assoc = self._assocs.get(w.stream)
+        out: list[dict[str, Any]] = []
+        if assoc is None:
+            assoc = self._assocs[w.stream] = _Association(w.stream)
         protected: bytes | None = None
         if tag == AARQ_TAG:
-            assoc.number += 1
+            out += self._resolve(assoc, w.endpoint)
             title, info = _ap_title(apdu, tag)
-            assoc.client_title, assoc.server_title = title, None
+            assoc.number += 1
+            assoc.client_title, assoc.meter_title, assoc.resolved = title, None, False
             protected = info if info and info[0] in CIPHERED_TAGS else None
         elif tag == AARE_TAG:
             title, info = _ap_title(apdu, tag)
-            assoc.server_title = title
+            if title:
+                assoc.meter_title = title
             protected = info if info and info[0] in CIPHERED_TAGS else None
         elif tag in CIPHERED_TAGS:
             protected = apdu
-        meter_id = f"{w.server_addr}/{w.server_sap if w.server_sap is not None else '-'}"
         row: dict[str, Any] = {
-            "id": self.first_id + self._next, "ts": w.ts, "direction": w.direction,
+            "ts": w.ts, "direction": w.direction,
             "client_addr": w.client_addr, "server_addr": w.server_addr,
             "client_sap": w.client_sap, "server_sap": w.server_sap, "link": w.link,
-            "meter_id": meter_id, "assoc_id": f"{w.stream}/{assoc.number}",
+            "endpoint": w.endpoint, "assoc_id": f"{w.stream}/{assoc.number}",
             "apdu_tag": tag, "length": len(apdu), "ciphered": False, "authenticated": False,
-            "source": self.source,
+            "source": w.source or self.source,
         }
+        parsed: CipheredApdu | None = None
+        explicit: bytes | None = None
+        if protected is not None:
+            row["ciphered"] = True
+            try:
+                parsed = parse_ciphered(protected)
+            except (ApduFormatError, SecurityError):
+                self.malformed += 1  # ciphered, but a form we cannot split: no SC claimed
+            if parsed is not None:
+                sc = parsed.security_control
+                explicit = parsed.system_title
+                if w.direction == "s2c" and explicit and assoc.meter_title is None:
+                    assoc.meter_title = explicit
+                row.update({
+                    "sc": sc.byte, "suite": sc.suite,
+                    "key_set": "broadcast" if sc.broadcast else "unicast",
+                    "ic": parsed.invocation_counter,
+                    "ct_sha256": hashlib.sha256(parsed.payload).digest(),
+                    "authenticated": sc.authenticated,
+                })
+        assoc.held.append(_Held(row, parsed, explicit))
+        if assoc.meter_title is not None or tag in (0x63,) or len(assoc.held) > _HOLD_LIMIT:
+            out += self._resolve(assoc, w.endpoint)
+        return out
+
+    def _resolve(self, assoc: _Association, endpoint: str) -> list[dict[str, Any]]:
+        """Give held rows their identity, counter space and tag verdict, in order."""
+        if not assoc.held:
+            return []
+        if assoc.meter_title is not None:
+            self._endpoint_title[endpoint] = assoc.meter_title
+        meter_title = assoc.meter_title or self._endpoint_title.get(endpoint)
+        out = []
+        for h in assoc.held:
+            out.append(self._finish_row(h, assoc, meter_title))
+        assoc.held.clear()
+        return out
+
+    def _finish_row(self, h: _Held, assoc: _Association,
+                    meter_title: bytes | None) -> dict[str, Any]:
+        row = h.row
+        row["id"] = self.first_id + self._next
         self._next += 1
-        if protected is None:
+        endpoint = row["endpoint"]
+        meter = meter_identity(meter_title, endpoint)
+        row["meter_id"] = meter
+        parsed = h.parsed
+        if parsed is None:
             return row
-        try:
-            parsed = parse_ciphered(protected)
-        except (ApduFormatError, SecurityError):
-            self.malformed += 1
-            return row
+        c2s = row["direction"] == "c2s"
+        sender = h.explicit_title or (assoc.client_title if c2s else meter_title)
+        row["system_title"] = sender.hex().upper() if sender else None
+        if sender is None:
+            self.unattributed += 1
+        generation = ""
+        if self.keys is not None and sender is not None and not parsed.form.dedicated:
+            generation = self._verify(row, parsed, sender, endpoint, meter_title,
+                                      assoc.client_title)
         sc = parsed.security_control
-        sender = assoc.client_title if w.direction == "c2s" else assoc.server_title
-        title = parsed.system_title if parsed.system_title is not None else sender
-        row.update({
-            "system_title": title.hex().upper() if title else None,
-            "sc": sc.byte, "suite": sc.suite,
-            "key_set": "broadcast" if sc.broadcast else "unicast",
-            "ic": parsed.invocation_counter,
-            "ct_sha256": hashlib.sha256(parsed.payload).digest(),
-            "ciphered": True, "authenticated": sc.authenticated,
-        })
-        if self.keys is not None and title is not None:
-            ks = self.keys.find(meter_id, assoc.server_title)
-            if ks is not None and not parsed.form.dedicated:
-                try:
-                    plain = unprotect_parsed(
-                        parsed, encryption_key=select_encryption_key(ks, parsed),
-                        authentication_key=ks.ak, system_title=title)
-                    row["tag_ok"] = True if sc.authenticated else None
-                    row["plain_tag"] = plain.plaintext[0] if plain.plaintext else None
-                except AuthenticationFailed:
-                    row["tag_ok"] = False
-                except SecurityError:
-                    pass  # a key is missing or the wrong size: nothing verified
+        if parsed.form.dedicated:
+            key_id = f"ded {row['assoc_id']}"
+        elif sc.broadcast:
+            key_id = f"gbk{generation}"
+        else:
+            key_id = f"guk {meter}/{row['client_sap']}{generation}"
+        who = row["system_title"] or f"?{row['direction']}"
+        row["key_id"] = key_id
+        row["space_key"] = space_key(who, key_id)
         return row
+
+    def _verify(self, row: dict[str, Any], parsed: CipheredApdu, sender: bytes, endpoint: str,
+                meter_title: bytes | None, client_title: bytes | None) -> str:
+        """Check the tag with each candidate key set; return the key generation label."""
+        assert self.keys is not None
+        cands = self.keys.candidates(endpoint, meter_title, client_title)
+        if not cands:
+            return ""
+        memo = f"{endpoint}/{row['client_sap']}"
+        first = self._last_key.get(memo, 0)
+        order = [first, *(i for i in range(len(cands)) if i != first)] if first < len(
+            cands) else list(range(len(cands)))
+        sc = parsed.security_control
+        failed = False
+        for i in order:
+            ks = cands[i]
+            try:
+                plain = unprotect_parsed(
+                    parsed, encryption_key=select_encryption_key(ks, parsed),
+                    authentication_key=ks.ak, system_title=sender)
+            except AuthenticationFailed:
+                failed = True
+                continue
+            except SecurityError:
+                continue  # a key is missing or the wrong size: nothing verified
+            self._last_key[memo] = i
+            row["tag_ok"] = True if sc.authenticated else None
+            row["plain_tag"] = plain.plaintext[0] if plain.plaintext else None
+            return f"#k{i}" if len(cands) > 1 else ""
+        if failed and sc.authenticated:
+            row["tag_ok"] = False
+        return ""
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Release every held row (end of the ingest)."""
+        out: list[dict[str, Any]] = []
+        for assoc in self._assocs.values():
+            if assoc.held:
+                out += self._resolve(assoc, assoc.held[0].row["endpoint"])
+        return out
 
 
 @dataclass(frozen=True)
@@ -166,18 +299,13 @@ class IngestResult:
     rows: int
     files: tuple[Path, ...]
     stats: Mapping[str, int]
+    skipped: tuple[Path, ...] = ()
 
 
-def iter_pcap_tables(path: str | Path, *, port: int = DEFAULT_PORT,
-                     keys: KeyRing | str | Path | None = None, first_id: int = 0,
-                     stats: CaptureStats | None = None,
-                     chunk_rows: int = 250_000) -> Iterator[pa.Table]:
-    """A capture's APDUs as schema tables of at most ``chunk_rows`` rows (bounded memory)."""
-    ring = KeyRing.load(keys) if isinstance(keys, (str, Path)) else keys
-    rec = ApduRecorder(keys=ring, source=Path(path).name, first_id=first_id)
+def _tables(rows_iter: Iterator[list[dict[str, Any]]], chunk_rows: int) -> Iterator[pa.Table]:
     rows: list[dict[str, Any]] = []
-    for w in read_apdus(path, port=port, stats=stats):
-        rows.append(rec.record(w))
+    for batch in rows_iter:
+        rows += batch
         if len(rows) >= chunk_rows:
             yield table_from_rows(rows)
             rows = []
@@ -185,8 +313,33 @@ def iter_pcap_tables(path: str | Path, *, port: int = DEFAULT_PORT,
         yield table_from_rows(rows)
 
 
-def ingest_pcap(path: str | Path, *, port: int = DEFAULT_PORT, keys: KeyRing | str | Path |
-                None = None, first_id: int = 0, stats: CaptureStats | None = None) -> pa.Table:
+def iter_pcap_tables(path: str | Path | Iterable[str | Path], *,
+                     port: int | Iterable[int] | None = None,
+                     keys: KeyRing | str | Path | None = None, first_id: int = 0,
+                     stats: CaptureStats | None = None, recorder: ApduRecorder | None = None,
+                     chunk_rows: int = 250_000) -> Iterator[pa.Table]:
+    """The APDUs of one capture (or several, read as one ingest) as schema tables of at
+    most ``chunk_rows`` rows (bounded memory)."""
+    ring = KeyRing.load(keys) if isinstance(keys, (str, Path)) else keys
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    ports = [port] if isinstance(port, int) else port
+    reader = CaptureReader(ports, stats)
+    rec = recorder if recorder is not None else ApduRecorder(keys=ring, first_id=first_id)
+
+    def rows() -> Iterator[list[dict[str, Any]]]:
+        for p in paths:
+            for w in reader.read(p, str(p)):
+                yield rec.record(w)
+        for w in reader.finish():
+            yield rec.record(w)
+        yield rec.flush()
+
+    yield from _tables(rows(), chunk_rows)
+
+
+def ingest_pcap(path: str | Path, *, port: int | Iterable[int] | None = None,
+                keys: KeyRing | str | Path | None = None, first_id: int = 0,
+                stats: CaptureStats | None = None) -> pa.Table:
     """All APDUs of one capture as one table in the fleet schema (nothing written).
 
     ``keys`` is a key file path or a :class:`KeyRing`; row ids start at ``first_id``.
@@ -213,11 +366,32 @@ def sniff_kind(path: Path) -> str:
     return "pcap"
 
 
-def ingest(paths: Iterable[str | Path], out_dir: str | Path, *, port: int = DEFAULT_PORT,
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+MANIFEST = "_ingested.txt"
+
+
+def ingest(paths: Iterable[str | Path], out_dir: str | Path, *,
+           port: int | Iterable[int] | None = None,
            keys: str | Path | None = None, mapping: str | Path | None = None,
            map_options: Iterable[str] = (),
            on_file: Callable[[Path, int], None] | None = None) -> IngestResult:
-    """Ingest captures and logs into ``out_dir`` (appending to a dataset there)."""
+    """Ingest captures and logs into ``out_dir`` (appending to a dataset there).
+
+    All captures are read as one ingest (shared stream and association state, so
+    rotated files continue each other and packets present in two files count once).
+    A file whose content was ingested into ``out_dir`` before is skipped. The
+    dataset is locked for the whole ingest, so concurrent ingests into one
+    directory take turns and never hand out the same row ids.
+    """
+    import fcntl
+
     from metercert.fleet.logs import ColumnMapping, read_log
     from metercert.fleet.schema import next_id
 
@@ -228,29 +402,64 @@ def ingest(paths: Iterable[str | Path], out_dir: str | Path, *, port: int = DEFA
     ring = KeyRing.load(keys) if keys else None
     col_map = ColumnMapping.load(mapping, map_options) if (
         mapping or any(k != "pcap" for _, k in kinds) or map_options) else None
-    first = next_id(out_dir)
-    total = 0
-    written: list[Path] = []
-    agg: dict[str, int] = {}
-    for f, kind in kinds:
-        if kind == "pcap":
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".ingest.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = out / MANIFEST
+        done = set(manifest.read_text("utf-8").split()) if manifest.exists() else set()
+        fresh: list[tuple[Path, str, str]] = []
+        skipped: list[Path] = []
+        for f, kind in kinds:
+            digest = _file_digest(f)
+            if digest in done:
+                skipped.append(f)
+                continue
+            done.add(digest)
+            fresh.append((f, kind, digest))
+        first = next_id(out)
+        total = 0
+        written: list[Path] = []
+        agg: dict[str, int] = {}
+        pcaps = [f for f, k, _ in fresh if k == "pcap"]
+        if pcaps:
             stats = CaptureStats()
+            rec = ApduRecorder(keys=ring, first_id=first)
+            ports = [port] if isinstance(port, int) else port
+            reader = CaptureReader(ports, stats)
             rows = 0
-            for table in iter_pcap_tables(f, port=port, keys=ring, first_id=first, stats=stats):
-                written += write_dataset(table, out_dir)
-                first += table.num_rows
+
+            def batches() -> Iterator[list[dict[str, Any]]]:
+                nonlocal rows
+                for f in pcaps:
+                    before = rec._next
+                    for w in reader.read(f, str(f)):
+                        yield rec.record(w)
+                    if on_file:
+                        on_file(f, rec._next - before)
+                for w in reader.finish():
+                    yield rec.record(w)
+                yield rec.flush()
+
+            for table in _tables(batches(), 250_000):
+                written += write_dataset(table, out)
                 rows += table.num_rows
-            for k, v in vars(stats).items():
-                agg[k] = agg.get(k, 0) + v
-        else:
+            first += rows
+            total += rows
+            agg.update(vars(stats))
+            agg["unattributed"] = rec.unattributed
+            agg["undecoded_ciphered"] = rec.malformed
+        for f, kind, _ in fresh:
+            if kind == "pcap":
+                continue
             assert col_map is not None
             table = read_log(f, col_map, kind=kind, first_id=first)
-            written += write_dataset(table, out_dir)
-            rows = table.num_rows
-            first += rows
-        total += rows
-        if on_file:
-            on_file(f, rows)
-    return IngestResult(total, tuple(written), agg)
-
-
+            written += write_dataset(table, out)
+            first += table.num_rows
+            total += table.num_rows
+            if on_file:
+                on_file(f, table.num_rows)
+        if fresh:
+            with open(manifest, "a", encoding="utf-8") as fh:
+                fh.writelines(f"{d}\n" for _, _, d in fresh)
+    return IngestResult(total, tuple(written), agg, tuple(skipped))

@@ -43,7 +43,7 @@ from metercert.errors import InputFileError, UsageError
 from metercert.fleet.schema import COLUMNS, table_from_rows
 
 REQUIRED = ("ts", "meter_id", "direction")
-MAPPABLE = tuple(c for c in COLUMNS if c not in ("id", "source"))
+MAPPABLE = tuple(c for c in COLUMNS if c not in ("id", "source", "space_key"))
 _INT_COLUMNS = {"client_sap", "server_sap", "sc", "suite", "ic", "apdu_tag", "length",
                 "plain_tag"}
 _BOOL_COLUMNS = {"ciphered", "authenticated", "tag_ok"}
@@ -206,7 +206,7 @@ def _convert(mapping: ColumnMapping, raw: Mapping[str, Any], where: str) -> dict
     row.setdefault("apdu_tag", 0)
     row.setdefault("length", 0)
     row.setdefault("link", "log")
-    return row
+    return row  # key_id and space_key: table_from_rows fills them for ciphered rows
 
 
 def _needed(mapping: ColumnMapping, present: Iterable[str]) -> set[str]:

@@ -1,25 +1,35 @@
 """Read DLMS APDUs out of pcap / pcapng captures.
 
 Supported: DLMS over the IEC 62056-47 TCP and UDP wrapper and HDLC (IEC 62056-46)
-carried over TCP, on Ethernet, Linux cooked, loopback or raw-IP captures, IPv4 and
-IPv6. The side that uses the DLMS port (4059 unless told otherwise) is the meter.
+carried over TCP or UDP, on Ethernet, Linux cooked, loopback or raw-IP captures,
+IPv4 and IPv6. Without ``ports`` every TCP stream and UDP datagram is tried and kept
+when it frames as DLMS (18 of the 21 public captures use ports other than 4059).
+
+Which side is the meter is told by what it sends, not by the port: the side that
+sends an AARQ is the client; the sender of an AARE, a data-notification or an
+event-notification is the meter (meters that push open the TCP connection
+themselves, and UDP pushes run 4059 <-> 4059). Only when the first APDU says
+nothing is the port used (the side on a DLMS port is the meter).
 
 TCP streams are reassembled per direction by sequence number: retransmitted and
-overlapping bytes are dropped, out-of-order segments wait until the gap is filled,
-and a new SYN on the same address pair starts a new stream. An APDU's timestamp is
-that of the packet that completed it. Each stream's framing (wrapper or HDLC) is
-told from its first byte (0x7E opens an HDLC frame).
-
-Frames that do not decode are counted in :class:`CaptureStats`, never fatal: a
-capture of real traffic always has some.
+overlapping bytes are dropped, out-of-order segments wait until the gap is filled.
+A gap that is never filled (a segment the probe missed) is skipped after enough
+later data or at the end of the stream, and the framer resynchronises on the next
+frame boundary; so does a capture that begins mid-frame. One :class:`CaptureReader`
+reads all the files of one ingest, so a connection continued in the next rotated
+file keeps its state, and the same packets seen in two files (two probes on one
+link, a file given twice) are read once. An APDU's timestamp is that of the packet
+that completed it, never earlier than the previous APDU of its stream.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import struct
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,20 +38,34 @@ import dpkt
 from metercert.errors import InputFileError
 from metercert.transport.errors import TransportError
 from metercert.transport.hdlc_frame import FrameKind, HdlcFrameDecoder
-from metercert.transport.wrapper import WrapperDecoder, decode_datagram
 
 DEFAULT_PORT = 4059
+DLMS_PORTS = frozenset({4059, 4060, 4061, 4062, 4063, 4064})
 _PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
                 b"\xa1\xb2\x3c\x4d"}
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _LLC_HEADERS = (b"\xe6\xe6\x00", b"\xe6\xe7\x00")
 _SEQ_MOD = 1 << 32
 _DLT_LINUX_SLL2 = 276
+_WRAPPER_HEADER = struct.Struct(">HHHH")
+# First bytes of xDLMS / ACSE APDUs (IEC 62056-5-3 tags): used to accept a frame found
+# by resynchronisation and to tell DLMS from other traffic on an unknown port.
+APDU_TAGS = frozenset({0x01, 0x05, 0x06, 0x08, 0x0C, 0x0D, 0x0E, 0x0F, 0x21, 0x22, 0x28,
+                       0x2E, 0x60, 0x61, 0x62, 0x63, *range(0xC0, 0xE0)})
+_CLIENT_TAGS = frozenset({0x60, 0x62, 0xC0, 0xC1, 0xC3, 0xC8, 0xC9, 0xCB, 0xD0, 0xD1, 0xD3})
+_METER_TAGS = frozenset({0x61, 0x63, 0x0F, 0xC2, 0xC4, 0xC5, 0xC7, 0xCA, 0xCC, 0xCD, 0xCF,
+                         0xD2, 0xD4, 0xD5, 0xD7, 0xD8})
+_GAP_SEGMENTS = 64  # later segments held before a never-filled gap is skipped
+_DEDUP_WINDOW = 1 << 20  # UDP datagram digests remembered for cross-file duplicates
 
 
 @dataclass(frozen=True)
 class WireApdu:
-    """One APDU as it crossed the wire, with where and when."""
+    """One APDU as it crossed the wire, with where and when.
+
+    ``endpoint`` is the meter side's network path (``ip:port`` plus the HDLC server
+    address or wrapper wPort): the meter's identity when its system title is unknown.
+    """
 
     ts: datetime
     direction: str  # c2s | s2c
@@ -52,6 +76,8 @@ class WireApdu:
     link: str  # wrapper | hdlc
     stream: str
     apdu: bytes = field(repr=False)
+    endpoint: str = ""
+    source: str = ""
 
 
 @dataclass
@@ -62,6 +88,9 @@ class CaptureStats:
     bad_frames: int = 0
     streams: int = 0
     not_ip: int = 0
+    duplicate_packets: int = 0
+    gaps: int = 0
+    resyncs: int = 0
 
 
 def _addr(ip: bytes, port: int) -> str:
@@ -71,34 +100,102 @@ def _addr(ip: bytes, port: int) -> str:
 
 
 class _Framer:
-    """Cuts one direction's byte stream into APDUs (wrapper or HDLC, auto-detected)."""
+    """Cuts one direction's byte stream into APDUs (wrapper or HDLC, auto-detected).
 
-    def __init__(self) -> None:
+    After a gap (``resync``) or on bytes that do not frame, the wrapper side looks for
+    the next plausible header (version 1 and a known APDU tag after it); HDLC skips to
+    the next flag. Yields ``(apdu, source address, dest address)``; the addresses are
+    wPorts (int) or :class:`HdlcAddress` values.
+    """
+
+    def __init__(self, *, strict: bool) -> None:
         self.link: str | None = None
-        self._wrapper: WrapperDecoder | None = None
+        self._buf = bytearray()
         self._hdlc: HdlcFrameDecoder | None = None
         self._segments: bytearray | None = None
-        self.failed = False
+        self._hunting = not strict  # a stream seen from its SYN must frame from byte 0
+        self.frames = 0
+        self.dead = False  # not DLMS: a stream from its SYN whose first bytes never framed
 
-    def feed(self, data: bytes, stats: CaptureStats) -> Iterator[tuple[bytes, int, int]]:
-        """Yield ``(apdu, source_sap, dest_sap)`` for every APDU completed by ``data``."""
-        if self.failed or not data:
+    def resync(self) -> None:
+        self._buf.clear()
+        self._segments = None
+        self._hunting = True
+        if self._hdlc is not None:
+            self._hdlc = HdlcFrameDecoder()
+
+    def _hunt_link(self, data: bytes) -> bytes:
+        """Mid-stream start: begin at an HDLC opening flag (0x7E then a type-3 format
+        byte) if one comes before anything that looks like a wrapper header."""
+        pending = bytes(self._buf) + data
+        self._buf.clear()
+        flag = next((i for i in range(len(pending) - 1)
+                     if pending[i] == 0x7E and pending[i + 1] & 0xF0 == 0xA0), -1)
+        wrap = pending.find(b"\x00\x01")
+        if flag >= 0 and (wrap < 0 or flag < wrap):
+            return pending[flag:]
+        if wrap < 0:
+            self._buf += pending[-1:]
+            return b""
+        self.link = "wrapper"
+        return pending
+
+    def feed(self, data: bytes, stats: CaptureStats) -> Iterator[tuple[bytes, Any, Any]]:
+        if self.dead or not data:
             return
+        if self.link is None and self._hunting and data[0] != 0x7E:
+            data = self._hunt_link(data)
+            if not data:
+                return
         if self.link is None:
-            self.link = "hdlc" if data[0] == 0x7E else "wrapper"
-            if self.link == "hdlc":
+            if data[0] == 0x7E:
+                self.link = "hdlc"
                 self._hdlc = HdlcFrameDecoder()
+            elif data[:2] == b"\x00\x01" or self._hunting:
+                self.link = "wrapper"
             else:
-                self._wrapper = WrapperDecoder()
-        if self._wrapper is not None:
-            try:
-                self._wrapper.feed(data)
-                for wframe in self._wrapper:
-                    yield wframe.payload, wframe.source_wport, wframe.dest_wport
-            except TransportError:
-                stats.bad_frames += 1
-                self.failed = True  # framing lost for the rest of this stream
-            return
+                self.dead = True
+                return
+        if self._hdlc is not None:
+            yield from self._feed_hdlc(data, stats)
+        else:
+            yield from self._feed_wrapper(data, stats)
+
+    def _feed_wrapper(self, data: bytes, stats: CaptureStats) -> Iterator[tuple[bytes, Any, Any]]:
+        buf = self._buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        while n - pos >= 8:
+            version, src, dst, length = _WRAPPER_HEADER.unpack_from(buf, pos)
+            plausible = version == 1 and length > 0 and (
+                n - pos == 8 or buf[pos + 8] in APDU_TAGS) and (
+                not self._hunting or length <= 8192)
+            if not plausible:
+                if self.frames == 0 and not self._hunting:
+                    self.dead = True
+                    buf.clear()
+                    return
+                if not self._hunting:
+                    stats.bad_frames += 1
+                    self._hunting = True
+                nxt = buf.find(b"\x00\x01", pos + 1)
+                if nxt < 0:
+                    pos = max(pos, n - 1)
+                    break
+                pos = nxt
+                continue
+            if n - pos < 8 + length:
+                break
+            if self._hunting:
+                stats.resyncs += 1 if self.frames else 0
+                self._hunting = False
+            self.frames += 1
+            yield bytes(buf[pos + 8:pos + 8 + length]), src, dst
+            pos += 8 + length
+        del buf[:pos]
+
+    def _feed_hdlc(self, data: bytes, stats: CaptureStats) -> Iterator[tuple[bytes, Any, Any]]:
         assert self._hdlc is not None
         self._hdlc.feed(data)
         while True:
@@ -109,36 +206,48 @@ class _Framer:
                 continue
             if frame is None:
                 return
-            if frame.kind is not FrameKind.I:
+            self.frames += 1
+            self._hunting = False
+            if frame.kind is not FrameKind.I and frame.kind is not FrameKind.UI:
                 continue
             info = frame.info
+            if not info:
+                continue
             if self._segments is None:
                 for llc in _LLC_HEADERS:
                     if info.startswith(llc):
                         info = info[len(llc):]
                         break
+                if frame.kind is FrameKind.UI and not frame.segmented:
+                    if info:
+                        yield bytes(info), frame.source, frame.dest
+                    continue
                 self._segments = bytearray()
             self._segments += info
             if frame.segmented:
                 continue
             apdu, self._segments = bytes(self._segments), None
             if apdu:
-                yield apdu, frame.source.upper, frame.dest.upper
+                yield apdu, frame.source, frame.dest
 
 
 class _HalfStream:
     """One direction of a TCP connection: sequence-ordered bytes into a framer."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool) -> None:
+        self.isn: int | None = None
         self.next_seq: int | None = None
         self.pending: dict[int, bytes] = {}
-        self.framer = _Framer()
+        self.framer = _Framer(strict=strict)
+        self.last_ts: datetime | None = None
+        self.opened = False  # this side sent the first SYN (it is the TCP client)
 
     def syn(self, seq: int) -> None:
+        self.isn = seq
         self.next_seq = (seq + 1) % _SEQ_MOD
 
-    def segment(self, seq: int, data: bytes) -> list[bytes]:
-        """Accept one segment; return the bytes that are now in order."""
+    def segment(self, seq: int, data: bytes, stats: CaptureStats) -> list[bytes | None]:
+        """Accept one segment; return the bytes now in order (``None`` marks a skipped gap)."""
         if not data:
             return []
         if self.next_seq is None:
@@ -151,18 +260,23 @@ class _HalfStream:
             data, seq = data[behind:], self.next_seq
             ahead = 0
         if ahead:
-            if len(self.pending) < 4096:
-                old = self.pending.get(seq)
-                if old is None or len(old) < len(data):
-                    self.pending[seq] = data
+            old = self.pending.get(seq)
+            if old is None or len(old) < len(data):
+                self.pending[seq] = data
+            if len(self.pending) >= _GAP_SEGMENTS:
+                return self.skip_gap(stats)
             return []
-        out = [data]
+        out: list[bytes | None] = [data]
         self.next_seq = (seq + len(data)) % _SEQ_MOD
-        while self.pending:
+        out += self._drain()
+        return out
+
+    def _drain(self) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        while self.pending and self.next_seq is not None:
             nxt = self.pending.pop(self.next_seq, None)
             if nxt is None:
-                # a pending segment may overlap the new edge
-                for s in list(self.pending):
+                for s in list(self.pending):  # a pending segment may overlap the new edge
                     back = (self.next_seq - s) % _SEQ_MOD
                     if back < _SEQ_MOD // 2:
                         seg = self.pending.pop(s)
@@ -174,6 +288,16 @@ class _HalfStream:
             out.append(nxt)
             self.next_seq = (self.next_seq + len(nxt)) % _SEQ_MOD
         return out
+
+    def skip_gap(self, stats: CaptureStats) -> list[bytes | None]:
+        """Give up on the missing bytes: continue from the nearest held segment."""
+        if not self.pending or self.next_seq is None:
+            return []
+        base = self.next_seq
+        first = min(self.pending, key=lambda s: (s - base) % _SEQ_MOD)
+        stats.gaps += 1
+        self.next_seq = first
+        return [None, *self._drain()]
 
 
 def open_capture(path: str | Path) -> tuple[Any, BinaryIO]:
@@ -217,85 +341,234 @@ def _ip_layer(linktype: int, buf: bytes) -> Any:
     return None
 
 
-def read_apdus(path: str | Path, *, port: int = DEFAULT_PORT,
-               stats: CaptureStats | None = None) -> Iterator[WireApdu]:
-    """Every DLMS APDU in a capture, in capture order."""
-    st = stats if stats is not None else CaptureStats()
-    reader, fh = open_capture(path)
-    streams: dict[tuple[bytes, int, bytes, int], tuple[str, _HalfStream]] = {}
-    generation: dict[tuple[bytes, int, bytes, int], int] = {}
-    try:
-        linktype = reader.datalink()
-        records = iter(reader)
-        while True:
-            try:
-                ts, buf = next(records)
-            except StopIteration:
-                break
-            except (dpkt.dpkt.Error, ValueError, EOFError, OSError):
-                st.bad_frames += 1  # a truncated tail: keep what we have
-                break
-            st.packets += 1
-            try:
-                ip = _ip_layer(linktype, buf)
-            except (dpkt.dpkt.Error, ValueError, IndexError):
-                st.not_ip += 1
-                continue
-            if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
-                st.not_ip += 1
-                continue
-            l4 = ip.data
-            if not isinstance(l4, (dpkt.tcp.TCP, dpkt.udp.UDP)):
-                continue
-            if port not in (l4.sport, l4.dport):
-                continue
-            st.dlms_packets += 1
-            when = datetime.fromtimestamp(float(ts), UTC)
-            c2s = l4.dport == port
-            if c2s:
-                client, server = _addr(ip.src, l4.sport), _addr(ip.dst, l4.dport)
-            else:
-                client, server = _addr(ip.dst, l4.dport), _addr(ip.src, l4.sport)
-            direction = "c2s" if c2s else "s2c"
-            if isinstance(l4, dpkt.udp.UDP):
-                try:
-                    frame = decode_datagram(bytes(l4.data))
-                except TransportError:
-                    st.bad_frames += 1
-                    continue
-                if not frame.payload:  # an empty frame carries no APDU
-                    st.bad_frames += 1
-                    continue
-                st.apdus += 1
-                yield WireApdu(when, direction, client, server,
-                               frame.source_wport if c2s else frame.dest_wport,
-                               frame.dest_wport if c2s else frame.source_wport,
-                               "wrapper", f"udp {client}-{server}", frame.payload)
-                continue
-            key = (ip.src, l4.sport, ip.dst, l4.dport)
-            ckey = key if c2s else (ip.dst, l4.dport, ip.src, l4.sport)
-            flags = l4.flags
-            if flags & dpkt.tcp.TH_SYN:
-                if c2s and not flags & dpkt.tcp.TH_ACK:
-                    generation[ckey] = generation.get(ckey, 0) + 1
-                    st.streams += 1
-                half = _HalfStream()
-                half.syn(l4.seq)
-                streams[key] = (f"tcp {client}-{server}#{generation.get(ckey, 0)}", half)
-            entry = streams.get(key)
-            if entry is None:  # capture began mid-connection
-                entry = (f"tcp {client}-{server}#{generation.get(ckey, 0)}", _HalfStream())
-                streams[key] = entry
-            name, half = entry
-            for chunk in half.segment(l4.seq, bytes(l4.data)):
-                for apdu, src_sap, dst_sap in half.framer.feed(chunk, st):
-                    if not apdu:  # an empty frame carries no APDU
-                        st.bad_frames += 1
-                        continue
-                    st.apdus += 1
-                    yield WireApdu(when, direction, client, server,
-                                   src_sap if c2s else dst_sap, dst_sap if c2s else src_sap,
-                                   half.framer.link or "wrapper", name, apdu)
-    finally:
-        fh.close()
+def _endpoint(server: str, link: str, server_address: Any) -> str:
+    if server_address is None:
+        return server
+    return f"{server}/{'hdlc ' if link == 'hdlc' else ''}{server_address}"
 
+
+def _sap(address: Any) -> int | None:
+    if address is None:
+        return None
+    return address if isinstance(address, int) else int(address.upper)
+
+
+@dataclass
+class _Conn:
+    """Both directions of one TCP connection (or one UDP peer pair)."""
+
+    name: str
+    meter: tuple[bytes, int] | None = None  # (ip, port) of the meter side once known
+    halves: dict[tuple[bytes, int], _HalfStream] = field(default_factory=dict)
+
+
+class CaptureReader:
+    """Reads the files of one ingest with shared stream state (see the module doc)."""
+
+    def __init__(self, ports: Iterable[int] | None = None,
+                 stats: CaptureStats | None = None) -> None:
+        self.ports = frozenset(ports) if ports else None
+        self.stats = stats if stats is not None else CaptureStats()
+        self._conns: dict[tuple[bytes, int, bytes, int], _Conn] = {}
+        self._generation: dict[tuple[bytes, int, bytes, int], int] = {}
+        self._udp_seen: OrderedDict[int, int] = OrderedDict()
+        self._file_no = 0
+        self._last_source = ""
+        self._last_when = datetime(1970, 1, 1, tzinfo=UTC)
+
+    def _conn_key(self, a: tuple[bytes, int], b: tuple[bytes, int]) -> tuple[bytes, int, bytes, int]:
+        lo, hi = (a, b) if a <= b else (b, a)
+        return (lo[0], lo[1], hi[0], hi[1])
+
+    def _role(self, conn: _Conn, sender: tuple[bytes, int], peer: tuple[bytes, int],
+              apdu: bytes) -> None:
+        if conn.meter is not None:
+            return
+        tag = apdu[0]
+        if tag in _CLIENT_TAGS:
+            conn.meter = peer
+        elif tag in _METER_TAGS:
+            conn.meter = sender
+        elif tag in (0xDB, 0xDC, 0xDD, 0xDF) and self._is_tcp_client(conn, sender):
+            conn.meter = sender  # general ciphering with no association first: a push
+        else:
+            conn.meter = self._by_port(sender, peer)
+
+    def _is_tcp_client(self, conn: _Conn, sender: tuple[bytes, int]) -> bool:
+        half = conn.halves.get(sender)
+        return bool(half is not None and half.opened)
+
+    def _by_port(self, sender: tuple[bytes, int], peer: tuple[bytes, int]) -> tuple[bytes, int]:
+        ports = self.ports or DLMS_PORTS
+        if sender[1] in ports and peer[1] not in ports:
+            return sender
+        if peer[1] in ports and sender[1] not in ports:
+            return peer
+        return peer  # nothing to go on: the first sender asks, so it is the client
+
+    def _emit(self, conn: _Conn, when: datetime, sender: tuple[bytes, int],
+              peer: tuple[bytes, int], link: str, apdu: bytes, src: Any, dst: Any,
+              source: str, half: _HalfStream | None) -> WireApdu:
+        self._role(conn, sender, peer, apdu)
+        s2c = conn.meter == sender
+        meter, client = (sender, peer) if s2c else (peer, sender)
+        server_addr, client_addr = _addr(*meter), _addr(*client)
+        server_a, client_a = (src, dst) if s2c else (dst, src)
+        if half is not None:
+            if half.last_ts is not None and when < half.last_ts:
+                when = half.last_ts  # stream order wins over a timestamp that steps back
+            half.last_ts = when
+        self.stats.apdus += 1
+        return WireApdu(when, "s2c" if s2c else "c2s", client_addr, server_addr,
+                        _sap(client_a), _sap(server_a), link, conn.name, apdu,
+                        _endpoint(server_addr, link, server_a), source)
+
+    def read(self, path: str | Path, source: str | None = None) -> Iterator[WireApdu]:
+        """Every DLMS APDU of one more file, in stream order within each stream."""
+        st = self.stats
+        self._file_no += 1
+        file_no = self._file_no
+        src_name = source if source is not None else str(path)
+        self._last_source = src_name
+        reader, fh = open_capture(path)
+        try:
+            linktype = reader.datalink()
+            records = iter(reader)
+            while True:
+                try:
+                    ts, buf = next(records)
+                except StopIteration:
+                    break
+                except (dpkt.dpkt.Error, ValueError, EOFError, OSError, struct.error):
+                    st.bad_frames += 1  # a truncated tail: keep what we have
+                    break
+                st.packets += 1
+                try:
+                    ip = _ip_layer(linktype, buf)
+                except (dpkt.dpkt.Error, ValueError, IndexError, struct.error):
+                    st.not_ip += 1
+                    continue
+                if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
+                    st.not_ip += 1
+                    continue
+                l4 = ip.data
+                if not isinstance(l4, (dpkt.tcp.TCP, dpkt.udp.UDP)):
+                    continue
+                if self.ports is not None and l4.sport not in self.ports \
+                        and l4.dport not in self.ports:
+                    continue
+                when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(
+                    float(ts) * 1_000_000))
+                self._last_when = when
+                sender, peer = (ip.src, l4.sport), (ip.dst, l4.dport)
+                if isinstance(l4, dpkt.udp.UDP):
+                    yield from self._udp(ip, l4, when, sender, peer, src_name, file_no)
+                else:
+                    yield from self._tcp(l4, when, sender, peer, src_name)
+        finally:
+            fh.close()
+
+    def _udp(self, ip: Any, l4: Any, when: datetime, sender: tuple[bytes, int],
+             peer: tuple[bytes, int], source: str, file_no: int) -> Iterator[WireApdu]:
+        data = bytes(l4.data)
+        if not data:
+            return
+        digest = hash((ip.src, ip.dst, l4.sport, l4.dport, getattr(ip, "id", 0), data))
+        seen = self._udp_seen.get(digest)
+        if seen is not None and seen != file_no:
+            self.stats.duplicate_packets += 1  # the same datagram in another file
+            return
+        self._udp_seen[digest] = file_no
+        if len(self._udp_seen) > _DEDUP_WINDOW:
+            self._udp_seen.popitem(last=False)
+        key = self._conn_key(sender, peer)
+        conn = self._conns.get(key)
+        if conn is None:
+            conn = _Conn(f"udp {_addr(*key[:2])}-{_addr(*key[2:])}")
+        framer = _Framer(strict=True)
+        out = list(framer.feed(data, self.stats))
+        if not out:
+            if self.ports is not None or (framer.link is not None and not framer.dead):
+                self.stats.bad_frames += 1
+            return
+        self._conns[key] = conn
+        self.stats.dlms_packets += 1
+        for apdu, src, dst in out:
+            yield self._emit(conn, when, sender, peer, framer.link or "wrapper", apdu, src, dst,
+                             source, None)
+
+    def _tcp(self, l4: Any, when: datetime, sender: tuple[bytes, int],
+             peer: tuple[bytes, int], source: str) -> Iterator[WireApdu]:
+        key = self._conn_key(sender, peer)
+        flags = l4.flags
+        conn = self._conns.get(key)
+        if flags & dpkt.tcp.TH_SYN:
+            half = conn.halves.get(sender) if conn is not None else None
+            if half is not None and half.isn == l4.seq:
+                return  # the same SYN again (another probe's copy, or a retransmission)
+            if not flags & dpkt.tcp.TH_ACK or conn is None:
+                gen = self._generation.get(key, 0) + 1
+                self._generation[key] = gen
+                self.stats.streams += 1
+                if conn is not None:
+                    yield from self._finish(conn, when, source)
+                conn = _Conn(f"tcp {_addr(*sender)}-{_addr(*peer)}#{gen}")
+                self._conns[key] = conn
+            half = _HalfStream(strict=True)
+            half.syn(l4.seq)
+            half.opened = not flags & dpkt.tcp.TH_ACK
+            conn.halves[sender] = half
+            return
+        if conn is None:  # capture began mid-connection
+            gen = self._generation.get(key, 0)
+            conn = _Conn(f"tcp {_addr(*sender)}-{_addr(*peer)}#{gen}")
+            self._conns[key] = conn
+        half = conn.halves.get(sender)
+        if half is None:
+            half = _HalfStream(strict=False)
+            conn.halves[sender] = half
+        data = bytes(l4.data)
+        if data:
+            before = half.framer.frames
+            for chunk in half.segment(l4.seq, data, self.stats):
+                yield from self._frames(conn, half, chunk, when, sender, peer, source)
+            if half.framer.frames > before or half.framer.frames:
+                self.stats.dlms_packets += 1
+        if flags & (dpkt.tcp.TH_FIN | dpkt.tcp.TH_RST):
+            for chunk in half.skip_gap(self.stats) if half.pending else []:
+                yield from self._frames(conn, half, chunk, when, sender, peer, source)
+
+    def _frames(self, conn: _Conn, half: _HalfStream, chunk: bytes | None, when: datetime,
+                sender: tuple[bytes, int], peer: tuple[bytes, int],
+                source: str) -> Iterator[WireApdu]:
+        if chunk is None:
+            half.framer.resync()
+            return
+        for apdu, src, dst in half.framer.feed(chunk, self.stats):
+            yield self._emit(conn, when, sender, peer, half.framer.link or "wrapper", apdu,
+                             src, dst, source, half)
+
+    def _finish(self, conn: _Conn, when: datetime, source: str) -> Iterator[WireApdu]:
+        for sender, half in list(conn.halves.items()):
+            while half.pending:
+                chunks = half.skip_gap(self.stats)
+                if not chunks:
+                    break
+                peer = next((p for p in conn.halves if p != sender), sender)
+                for chunk in chunks:
+                    yield from self._frames(conn, half, chunk, half.last_ts or when, sender,
+                                            peer, source)
+
+    def finish(self) -> Iterator[WireApdu]:
+        """APDUs still held behind gaps when the last file ends."""
+        for conn in list(self._conns.values()):
+            yield from self._finish(conn, self._last_when, self._last_source)
+
+
+def read_apdus(path: str | Path, *, port: int | Iterable[int] | None = None,
+               stats: CaptureStats | None = None) -> Iterator[WireApdu]:
+    """Every DLMS APDU in one capture (``port``: one or several DLMS ports, or any)."""
+    ports = [port] if isinstance(port, int) else port
+    reader = CaptureReader(ports, stats)
+    yield from reader.read(path)
+    yield from reader.finish()

@@ -29,6 +29,7 @@ FINDINGS_SCHEMA = pa.schema([
     ("assoc_id", pa.string()), ("ref_assoc_id", pa.string()),
     ("evidence_ids", pa.list_(pa.int64())), ("detail", pa.string()),
     ("requirements", pa.list_(pa.string())), ("threat", pa.string()),
+    ("key_id", pa.string()),
 ])
 _COLORS = {"critical": "#8b0000", "high": "#d9534f", "medium": "#e0a800", "low": "#5b8def"}
 HTML_ROWS = 500

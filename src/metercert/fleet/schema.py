@@ -17,13 +17,23 @@ server_addr    string            meter side ``ip:port``
 client_sap     int32             client wPort (wrapper) or HDLC client address
 server_sap     int32             server wPort (wrapper) or HDLC server address
 link           string            ``wrapper``, ``hdlc`` or ``log``
-meter_id       string, not null  the server address ``ip:port/sap`` or a log's meter id
+meter_id       string, not null  the meter's identity: ``st:<system title>`` once its title is
+                                 known, else its network path (``endpoint``) or a log's meter id
 meter_key      int64, not null   first 60 bits of SHA-256(meter_id): a fast join/sort key
+endpoint       string            meter side network path: ``ip:port/wport`` or
+                                 ``ip:port/hdlc upper/lower`` (gateway meters differ here)
 assoc_id       string            one application association (TCP stream + AARQ number)
 system_title   string            sender's system title, 16 upper-case hex digits
 sc             int16             security control byte
 suite          int16             security suite (bits 0-3 of SC)
 key_set        string            ``unicast`` or ``broadcast`` (SC bit 0x40)
+key_id         string            which key protects it: ``guk <meter>/<client sap>`` (the
+                                 global unicast key of that client role at that meter),
+                                 ``gbk`` (broadcast), ``ded <assoc_id>`` (dedicated key of one
+                                 association); ``#kN`` = the key file's N-th key set verified it
+                                 (a new key generation after a key transfer)
+space_key      int64             digest of the counter space (system_title or ``?<direction>``,
+                                 key_id): one GCM nonce space, where a counter must never repeat
 ic             int64             invocation counter
 apdu_tag       int16, not null   first byte of the APDU
 length         int32, not null   APDU length in bytes
@@ -32,7 +42,7 @@ ciphered       bool, not null    a ciphered form (glo/ded/general-glo/general-de
 authenticated  bool, not null    SC has the authentication bit
 tag_ok         bool              GCM tag verified (only with a key file)
 plain_tag      int16             tag of the decrypted service APDU (only with keys)
-source         string            capture or log file the row came from
+source         string            capture or log file the row came from, as given (with its path)
 =============  ================  ==================================================
 """
 
@@ -59,11 +69,14 @@ APDU_SCHEMA = pa.schema([
     pa.field("link", pa.string()),
     pa.field("meter_id", pa.string(), nullable=False),
     pa.field("meter_key", pa.int64(), nullable=False),
+    pa.field("endpoint", pa.string()),
     pa.field("assoc_id", pa.string()),
     pa.field("system_title", pa.string()),
     pa.field("sc", pa.int16()),
     pa.field("suite", pa.int16()),
     pa.field("key_set", pa.string()),
+    pa.field("key_id", pa.string()),
+    pa.field("space_key", pa.int64()),
     pa.field("ic", pa.int64()),
     pa.field("apdu_tag", pa.int16(), nullable=False),
     pa.field("length", pa.int32(), nullable=False),
@@ -89,6 +102,19 @@ def meter_key(meter_id: str) -> int:
     return int(hashlib.sha256(meter_id.encode("utf-8")).hexdigest()[:15], 16)
 
 
+def space_key(sender: str, key_id: str) -> int:
+    """Integer digest of a counter space (sender system title, key identity).
+
+    The simulator computes the same value in SQL; both are 60-bit positive integers.
+    """
+    return int(hashlib.sha256(f"{sender}|{key_id}".encode()).hexdigest()[:15], 16)
+
+
+def default_key_id(meter_id: str, key_set: str | None, client_sap: int | None) -> str:
+    """The key identity of a row that says nothing more (logs, rows built in tests)."""
+    return "gbk" if key_set == "broadcast" else f"guk {meter_id}/{client_sap}"
+
+
 def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Build a schema-conformant table from dict rows (missing keys become null)."""
     cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
@@ -101,6 +127,12 @@ def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
             if mid not in keys:
                 keys[mid] = meter_key(mid)
             cols["meter_key"][-1] = keys[mid]
+        if row.get("space_key") is None and row.get("ciphered") and row.get("meter_id"):
+            kid = row.get("key_id") or default_key_id(str(row["meter_id"]), row.get("key_set"),
+                                                      row.get("client_sap"))
+            cols["key_id"][-1] = kid
+            cols["space_key"][-1] = space_key(
+                row.get("system_title") or f"?{row.get('direction')}", kid)
     return pa.table(cols, schema=APDU_SCHEMA)
 
 

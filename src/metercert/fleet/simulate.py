@@ -30,7 +30,7 @@ from metercert.fleet.detectors import DEFAULT_PARAMS, KINDS
 START = datetime(2026, 1, 5, tzinfo=UTC)
 CLIENT_TITLE = "48454E4400000001"  # "HEND" + serial: the head-end's system title
 PLANTED_BASE = 1_000_000_000  # counters of planted meters start here (room to regress)
-INJECTABLE = KINDS
+INJECTABLE = KINDS[:7]  # the counter, replay, plaintext and suite kinds
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,10 @@ def simulate(out_dir: str | Path, *, meters: int, days: int, requests: int = 3,
     total = sum(inject.values())
     if total > meters:
         raise UsageError(f"{total} planted anomalies need at least {total} meters")
-    if days * requests < 2 and (inject.get("ic-regression") or inject.get("ic-gap")):
-        raise UsageError("ic-regression and ic-gap need at least two requests per meter")
+    if days * requests < 2 and (inject.get("ic-regression") or inject.get("ic-gap")
+                                or inject.get("suite-downgrade")):
+        raise UsageError("ic-regression, ic-gap and suite-downgrade need at least two "
+                         "requests per meter")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a dataset directory")
@@ -125,9 +127,8 @@ def simulate(out_dir: str | Path, *, meters: int, days: int, requests: int = 3,
     for kind in INJECTABLE:
         for _ in range(inject.get(kind, 0)):
             m = next(it)
-            direction = "c2s" if kind in ("plaintext", "suite-downgrade") else rng.choice(
-                ("c2s", "s2c"))
-            if kind in ("ic-regression", "ic-gap"):
+            direction = "c2s" if kind == "plaintext" else rng.choice(("c2s", "s2c"))
+            if kind in ("ic-regression", "ic-gap", "suite-downgrade"):
                 k0 = rng.randrange(1, seq_len)
             else:
                 k0 = rng.randrange(0, seq_len)
@@ -144,8 +145,8 @@ def simulate(out_dir: str | Path, *, meters: int, days: int, requests: int = 3,
                 ev = (orig, eid)
             elif kind == "plaintext":
                 ev = (eid,)
-            elif kind == "suite-downgrade":
-                ev = (row_id(m, d, 2 + 2 * r), row_id(m, d, 3 + 2 * r))
+            elif kind == "suite-downgrade":  # after suite 1 in the same counter space
+                ev = (orig,)
             elif kind == "ic-exhaustion":
                 ev = tuple(row_id(m, dd, 2 + 2 * rr + (1 if direction == "s2c" else 0))
                            for dd in range(days) for rr in range(requests))
@@ -259,7 +260,8 @@ shaped AS (
     CASE WHEN NOT glo THEN NULL WHEN direction = 'c2s' THEN '{CLIENT_TITLE}'
          ELSE server_title END AS system_title,
     CASE WHEN NOT glo THEN NULL
-         WHEN pkind = 'suite-downgrade' AND d = pd AND (f - 2) // 2 = pr THEN 0
+         WHEN pkind = 'suite-downgrade' AND d = pd AND (f - 2) // 2 = pr
+              AND direction = pdir THEN 0
          ELSE usual_suite END AS suite,
     CASE WHEN NOT glo THEN NULL
          WHEN pkind = 'ic-regression' AND pdir = direction AND k >= k0
@@ -312,11 +314,19 @@ extras AS (
 ),
 everything AS (
   SELECT id, ts, direction, client_addr, server_addr, client_sap, server_sap, link, meter_id,
-    meter_key, assoc_id, system_title, sc, suite, key_set, ic, apdu_tag, length, ct_sha256,
-    ciphered, authenticated, tag_ok, plain_tag, source
+    meter_key, server_addr || '/1' AS endpoint, assoc_id, system_title, sc, suite, key_set,
+    CASE WHEN ciphered THEN 'guk ' || meter_id || '/' || CAST(client_sap AS VARCHAR) END
+      AS key_id,
+    ic, apdu_tag, length, ct_sha256, ciphered, authenticated, tag_ok, plain_tag, source
   FROM {"typed" if part == "base" else "extras"}
 )
-SELECT * FROM everything
+SELECT id, ts, direction, client_addr, server_addr, client_sap, server_sap, link, meter_id,
+  meter_key, endpoint, assoc_id, system_title, sc, suite, key_set, key_id,
+  CASE WHEN ciphered THEN CAST(('0x' || substr(sha256(
+    COALESCE(system_title, '?' || direction) || '|' || key_id), 1, 15)) AS BIGINT) END
+    AS space_key,
+  ic, apdu_tag, length, ct_sha256, ciphered, authenticated, tag_ok, plain_tag, source
+FROM everything
 ) TO {_sql_str(out)} (FORMAT parquet, ROW_GROUP_SIZE 1000000)
 """
 

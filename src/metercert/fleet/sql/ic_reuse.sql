@@ -1,27 +1,37 @@
--- Invocation-counter reuse: one sender (system title), one key, one direction,
--- one counter, two different ciphertexts. The GCM nonce repeated under one key:
--- confidentiality and integrity of both APDUs are lost (DLMS:IC-UNIQUE).
--- A unicast key belongs to one meter, so unicast groups are per meter; the
--- broadcast key is shared by the fleet, so broadcast groups span meters.
--- Input: seq_rows (a reuse always lies in a suspect sequence; see stage_suspects).
+-- Invocation-counter reuse: one counter space (one sender system title under one
+-- key), one counter, two different ciphertexts. The GCM nonce repeated under one
+-- key: confidentiality and integrity of both APDUs are lost (DLMS:IC-UNIQUE).
+-- Direction is not part of the space: a client and a meter that share a system
+-- title and a key (a "simple key" setup) share one nonce space.
+-- Also: a byte-identical APDU that the sender sent again after restarting its
+-- counters (stage_copies.restarted): the same nonce under the same key again.
+-- Input: seq_rows (a reuse always lies in a watched space; see stage_suspects).
 WITH reused AS (
-  SELECT CASE WHEN key_set = 'broadcast' THEN '*' ELSE meter_id END AS scope,
-         system_title, key_set, direction, ic
+  SELECT space_key, ic
   FROM seq_rows
-  WHERE system_title IS NOT NULL AND ct_sha256 IS NOT NULL AND ic IS NOT NULL
-  GROUP BY CASE WHEN key_set = 'broadcast' THEN '*' ELSE meter_id END,
-           system_title, key_set, direction, ic
+  WHERE ct_sha256 IS NOT NULL AND ic IS NOT NULL
+  GROUP BY space_key, ic
   HAVING MIN(ct_sha256) <> MAX(ct_sha256)
+),
+hits AS (
+  SELECT a.id, a.ts, a.meter_id, a.system_title, a.direction, a.key_set, a.key_id,
+         a.space_key, a.assoc_id, a.ic, 0 AS same_ct
+  FROM seq_rows a JOIN reused r ON a.space_key = r.space_key AND a.ic = r.ic
+  UNION ALL
+  SELECT c.id, c.ts, c.meter_id, c.system_title, c.direction, c.key_set, c.key_id,
+         c.space_key, c.assoc_id, c.ic, 1 AS same_ct
+  FROM copies c
+  JOIN (SELECT space_key, ic FROM copies WHERE restarted = 1 GROUP BY space_key, ic) x
+    ON c.space_key = x.space_key AND c.ic = x.ic
 )
 SELECT 'ic-reuse' AS kind,
-       MIN(a.meter_id) AS meter_id, a.system_title, a.direction, a.key_set,
-       MIN(a.ts) AS ts, MAX(a.ts) AS ref_ts, a.ic AS value, COUNT(*) AS n,
-       MIN(a.assoc_id) AS assoc_id, MAX(a.assoc_id) AS ref_assoc_id,
-       array_agg(a.id) AS evidence_ids
-FROM seq_rows a
-JOIN reused r
-  ON a.system_title = r.system_title AND a.key_set = r.key_set
- AND a.direction = r.direction AND a.ic = r.ic
- AND (CASE WHEN a.key_set = 'broadcast' THEN '*' ELSE a.meter_id END) = r.scope
-WHERE a.ct_sha256 IS NOT NULL
-GROUP BY r.scope, a.system_title, a.key_set, a.direction, a.ic
+       MIN(meter_id) AS meter_id, MIN(system_title) AS system_title,
+       CASE WHEN MIN(direction) = MAX(direction) THEN MIN(direction) ELSE 'both' END
+         AS direction,
+       MIN(key_set) AS key_set, MIN(key_id) AS key_id,
+       MIN(ts) AS ts, MAX(ts) AS ref_ts, ic AS value, COUNT(DISTINCT id) AS n,
+       MIN(assoc_id) AS assoc_id, MAX(assoc_id) AS ref_assoc_id,
+       MIN(same_ct) AS ref_value,
+       array_agg(id) AS evidence_ids
+FROM hits
+GROUP BY space_key, ic

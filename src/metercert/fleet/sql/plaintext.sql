@@ -1,11 +1,11 @@
--- xDLMS service APDUs without authentication (plaintext, or encryption-only SC
--- 0x2x) inside an association that otherwise uses authenticated APDUs: the
--- security policy is not enforced for every request (DLMS:POLICY-ENFORCED).
--- ACSE (AARQ/AARE/RLRQ/RLRE) and exception-response are plain by design.
+-- xDLMS service APDUs sent in plaintext inside an association that otherwise uses
+-- authenticated APDUs: the security policy is not enforced for every request
+-- (DLMS:POLICY-ENFORCED). ACSE (AARQ/AARE/RLRQ/RLRE) and exception-response are
+-- plain by design. Ciphered APDUs without authentication are encryption_only's.
 WITH cand AS (
   SELECT id, ts, meter_id, system_title, direction, assoc_id
   FROM apdus
-  WHERE NOT authenticated AND assoc_id IS NOT NULL
+  WHERE NOT ciphered AND assoc_id IS NOT NULL
     AND apdu_tag NOT IN (96, 97, 98, 99, 216)
 ),
 protected AS (
