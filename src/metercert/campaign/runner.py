@@ -119,6 +119,12 @@ class CampaignRun:
         return tuple(r for r in self.results if r.verdict is Verdict.FAIL)
 
     @property
+    def device_identity(self) -> dict[str, str]:
+        """What the DLMS target read of the meter (serial, logical device name, firmware
+        identifiers, system title, suite): the report header and the evidence bundle."""
+        return dict(self.target_details.get("dlms", {}))
+
+    @property
     def unresolved(self) -> tuple[CheckResult, ...]:
         """Critical and high checks that reached no verdict."""
         return tuple(r for r in self.results if r.verdict is Verdict.INCONCLUSIVE
