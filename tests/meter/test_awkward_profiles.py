@@ -38,7 +38,7 @@ from metercert.security import CipheringForm, KeySet, Mechanism
 from metercert.transport.errors import TransportTimeout
 from metercert.transport.stream import ApduStream, open_dlms_connection
 
-from ._support import CLOCK, CURRENT_ASSOCIATION, ENERGY, FIRMWARE_ID, run, serving
+from ._support import CLOCK, CURRENT_ASSOCIATION, ENERGY, FIRMWARE_ID, profile, run, serving
 
 
 async def associated(target: DlmsTarget, role: str | None = None, **kw: object) -> DlmsClient:
@@ -189,27 +189,57 @@ def test_security_setup_version(tmp_path: Path, prof: str) -> None:
     """Version 0: security_policy is the enumeration (3 = authenticated and encrypted);
     version 1: bit flags (0x3C = requests and responses authenticated and encrypted).
     security_activate takes the version's own values and never lowers the policy."""
-    async def scenario() -> tuple[int, int, ActionResult, ActionResult, ActionResult]:
+    async def scenario() -> tuple[int, int, list[ActionResult], int]:
         async with serving(tmp_path / "m", prof) as bench:
             client = await associated(bench.target())
             setup = "0.0.43.0.6.255"
             policy = (await client.get(64, setup, 2)).value
             version = object_list(await client.get(15, CURRENT_ASSOCIATION, 2))[setup][1]
             v0 = prof == "security-setup-v0"
-            lower, _ = await client.action(64, setup, 1, D.enum(1 if v0 else 0x14))
-            same, _ = await client.action(64, setup, 1, D.enum(3 if v0 else 0x3C))
-            foreign, _ = await client.action(64, setup, 1, D.enum(0x3C if v0 else 3))
+            results = []
+            # lower, the other version's "authenticated and encrypted", the same policy
+            for value in ((1, 0x3C, 3) if v0 else (0x14, 3, 0x3C)):
+                results.append((await client.action(64, setup, 1, D.enum(value)))[0])
+            after = (await client.get(64, setup, 2)).value
             await client.close()
-            return policy, version, lower, same, foreign
+            return policy, version, results, after
 
-    policy, version, lower, same, foreign = run(scenario)
+    policy, version, results, after = run(scenario)
     if prof == "security-setup-v0":
         assert (policy, version) == (3, 0)
     else:
         assert (policy, version) == (0x3C, 1)
-    assert lower is ActionResult.OTHER_REASON
-    assert same is ActionResult.SUCCESS
-    assert foreign is ActionResult.TYPE_UNMATCHED  # the other version's value
+    assert results == [ActionResult.OTHER_REASON, ActionResult.OTHER_REASON,
+                       ActionResult.SUCCESS]
+    assert after == policy
+
+
+def test_security_activate_raises_an_authenticated_only_policy(tmp_path: Path) -> None:
+    """Policy "authenticated" (v0 value 1): security_activate 3 raises it to authenticated and
+    encrypted; from then on a request that is authenticated only is refused."""
+    async def scenario() -> tuple[int, ActionResult, int, bytes]:
+        prof = profile("security-setup-v0", policy="authenticated")
+        async with serving(tmp_path / "m", prof) as bench:
+            target = bench.target()
+            client = target.client(None, encrypted=False)
+            await client.sync_counter()
+            await client.connect()
+            await client.associate()
+            setup = "0.0.43.0.6.255"
+            before = (await client.get(64, setup, 2)).value
+            raised, _ = await client.action(64, setup, 1, D.enum(3))
+            get = b"\xc0\x01\xc1" + CosemAttributeDescriptor(
+                8, ObisCode.parse(CLOCK), 2).to_bytes() + b"\x00"
+            refused = await client.exchange(client.protect_request(get, encrypted=False))
+            await client.close()
+            strong = await associated(target)
+            after = (await strong.get(64, setup, 2)).value
+            await strong.close()
+            return before, raised, after, refused
+
+    before, raised, after, refused = run(scenario)
+    assert (before, raised, after) == (1, ActionResult.SUCCESS, 3)
+    assert refused[:1] == b"\xd8"
 
 
 # -- sparse-objects ----------------------------------------------------------------------------

@@ -279,19 +279,25 @@ class SecuritySetup(CosemObject):
             return {v: k for k, v in _V0_POLICY.items()}[(auth, enc)]
         return _v1_policy_bits(auth, enc)
 
-    def _requested(self, params: D | None) -> tuple[bool, bool] | None:
-        """What security_activate asks for, or None if the value is not one of this version's."""
-        if params is None or params.type is not DataType.ENUM:
-            return None
-        value = params.value
+    def _requested(self, value: int, current: tuple[bool, bool]) -> tuple[bool, bool] | None:
+        """The (authenticated, encrypted) policy security_activate asks for, or None when
+        this meter cannot take it: a value this version does not define, digital signature
+        (not offered), or anything that would drop a protection in force."""
         if self.version == 0:
-            return _V0_POLICY.get(value)
-        if value & ~0x3C:  # digital signature bits and bit 0/1: not offered by this meter
+            requested = _V0_POLICY.get(value)
+            if requested is None:
+                return None
+        else:
+            if value & ~0x3C:  # bits 0/1 reserved, 6/7 digital signature: not offered
+                return None
+            if _v1_policy_bits(*current) & ~value:
+                return None  # a protection in force would be dropped
+            requested = (bool(value & 0x14), bool(value & 0x28))
+        if (current[0] and not requested[0]) or (current[1] and not requested[1]):
             return None
-        auth, enc = bool(value & 0x04), bool(value & 0x08)
-        if value != _v1_policy_bits(auth, enc):
-            return None  # requests and responses are protected alike on this meter
-        return auth, enc
+        if requested[1] and not requested[0]:
+            return None  # encryption without authentication: not a policy this meter runs
+        return requested
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         meter = session.meter
@@ -315,16 +321,13 @@ class SecuritySetup(CosemObject):
                session: MeterSession) -> tuple[ActionResult, D | None]:
         meter = session.meter
         if method == 1:  # security_activate: the policy can only be raised, never lowered
-            requested = self._requested(params)
-            if requested is None:
+            if params is None or params.type is not DataType.ENUM:
                 return ActionResult.TYPE_UNMATCHED, None
-            current = meter.requires
-            if (current[0] and not requested[0]) or (current[1] and not requested[1]):
-                meter.log.add(Event.UNPROTECTED_REQUEST,
-                              f"security_activate would lower the policy of association {self.e}")
+            requested = self._requested(params.value, meter.requires)
+            if requested is None:
+                meter.log.add(Event.UNPROTECTED_REQUEST, f"security_activate {params.value} "
+                              f"refused for association {self.e}")
                 return ActionResult.OTHER_REASON, None
-            if requested[1] and not requested[0]:
-                return ActionResult.OTHER_REASON, None  # encryption without authentication
             meter.requires = requested  # in RAM: a power cycle restores the profile's policy
             return ActionResult.SUCCESS, None
         if method != 2:
