@@ -55,7 +55,10 @@ POWER_KINDS = ("builtin", "command", "manual")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TOP_KEYS = ("name", "target", "framing", "keys", "roles", "power", "tls", "dossier", "firmware",
-             "only", "skip", "no_destructive")
+             "only", "skip", "no_destructive", "probes", "challenge_length", "timeout_s")
+#: probe objects a campaign file may name (see metercert.client.discovery)
+PROBE_KEYS = ("clock", "register", "firmware_id", "image_transfer", "disconnect", "security_log",
+              "logical_device_name", "serial_number", "security_setup")
 _ROLE_KEYS = ("client_sap", "mechanism", "password_env", "secret_env")
 _POWER_KEYS = ("kind", "on", "off", "cycle", "settle_s")
 _TLS_KEYS = ("endpoint", "client_cert", "client_key", "ca", "profile")
@@ -175,6 +178,12 @@ class CampaignConfig:
     only: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
     no_destructive: bool = False
+    #: probe name -> OBIS text ("0.0.1.0.0.255"), overriding discovery
+    probes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: length of the client's HLS challenge (8..64 bytes); None: the client's default
+    challenge_length: int | None = None
+    #: how long one exchange with the meter may take
+    timeout_s: float | None = None
 
     @property
     def include_destructive(self) -> bool:
@@ -490,8 +499,32 @@ def parse_campaign(text: str, *, name: str = "<campaign>", base_dir: Path | None
     no_destructive = body.get("no_destructive", False)
     if not isinstance(no_destructive, bool):
         raise src.error(["no_destructive"], f"no_destructive must be true or false, got {_show(no_destructive)}")
+    probes: dict[str, str] = {}
+    if "probes" in body:
+        from metercert.cosem import ObisCode
+        from metercert.cosem.errors import CosemDecodeError
+
+        raw = _mapping(src, ["probes"], body["probes"], PROBE_KEYS)
+        for key, value in raw.items():
+            text = _string(src, ["probes", key], value)
+            try:
+                ObisCode.parse(text)
+            except (CosemDecodeError, ValueError):
+                raise src.error(["probes", key], f"probes.{key}: {_show(value)} is not an OBIS "
+                                "code (A.B.C.D.E.F)") from None
+            probes[key] = text
+    challenge = (_int(src, ["challenge_length"], body["challenge_length"], 8, 64)
+                 if "challenge_length" in body else None)
+    timeout_s = body.get("timeout_s")
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(
+            timeout_s, (int, float)) or not 0.1 <= timeout_s <= 600):
+        raise src.error(["timeout_s"], f"timeout_s must be seconds from 0.1 to 600, got "
+                        f"{_show(timeout_s)}")
     return CampaignConfig(
         source=source,
+        probes=MappingProxyType(probes),
+        challenge_length=challenge,
+        timeout_s=float(timeout_s) if timeout_s is not None else None,
         name=_string(src, ["name"], body["name"]) if "name" in body else None,
         target=target,
         framing=framing,

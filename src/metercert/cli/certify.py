@@ -197,7 +197,10 @@ def _test(args: argparse.Namespace) -> int:
             counter_dir=counters,
             firmware_image=firmware.image if firmware else None,
             firmware_identifier=firmware.identifier if firmware else None,
-            firmware_verify_timeout=firmware.verify_timeout_s if firmware else 60.0)}
+            firmware_verify_timeout=firmware.verify_timeout_s if firmware else 60.0,
+            probe_overrides=_probes(config), challenge_length=config.challenge_length
+            if config is not None else None,
+            **({"timeout": config.timeout_s} if config is not None and config.timeout_s else {}))}
     tls_endpoint = args.tls or (config.tls.endpoint if config and config.tls else None)
     if tls_endpoint:
         from metercert.tlsprobe.audit import TlsTarget, parse_endpoint
@@ -222,6 +225,14 @@ def _test(args: argparse.Namespace) -> int:
     else:  # UDP has no handshake: ask the public association instead
         _probe_udp(targets[TargetKind.DLMS])  # type: ignore[arg-type]
     return _run(targets, args, None, console, started=started)
+
+
+def _probes(config: Any) -> dict[str, Any]:
+    from metercert.cosem import ObisCode
+
+    if config is None:
+        return {}
+    return {name: ObisCode.parse(text) for name, text in config.probes.items()}
 
 
 def _with_campaign_roles(keys: Any, config: Any) -> Any:

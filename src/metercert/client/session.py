@@ -10,6 +10,7 @@ moves only then.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -174,6 +175,10 @@ class DlmsClient:
         self.last_sent_counter: int | None = None
         #: the clock object probe requests read (discovery may name another)
         self.clock_obis = DEFAULT_CLOCK
+        if settings.ciphered and settings.keys.guek is not None:
+            digest = hashlib.sha256(b"metercert counter space" + settings.keys.guek.secret
+                                    + (settings.keys.server_system_title or b"")).hexdigest()
+            self.trace.counter_space = digest[:16]
 
     @property
     def server_title_hex(self) -> str:
@@ -630,6 +635,14 @@ def _hex_secret(value: Any, where: str) -> bytes | None:
         raise InputFileError(f"{where}: hls_secret is not hex") from None
 
 
+def _challenge_length(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 64:
+        raise InputFileError(f"key file: challenge_length must be 8..64 bytes, got {value!r}")
+    return value
+
+
 def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> ClientSettings:
     """Client settings for the management association of a key file, or one of its roles.
 
@@ -645,7 +658,8 @@ def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> Cl
         "mechanism": _mechanism(entry.get("mechanism"), Mechanism.HLS_GMAC, "key file"),
         "keys": keys, "suite": suite,
         "hls_secret": _hex_secret(entry.get("hls_secret"), "key file"),
-        "invocation_counter_object": ObisCode.parse(counter_obis) if counter_obis else None}
+        "invocation_counter_object": ObisCode.parse(counter_obis) if counter_obis else None,
+        "challenge_length": _challenge_length(entry.get("challenge_length"))}
     if role is not None:
         roles = {r.get("role"): r for r in entry.get("roles", []) if isinstance(r, dict)}
         if role not in roles:
@@ -670,6 +684,8 @@ def settings_for_role(keys: KeySet, role: str | None = None, **extra: Any) -> Cl
             "suite": suite if mechanism.is_hls else 0,
             "password": str(spec["password"]).encode() if spec.get("password") else None,
             "hls_secret": _hex_secret(spec.get("hls_secret"), where),
-            "invocation_counter_object": ObisCode.parse(role_counter) if role_counter else None}
+            "invocation_counter_object": ObisCode.parse(role_counter) if role_counter else None,
+            "challenge_length": _challenge_length(spec.get("challenge_length",
+                                                           entry.get("challenge_length")))}
     base.update(extra)
     return ClientSettings(**base)

@@ -51,6 +51,8 @@ class DlmsTarget:
     label: str = ""
     #: probe objects named by the campaign file (probe name -> logical name)
     probe_overrides: dict[str, ObisCode] = field(default_factory=dict)
+    #: HLS challenge length for every association (campaign ``challenge_length``)
+    challenge_length: int | None = None
     #: run discovery in open() (reads the object lists); off for tests of single checks
     discover_on_open: bool = True
     inventory: discovery.MeterInventory | None = field(default=None, repr=False)
@@ -111,6 +113,8 @@ class DlmsTarget:
                               timeout=self.timeout, ssl=self.ssl, transport=self.transport)
         if role is None and self.invocation_counter_object is not None:
             s = replace(s, invocation_counter_object=self.invocation_counter_object)
+        if self.challenge_length is not None:
+            s = replace(s, challenge_length=self.challenge_length)
         return replace(s, **overrides) if overrides else s
 
     def client(self, role: str | None = None, **overrides: Any) -> DlmsClient:

@@ -50,6 +50,9 @@ class Trace:
         self.entries: list[TraceEntry] = []
         self.limit = limit
         self._secrets: list[bytes] = []
+        #: which counter space the meter's answers on this trace belong to: a fingerprint of
+        #: (server title, suite, global key), never the key; "" when not ciphered
+        self.counter_space = ""
 
     def add_secret(self, secret: bytes) -> None:
         """Bytes that must never be shown (e.g. a dedicated key)."""

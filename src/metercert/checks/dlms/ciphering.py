@@ -26,6 +26,9 @@ from metercert.client.errors import (
 )
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
+from metercert.cosem import (
+    DataAccessResult,
+)
 from metercert.errors import ConnectionFailed
 from metercert.security import (
     CipheringForm,
@@ -122,6 +125,87 @@ async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
     if problems:
         return fail("; ".join(problems), _trace(c))
     return passed("global, dedicated, general-glo and general-ded all answered in kind", _trace(c))
+
+
+async def _clock_writer(target: DlmsTarget) -> str | None:
+    """The association that may write the clock: the management one, else a role with the
+    right (ENGINEER, INSTALLER), else None."""
+    candidates: list[str | None] = [None] + [r for r in ("ENGINEER", "INSTALLER")
+                                             if r in target.roles()]
+    for role in candidates:
+        c = target.client(role)
+        try:
+            await c.open()
+            value = await c.get(8, c.clock_obis, 2)
+            result = await c.set(8, c.clock_obis, 2, value)
+            if result is DataAccessResult.SUCCESS:
+                return "management" if role is None else role
+        except (AssociationRejected, DlmsError, ConnectionFailed):
+            pass
+        finally:
+            await c.release()
+            await c.close()
+    return None
+
+
+@check("DLMS-FORMS-02", "SET in every ciphering form is answered in kind and verifies",
+       severity=Severity.MEDIUM, requirements=["DLMS:APDU-INTEGRITY"],
+       tags=["ciphering"], target=TargetKind.DLMS)
+async def set_ciphering_forms(target: DlmsTarget) -> CheckOutcome:
+    """SET of the clock (to the value just read) in global, dedicated, general-glo and
+    general-ded ciphering, by an association allowed to write it: each is executed and
+    answered in the same form with a response that verifies."""
+    writer = await _clock_writer(target)
+    if writer is None:
+        return not_applicable("no association in the key file may write the clock")
+    role = None if writer == "management" else writer
+    problems: list[str] = []
+    c = target.client(role, dedicated_key=True)
+    try:
+        await c.open()
+        for form in CipheringForm:
+            try:
+                value = await c.get(8, c.clock_obis, 2, form=form)
+                mark = c.trace.mark()
+                result = await c.set(8, c.clock_obis, 2, value, form=form)
+                got = parse_ciphered(c.trace.wires(mark)[-1]).form
+                if result is not DataAccessResult.SUCCESS:
+                    problems.append(f"{form.value} SET answered {result.name.lower()}")
+                if got is not form:
+                    problems.append(f"{form.value} SET answered in {got.value}")
+            except DlmsError as exc:
+                problems.append(f"{form.value} SET: {exc}")
+    finally:
+        await c.release()
+        await c.close()
+    if problems:
+        return fail("; ".join(problems), _trace(c))
+    return passed(f"SET in all four ciphering forms executed and answered in kind ({writer})",
+                  _trace(c))
+
+
+@check("DLMS-RELEASE-01", "A protected release is accepted on a ciphered association",
+       severity=Severity.LOW, requirements=["DLMS:APDU-INTEGRITY"],
+       tags=["ciphering", "association"], target=TargetKind.DLMS)
+async def protected_release(target: DlmsTarget) -> CheckOutcome:
+    """RLRQ carrying a ciphered xDLMS InitiateRequest (the protected release): the meter
+    must answer RLRE normal (and a protected RLRE, when it sends one, must verify); the
+    association is then gone: a GET on it is not served."""
+    c = target.client()
+    try:
+        await c.open()
+        released = await c.release(protected=True)
+        after = await _try(c, c.protect_request(_clock_request(c)), "GET after the release")
+        still = after is not None and _served(c, after)
+    finally:
+        await c.close()
+    ev = _trace(c)
+    if not released:
+        return fail("the meter refused a protected release", ev)
+    if still:
+        return fail("the association still served a GET after the meter confirmed the release",
+                    ev)
+    return passed("protected release answered RLRE normal; nothing served after it", ev)
 
 
 # -- protection and replay -----------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 from metercert.checks.base import (
     CheckOutcome,
     Evidence,
@@ -22,10 +25,21 @@ from metercert.checks.dlms._common import (
     _try,
     _with_management,
 )
-from metercert.client.errors import AssociationRejected, DlmsError
+from metercert.client.errors import (
+    AssociationRejected,
+    DlmsError,
+)
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
+from metercert.cosem import (
+    CosemDecodeError,
+)
 from metercert.errors import ConnectionFailed
+from metercert.security import (
+    SecurityError,
+    is_ciphered,
+    parse_ciphered,
+)
 
 
 @check("DLMS-REPLAY-01", "A replayed APDU is rejected",
@@ -74,6 +88,76 @@ async def stale_counter_rejected(target: DlmsTarget) -> CheckOutcome:
 
 
 # -- destructive: power cycle ------------------------------------------------------------
+
+
+def _sent_by_meter(trace: Any) -> list[int]:
+    """The meter's invocation counters on one trace: ciphered answers under the global key
+    (AARE user-information included), in the order received."""
+    out: list[int] = []
+    for entry in trace.entries:
+        if entry.direction != "<-" or not entry.wire:
+            continue
+        wire = entry.wire
+        if wire[0] in (0x61, 0x63):  # AARE / RLRE: the ciphered initiate-response inside
+            from metercert.cosem import AARE, RLRE
+
+            try:
+                wire = (AARE if wire[0] == 0x61 else RLRE).from_bytes(wire).user_information or b""
+            except CosemDecodeError:
+                continue
+        if not wire or not is_ciphered(wire):
+            continue
+        try:
+            parsed = parse_ciphered(wire)
+        except SecurityError:
+            continue
+        if not parsed.form.dedicated:
+            out.append(parsed.invocation_counter)
+    return out
+
+
+@check("DLMS-IC-OWN-01", "The meter's own invocation counter strictly increases",
+       severity=Severity.CRITICAL, requirements=["DLMS:IC-UNIQUE"],
+       tags=["invocation-counter"], target=TargetKind.DLMS)
+async def meter_counter_increases(target: DlmsTarget) -> CheckOutcome:
+    """Every counter the meter used under a global key in this campaign so far (all
+    associations, all roles; dedicated keys excepted), grouped by key: within an
+    association each is above the one before, and none appears twice. Two associations
+    that share a key and count separately repeat counters: AES-GCM nonce reuse. (Across a
+    power cycle: DLMS-IC-PERSIST-01.)"""
+    c = await target.management()
+    for _ in range(3):
+        await c.get(8, c.clock_obis, 2)
+    await c.release()
+    await c.close()
+    spaces: dict[str, dict[int, int]] = {}
+    problems: list[str] = []
+    total = 0
+    for index, trace in enumerate(target.traces):
+        if not trace.counter_space:
+            continue
+        seen = spaces.setdefault(trace.counter_space, {})
+        counters = _sent_by_meter(trace)
+        total += len(counters)
+        for previous, current in itertools.pairwise(counters):
+            if current <= previous:
+                problems.append(f"session {index}: counter {current} after {previous}")
+                break
+        for value in counters:
+            if value in seen and seen[value] != index:
+                problems.append(f"counter {value} used in sessions {seen[value]} and {index} "
+                                "under the same key")
+                break
+            seen[value] = index
+    ev = [Evidence("meter counters seen", f"{total} counters in {len(spaces)} key space(s) over "
+                   f"{len(target.traces)} sessions", "value"), _trace(c)]
+    if problems:
+        return fail("the meter repeated or lowered its own invocation counter: "
+                    + "; ".join(problems[:5]), *ev)
+    if total < 2:
+        return inconclusive("fewer than two ciphered answers from the meter to compare", *ev)
+    return passed(f"{total} meter counters, strictly increasing per session and never "
+                  "repeated under one key", *ev)
 
 
 #: counters left unused below the captured requests, for the association after the restart

@@ -11,6 +11,7 @@ from metercert.checks.base import (
     TargetKind,
     check,
     fail,
+    inconclusive,
     not_applicable,
     passed,
 )
@@ -20,6 +21,8 @@ from metercert.checks.dlms._common import (
 )
 from metercert.client.errors import (
     AssociationRejected,
+    DlmsError,
+    ResponseNotTrusted,
 )
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
@@ -117,3 +120,107 @@ async def key_wrap(target: DlmsTarget) -> CheckOutcome:
                   "original key restored", *evidence)
 
 
+
+
+@check("DLMS-KEYS-02", "key_transfer takes AK and GUEK in one call and refuses an unknown key id",
+       severity=Severity.HIGH, requirements=["DLMS:KEY-WRAP", "CRA:I.2e"],
+       tags=["keys"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
+async def key_transfer_cases(target: DlmsTarget) -> CheckOutcome:
+    """The conformance cases beside DLMS-KEYWRAP-01: a new authentication key (key id 2) and
+    a new GUEK (key id 0) wrapped under the KEK in one key_transfer call take effect together
+    (the next association with both new keys works); a wrap under key id 7, which does not
+    exist, is refused and changes nothing. Both original keys are put back in one call."""
+    kek, guek, ak = target.keys.kek, target.keys.guek, target.keys.ak
+    if kek is None or guek is None or ak is None:
+        return not_applicable("the key file has no KEK, GUEK and AK")
+    new_guek, new_ak = Key(os.urandom(len(guek)), "guek"), Key(os.urandom(len(ak)), "ak")
+    evidence: list[Evidence] = []
+    problems: list[str] = []
+
+    def pairs(*items: tuple[int, Key]) -> DlmsData:
+        return DlmsData.array([DlmsData.structure([DlmsData.enum(i),
+                                                   DlmsData.octet_string(wrap_key(kek, k))])
+                               for i, k in items])
+
+    c = await target.management()
+    setup = await _security_setup(c, target)
+    unknown, _ = await c.action(64, setup, 2, DlmsData.array([DlmsData.structure([
+        DlmsData.enum(7), DlmsData.octet_string(wrap_key(kek, Key(os.urandom(len(guek)))))])]))
+    c.trace.note(f"key id 7: {unknown.name}")
+    if unknown is ActionResult.SUCCESS:
+        problems.append("a key_transfer for key id 7 (no such key) was accepted")
+    both, _ = await c.action(64, setup, 2, pairs((2, new_ak), (0, new_guek)))
+    await c.release()
+    await c.close()
+    evidence.append(_trace(c, label="unknown key id, then AK and GUEK in one call"))
+    if both is not ActionResult.SUCCESS:
+        problems.append(f"AK and GUEK in one call refused ({both.name})")
+        return fail("; ".join(problems), *evidence)
+    target.replace_key("guek", new_guek)
+    target.replace_key("ak", new_ak)
+    try:
+        d = await target.management()
+        await d.get(8, d.clock_obis, 2)
+        restored, _ = await d.action(64, setup, 2, pairs((2, ak), (0, guek)))
+        await d.release()
+        await d.close()
+        evidence.append(_trace(d, label="association with both new keys, originals restored"))
+        if restored is ActionResult.SUCCESS:
+            target.replace_key("guek", guek)
+            target.replace_key("ak", ak)
+        else:
+            problems.append(f"restoring the original keys was refused ({restored.name}); the "
+                            "meter keeps the keys this check installed")
+    except (AssociationRejected, DlmsError) as exc:
+        target.replace_key("guek", guek)
+        target.replace_key("ak", ak)
+        problems.append(f"the association with both new keys failed: {exc}")
+    if problems:
+        return fail("; ".join(problems), *evidence)
+    return passed("unknown key id refused; AK and GUEK changed together in one call; "
+                  "originals restored", *evidence)
+
+
+@check("DLMS-ACTIVATE-01", "security_activate can raise the security policy, never lower it",
+       severity=Severity.CRITICAL, requirements=["DLMS:POLICY-ENFORCED", "CRA:I.2e"],
+       tags=["policy"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
+async def policy_never_lowered(target: DlmsTarget) -> CheckOutcome:
+    """security_activate (Security Setup method 1) with the policy in force must succeed (a
+    positive control); with each lower policy (nothing, authenticated only) it must be
+    refused, and attribute 2 must still read the policy in force afterwards. A meter that
+    lowers it is put back with security_activate. Values follow the Security Setup
+    version (version 0: an enumeration, 1: bit flags)."""
+    inv = target.inventory
+    version = inv.security_setup_version if inv is not None and inv.security_setup_version \
+        is not None else 1
+    c = await target.management()
+    problems: list[str] = []
+    try:
+        setup = await _security_setup(c, target)
+        current = int((await c.get(64, setup, 2)).value)
+        lower = [0, 1] if version == 0 else [0x00, 0x14]
+        lower = [v for v in lower if v != current and (version != 0 or v < current)]
+        same, _ = await c.action(64, setup, 1, DlmsData.enum(current))
+        if same is not ActionResult.SUCCESS:
+            c.trace.note(f"security_activate with the policy in force answered {same.name}")
+        for value in lower:
+            result, _ = await c.action(64, setup, 1, DlmsData.enum(value))
+            now = int((await c.get(64, setup, 2)).value)
+            if result is ActionResult.SUCCESS or now != current:
+                problems.append(f"security_activate({value}) answered {result.name}; policy now "
+                                f"{now} (was {current})")
+                await c.action(64, setup, 1, DlmsData.enum(current))  # put it back
+    except ResponseNotTrusted as exc:
+        problems.append(f"after a lowering request the meter answered unprotected: {exc}")
+    finally:
+        await c.release()
+        await c.close()
+    ev = _trace(c)
+    if problems:
+        return fail("; ".join(problems), ev)
+    if same is not ActionResult.SUCCESS:
+        return inconclusive(f"security_activate with the policy in force ({current}) was "
+                            f"refused too ({same.name}): the refusals cannot be told from a "
+                            "meter that refuses every activation", ev)
+    return passed(f"policy {current} re-activated; lower policies {lower} refused and the "
+                  "policy unchanged", ev)
