@@ -35,6 +35,20 @@ def _order(r: Row) -> tuple[Any, int]:
     return (r["ts"], r["id"])
 
 
+def _steps(run: Sequence[Row], gap: int) -> list[Key]:
+    out: list[Key] = []
+    for prev, cur in pairwise(run):
+        if cur["ic"] < prev["ic"]:
+            kind = "ic-regression"
+        elif cur["ic"] - prev["ic"] > gap:
+            kind = "ic-gap"
+        else:
+            continue
+        out.append((kind, cur["meter_id"], cur["ic"], prev["ic"], 2,
+                    tuple(sorted({cur["id"], prev["id"]}))))
+    return out
+
+
 def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> list[Key]:
     p = {**DEFAULT_PARAMS, **(params or {})}
     gap, limit = p["gap_threshold"], (1 << 32) - p["exhaustion_margin"]
@@ -60,20 +74,22 @@ def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> li
     # counter is at or below one the space had already used
     restarted_at: set[tuple[Any, ...]] = set()
     for sp, seq in by_space.items():
-        top: int | None = None
+        top: dict[str, int] = {}
         for r in seq:
             if r["ic"] is None:
                 continue
-            if top is not None and (r["ic"], r["ct_sha256"]) not in copy_keys and r["ic"] <= top:
-                restarted_at.add((sp, r["assoc_id"]))
-            top = r["ic"] if top is None else max(top, r["ic"])
+            d = r["direction"]
+            if d in top and (r["ic"], r["ct_sha256"]) not in copy_keys and r["ic"] <= top[d]:
+                restarted_at.add((sp, d, r["assoc_id"]))
+            top[d] = max(top.get(d, r["ic"]), r["ic"])
     replay_rows: set[int] = set()
     restart_pairs: set[tuple[Any, ...]] = set()
     for v in copies.values():
         first = min(r["id"] for r in v)
         later = [r for r in v if r["id"] != first]
-        again = [r for r in later if (space(r), r["assoc_id"]) in restarted_at]
-        fresh = [r for r in later if (space(r), r["assoc_id"]) not in restarted_at]
+        again = [r for r in later if (space(r), r["direction"], r["assoc_id"]) in restarted_at]
+        fresh = [r for r in later
+                 if (space(r), r["direction"], r["assoc_id"]) not in restarted_at]
         restart_pairs |= {(space(r), r["ic"]) for r in again}
         replay_rows |= {r["id"] for r in fresh}
         if fresh:
@@ -81,18 +97,12 @@ def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> li
                         len({r["meter_id"] for r in v}), len(v),
                         tuple(sorted(r["id"] for r in v))))
 
-    # regression and gap: per space in (ts, id) order, replay copies left out
+    # regression and gap: per space and sender in (ts, id) order, replays left out
     for seq in by_space.values():
-        run = [r for r in seq if r["ic"] is not None and r["id"] not in replay_rows]
-        for prev, cur in pairwise(run):
-            if cur["ic"] < prev["ic"]:
-                kind = "ic-regression"
-            elif cur["ic"] - prev["ic"] > gap:
-                kind = "ic-gap"
-            else:
-                continue
-            out.append((kind, cur["meter_id"], cur["ic"], prev["ic"], 2,
-                        tuple(sorted({cur["id"], prev["id"]}))))
+        for way in ("c2s", "s2c"):
+            run = [r for r in seq if r["ic"] is not None and r["id"] not in replay_rows
+                   and r["direction"] == way]
+            out += _steps(run, gap)
 
     # reuse: one space and counter, two ciphertexts, or a copy after a restart
     groups: dict[tuple[Any, ...], set[int]] = defaultdict(set)

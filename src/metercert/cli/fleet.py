@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ing = sub.add_parser("ingest", help="pcap/pcapng captures and CSV/Parquet logs -> dataset")
     ing.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng, CSV or Parquet")
     ing.add_argument("--out", required=True, help="dataset directory (day=YYYY-MM-DD/ inside)")
-    ing.add_argument("--port", type=int, default=4059, help="DLMS TCP/UDP port (default 4059)")
+    ing.add_argument("--port", type=int, action="append", default=None,
+                     help="DLMS TCP/UDP port (repeatable; default: DLMS is recognised on any "
+                          "port by its framing)")
     ing.add_argument("--keys", help="key file: verify GCM tags, record tag_ok and plain_tag")
     ing.add_argument("--mapping", help="YAML column mapping for head-end logs")
     ing.add_argument("--map", action="append", default=[], metavar="COLUMN=SOURCE",
@@ -79,10 +81,29 @@ def _ingest(args: argparse.Namespace) -> int:
         result = ingest(args.captures, args.out, port=args.port, keys=args.keys,
                         mapping=args.mapping, map_options=args.map, on_file=done)
     extra = ""
-    if result.stats:
-        extra = (f" ({result.stats.get('packets', 0)} packets, "
-                 f"{result.stats.get('bad_frames', 0)} undecodable frames)")
+    st = result.stats
+    if st:
+        extra = (f" ({st.get('packets', 0)} packets, "
+                 f"{st.get('bad_frames', 0)} undecodable frames, "
+                 f"{st.get('duplicate_packets', 0)} duplicate packets, "
+                 f"{st.get('gaps', 0)} stream gaps skipped)")
     Console().print(f"{result.rows} APDU records written to {args.out}{extra}")
+    for path in result.skipped:
+        console.print(f"skipped {path}: this content was ingested into {args.out} before")
+    if st.get("unattributed"):
+        console.print(f"warning: {st['unattributed']} ciphered APDU(s) with no known sender "
+                      "system title (no AARQ/AARE seen for their association): judged in "
+                      "a counter space of their own per direction")
+    if st.get("undecoded_ciphered"):
+        console.print(f"warning: {st['undecoded_ciphered']} ciphered APDU(s) of a form that "
+                      "could not be split (general-ciphering/signing or damaged): recorded "
+                      "as ciphered without security control")
+    if st and result.rows == 0 and st.get("packets", 0):
+        ports = ", ".join(map(str, args.port)) if args.port else "any port"
+        console.print(f"warning: no DLMS APDU decoded from {st.get('packets', 0)} packets "
+                      f"({ports}); check --port, or that the capture holds wrapper/HDLC "
+                      "DLMS traffic")
+        return 1
     return 0
 
 

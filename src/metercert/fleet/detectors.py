@@ -48,6 +48,8 @@ KIND_INFO: dict[str, KindInfo] = {k.kind: k for k in (
              ("DLMS:POLICY-ENFORCED",)),
     KindInfo("tag-failure", "high", "Authentication tag fails with the key file's keys",
              ("DLMS:POLICY-ENFORCED",)),
+    KindInfo("shared-space", "critical", "Client and meter share one title and key",
+             ("DLMS:IC-UNIQUE",)),
     KindInfo("duplicate-title", "high", "One system title used by two devices at once",
              ("DLMS:IC-UNIQUE",)),
 )}
@@ -61,7 +63,7 @@ DEFAULT_PARAMS: dict[str, int] = {
 STAGES: tuple[str, ...] = ("pairs", "suspects", "seq_rows", "replayed", "copies", "titles")
 DETECTORS: tuple[str, ...] = ("ic_reuse", "replay", "counter_sequence", "plaintext",
                               "suite_downgrade", "ic_exhaustion", "encryption_only",
-                              "tag_failure", "duplicate_title")
+                              "tag_failure", "shared_space", "duplicate_title")
 
 FINDING_COLUMNS = ("kind", "severity", "meter_id", "system_title", "direction", "key_set",
                    "key_id", "ts", "ref_ts", "value", "ref_value", "n", "assoc_id", "ref_assoc_id",
@@ -179,6 +181,10 @@ def _detail(kind: str, r: Mapping[str, Any]) -> str:
     if kind == "tag-failure":
         return (f"{n} APDU(s) whose tag fails with the key file's keys in {space}, {who}: "
                 "tampering, or a key file that does not match the meter")
+    if kind == "shared-space":
+        return (f"{space} is used by both client and meter ({n} APDUs), {who}: one system "
+                "title and one key for two senders, so their counters share one GCM nonce "
+                "space and repeat each other's nonces")
     if kind == "duplicate-title":
         return (f"system title {r.get('system_title')} sent from {v} endpoints at once "
                 f"({r.get('assoc_id')} and {r.get('ref_assoc_id')}): two devices share one "

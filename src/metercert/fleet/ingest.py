@@ -61,6 +61,8 @@ class KeyRing:
             meter = ks.extra.get("meter_id") if ks.extra else None
             if meter:
                 self._by_meter.setdefault(str(meter), []).append(ks)
+        self._generic = [k for k in self._all if not k.server_system_title
+                         and not (k.extra and k.extra.get("meter_id"))]
 
     @classmethod
     def load(cls, path: str | Path) -> KeyRing:
@@ -80,7 +82,7 @@ class KeyRing:
         if server_title is None:
             return [k for k in self._all if client_title is None
                     or k.client_system_title in (None, client_title)][:64]
-        return []
+        return self._generic  # key sets that name no meter fit any meter
 
     def find(self, meter_id: str, server_title: bytes | None) -> KeySet | None:
         found = self.candidates(meter_id, server_title)

@@ -168,9 +168,10 @@ class _Framer:
         n = len(buf)
         while n - pos >= 8:
             version, src, dst, length = _WRAPPER_HEADER.unpack_from(buf, pos)
-            plausible = version == 1 and length > 0 and (
-                n - pos == 8 or buf[pos + 8] in APDU_TAGS) and (
-                not self._hunting or length <= 8192)
+            # in step, the length field is trusted; hunting for a boundary, the bytes
+            # after the header must also start a known APDU
+            plausible = version == 1 and length > 0 and (not self._hunting or (
+                length <= 8192 and (n - pos == 8 or buf[pos + 8] in APDU_TAGS)))
             if not plausible:
                 if self.frames == 0 and not self._hunting:
                     self.dead = True
@@ -488,8 +489,9 @@ class CaptureReader:
         framer = _Framer(strict=True)
         out = list(framer.feed(data, self.stats))
         if not out:
-            if self.ports is not None or (framer.link is not None and not framer.dead):
-                self.stats.bad_frames += 1
+            if framer.frames == 0 and (self.ports is not None or framer.link == "hdlc"
+                                       or key in self._conns):
+                self.stats.bad_frames += 1  # meant as DLMS (port, flag or peers), not framed
             return
         self._conns[key] = conn
         self.stats.dlms_packets += 1

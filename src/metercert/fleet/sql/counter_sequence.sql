@@ -1,4 +1,5 @@
--- Counter regression and counter jumps per counter space, in time order (stream
+-- Counter regression and counter jumps per counter space and sender (direction:
+-- a space two senders share is shared_space's finding), in time order (stream
 -- order within a stream), over the watched spaces (seq_rows). Exact replays are
 -- left out of the sequence (replay.sql reports them), so a replayed old APDU is
 -- not also a regression.
@@ -20,7 +21,7 @@ seq AS (
   FROM seq_rows a
   LEFT JOIN replays r ON a.id = r.id
   WHERE r.id IS NULL AND a.ic IS NOT NULL
-  WINDOW w AS (PARTITION BY a.space_key ORDER BY a.ts, a.id)
+  WINDOW w AS (PARTITION BY a.space_key, a.direction ORDER BY a.ts, a.id)
 )
 SELECT CASE WHEN ic < prev_ic THEN 'ic-regression' ELSE 'ic-gap' END AS kind,
        meter_id, system_title, direction, key_set, key_id, ts, prev_ts AS ref_ts,

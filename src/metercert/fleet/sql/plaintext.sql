@@ -1,12 +1,13 @@
 -- xDLMS service APDUs sent in plaintext inside an association that otherwise uses
 -- authenticated APDUs: the security policy is not enforced for every request
--- (DLMS:POLICY-ENFORCED). ACSE (AARQ/AARE/RLRQ/RLRE) and exception-response are
--- plain by design. Ciphered APDUs without authentication are encryption_only's.
+-- (DLMS:POLICY-ENFORCED). Only xDLMS services count (get/set/action/event
+-- 0xC0-0xC7, data-notification 0x0F): ACSE and exception-response are plain by
+-- design, and bytes of no known APDU are no request. Ciphered APDUs without authentication are encryption_only's.
 WITH cand AS (
   SELECT id, ts, meter_id, system_title, direction, assoc_id
   FROM apdus
   WHERE NOT ciphered AND assoc_id IS NOT NULL
-    AND apdu_tag NOT IN (96, 97, 98, 99, 216)
+    AND (apdu_tag BETWEEN 192 AND 199 OR apdu_tag = 15)
 ),
 protected AS (
   SELECT p.assoc_id

@@ -11,7 +11,8 @@
 --    (their order is then not defined by time alone). A reused counter, a replayed
 --    APDU or a regression always breaks strict increase, so it is always caught.
 -- 2. Spaces with a counter within ${exhaustion_margin} of 2^32 (ic_exhaustion).
--- 3. Spaces that use more than one security control byte (suite_downgrade).
+-- 3. Spaces that use more than one security control byte (suite_downgrade), or
+--    that both directions use (shared_space).
 --
 -- Speed: the window sees two BIGINT columns and the timestamp only.
 SELECT space_key
@@ -31,4 +32,4 @@ UNION
 SELECT space_key
 FROM pairs
 GROUP BY space_key
-HAVING MIN(sc) <> MAX(sc)
+HAVING MIN(sc) <> MAX(sc) OR MIN(direction) <> MAX(direction)
