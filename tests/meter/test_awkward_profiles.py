@@ -434,3 +434,36 @@ def test_public_association_still_served_alongside(tmp_path: Path) -> None:
             return answer
 
     assert AARE.from_bytes(run(scenario)).result is AssociationResult.ACCEPTED
+
+
+# -- bad release frames never take the meter down ---------------------------------------------
+@pytest.mark.parametrize("prof", ["strict-release", "conformant"])
+def test_malformed_releases_are_answered_and_the_meter_goes_on(tmp_path: Path, prof: str) -> None:
+    bad = [
+        b"\x62",                                        # truncated
+        b"\x62\x03\x80\x01",                            # length beyond the data
+        RLRQ(user_information=b"\x21").to_bytes(),      # glo-initiate-request, no body
+        RLRQ(user_information=b"\x21\x05\x30\x00\x00\x00\x01").to_bytes(),  # no tag room
+        RLRQ(user_information=b"\xdb\x08" + bytes(8)).to_bytes(),  # general-glo, cut short
+        RLRQ(user_information=os.urandom(40)).to_bytes(),
+    ]
+
+    async def scenario() -> list[bytes]:
+        async with serving(tmp_path / "m", prof) as bench:
+            client = await associated(bench.target())
+            answers = [await client.exchange(frame, note="bad RLRQ") for frame in bad[:2]]
+            for frame in bad[2:]:
+                answers.append(await client.exchange(frame, note="bad RLRQ"))
+                if prof == "conformant" and answers[-1][:1] == b"\x63":
+                    await client.close()  # a bare-looking release was taken: associate again
+                    client = await associated(bench.target())
+            assert (await client.get(8, CLOCK, 2)).value  # still serving
+            await client.close()
+            return answers
+
+    answers = run(scenario)
+    assert all(answers)
+    if prof == "strict-release":
+        for answer in answers[2:]:
+            assert answer[:1] != b"\x63" or RLRE.from_bytes(answer).reason is not \
+                ReleaseResponseReason.NORMAL
