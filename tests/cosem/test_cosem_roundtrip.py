@@ -479,3 +479,19 @@ def test_python_datetime_survives_cosem_date_time(when: dt.datetime) -> None:
     back = CosemDateTime.from_bytes(cosem.to_bytes()).to_datetime()
     assert back == when.replace(microsecond=when.microsecond // 10_000 * 10_000)
     assert back.utcoffset() == when.utcoffset()
+
+
+def test_every_table_driven_apdu_declares_its_wire_fields_once():
+    """get/set/action APDUs are read and written by walking FIELDS (cosem/xdlms/fields.py):
+    each dataclass field appears exactly once in the table, so no field is silently
+    skipped on the wire or written twice."""
+    import dataclasses
+
+    from metercert.cosem import xdlms
+
+    classes = [c for c in vars(xdlms).values()
+               if isinstance(c, type) and issubclass(c, xdlms.XdlmsApdu) and c.FIELDS]
+    assert len(classes) >= 20
+    for cls in classes:
+        names = [f.name for f in cls.FIELDS]
+        assert sorted(names) == sorted(f.name for f in dataclasses.fields(cls)), cls.__name__

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from metercert.cosem.axdr import DlmsData, encode_data, read_data
-from metercert.cosem.reader import ByteReader, encode_length
+from metercert.cosem.reader import ByteReader
 from metercert.cosem.results import ActionResult
 from metercert.cosem.xdlms.base import (
     DEFAULT_INVOKE_ID_AND_PRIORITY,
@@ -14,13 +14,20 @@ from metercert.cosem.xdlms.base import (
     DataResult,
     XdlmsApdu,
     encode_data_result,
-    encode_octets,
-    encode_uint,
-    read_bool,
     read_data_result,
     read_enum,
-    read_octets,
     read_presence,
+)
+from metercert.cosem.xdlms.fields import (
+    ACTION_RESULT,
+    BLOCK,
+    BLOCK_NUMBER,
+    INVOKE_ID_AND_PRIORITY,
+    METHOD,
+    Field,
+    Fields,
+    optional,
+    sequence_of,
 )
 
 # A method descriptor is 9 bytes, an optional-data item at least 2: used to refuse
@@ -28,22 +35,12 @@ from metercert.cosem.xdlms.base import (
 _DESCRIPTOR_SIZE = 9
 
 
-def _pblock(last_block: bool, block_number: int, raw_data: bytes) -> bytes:
-    return (
-        (b"\x01" if last_block else b"\x00")
-        + encode_uint(block_number, 4, "block number")
-        + encode_octets(raw_data)
-    )
+def _to_bytes(item: Any) -> bytes:
+    return item.to_bytes()
 
 
-def _read_pblock(reader: ByteReader) -> tuple[bool, int, bytes]:
-    last = read_bool(reader, "last-block")
-    number = reader.uint(4, "block number")
-    return last, number, read_octets(reader, "raw-data")
-
-
-def _iip(value: int) -> bytes:
-    return encode_uint(value, 1, "invoke-id-and-priority")
+_RETURN_DATA = optional(Field("return_data", read_data_result, encode_data_result),
+                        "return parameters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +52,11 @@ class ActionRequestNormal(XdlmsApdu):
     parameters: DlmsData | None = None
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        params = b"\x00" if self.parameters is None else b"\x01" + encode_data(self.parameters)
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + self.method.to_bytes()
-            + params
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionRequestNormal:
-        iip = reader.u8("invoke-id-and-priority")
-        method = CosemMethodDescriptor.read(reader)
-        params = read_data(reader) if read_presence(reader, "method parameters") else None
-        return cls(method, params, iip)
+    FIELDS: ClassVar[Fields] = (
+        INVOKE_ID_AND_PRIORITY,
+        METHOD,
+        optional(Field("parameters", read_data, encode_data), "method parameters"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +68,7 @@ class ActionResponseNormal(XdlmsApdu):
     return_data: DataResult | None = None
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        ret = (
-            b"\x00" if self.return_data is None else b"\x01" + encode_data_result(self.return_data)
-        )
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + bytes([self.result])
-            + ret
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionResponseNormal:
-        iip = reader.u8("invoke-id-and-priority")
-        result = read_enum(ActionResult, reader, "action-result")
-        ret = read_data_result(reader) if read_presence(reader, "return parameters") else None
-        return cls(result, ret, iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, ACTION_RESULT, _RETURN_DATA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +81,7 @@ class ActionRequestNextPblock(XdlmsApdu):
     block_number: int
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return _iip(self.invoke_id_and_priority) + encode_uint(self.block_number, 4, "block number")
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionRequestNextPblock:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(reader.uint(4, "block number"), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, BLOCK_NUMBER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,22 +95,12 @@ class ActionRequestWithList(XdlmsApdu):
     parameters: tuple[DlmsData, ...]
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            _iip(self.invoke_id_and_priority)
-            + encode_length(len(self.methods))
-            + b"".join(m.to_bytes() for m in self.methods)
-            + encode_length(len(self.parameters))
-            + b"".join(encode_data(p) for p in self.parameters)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionRequestWithList:
-        iip = reader.u8("invoke-id-and-priority")
-        n = reader.count("method list", _DESCRIPTOR_SIZE)
-        methods = tuple(CosemMethodDescriptor.read(reader) for _ in range(n))
-        m = reader.count("parameter list")
-        return cls(methods, tuple(read_data(reader) for _ in range(m)), iip)
+    FIELDS: ClassVar[Fields] = (
+        INVOKE_ID_AND_PRIORITY,
+        sequence_of("methods", CosemMethodDescriptor.read, _to_bytes, "method list",
+                    _DESCRIPTOR_SIZE),
+        sequence_of("parameters", read_data, encode_data, "parameter list"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +116,7 @@ class ActionRequestWithFirstPblock(XdlmsApdu):
     raw_data: bytes
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            _iip(self.invoke_id_and_priority)
-            + self.method.to_bytes()
-            + _pblock(self.last_block, self.block_number, self.raw_data)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionRequestWithFirstPblock:
-        iip = reader.u8("invoke-id-and-priority")
-        method = CosemMethodDescriptor.read(reader)
-        return cls(method, *_read_pblock(reader), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, METHOD, *BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,15 +129,7 @@ class ActionRequestWithPblock(XdlmsApdu):
     raw_data: bytes
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return _iip(self.invoke_id_and_priority) + _pblock(
-            self.last_block, self.block_number, self.raw_data
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionRequestWithPblock:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(*_read_pblock(reader), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, *BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,15 +142,7 @@ class ActionResponseWithPblock(XdlmsApdu):
     raw_data: bytes
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return _iip(self.invoke_id_and_priority) + _pblock(
-            self.last_block, self.block_number, self.raw_data
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionResponseWithPblock:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(*_read_pblock(reader), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, *BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,18 +173,10 @@ class ActionResponseWithList(XdlmsApdu):
     results: tuple[ActionResultWithData, ...]
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            _iip(self.invoke_id_and_priority)
-            + encode_length(len(self.results))
-            + b"".join(r.to_bytes() for r in self.results)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionResponseWithList:
-        iip = reader.u8("invoke-id-and-priority")
-        n = reader.count("result list", 2)
-        return cls(tuple(ActionResultWithData.read(reader) for _ in range(n)), iip)
+    FIELDS: ClassVar[Fields] = (
+        INVOKE_ID_AND_PRIORITY,
+        sequence_of("results", ActionResultWithData.read, _to_bytes, "result list", 2),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +189,4 @@ class ActionResponseNextPblock(XdlmsApdu):
     block_number: int
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return _iip(self.invoke_id_and_priority) + encode_uint(self.block_number, 4, "block number")
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> ActionResponseNextPblock:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(reader.uint(4, "block number"), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, BLOCK_NUMBER)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self, TypeVar
+from operator import attrgetter
+from typing import Any, ClassVar, Self, TypeVar
 
 from metercert.cosem.axdr import DlmsData, encode_data, read_data
 from metercert.cosem.errors import CosemEncodeError, InvalidValue, UnknownTag
@@ -68,11 +69,16 @@ def encode_octets(data: bytes) -> bytes:
 
 
 class XdlmsApdu:
-    """Shared framing: a fixed tag prefix, a body, nothing after it."""
+    """Shared framing: a fixed tag prefix, a body, nothing after it.
+
+    A class that declares ``FIELDS`` (see :mod:`metercert.cosem.xdlms.fields`) gets its body
+    read and written by walking that table; the others override ``_read`` / ``_body``.
+    """
 
     __slots__ = ()
     TAG: ClassVar[bytes]
     NAME: ClassVar[str]
+    FIELDS: ClassVar[tuple[Any, ...]] = ()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
@@ -87,11 +93,27 @@ class XdlmsApdu:
         return apdu
 
     @classmethod
+    def _plan(cls) -> tuple[tuple[str, ...], tuple[Any, ...], tuple[Any, ...], Any]:
+        """FIELDS as plain tuples and one attribute getter, built once per class (hot path)."""
+        plan = cls.__dict__.get("_PLAN")
+        if plan is None:
+            if not cls.FIELDS:
+                raise NotImplementedError(f"{cls.__name__} declares no FIELDS")
+            names = tuple(f.name for f in cls.FIELDS)
+            getter = attrgetter(*names) if len(names) > 1 else (lambda o: (getattr(o, names[0]),))
+            plan = (names, tuple(f.read for f in cls.FIELDS), tuple(f.write for f in cls.FIELDS),
+                    getter)
+            type.__setattr__(cls, "_PLAN", plan)
+        return plan
+
+    @classmethod
     def _read(cls, reader: ByteReader) -> Self:
-        raise NotImplementedError
+        names, readers, _, _ = cls._plan()
+        return cls(**dict(zip(names, [read(reader) for read in readers], strict=True)))
 
     def _body(self) -> bytes:
-        raise NotImplementedError
+        _, _, writers, getter = self._plan()
+        return b"".join([write(v) for write, v in zip(writers, getter(self), strict=True)])
 
     def to_bytes(self) -> bytes:
         return self.TAG + self._body()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from metercert.cosem.errors import UnknownTag
-from metercert.cosem.reader import ByteReader, encode_length
+from metercert.cosem.reader import ByteReader
 from metercert.cosem.results import DataAccessResult
 from metercert.cosem.xdlms.base import (
     DEFAULT_INVOKE_ID_AND_PRIORITY,
@@ -15,16 +15,47 @@ from metercert.cosem.xdlms.base import (
     DataResult,
     SelectiveAccess,
     XdlmsApdu,
-    encode_access,
     encode_data_result,
     encode_octets,
-    encode_uint,
-    read_access,
-    read_bool,
     read_data_result,
     read_enum,
     read_octets,
 )
+from metercert.cosem.xdlms.fields import (
+    ACCESS_SELECTION,
+    ATTRIBUTE,
+    BLOCK_NUMBER,
+    GET_DATA_RESULT,
+    INVOKE_ID_AND_PRIORITY,
+    LAST_BLOCK,
+    Field,
+    Fields,
+    sequence_of,
+)
+
+
+def _to_bytes(item: Any) -> bytes:
+    return item.to_bytes()
+
+
+def _read_datablock_result(reader: ByteReader) -> bytes | DataAccessResult:
+    start = reader.pos
+    choice = reader.u8("datablock result choice")
+    if choice == 0:
+        return read_octets(reader, "raw-data")
+    if choice == 1:
+        return read_enum(DataAccessResult, reader, "data-access-result")
+    raise UnknownTag(f"datablock result choice must be 0 or 1, got {choice}", start)
+
+
+def _write_datablock_result(result: bytes | DataAccessResult) -> bytes:
+    if isinstance(result, DataAccessResult):
+        return b"\x01" + bytes([result])
+    return b"\x00" + encode_octets(result)
+
+
+#: raw-data of the block, or why there is none
+_DATABLOCK_RESULT = Field("result", _read_datablock_result, _write_datablock_result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,18 +67,7 @@ class GetRequestNormal(XdlmsApdu):
     access_selection: SelectiveAccess | None = None
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + self.attribute.to_bytes()
-            + encode_access(self.access_selection)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> GetRequestNormal:
-        iip = reader.u8("invoke-id-and-priority")
-        attribute = CosemAttributeDescriptor.read(reader)
-        return cls(attribute, read_access(reader), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, ATTRIBUTE, ACCESS_SELECTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +78,7 @@ class GetRequestNext(XdlmsApdu):
     block_number: int
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority") + encode_uint(
-            self.block_number, 4, "block number"
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> GetRequestNext:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(reader.uint(4, "block number"), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, BLOCK_NUMBER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +89,10 @@ class GetRequestWithList(XdlmsApdu):
     references: tuple[AttributeReference, ...]
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + encode_length(len(self.references))
-            + b"".join(r.to_bytes() for r in self.references)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> GetRequestWithList:
-        iip = reader.u8("invoke-id-and-priority")
-        n = reader.count("attribute list", min_item_size=10)
-        return cls(tuple(AttributeReference.read(reader) for _ in range(n)), iip)
+    FIELDS: ClassVar[Fields] = (
+        INVOKE_ID_AND_PRIORITY,
+        sequence_of("references", AttributeReference.read, _to_bytes, "attribute list", 10),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +103,7 @@ class GetResponseNormal(XdlmsApdu):
     result: DataResult
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return encode_uint(
-            self.invoke_id_and_priority, 1, "invoke-id-and-priority"
-        ) + encode_data_result(self.result)
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> GetResponseNormal:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(read_data_result(reader), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, GET_DATA_RESULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,33 +118,7 @@ class GetResponseWithDatablock(XdlmsApdu):
     result: bytes | DataAccessResult
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        if isinstance(self.result, DataAccessResult):
-            tail = b"\x01" + bytes([self.result])
-        else:
-            tail = b"\x00" + encode_octets(self.result)
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + (b"\x01" if self.last_block else b"\x00")
-            + encode_uint(self.block_number, 4, "block number")
-            + tail
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> GetResponseWithDatablock:
-        iip = reader.u8("invoke-id-and-priority")
-        last = read_bool(reader, "last-block")
-        number = reader.uint(4, "block number")
-        start = reader.pos
-        choice = reader.u8("datablock result choice")
-        result: bytes | DataAccessResult
-        if choice == 0:
-            result = read_octets(reader, "raw-data")
-        elif choice == 1:
-            result = read_enum(DataAccessResult, reader, "data-access-result")
-        else:
-            raise UnknownTag(f"datablock result choice must be 0 or 1, got {choice}", start)
-        return cls(last, number, result, iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, LAST_BLOCK, BLOCK_NUMBER, _DATABLOCK_RESULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +129,7 @@ class GetResponseWithList(XdlmsApdu):
     results: tuple[DataResult, ...]
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + encode_length(len(self.results))
-            + b"".join(encode_data_result(r) for r in self.results)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> GetResponseWithList:
-        iip = reader.u8("invoke-id-and-priority")
-        n = reader.count("result list", min_item_size=2)
-        return cls(tuple(read_data_result(reader) for _ in range(n)), iip)
+    FIELDS: ClassVar[Fields] = (
+        INVOKE_ID_AND_PRIORITY,
+        sequence_of("results", read_data_result, encode_data_result, "result list", 2),
+    )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from metercert.cosem.axdr import DlmsData, encode_data, read_data
-from metercert.cosem.reader import ByteReader, encode_length
+from metercert.cosem.reader import ByteReader
 from metercert.cosem.results import DataAccessResult
 from metercert.cosem.xdlms.base import (
     DEFAULT_INVOKE_ID_AND_PRIORITY,
@@ -14,14 +14,31 @@ from metercert.cosem.xdlms.base import (
     CosemAttributeDescriptor,
     SelectiveAccess,
     XdlmsApdu,
-    encode_access,
-    encode_octets,
-    encode_uint,
-    read_access,
-    read_bool,
     read_enum,
-    read_octets,
 )
+from metercert.cosem.xdlms.fields import (
+    ACCESS_SELECTION,
+    ATTRIBUTE,
+    BLOCK,
+    BLOCK_NUMBER,
+    DATA_ACCESS_RESULT,
+    INVOKE_ID_AND_PRIORITY,
+    VALUE,
+    Fields,
+    sequence_of,
+)
+
+
+def _to_bytes(item: AttributeReference) -> bytes:
+    return item.to_bytes()
+
+
+def _read_dar(reader: ByteReader) -> DataAccessResult:
+    return read_enum(DataAccessResult, reader, "data-access-result")
+
+
+def _write_dar(result: DataAccessResult) -> bytes:
+    return bytes((result,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,20 +51,7 @@ class SetRequestNormal(XdlmsApdu):
     access_selection: SelectiveAccess | None = None
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + self.attribute.to_bytes()
-            + encode_access(self.access_selection)
-            + encode_data(self.value)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetRequestNormal:
-        iip = reader.u8("invoke-id-and-priority")
-        attribute = CosemAttributeDescriptor.read(reader)
-        access = read_access(reader)
-        return cls(attribute, read_data(reader), access, iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, ATTRIBUTE, ACCESS_SELECTION, VALUE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +66,7 @@ class SetRequestWithFirstDatablock(XdlmsApdu):
     access_selection: SelectiveAccess | None = None
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + self.attribute.to_bytes()
-            + encode_access(self.access_selection)
-            + (b"\x01" if self.last_block else b"\x00")
-            + encode_uint(self.block_number, 4, "block number")
-            + encode_octets(self.raw_data)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetRequestWithFirstDatablock:
-        iip = reader.u8("invoke-id-and-priority")
-        attribute = CosemAttributeDescriptor.read(reader)
-        access = read_access(reader)
-        last = read_bool(reader, "last-block")
-        number = reader.uint(4, "block number")
-        return cls(attribute, last, number, read_octets(reader, "raw-data"), access, iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, ATTRIBUTE, ACCESS_SELECTION, *BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +79,7 @@ class SetRequestWithDatablock(XdlmsApdu):
     raw_data: bytes
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + (b"\x01" if self.last_block else b"\x00")
-            + encode_uint(self.block_number, 4, "block number")
-            + encode_octets(self.raw_data)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetRequestWithDatablock:
-        iip = reader.u8("invoke-id-and-priority")
-        last = read_bool(reader, "last-block")
-        number = reader.uint(4, "block number")
-        return cls(last, number, read_octets(reader, "raw-data"), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, *BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,15 +90,7 @@ class SetResponseNormal(XdlmsApdu):
     result: DataAccessResult
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority") + bytes(
-            [self.result]
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetResponseNormal:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(read_enum(DataAccessResult, reader, "data-access-result"), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, DATA_ACCESS_RESULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +101,7 @@ class SetResponseDatablock(XdlmsApdu):
     block_number: int
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority") + encode_uint(
-            self.block_number, 4, "block number"
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetResponseDatablock:
-        iip = reader.u8("invoke-id-and-priority")
-        return cls(reader.uint(4, "block number"), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, BLOCK_NUMBER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,18 +113,7 @@ class SetResponseLastDatablock(XdlmsApdu):
     block_number: int
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + bytes([self.result])
-            + encode_uint(self.block_number, 4, "block number")
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetResponseLastDatablock:
-        iip = reader.u8("invoke-id-and-priority")
-        result = read_enum(DataAccessResult, reader, "data-access-result")
-        return cls(result, reader.uint(4, "block number"), iip)
+    FIELDS: ClassVar[Fields] = (INVOKE_ID_AND_PRIORITY, DATA_ACCESS_RESULT, BLOCK_NUMBER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,22 +127,11 @@ class SetRequestWithList(XdlmsApdu):
     values: tuple[DlmsData, ...]
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + encode_length(len(self.references))
-            + b"".join(r.to_bytes() for r in self.references)
-            + encode_length(len(self.values))
-            + b"".join(encode_data(v) for v in self.values)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetRequestWithList:
-        iip = reader.u8("invoke-id-and-priority")
-        n = reader.count("attribute list", 10)
-        refs = tuple(AttributeReference.read(reader) for _ in range(n))
-        m = reader.count("value list")
-        return cls(refs, tuple(read_data(reader) for _ in range(m)), iip)
+    FIELDS: ClassVar[Fields] = (
+        INVOKE_ID_AND_PRIORITY,
+        sequence_of("references", AttributeReference.read, _to_bytes, "attribute list", 10),
+        sequence_of("values", read_data, encode_data, "value list"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,17 +142,7 @@ class SetResponseWithList(XdlmsApdu):
     results: tuple[DataAccessResult, ...]
     invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY
 
-    def _body(self) -> bytes:
-        return (
-            encode_uint(self.invoke_id_and_priority, 1, "invoke-id-and-priority")
-            + encode_length(len(self.results))
-            + bytes(self.results)
-        )
-
-    @classmethod
-    def _read(cls, reader: ByteReader) -> SetResponseWithList:
-        iip = reader.u8("invoke-id-and-priority")
-        n = reader.count("result list")
-        return cls(
-            tuple(read_enum(DataAccessResult, reader, "data-access-result") for _ in range(n)), iip
-        )
+    FIELDS: ClassVar[Fields] = (
+        INVOKE_ID_AND_PRIORITY,
+        sequence_of("results", _read_dar, _write_dar, "result list"),
+    )
