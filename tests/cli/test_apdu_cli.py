@@ -139,7 +139,8 @@ def _run(argv, capsys):
     return code, capsys.readouterr().out
 
 
-@pytest.mark.parametrize("key_info", ["identified", "none", "wrapped", "agreed-1e1s", "agreed-0e2s"])
+@pytest.mark.parametrize("key_info",
+                         ["identified", "none", "wrapped", "agreed-1e1s", "agreed-0e2s"])
 def test_general_ciphering_protect_then_inspect(pki, capsys, key_info):
     extra = {"agreed-1e1s": ["--signing-key", pki["client"], "--peer-agreement-key",
                              pki["server_pub"]],
@@ -227,7 +228,8 @@ def test_aarq_and_aare_ciphered_user_information(keyfile, capsys):
     info = json.loads(text)
     assert code == 0 and info["verified"] is True
     inner = info["user_information"]
-    assert inner["tag_name"] == "glo-initiate-request" and inner["system_title"] == "4D4D4D0000BC614E"
+    assert inner["tag_name"] == "glo-initiate-request"
+    assert inner["system_title"] == "4D4D4D0000BC614E"
     assert inner["decoded"]["type"] == "InitiateRequest"
     assert inner["decoded"]["dedicated_key"] == "<redacted>"
     assert "00112233445566778899AABBCCDDEEFF" not in text.upper()

@@ -113,7 +113,8 @@ def _key_options(p: argparse.ArgumentParser) -> None:
 def _asymmetric_options(p: argparse.ArgumentParser) -> None:
     grp = p.add_argument_group("suites 1/2 keys (PEM files; certificates accepted for public keys)")
     grp.add_argument("--signing-key", metavar="PEM",
-                     help="our ECDSA private key (protect: signs; C(1e,1s) signs the ephemeral key)")
+                     help="our ECDSA private key (protect: signs; C(1e,1s) signs the "
+                          "ephemeral key)")
     grp.add_argument("--signer-key", metavar="PEM", action="append", default=[],
                      help="an originator's ECDSA public key or certificate (inspect: verifies "
                           "general-signing and C(1e,1s) ephemeral keys); repeatable")

@@ -77,7 +77,8 @@ def _suite(suite: int) -> tuple[type[ec.EllipticCurve], hashes.HashAlgorithm, in
     try:
         return _CURVES[suite]
     except KeyError:
-        raise InvalidKey(f"security suite {suite} has no key agreement (suites 1 and 2 do)") from None
+        raise InvalidKey(
+            f"security suite {suite} has no key agreement (suites 1 and 2 do)") from None
 
 
 def curve_for(suite: int) -> ec.EllipticCurve:
@@ -109,7 +110,8 @@ def public_key_bytes(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey
     return numbers.x.to_bytes(size, "big") + numbers.y.to_bytes(size, "big")
 
 
-def public_key_from_bytes(data: bytes, suite: int, what: str = "public key") -> ec.EllipticCurvePublicKey:
+def public_key_from_bytes(data: bytes, suite: int,
+                          what: str = "public key") -> ec.EllipticCurvePublicKey:
     """A point from ``x || y`` on the suite's curve; a point off the curve is refused."""
     size = coordinate_bytes(suite)
     if len(data) != 2 * size:
@@ -126,7 +128,8 @@ def sign(private_key: ec.EllipticCurvePrivateKey, data: bytes, suite: int) -> by
     return ecdsa_sign_raw(private_key, data)
 
 
-def verify(public_key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes, suite: int) -> None:
+def verify(public_key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes,
+           suite: int) -> None:
     """Raise :class:`AuthenticationFailed` unless ``signature`` is the suite's ECDSA over ``data``.
 
     A key of the other suite's curve (a P-256 signer on a suite-2 exchange) fails the same way:
@@ -162,7 +165,8 @@ def kdf(shared_secret: bytes, *, suite: int, party_u: bytes, party_v: bytes,
     return Key(ConcatKDFHash(hash_algorithm, size, info).derive(shared_secret), role)
 
 
-def shared_secret(own: ec.EllipticCurvePrivateKey, peer: ec.EllipticCurvePublicKey, suite: int) -> bytes:
+def shared_secret(own: ec.EllipticCurvePrivateKey, peer: ec.EllipticCurvePublicKey,
+                  suite: int) -> bytes:
     """``Z``: the ECDH x-coordinate, both keys on the suite's curve."""
     _check_curve(own, suite, "own key-agreement key")
     _check_curve(peer, suite, "peer key-agreement key")
@@ -229,7 +233,7 @@ def one_pass_receive(*, suite: int, own_static: ec.EllipticCurvePrivateKey,
 def static_unified_model(own_static: ec.EllipticCurvePrivateKey,
                          peer_static: ec.EllipticCurvePublicKey, *, suite: int, party_u: bytes,
                          party_v: bytes, transaction_id: bytes) -> Key:
-    """C(0e, 2s): both static keys; the transaction-id is U's nonce (so keys differ per exchange)."""
+    """C(0e, 2s): both static keys; the transaction-id is U's nonce, so keys differ per exchange."""
     if not transaction_id:
         raise InvalidKey("the Static Unified Model needs a transaction-id as party U's nonce")
     return kdf(shared_secret(own_static, peer_static, suite), suite=suite, party_u=party_u,

@@ -257,7 +257,8 @@ def parse_general_ciphering(apdu: bytes) -> GeneralCiphering:
     if end != len(apdu):
         raise ApduFormatError(f"{len(apdu) - end} trailing bytes after the ciphered content")
     if len(content) < 5:
-        raise ApduFormatError(f"ciphered content of {len(content)} bytes cannot hold SC and counter")
+        raise ApduFormatError(
+            f"ciphered content of {len(content)} bytes cannot hold SC and counter")
     return GeneralCiphering(header, key_info, SecurityControl.from_byte(content[0]),
                             int.from_bytes(content[1:5], "big"), content[5:], header_bytes)
 
@@ -300,13 +301,15 @@ def protect_general(
     if sc.compressed:
         raise ApduFormatError("compression is not supported")
     if sc.broadcast:
-        raise ApduFormatError("the key-set bit must be 0 in general-ciphering (key-info names the key)")
+        raise ApduFormatError(
+            "the key-set bit must be 0 in general-ciphering (key-info names the key)")
     size = _size(sc, key_size)
     head = header.to_bytes()
     nonce = _gcm.iv(header.originator_system_title, invocation_counter)
     if sc.authenticated:
         ek = _secret(encryption_key, "encryption key", size)
-        aad = general_ciphering_aad(sc, _secret(authentication_key, "authentication key", size), head)
+        ak = _secret(authentication_key, "authentication key", size)
+        aad = general_ciphering_aad(sc, ak, head)
         if sc.encrypted:
             payload = _gcm.seal(ek, nonce, plaintext, aad)
         else:
