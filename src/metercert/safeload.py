@@ -35,20 +35,17 @@ MAX_DOCUMENT_BYTES = 32 << 20
 
 def read_bytes(path: str | os.PathLike[str], *, what: str = "file",
                max_bytes: int = MAX_CONFIG_BYTES) -> bytes:
-    """The content of a regular file of at most ``max_bytes`` bytes."""
+    """The content of a regular file of at most ``max_bytes`` bytes.
+
+    A missing file, a folder or an unreadable one raise the usual OSError subclasses
+    (callers word those themselves); a pipe, a device or an oversized file raise
+    :class:`InputFileError`."""
     p = Path(path)
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise InputFileError(f"{what} {p}: no such file") from None
-    except PermissionError:
-        raise InputFileError(f"{what} {p}: permission denied") from None
-    except OSError as exc:
-        raise InputFileError(f"{what} {p}: {exc.strerror}") from None
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise InputFileError(f"{what} {p}: is a folder, not a file")
+            raise IsADirectoryError(21, "Is a directory", str(p))
         if not stat.S_ISREG(st.st_mode):
             raise InputFileError(f"{what} {p}: not a regular file (pipes, devices and sockets "
                                  "are refused)")
@@ -65,19 +62,27 @@ def read_bytes(path: str | os.PathLike[str], *, what: str = "file",
             if total > max_bytes:  # the file grew while we read it
                 raise InputFileError(f"{what} {p}: over the limit of {max_bytes} bytes")
         return b"".join(chunks)
-    except OSError as exc:
-        raise InputFileError(f"{what} {p}: {exc.strerror}") from None
     finally:
         os.close(fd)
 
 
 def read_text(path: str | os.PathLike[str], *, what: str = "file",
               max_bytes: int = MAX_CONFIG_BYTES) -> str:
-    data = read_bytes(path, what=what, max_bytes=max_bytes)
+    """UTF-8 text of a regular file (UnicodeDecodeError and OSError as from read_text)."""
+    return read_bytes(path, what=what, max_bytes=max_bytes).decode("utf-8")
+
+
+def _read_or_say(path: str | os.PathLike[str], what: str, max_bytes: int) -> str:
     try:
-        return data.decode("utf-8")
+        return read_text(path, what=what, max_bytes=max_bytes)
+    except FileNotFoundError:
+        raise InputFileError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{what} {path}: is a folder, not a file") from None
     except UnicodeDecodeError as exc:
         raise InputFileError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InputFileError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
 # -- YAML ----------------------------------------------------------------------------------
@@ -104,7 +109,7 @@ class StrictYaml:
                 key = (key_node.tag, key_node.value)
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+                        None, None, f"key {key_node.value!r} appears twice", key_node.start_mark)
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
 
@@ -128,7 +133,9 @@ def yaml_error(where: str, exc: yaml.YAMLError) -> InputFileError:
 def loads_yaml(text: str, *, where: str = "YAML", base: bool = False) -> Any:
     """Parse YAML text with the strict loader (``base``: every scalar stays a string)."""
     try:
-        return yaml.load(text, Loader=BaseLoader if base else SafeLoader)
+        if base:
+            return yaml.load(text, Loader=BaseLoader)
+        return yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise yaml_error(where, exc) from None
     except RecursionError:
@@ -137,17 +144,17 @@ def loads_yaml(text: str, *, where: str = "YAML", base: bool = False) -> Any:
 
 def load_yaml(path: str | os.PathLike[str], *, what: str = "file",
               max_bytes: int = MAX_CONFIG_BYTES, base: bool = False) -> Any:
-    return loads_yaml(read_text(path, what=what, max_bytes=max_bytes),
-                      where=f"{what} {path}", base=base)
+    return loads_yaml(_read_or_say(path, what, max_bytes), where=f"{what} {path}", base=base)
 
 
 # -- JSON ----------------------------------------------------------------------------------
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for json.loads: a key twice in one object is a ValueError."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"key {key!r} appears twice")
         out[key] = value
     return out
 
@@ -155,7 +162,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def loads_json(text: str | bytes, *, where: str = "JSON") -> Any:
     """Parse JSON, refusing duplicate keys."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return json.loads(text, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{where}: line {exc.lineno}: {exc.msg}") from None
     except ValueError as exc:  # duplicate key, or bytes that are not UTF-8
@@ -166,4 +173,4 @@ def loads_json(text: str | bytes, *, where: str = "JSON") -> Any:
 
 def load_json(path: str | os.PathLike[str], *, what: str = "file",
               max_bytes: int = MAX_CONFIG_BYTES) -> Any:
-    return loads_json(read_text(path, what=what, max_bytes=max_bytes), where=f"{what} {path}")
+    return loads_json(_read_or_say(path, what, max_bytes), where=f"{what} {path}")

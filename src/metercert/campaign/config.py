@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from metercert.errors import InputFileError, UsageError
+from metercert.safeload import StrictYaml, read_text
 
 #: IEC 62351-8 roles (plus READER, a read-only DLMS client used by many utilities).
 ROLE_NAMES = ("VIEWER", "OPERATOR", "ENGINEER", "INSTALLER", "SECADM", "SECAUD", "RBACMNT", "READER")
@@ -195,7 +196,7 @@ class CampaignConfig:
 # composed node tree of the same text (safe_load drops them).
 
 
-class _CampaignLoader(yaml.SafeLoader):  # type: ignore[misc]  # untyped base without stubs
+class _CampaignLoader(StrictYaml, yaml.SafeLoader):  # type: ignore[misc]  # untyped base without stubs
     """Safe loader with YAML 1.2 booleans: ``on``/``off``/``yes``/``no`` stay strings.
 
     YAML 1.1 reads the ``power`` keys ``on:`` and ``off:`` as booleans; only
@@ -548,7 +549,7 @@ def load_campaign(path: str | Path, *, check_files: bool = True) -> CampaignConf
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text(p, what="campaign file")  # regular files only, size capped
     except FileNotFoundError:
         raise CampaignFileError(f"{p}: no such campaign file") from None
     except IsADirectoryError:

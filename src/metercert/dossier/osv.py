@@ -37,6 +37,7 @@ from packageurl import PackageURL
 from univers.version_range import RANGE_CLASS_BY_SCHEMES
 from univers.versions import InvalidVersion, PypiVersion, Version
 
+from metercert import safeload
 from metercert.dossier.model import (
     Advisory,
     AffectedPackage,
@@ -85,13 +86,17 @@ class VersionUndecidable(Exception):
 def read_osv(path: Path) -> tuple[Advisory, ...]:
     """Parse an OSV export; a malformed file is bad tool input (:class:`InputFileError`)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(safeload.read_text(path, what="advisory file",
+                                             max_bytes=safeload.MAX_DOCUMENT_BYTES),
+                          object_pairs_hook=safeload.no_duplicate_keys)
     except FileNotFoundError:
         raise InputFileError(f"{path}: advisory file not found") from None
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
         raise InputFileError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+    except ValueError as exc:  # a key twice in one object
+        raise InputFileError(f"{path}: invalid JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("vulns"), list):
         records = data["vulns"]
     elif isinstance(data, list):

@@ -15,7 +15,9 @@ from typing import Any
 
 import defusedxml.ElementTree as SafeET
 
+from metercert import safeload
 from metercert.dossier.model import Sbom, SbomComponent
+from metercert.errors import InputFileError
 
 
 class SbomError(Exception):
@@ -24,16 +26,20 @@ class SbomError(Exception):
 
 def read_sbom(path: Path) -> Sbom:
     try:
-        raw = path.read_bytes()
+        raw = safeload.read_bytes(path, what="SBOM", max_bytes=safeload.MAX_DOCUMENT_BYTES)
     except OSError as exc:
         raise SbomError(f"cannot read: {exc.strerror or exc.__class__.__name__}") from None
+    except InputFileError as exc:  # a pipe, a device, too large
+        raise SbomError(str(exc).rpartition(": ")[2]) from None
     text = raw.lstrip()
     if text.startswith(b"<"):
         return _cyclonedx_xml(path)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=safeload.no_duplicate_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SbomError(f"not JSON or XML: {exc}") from None
+    except ValueError as exc:  # a key twice in one object
+        raise SbomError(f"not usable JSON: {exc}") from None
     except RecursionError:
         raise SbomError("JSON nested too deeply") from None
     if not isinstance(data, dict):

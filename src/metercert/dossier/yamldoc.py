@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from metercert import safeload
 from metercert.errors import InputFileError
 
 
@@ -82,7 +83,7 @@ def read_yaml(path: Path) -> YamlDocument:
     syntax errors; never lets a PyYAML exception or traceback escape.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = safeload.read_text(path, what="dossier file", max_bytes=safeload.MAX_DOCUMENT_BYTES)
     except FileNotFoundError:
         raise InputFileError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -90,7 +91,7 @@ def read_yaml(path: Path) -> YamlDocument:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path}: cannot read: {exc.__class__.__name__}") from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = safeload.SafeLoader(text)  # no aliases, anchors or duplicate keys
         try:
             root = loader.get_single_node()
             data = loader.construct_document(root) if root is not None else None

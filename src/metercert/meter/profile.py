@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from metercert import safeload
 from metercert.errors import InputFileError, UsageError
 
 FLAWS: dict[str, str] = {
@@ -217,10 +218,12 @@ def builtin_profiles() -> list[str]:
 def load_profile(name_or_path: str | None = None) -> MeterProfile:
     name_or_path = name_or_path or "conformant"
     path = Path(name_or_path)
-    if name_or_path.endswith((".yaml", ".yml")) or path.exists():
+    # only a name that looks like a path is a file: a file in the working folder named
+    # like a built-in profile must not shadow it
+    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path or os.sep in name_or_path:
         source = str(path)
         try:
-            text = path.read_text("utf-8")
+            text = safeload.read_text(path, what="meter profile")
         except OSError as exc:
             raise InputFileError(f"meter profile {source}: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
@@ -233,11 +236,12 @@ def load_profile(name_or_path: str | None = None) -> MeterProfile:
         text = resources.files("metercert.meter").joinpath(
             f"profiles/{name_or_path}.yaml").read_text("utf-8")
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=safeload.SafeLoader) or {}  # no aliases, no duplicate keys
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
-        raise InputFileError(f"meter profile {source}{line}: invalid YAML") from None
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InputFileError(f"meter profile {source}{line}: invalid YAML: {problem}") from None
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise InputFileError(f"meter profile {source}: invalid YAML value ({exc.__class__.__name__})") from None
     return profile_from_mapping(data, source)

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from metercert import safeload
 from metercert.cosem import ObisCode
 from metercert.errors import InputFileError
 
@@ -84,17 +85,18 @@ def load_rbac(path: str | Path | None = None) -> Rbac:
     else:
         source = str(path)
         try:
-            text = Path(path).read_text("utf-8")
+            text = safeload.read_text(path, what="rbac file")
         except OSError as exc:
             raise InputFileError(f"{source}: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
             raise InputFileError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=safeload.SafeLoader)  # no aliases, no duplicate keys
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
-        raise InputFileError(f"{source}{line}: invalid YAML") from None
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InputFileError(f"{source}{line}: invalid YAML: {problem}") from None
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise InputFileError(f"{source}: invalid YAML value ({exc.__class__.__name__})") from None
     if not isinstance(data, dict) or "roles" not in data or "objects" not in data:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import hmac
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +31,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from metercert import safeload
 from metercert.errors import InputFileError
 from metercert.security.errors import InvalidKey
 
@@ -227,7 +227,7 @@ def load_key_file(path: str | os.PathLike[str]) -> list[KeySet]:
     """Load every key set in a key file (one, or a list under ``meters``)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = safeload.read_text(p, what="key file")
     except FileNotFoundError:
         raise InputFileError(f"key file {p}: no such file") from None
     except OSError as exc:
@@ -237,13 +237,14 @@ def load_key_file(path: str | os.PathLike[str]) -> list[KeySet]:
     try:
         # BaseLoader keeps every scalar a string: an all-digit hex key such as
         # 0011... must not turn into a (possibly octal) integer. It builds no objects.
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.load(text, yaml.BaseLoader)
-    except json.JSONDecodeError as exc:
-        raise InputFileError(f"key file {p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        # (the strict loaders refuse aliases, anchors and duplicate keys)
+        data = (safeload.loads_json(text, where=f"key file {p}") if p.suffix.lower() == ".json"
+                else yaml.load(text, safeload.BaseLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputFileError(f"key file {p}: invalid YAML{line}") from None
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InputFileError(f"key file {p}: invalid YAML{line}: {problem}") from None
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # values PyYAML/json cannot build, or nesting too deep
         raise InputFileError(f"key file {p}: unusable content ({exc.__class__.__name__})") from None
     if isinstance(data, Mapping) and "meters" in data:
