@@ -68,3 +68,14 @@ def test_campaign_finds_gurux_server_flaws(gurux_hls_meter: tuple[str, int, Any]
     for sound in ("DLMS-SUITE-01", "DLMS-SECRET-01", "DLMS-AUTH-LEGACY-01", "DLMS-HLS-01"):
         assert verdicts[sound] is Verdict.PASS, (sound, dlms[sound].outcome.reason)
     assert "plaintext get-request" in dlms["DLMS-POLICY-01"].outcome.reason
+    # found since discovery, the gap-free counter view and the new conformance cases: its
+    # AARE and HLS pass-4 answers reuse counters 0 and 1 in every association (the same
+    # nonce under the same key), and security_activate lowers its policy
+    assert verdicts["DLMS-IC-OWN-01"] is Verdict.FAIL
+    assert "under the same key" in dlms["DLMS-IC-OWN-01"].outcome.reason
+    assert verdicts["DLMS-ACTIVATE-01"] is Verdict.FAIL
+    # the object list cannot be read (gurux closes the connection): said, not "denied"
+    assert verdicts["DLMS-PUBLIC-01"] is Verdict.INCONCLUSIVE
+    assert "closed the connection" in dlms["DLMS-PUBLIC-01"].outcome.reason
+    # its action responses without the presence byte now decode: key transfer is judged
+    assert "does not decode" not in dlms["DLMS-KEK-01"].outcome.reason

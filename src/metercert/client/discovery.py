@@ -216,9 +216,15 @@ def _text(value: DlmsData) -> str:
 
 
 async def _read(c: DlmsClient, class_id: int, obis: ObisCode, attribute: int) -> DlmsData | None:
+    if c.stream is None or c.stream.closed:
+        return None   # the meter closed this connection on an earlier read
     try:
         result = await c.get_result(class_id, obis, attribute)
     except (DlmsError, CosemDecodeError):
+        return None
+    except ConnectionFailed as exc:
+        c.trace.note(f"reading {obis} attribute {attribute} cost the connection: {exc}")
+        await c.close()
         return None
     return result if isinstance(result, DlmsData) else None
 

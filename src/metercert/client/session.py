@@ -601,9 +601,22 @@ class DlmsClient:
                      parameters: DlmsData | None = None, *, _during_hls: bool = False,
                      **overrides: Any) -> tuple[ActionResult, DlmsData | None]:
         obis = ObisCode.parse(obis) if isinstance(obis, str) else obis
-        answer = await self.request_decoded(
+        plain = await self.request(
             ActionRequestNormal(CosemMethodDescriptor(class_id, obis, method), parameters).to_bytes(),
             **overrides)
+        try:
+            answer = decode_apdu(plain)
+        except CosemDecodeError as exc:
+            if len(plain) == 4 and plain[:2] == b"\xc7\x01":
+                # action-response-normal without the presence flag of its optional
+                # return-parameters (gurux-dlms's server sends this): the result is there
+                self.trace.note("action-response without the optional-field flag: read as "
+                                "no return parameters")
+                try:
+                    return ActionResult(plain[3]), None
+                except ValueError:
+                    pass
+            raise DlmsError(f"the meter's answer does not decode: {exc}") from None
         if not isinstance(answer, ActionResponseNormal):
             raise DlmsError(f"unexpected answer to ACTION: {type(answer).__name__}")
         data = answer.return_data

@@ -30,6 +30,7 @@ from metercert.checks.dlms._common import (
 )
 from metercert.client.errors import (
     AssociationRejected,
+    DataAccessFailed,
     DlmsError,
     ExceptionResponseReceived,
 )
@@ -113,8 +114,15 @@ async def public_minimal(target: DlmsTarget) -> CheckOutcome:
     """No Security Setup, image transfer, disconnect control or profile (log) objects, no
     write access and no method but reply_to_HLS for the public client."""
     c = target.public()
-    async with c:
-        listing = await c.get(15, CURRENT_ASSOCIATION, 2)
+    try:
+        async with c:
+            listing = await c.get(15, CURRENT_ASSOCIATION, 2)
+    except ConnectionFailed as exc:
+        return inconclusive("the meter closed the connection (or stopped answering) when the "
+                            f"public client asked for its object list: {exc}", _trace(c))
+    except DataAccessFailed as exc:
+        return inconclusive(f"the public client may not read its object list ({exc}): what it "
+                            "can reach cannot be listed", _trace(c))
     forbidden_classes = {64: "Security Setup", 18: "Image Transfer", 70: "Disconnect control",
                          7: "Profile generic"}
     problems, seen = [], []
@@ -155,7 +163,7 @@ def _outcome(result: object) -> str:
             return ALLOWED
         if result in DENIED or result in DENIED_DATA:
             return DENIED_
-        return ATTEMPTED
+        return f"{ATTEMPTED} ({result.name.lower().replace('_', '-')})"
     return ALLOWED
 
 
@@ -234,14 +242,13 @@ async def _role_matrix(target: DlmsTarget) -> dict[str, dict[str, str]] | None:
 
 def _matrix_evidence(matrix: dict[str, dict[str, str]]) -> Evidence:
     ops = _OPS
-    lines = [f"{'role':<10} " + " ".join(f"{o:>18}" for o in ops)]
+    lines = [f"{'role':<10} " + " ".join(f"{o:>28}" for o in ops)]
     for role, result in matrix.items():
-        lines.append(f"{role:<10} " + " ".join(f"{result.get(o, '-'):>18}" for o in ops))
+        lines.append(f"{role:<10} " + " ".join(f"{result.get(o, '-'):>28}" for o in ops))
     return Evidence("role x operation matrix", "\n".join(lines), "value")
 
 
 Judge = Callable[[str, str, str], str | None]
-_GRANTED = (ALLOWED, ATTEMPTED)
 
 
 async def _role_check(target: DlmsTarget, scope: Callable[[str], tuple[str, ...]], judge: Judge,
@@ -301,7 +308,7 @@ _REACH_ONLY = ("key-transfer", "firmware-activate")
        tags=["rbac"], target=TargetKind.DLMS)
 async def roles_positive(target: DlmsTarget) -> CheckOutcome:
     def judge(role: str, op: str, outcome: str) -> str | None:
-        if outcome == ALLOWED or (op in _REACH_ONLY and outcome == ATTEMPTED):
+        if outcome == ALLOWED or (op in _REACH_ONLY and outcome.startswith(ATTEMPTED)):
             return None
         return f"{role} cannot {op} ({outcome})"
 
@@ -311,9 +318,13 @@ async def roles_positive(target: DlmsTarget) -> CheckOutcome:
 
 def _must_not(label: str) -> Judge:
     def judge(role: str, op: str, outcome: str) -> str | None:
-        if outcome in _GRANTED:
-            how = "" if outcome == ALLOWED else " (past the access check)"
-            return f"{role} can {op}{how}"
+        if outcome == ALLOWED:
+            return f"{role} can {op}"
+        if outcome.startswith(ATTEMPTED):
+            # DLMS checks access before it executes: any answer but read-write-denied /
+            # scope-of-access-violated / object-undefined means the request got past it
+            return (f"{role} got past the access check for {op}: answered "
+                    f"{outcome[len(ATTEMPTED):].strip(' ()')} instead of read-write-denied")
         return None
 
     return judge

@@ -119,6 +119,11 @@ async def ciphering_forms(target: DlmsTarget) -> CheckOutcome:
                     problems.append(f"{form.value} request answered in {got.value}")
             except DlmsError as exc:
                 problems.append(f"{form.value}: {exc}")
+            except ConnectionFailed as exc:   # no answer, or an answer that is not DLMS
+                problems.append(f"{form.value}: {exc}")
+                await c.close()
+                c = target.client(dedicated_key=True)
+                await c.open()
         await c.release()
     finally:
         await c.close()

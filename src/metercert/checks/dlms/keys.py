@@ -72,56 +72,6 @@ async def kek_never_transmitted(target: DlmsTarget) -> CheckOutcome:
                   f"{len(target.traces)} sessions", _trace(c, label="key_transfer of the current GUEK"))
 
 
-@check("DLMS-KEYWRAP-01", "key_transfer installs a correctly wrapped key and refuses a corrupted wrap",
-       severity=Severity.CRITICAL, requirements=["DLMS:KEY-WRAP", "CRA:I.2e"],
-       tags=["keys"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
-async def key_wrap(target: DlmsTarget) -> CheckOutcome:
-    """New GUEK wrapped under the KEK (RFC 3394): it takes effect; then a wrap with one bit
-    flipped: refused, and the key in use still works. The original key is restored."""
-    kek, original = target.keys.kek, target.keys.guek
-    if kek is None or original is None:
-        return not_applicable("the key file has no KEK (master key)")
-    new = Key(os.urandom(len(original)), "guek")
-    evidence: list[Evidence] = []
-    problems: list[str] = []
-    c = await target.management()
-    setup = await _security_setup(c)
-    result = await _key_transfer(c, setup, wrap_key(kek, new))
-    await c.release()
-    await c.close()
-    evidence.append(_trace(c, label="key_transfer with a correct wrap"))
-    if result is not ActionResult.SUCCESS:
-        return fail(f"a correctly wrapped key was refused ({result.name})", *evidence)
-    target.replace_key("guek", new)
-    try:
-        d = await target.management()
-    except AssociationRejected as exc:
-        target.replace_key("guek", original)
-        return fail(f"the transferred key did not take effect: {exc}", *evidence)
-    bad = bytearray(wrap_key(kek, Key(os.urandom(len(original)))))
-    bad[5] ^= 0x10
-    result = await _key_transfer(d, setup, bytes(bad))
-    await d.release()
-    await d.close()
-    evidence.append(_trace(d, label="key_transfer with a corrupted wrap"))
-    if result is ActionResult.SUCCESS:
-        problems.append("a corrupted wrap was accepted")
-    try:
-        e = await target.management()
-        await _key_transfer(e, setup, wrap_key(kek, original))  # leave the meter as found
-        await e.release()
-        await e.close()
-        target.replace_key("guek", original)
-    except AssociationRejected as exc:
-        problems.append(f"the key in use stopped working after the corrupted wrap: {exc}")
-    if problems:
-        return fail("; ".join(problems), *evidence)
-    return passed("correct wrap installed the key; corrupted wrap refused, old key kept; "
-                  "original key restored", *evidence)
-
-
-
-
 @check("DLMS-KEYS-02", "key_transfer takes AK and GUEK in one call and refuses an unknown key id",
        severity=Severity.HIGH, requirements=["DLMS:KEY-WRAP", "CRA:I.2e"],
        tags=["keys"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
@@ -224,3 +174,52 @@ async def policy_never_lowered(target: DlmsTarget) -> CheckOutcome:
                             "meter that refuses every activation", ev)
     return passed(f"policy {current} re-activated; lower policies {lower} refused and the "
                   "policy unchanged", ev)
+
+
+# last: a meter that installs a corrupted wrap has lost the key every later check needs
+@check("DLMS-KEYWRAP-01", "key_transfer installs a correctly wrapped key and refuses a corrupted wrap",
+       severity=Severity.CRITICAL, requirements=["DLMS:KEY-WRAP", "CRA:I.2e"],
+       tags=["keys"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
+async def key_wrap(target: DlmsTarget) -> CheckOutcome:
+    """New GUEK wrapped under the KEK (RFC 3394): it takes effect; then a wrap with one bit
+    flipped: refused, and the key in use still works. The original key is restored."""
+    kek, original = target.keys.kek, target.keys.guek
+    if kek is None or original is None:
+        return not_applicable("the key file has no KEK (master key)")
+    new = Key(os.urandom(len(original)), "guek")
+    evidence: list[Evidence] = []
+    problems: list[str] = []
+    c = await target.management()
+    setup = await _security_setup(c)
+    result = await _key_transfer(c, setup, wrap_key(kek, new))
+    await c.release()
+    await c.close()
+    evidence.append(_trace(c, label="key_transfer with a correct wrap"))
+    if result is not ActionResult.SUCCESS:
+        return fail(f"a correctly wrapped key was refused ({result.name})", *evidence)
+    target.replace_key("guek", new)
+    try:
+        d = await target.management()
+    except AssociationRejected as exc:
+        target.replace_key("guek", original)
+        return fail(f"the transferred key did not take effect: {exc}", *evidence)
+    bad = bytearray(wrap_key(kek, Key(os.urandom(len(original)))))
+    bad[5] ^= 0x10
+    result = await _key_transfer(d, setup, bytes(bad))
+    await d.release()
+    await d.close()
+    evidence.append(_trace(d, label="key_transfer with a corrupted wrap"))
+    if result is ActionResult.SUCCESS:
+        problems.append("a corrupted wrap was accepted")
+    try:
+        e = await target.management()
+        await _key_transfer(e, setup, wrap_key(kek, original))  # leave the meter as found
+        await e.release()
+        await e.close()
+        target.replace_key("guek", original)
+    except AssociationRejected as exc:
+        problems.append(f"the key in use stopped working after the corrupted wrap: {exc}")
+    if problems:
+        return fail("; ".join(problems), *evidence)
+    return passed("correct wrap installed the key; corrupted wrap refused, old key kept; "
+                  "original key restored", *evidence)
