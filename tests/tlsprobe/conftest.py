@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +27,9 @@ from metercert.tlsprobe import contexts, pki
 class TlsTestServer:
     """A threaded TLS server on 127.0.0.1 (ephemeral port) for one SSLContext."""
 
-    def __init__(self, ctx: ssl.SSLContext) -> None:
+    def __init__(self, ctx: ssl.SSLContext, *, close_after_handshake: bool = False) -> None:
         self.ctx = ctx
+        self.close_after_handshake = close_after_handshake
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -61,6 +64,8 @@ class TlsTestServer:
         try:
             with self.ctx.wrap_socket(conn, server_side=True) as tls:
                 self.handshakes += 1
+                if self.close_after_handshake:
+                    return
                 while tls.recv(1024):
                     pass
         except (OSError, ssl.SSLError):
@@ -226,8 +231,8 @@ def tls_server(test_pki: TestPki) -> Iterator[Callable[[str], TlsTestServer]]:
     """Start the named configuration; servers stop at the end of the test."""
     started: list[TlsTestServer] = []
 
-    def start(name: str) -> TlsTestServer:
-        server = TlsTestServer(CONFIGS[name][0](test_pki))
+    def start(name: str, **kw: bool) -> TlsTestServer:
+        server = TlsTestServer(CONFIGS[name][0](test_pki), **kw)
         started.append(server.__enter__())
         return server
 
@@ -245,3 +250,81 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def expected_failures() -> Callable[[str], set[str]]:
     return lambda name: set(CONFIGS[name][1])
+
+
+# --- third-party servers (openssl s_server, gnutls-serv) and hostile listeners -------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@pytest.fixture
+def external_server(tmp_path: Path) -> Iterator[Callable[..., int]]:
+    """Start a server command (``{port}`` is substituted) and stop it after the test.
+
+    stdin stays open (openssl s_server ends a connection when its stdin is at EOF);
+    output goes to a file, since a full pipe would block the server mid-handshake.
+    """
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*argv: str) -> int:
+        for _ in range(3):  # the free port may be taken before the server binds it
+            port = free_port()
+            log = (tmp_path / f"server-{port}.log").open("wb")
+            proc = subprocess.Popen(
+                [a.format(port=port) for a in argv],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            procs.append(proc)
+            try:
+                wait_listening(port, proc)
+            except RuntimeError:
+                continue
+            return port
+        raise RuntimeError(f"{argv[0]} did not start: see {tmp_path}")
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def rsa_meter(test_pki: TestPki) -> Credentials:
+    return test_pki.leaf(
+        "meter-rsa-ext",
+        pki.issue("meter-rsa-ext", "server", issuer=test_pki.ca, key_spec="RSA-2048"),
+    )
+
+
+def s_server(leaf: Credentials, *extra: str) -> list[str]:
+    return [
+        "openssl", "s_server", "-accept", "127.0.0.1:{port}", "-cert", leaf.cert, "-key",
+        leaf.key, "-quiet", *extra,
+    ]  # fmt: skip
+
+
+def gnutls_serv(leaf: Credentials, *extra: str) -> list[str]:
+    # gnutls-serv has no bind-address option; the tests only ever connect to 127.0.0.1
+    return [
+        "gnutls-serv", "-p", "{port}", "--x509certfile", leaf.cert, "--x509keyfile", leaf.key,
+        "--echo", *extra,
+    ]  # fmt: skip
