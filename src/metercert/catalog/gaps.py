@@ -34,7 +34,7 @@ STATES = (
 )
 _TARGET_HINT = {
     "dlms": "add a DLMS meter target (metercert test tcp://HOST:PORT --keys FILE)",
-    "tls": "add a TLS endpoint target (--tls HOST:PORT)",
+    "tls": "add a TLS endpoint target (certify without --no-tls, or test --tls HOST:PORT)",
     "dossier": "supply the device dossier (--dossier DOSSIER.yaml)",
     "traffic": "supply captured traffic",
 }

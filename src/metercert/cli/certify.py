@@ -115,6 +115,10 @@ def _run(targets: dict[TargetKind | str, object], args: argparse.Namespace, prof
                        progress=False if args.quiet else console, meter_profile=profile,
                        strict_targets=True)
     written = write_reports(run, Path(args.out))
+    from metercert.lab.bundle import bundle_run  # sealed evidence bundle beside the reports
+
+    written["bundle"] = bundle_run(Path(args.out), campaign_file=getattr(args, "campaign", None),
+                                   pcap=getattr(run, "pcap_path", None))
     took = time.monotonic() - start
     if run.inconclusive:
         unresolved = run.unresolved
