@@ -10,7 +10,7 @@ and sc-downgrade, all judged per counter space (sender system title, key).
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -73,6 +73,7 @@ def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> li
     # the sender restarted in (space, association): a non-copy APDU there whose
     # counter is at or below one the space had already used
     restarted_at: set[tuple[Any, ...]] = set()
+    echoed: set[tuple[Any, ...]] = set()
     for sp, seq in by_space.items():
         top: dict[str, int] = {}
         for r in seq:
@@ -82,14 +83,27 @@ def expected(rows: Sequence[Row], params: Mapping[str, int] | None = None) -> li
             if d in top and (r["ic"], r["ct_sha256"]) not in copy_keys and r["ic"] <= top[d]:
                 restarted_at.add((sp, d, r["assoc_id"]))
             top[d] = max(top.get(d, r["ic"]), r["ic"])
+    # or: every APDU of one direction of an association is a copy while the other
+    # direction of it is live
+    all_copies = [r for v in copies.values() for r in v]
+    per_dir = Counter((r["assoc_id"], r["direction"]) for r in counted)
+    copied = Counter((r["assoc_id"], r["direction"]) for r in all_copies)
+    live = {k for k, n in per_dir.items() if n > copied.get(k, 0)}
+    for (assoc, d) in copied:
+        other = "s2c" if d == "c2s" else "c2s"
+        if (assoc, d) not in live and (assoc, other) in live:
+            echoed.add((assoc, d))
     replay_rows: set[int] = set()
     restart_pairs: set[tuple[Any, ...]] = set()
     for v in copies.values():
         first = min(r["id"] for r in v)
         later = [r for r in v if r["id"] != first]
-        again = [r for r in later if (space(r), r["direction"], r["assoc_id"]) in restarted_at]
-        fresh = [r for r in later
-                 if (space(r), r["direction"], r["assoc_id"]) not in restarted_at]
+        def restarted(r: Row) -> bool:
+            return ((space(r), r["direction"], r["assoc_id"]) in restarted_at
+                    or (r["assoc_id"], r["direction"]) in echoed)
+
+        again = [r for r in later if restarted(r)]
+        fresh = [r for r in later if not restarted(r)]
         restart_pairs |= {(space(r), r["ic"]) for r in again}
         replay_rows |= {r["id"] for r in fresh}
         if fresh:

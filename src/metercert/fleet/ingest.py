@@ -159,10 +159,14 @@ class ApduRecorder:
         """The rows that are complete after ``w`` (held rows are released in order)."""
         apdu = w.apdu
         tag = apdu[0]
-        assoc = self._assocs.get(w.stream)
+        # one association per client and server address pair on a connection: the
+        # wrapper multiplexes by wPort, an HDLC gateway by the meters' addresses
+        where = w.endpoint[len(w.server_addr) + 1:] or "-"
+        akey = f"{w.stream} {w.client_sap}>{where}"
+        assoc = self._assocs.get(akey)
         out: list[dict[str, Any]] = []
         if assoc is None:
-            assoc = self._assocs[w.stream] = _Association(w.stream)
+            assoc = self._assocs[akey] = _Association(akey)
         protected: bytes | None = None
         if tag == AARQ_TAG:
             out += self._resolve(assoc, w.endpoint)
@@ -181,7 +185,7 @@ class ApduRecorder:
             "ts": w.ts, "direction": w.direction,
             "client_addr": w.client_addr, "server_addr": w.server_addr,
             "client_sap": w.client_sap, "server_sap": w.server_sap, "link": w.link,
-            "endpoint": w.endpoint, "assoc_id": f"{w.stream}/{assoc.number}",
+            "endpoint": w.endpoint, "assoc_id": f"{akey}/{assoc.number}",
             "apdu_tag": tag, "length": len(apdu), "ciphered": False, "authenticated": False,
             "source": w.source or self.source,
         }

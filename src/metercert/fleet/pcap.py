@@ -390,8 +390,11 @@ class CaptureReader:
             conn.meter = peer
         elif tag in _METER_TAGS:
             conn.meter = sender
-        elif tag in (0xDB, 0xDC, 0xDD, 0xDF) and self._is_tcp_client(conn, sender):
-            conn.meter = sender  # general ciphering with no association first: a push
+        elif tag in (0xDB, 0xDC, 0xDD, 0xDF) and (conn.name.startswith("udp")
+                                                  or self._is_tcp_client(conn, sender)):
+            # general ciphering before any association, from the side that opened the
+            # TCP connection or in a datagram: a meter pushing (data-notification)
+            conn.meter = sender
         else:
             conn.meter = self._by_port(sender, peer)
 
