@@ -170,3 +170,32 @@ def test_wrong_curve_and_bad_points_are_refused():
         agreement.kdf(b"z" * 32, suite=0, party_u=UC, party_v=VS)
     with pytest.raises(InvalidKey):
         agreement.kdf(b"z" * 32, suite=1, party_u=UC[:7], party_v=VS)
+
+
+def test_signed_ephemeral_key_green_book_and_refusals():  # [GB-C1] key_agreement element
+    point = bytes.fromhex("2914D60E10AB705F62ED6CC349D7CB99B9AB3F3978E59278C7AF595B3AF98794"
+                          "1372DAB6D5AF1FA867E134167E6F23DE664A6693E05F43414611058D1B48F894")
+    sig = bytes.fromhex("06F0607702AA0E2435A183E2F6B1ECD19629712E389A213610C03F77B2590860"
+                        "EA840AF5C3FA1F2BCDF055D4744E9A01CE9A0E55026BCAA4EEBEB764CED64BB3")
+    peer = agreement.verify_signed_ephemeral_key(0, point + sig, _pub(CLIENT_SIGN_PUB), 1)
+    assert agreement.public_key_bytes(peer) == point
+    with pytest.raises(AuthenticationFailed):  # same data under another key id
+        agreement.verify_signed_ephemeral_key(1, point + sig, _pub(CLIENT_SIGN_PUB), 1)
+    with pytest.raises(AuthenticationFailed):  # unsigned
+        agreement.verify_signed_ephemeral_key(0, point, _pub(CLIENT_SIGN_PUB), 1)
+    with pytest.raises(AuthenticationFailed):  # signed by another key
+        agreement.verify_signed_ephemeral_key(0, point + sig, _pub(SERVER_SIGN_PUB), 1)
+    # both sides of C(2e,0s) through the element format
+    signer_c, signer_s = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(
+        ec.SECP384R1())
+    eph_c, eph_s = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(
+        ec.SECP384R1())
+    data_c = agreement.signed_ephemeral_key(2, eph_c, signer_c, 2)
+    data_s = agreement.signed_ephemeral_key(2, eph_s, signer_s, 2)
+    k_s = agreement.ephemeral_unified_model(
+        eph_s, agreement.verify_signed_ephemeral_key(2, data_c, signer_c.public_key(), 2),
+        suite=2, party_u=UC, party_v=VS)
+    k_c = agreement.ephemeral_unified_model(
+        eph_c, agreement.verify_signed_ephemeral_key(2, data_s, signer_s.public_key(), 2),
+        suite=2, party_u=UC, party_v=VS)
+    assert k_c == k_s and len(k_c) == 32

@@ -108,3 +108,22 @@ def test_gurux_reads_our_certificates(ca):
         gx = GXx509Certificate(c.der(cert))
         assert bytes(gx.getSystemTitle()) == TITLE
         assert gx.keyUsage == usage
+
+
+def test_certificate_info_and_identification(ca):
+    from metercert.cosem.security_setup import CertificateIdentification
+
+    _, cert = _leaf(ca, c.CertificateType.KEY_AGREEMENT)
+    info = c.certificate_info(cert, c.CertificateEntity.SERVER)
+    assert (info.entity, info.certificate_type) == (0, 1)
+    assert info.subject == cert.subject.public_bytes()
+    assert int.from_bytes(info.serial_number, "big") == cert.serial_number
+    by_entity = CertificateIdentification(entity=0, certificate_type=1, system_title=TITLE)
+    assert c.matches(cert, by_entity, c.CertificateEntity.SERVER)
+    assert not c.matches(cert, by_entity, c.CertificateEntity.CLIENT)
+    assert not c.matches(cert, CertificateIdentification(entity=0, certificate_type=0,
+                                                         system_title=TITLE))
+    by_serial = CertificateIdentification(serial_number=info.serial_number, issuer=info.issuer)
+    assert c.matches(cert, by_serial)
+    assert not c.matches(cert, CertificateIdentification(serial_number=b"\x01",
+                                                         issuer=info.issuer))

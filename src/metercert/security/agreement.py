@@ -238,3 +238,30 @@ def static_unified_model(own_static: ec.EllipticCurvePrivateKey,
         raise InvalidKey("the Static Unified Model needs a transaction-id as party U's nonce")
     return kdf(shared_secret(own_static, peer_static, suite), suite=suite, party_u=party_u,
                party_v=party_v, transaction_id=transaction_id)
+
+
+def signed_ephemeral_key(key_id: int, ephemeral: ec.EllipticCurvePrivateKey,
+                         signing_key: ec.EllipticCurvePrivateKey, suite: int) -> bytes:
+    """key-data of one key_agreement element: ``x || y || signature(key_id || x || y)``."""
+    _check_curve(ephemeral, suite, "ephemeral key")
+    point = public_key_bytes(ephemeral)
+    return point + sign(signing_key, key_agreement_signed_data(key_id, point), suite)
+
+
+def verify_signed_ephemeral_key(key_id: int, key_data: bytes,
+                                signer: ec.EllipticCurvePublicKey,
+                                suite: int) -> ec.EllipticCurvePublicKey:
+    """The peer's ephemeral public key once its signature verifies; AuthenticationFailed else.
+
+    An unsigned key, a key signed by anyone but ``signer``, a key of the other suite's size:
+    all refused the same way, before any Diffie-Hellman.
+    """
+    size = 2 * coordinate_bytes(suite)
+    if len(key_data) != 2 * size:
+        raise AuthenticationFailed()
+    point, signature = key_data[:size], key_data[size:]
+    verify(signer, key_agreement_signed_data(key_id, point), signature, suite)
+    try:
+        return public_key_from_bytes(point, suite, "ephemeral public key")
+    except InvalidKey:
+        raise AuthenticationFailed() from None

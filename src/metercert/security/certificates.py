@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from metercert.cosem.security_setup import CertificateIdentification, CertificateInfo
 from metercert.security.errors import SecurityError
 
 
@@ -237,3 +238,34 @@ def check_certificate(cert: x509.Certificate, *, trust_anchors: Iterable[x509.Ce
                                  "certificate")
     if system_title is not None and system_title_of(cert) != system_title:
         raise CertificateRefused("certificate subject is another system title")
+
+
+def _serial_bytes(cert: x509.Certificate) -> bytes:
+    n = cert.serial_number
+    return n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big")  # DER INTEGER content
+
+
+def certificate_info(cert: x509.Certificate, entity: CertificateEntity) -> CertificateInfo:
+    """The attribute-6 entry for ``cert``: serial as DER INTEGER content, names as DER."""
+    alt = b""
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+            .public_bytes()
+    except x509.ExtensionNotFound:
+        pass
+    return CertificateInfo(int(entity), int(certificate_type_of(cert)), _serial_bytes(cert),
+                           cert.issuer.public_bytes(), cert.subject.public_bytes(), alt)
+
+
+def matches(cert: x509.Certificate, ident: CertificateIdentification,
+            entity: CertificateEntity | None = None) -> bool:
+    """Whether export/remove_certificate's identification names ``cert``."""
+    if ident.by_entity:
+        try:
+            title = system_title_of(cert)
+        except CertificateRefused:
+            return False
+        return (title == ident.system_title and ident.certificate_type ==
+                int(certificate_type_of(cert)) and (entity is None or ident.entity == int(entity)))
+    return (ident.serial_number == _serial_bytes(cert)
+            and ident.issuer == cert.issuer.public_bytes())
