@@ -60,12 +60,19 @@ def test_private_keys_are_owner_only_and_crl_is_empty_and_signed(tmp_path: Path)
     assert crl.is_signature_valid(_load(paths.ca_cert).public_key())  # type: ignore[arg-type]
 
 
-def test_existing_key_file_with_loose_mode_is_tightened(tmp_path: Path) -> None:
+def test_an_existing_pki_is_never_overwritten(tmp_path: Path) -> None:
+    """pki init over an operator's PKI refuses (it silently replaced ca.key before)."""
     loose = tmp_path / "meter.key"
     loose.write_text("old")
     loose.chmod(0o644)
-    pki.write_pki(tmp_path)
-    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+    with pytest.raises(InputFileError, match=r"already holds a PKI \(meter.key\)"):
+        pki.write_pki(tmp_path)
+    assert loose.read_text() == "old" and stat.S_IMODE(loose.stat().st_mode) == 0o644
+    assert not (tmp_path / "ca.key").exists()
+    first = pki.write_pki(tmp_path / "op")
+    ca_key = first.ca_key.read_bytes()
+    assert main(["pki", "init", str(tmp_path / "op")]) == 2
+    assert first.ca_key.read_bytes() == ca_key
 
 
 def test_p384_and_lifetime(tmp_path: Path) -> None:
@@ -111,8 +118,12 @@ def test_issued_repr_hides_the_key() -> None:
 def test_bad_requests_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown key type"):
         pki.generate_key("P-999")
-    with pytest.raises(UsageError, match="at least 1"):
+    with pytest.raises(UsageError, match="--days must be 1-36500"):
         pki.write_pki(tmp_path, days=0)
+    with pytest.raises(UsageError, match="--days must be 1-36500"):  # was an OverflowError
+        pki.write_pki(tmp_path, days=1_000_000_000)
+    assert main(["pki", "init", str(tmp_path / "x"), "--days", "1000000000"]) == 2
+    assert not (tmp_path / "x").exists()
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputFileError, match="not a directory"):

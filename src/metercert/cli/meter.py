@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -63,13 +64,25 @@ def _ssl_context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _serve(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 20000:
         raise UsageError("--count must be between 1 and 20000")
+    if not 0 <= args.port <= 65535 or (args.port and args.port + args.count - 1 > 65535):
+        raise UsageError(f"--port {args.port}: a TCP/UDP port is 0-65535 (0: any free port), "
+                         "and the last of --count consecutive ports must be too")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.host.startswith("127."):
         Console(stderr=True).print(f"[yellow]warning:[/] serving on {args.host}, not loopback")
     if args.udp and (args.framing != "wrapper" or args.tls or args.capture):
         raise UsageError("--udp serves the wrapper without TLS or --capture")
     profile = load_profile(args.profile)
     state_dir = Path(args.state_dir)
+    if state_dir.exists() and not state_dir.is_dir():
+        raise UsageError(f"--state-dir {state_dir}: is a file, not a folder")
     keys_out = Path(args.keys_out) if args.keys_out else state_dir / "client-keys.yaml"
+    if keys_out.is_dir():
+        raise UsageError(f"--keys-out {keys_out}: is a folder, expected a file name")
+    for parent in keys_out.parents:  # checked before anything is made
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--keys-out {keys_out}: {parent} is a file, not a folder")
+            break
     ssl = _ssl_context(args)
     return asyncio.run(_run(profile, state_dir, keys_out, args, ssl))
 
@@ -80,12 +93,22 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
     fleet = MeterFleet(profile, state_dir, host=args.host, port=args.port, count=args.count,
                        framing=args.framing, ssl=ssl, transport="udp" if args.udp else "tcp",
                        capture_dir=Path(args.capture) if args.capture else None)
+    fresh_state = not state_dir.exists()
     try:
-        await fleet.start()
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-    keys_out.parent.mkdir(parents=True, exist_ok=True)
-    fleet.write_key_file(keys_out)
+        try:
+            await fleet.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        try:
+            keys_out.parent.mkdir(parents=True, exist_ok=True)
+            fleet.write_key_file(keys_out)
+        except OSError as exc:
+            raise UsageError(f"--keys-out {keys_out}: {exc.strerror}") from None
+    except BaseException:
+        await fleet.stop()
+        if fresh_state:  # a meter that never served leaves no factory keys behind
+            shutil.rmtree(state_dir, ignore_errors=True)
+        raise
     first_host, first_port = fleet.endpoints[0]
     if args.ready_line:
         print(f"READY {first_host}:{first_port}", flush=True)

@@ -136,6 +136,7 @@ class MeterFleet:
                      else MAX_PAYLOAD_FIELD)
         for i in range(self.count):
             meter = Meter(self.profile, self.state_dir, i, rbac)
+            self.meters.append(meter)  # closed by stop() even if it never serves
             port = 0 if self.port == 0 else self.port + i
             # max_connections: further connections wait, unread, for a free slot
             slots = (asyncio.Semaphore(self.profile.max_connections)
@@ -156,7 +157,6 @@ class MeterFleet:
                                       ssl=self.ssl, idle_timeout=self.idle_timeout,
                                       transport=self.transport,  # type: ignore[arg-type]
                                       max_frame=max_frame)
-            self.meters.append(meter)
             self.servers.append(server)
 
     @property

@@ -130,10 +130,10 @@ class MeterState:
         self.folder = Path(root) / f"meter-{index:04d}"
         try:
             make_dirs_durable(self.folder)
+            self._unlock = weakref.finalize(self, _close_fd, _lock_folder(self.folder))
         except OSError as exc:
-            raise InputFileError(f"cannot create meter state folder {self.folder}: "
+            raise InputFileError(f"cannot use meter state folder {self.folder}: "
                                  f"{exc.strerror}") from None
-        self._unlock = weakref.finalize(self, _close_fd, _lock_folder(self.folder))
         self.system_title = meter_system_title(index)
         self._key_size = 32 if profile.security_suite == 2 else 16
         self.secrets: dict[int, AssociationSecrets] = {}
@@ -166,6 +166,10 @@ class MeterState:
         self.active_firmware = fw.read_text().strip() if fw.exists() else "MCT-1.0.0"
         try:
             self._load_or_create_keys()
+        except OSError as exc:  # keys.yaml or firmware cannot be written: read-only, full
+            self.close()
+            raise InputFileError(f"cannot write meter state in {self.folder}: "
+                                 f"{exc.strerror}") from None
         except BaseException:
             self.close()
             raise

@@ -188,11 +188,41 @@ def keyset_from_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None
     if data.get("server_public_key"):
         values["server_public_key"] = load_pem_key(data["server_public_key"], base_dir, where,
                                                     private=False)
+    _check_extras(data, where)
     extra = {k: v for k, v in data.items() if k not in known}
     for ref in ("client_private_key", "server_public_key"):
         if data.get(ref):  # the file name, so that a key file written back still names it
             extra[ref] = str(data[ref])
     return KeySet(**values, extra=extra, base_dir=base_dir)
+
+
+def _int_field(value: Any, where: str, name: str, low: int, high: int) -> int:
+    try:
+        number = int(str(value), 10)
+    except ValueError:
+        number = -1
+    if not low <= number <= high:
+        raise InputFileError(f"{where}: {name} must be a whole number {low}-{high}, not {value!r}")
+    return number
+
+
+def _check_extras(data: Mapping[str, Any], where: str) -> None:
+    """The documented non-key fields have the right form (checked here, used much later)."""
+    if data.get("security_suite") not in (None, ""):
+        _int_field(data["security_suite"], where, "security_suite", 0, 2)
+    if data.get("client_sap") not in (None, ""):
+        _int_field(data["client_sap"], where, "client_sap", 0, 0xFFFF)
+    roles = data.get("roles")
+    if roles is None:
+        return
+    if not isinstance(roles, list):
+        raise InputFileError(f"{where}: roles must be a list of role entries")
+    for i, role in enumerate(roles):
+        if not isinstance(role, Mapping) or not role.get("role"):
+            raise InputFileError(f"{where}: roles[{i}] needs a 'role' name")
+        if role.get("client_sap") in (None, ""):
+            raise InputFileError(f"{where}: role {role['role']} has no client_sap")
+        _int_field(role["client_sap"], where, f"role {role['role']}: client_sap", 0, 0xFFFF)
 
 
 def load_pem_key(ref: Any, base_dir: Path | None, where: str, *, private: bool) -> Any:

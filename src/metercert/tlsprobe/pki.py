@@ -260,6 +260,11 @@ def write_issued(directory: Path, stem: str, issued: Issued) -> tuple[Path, Path
     return cert_path, key_path
 
 
+MAX_DAYS = 36500
+#: what pki init writes (none of them may exist beforehand)
+PKI_FILES = ("ca.pem", "ca.key", "ca.crl", "meter.pem", "meter.key", "headend.pem", "headend.key")
+
+
 def write_pki(
     directory: str | os.PathLike[str],
     *,
@@ -270,11 +275,16 @@ def write_pki(
     """Create the operator PKI in ``directory`` (created if missing) and return the paths."""
     if curve not in _CURVES:
         raise PkiError(f"curve must be P-256 or P-384, not {curve!r}")
-    if days < 1:
-        raise PkiError(f"--days must be at least 1, not {days}")
+    if not 1 <= days <= MAX_DAYS:
+        # the CA lives twice as long, and X.509 dates end at 9999-12-31
+        raise PkiError(f"--days must be 1-{MAX_DAYS} (100 years), not {days}")
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out}: exists and is not a directory")
+    existing = [n for n in PKI_FILES if (out / n).exists()]
+    if existing:  # an operator's CA key is never silently replaced
+        raise InputFileError(f"{out}: already holds a PKI ({', '.join(existing)}); pki init "
+                             "does not overwrite it: choose an empty folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
