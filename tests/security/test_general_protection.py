@@ -247,6 +247,29 @@ def test_any_bit_flip_in_general_signing_is_rejected(plain, oi, suite, data):
         g.verify_general(_flip(apdu, bit), public_key=signer.public_key(), suite=suite)
 
 
+_AGREE = {suite: tuple(ec.generate_private_key(curve) for _ in range(2))
+          for suite, curve in ((1, ec.SECP256R1()), (2, ec.SECP384R1()))}
+
+
+@settings(max_examples=60, deadline=None)
+@given(suite=st.sampled_from([1, 2]), plain=st.binary(min_size=1, max_size=24), data=st.data())
+def test_any_bit_flip_in_agreed_key_general_ciphering_is_rejected(suite, plain, data):
+    server_static, client_sign = _AGREE[suite]
+    keys = _keys(32 if suite == 2 else 16)
+    key, kcd = g._agreement.one_pass_originate(suite=suite, recipient_static=server_static
+                                               .public_key(), signing_key=client_sign,
+                                               party_u=UC, party_v=VS)
+    apdu = g.protect_general(plain, header=g.GeneralHeader(b"\x01" * 8, UC, VS),
+                             security_control=SecurityControl(suite), invocation_counter=0,
+                             encryption_key=key, authentication_key=keys.ak,
+                             key_info=g.AgreedKey(b"\x01", kcd))
+    agr = g.AgreementKeys(server_static, client_sign.public_key())
+    assert g.open_general(apdu, keys=keys, agreement=agr).plaintext == plain
+    bit = data.draw(st.integers(0, len(apdu) * 8 - 1))
+    with pytest.raises(_REJECTED):
+        g.open_general(_flip(apdu, bit), keys=keys, agreement=agr)
+
+
 # --- bad input: the project's exceptions, never IndexError/ValueError --------------------------
 
 @settings(max_examples=300, deadline=None)
