@@ -9,6 +9,7 @@ that is wrong never half-loads.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 from importlib import resources
@@ -161,6 +162,18 @@ def load_catalog(data_dir: str | Path | None = None) -> Catalog:
     if data_dir is None:
         data_dir = os.environ.get(CATALOG_DIR_ENV) or default_data_dir()
     return _load_cached(Path(data_dir).resolve())
+
+
+def catalog_digest(data_dir: str | Path | None = None) -> str:
+    """SHA-256 over the catalog data files (relative names and bytes, in name order): the
+    catalog version a report or evidence bundle names, so a verdict can be traced to the
+    exact requirement texts and mappings it was judged with."""
+    base = Path(data_dir or os.environ.get(CATALOG_DIR_ENV) or default_data_dir())
+    digest = hashlib.sha256()
+    for path in sorted(p for p in base.rglob("*.yaml") if p.is_file()):
+        digest.update(path.relative_to(base).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=8)

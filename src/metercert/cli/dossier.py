@@ -17,7 +17,7 @@ from rich.table import Table
 from metercert import __version__
 from metercert.dossier import sample_dossier
 from metercert.errors import InputFileError, UsageError
-from metercert.report.json import check_entry, summary_of
+from metercert.report.json import check_entry, lab_context, summary_of
 
 _VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "not-applicable": "dim"}
 
@@ -99,6 +99,7 @@ def assess_document(path: Path, *, patch_limit_days: int | None = None) -> dict[
             "targets": {"dossier": dossier.describe()},
             "deselected": [],
             "notes": [],
+            **lab_context(),
         },
         "summary": summary,
         "checks": entries,

@@ -85,15 +85,10 @@ def redact(value: Any, name: str = "") -> Any:
 
 
 def catalog_version() -> str:
-    """SHA-256 over the packaged catalog data files (names and bytes), in name order."""
-    from metercert.catalog.load import CATALOG_DIR_ENV, default_data_dir
+    """SHA-256 of the requirement catalog data (see :func:`metercert.catalog.load.catalog_digest`)."""
+    from metercert.catalog.load import catalog_digest
 
-    base = Path(os.environ.get(CATALOG_DIR_ENV) or default_data_dir())
-    digest = hashlib.sha256()
-    for path in sorted(p for p in base.rglob("*.yaml") if p.is_file()):
-        digest.update(path.relative_to(base).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return catalog_digest()
 
 
 def versions() -> dict[str, Any]:

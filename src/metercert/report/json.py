@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -181,6 +182,23 @@ def _load_catalog() -> Any:
     raise ImportError("metercert.catalog offers no catalog loader (load_catalog)")
 
 
+#: Environment variables a lab sets once per bench so every report names lab and operator.
+LAB_ENV, OPERATOR_ENV = "METERCERT_LAB", "METERCERT_OPERATOR"
+
+
+def lab_context() -> dict[str, str]:
+    """``lab``, ``operator`` (from the environment) and ``catalog_version`` for results.json."""
+    out = {k: " ".join(os.environ[v].split()) for k, v in (("lab", LAB_ENV), ("operator", OPERATOR_ENV))
+           if os.environ.get(v, "").strip()}
+    try:
+        from metercert.catalog.load import catalog_digest
+
+        out["catalog_version"] = catalog_digest()
+    except Exception as exc:
+        log.debug("catalog digest unavailable", exc_info=exc)
+    return out
+
+
 def device_identity_of(run: Any) -> dict[str, Any]:
     """The device identity the run read from the meter, when the runner recorded one.
 
@@ -223,6 +241,7 @@ def results_document(run: CampaignRun, *, with_gaps: bool = True) -> dict[str, A
 
     identity = device_identity_of(run)
     run_extra: dict[str, Any] = {"device_identity": identity} if identity else {}
+    run_extra.update(lab_context())
     doc: dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
