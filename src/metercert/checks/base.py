@@ -38,6 +38,7 @@ class TargetKind(str, enum.Enum):
     TLS = "tls"
     DOSSIER = "dossier"
     TRAFFIC = "traffic"
+    HEADEND = "headend"  # a client under test, driven by the hostile reference meter
 
 
 @dataclass(frozen=True)

@@ -506,6 +506,14 @@ class DlmsClient:
         parsed = parse_ciphered(apdu)
         if parsed.system_title is not None and parsed.system_title != self.server_title:
             raise ResponseNotTrusted("response carries another system title")
+        sc, s = parsed.security_control, self.settings
+        if sc.suite != s.suite:
+            # same AES key size or not, a response may not name another suite than ours
+            raise ResponseNotTrusted(f"response in security suite {sc.suite} on a suite "
+                                     f"{s.suite} association")
+        if (s.authenticated and not sc.authenticated) or (s.encrypted and not sc.encrypted):
+            raise ResponseNotTrusted(f"response protected less (SC 0x{sc.byte:02X}) than "
+                                     "the association's requests")
         key = self._dedicated if parsed.form.dedicated else self.settings.keys.guek
         try:
             opened = unprotect_parsed(parsed, encryption_key=key,
@@ -519,6 +527,23 @@ class DlmsClient:
             raise ResponseNotTrusted(
                 f"response replays or reuses invocation counter {parsed.invocation_counter}")
         return opened.plaintext
+
+    async def receive_push(self, timeout: float | None = None) -> bytes:
+        """The plaintext of one unsolicited APDU (a push) on this association, trusted only
+        as a response is: ciphered when the association is, tag verified, then the
+        server's counter window moved."""
+        if self.stream is None:
+            raise DlmsError("not connected")
+        try:
+            apdu = await self.stream.recv(timeout=timeout or self.settings.timeout)
+        except TransportError as exc:
+            raise NoResponse(f"no push from {self.host}:{self.port}: {exc}") from None
+        self.trace.record("<-", apdu, None, "push")
+        if not self.settings.ciphered:
+            return apdu
+        if not is_ciphered(apdu):
+            raise ResponseNotTrusted(f"unprotected push 0x{apdu[0]:02X} on a protected association")
+        return self._open(apdu)
 
     async def request_decoded(self, plain: bytes, **protect_overrides: Any) -> Any:
         """:meth:`request`, then decode the answer (a decode failure is a DlmsError)."""
