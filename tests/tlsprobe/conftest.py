@@ -328,3 +328,73 @@ def gnutls_serv(leaf: Credentials, *extra: str) -> list[str]:
         "gnutls-serv", "-p", "{port}", "--x509certfile", leaf.cert, "--x509keyfile", leaf.key,
         "--echo", *extra,
     ]  # fmt: skip
+
+
+class DelayRelay:
+    """A TCP relay on 127.0.0.1 that delays every byte by ``delay_s`` each way.
+
+    Order is kept per direction, as on a slow link (cellular backhaul): a segment
+    read at t is written at t + delay_s, an EOF likewise.
+    """
+
+    def __init__(self, upstream_port: int, delay_s: float) -> None:
+        self.upstream_port = upstream_port
+        self.delay_s = delay_s
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        import queue
+
+        q: queue.Queue[tuple[float, bytes]] = queue.Queue()
+
+        def deliver() -> None:
+            while True:
+                due, data = q.get()
+                time.sleep(max(0.0, due - time.monotonic()))
+                try:
+                    if not data:
+                        dst.shutdown(socket.SHUT_WR)
+                        return
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+        threading.Thread(target=deliver, daemon=True).start()
+        src.settimeout(None)
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            q.put((time.monotonic() + self.delay_s, data))
+            if not data:
+                return

@@ -39,7 +39,10 @@ def test_flawed_endpoint_exits_1_and_json_has_the_results_shape(
     assert doc["summary"] == {"pass": 11, "fail": 1, "inconclusive": 0, "not-applicable": 0}
     by_id = {c["id"]: c for c in doc["checks"]}
     mutual = by_id["TLS-MUTUAL-01"]
-    assert mutual["verdict"] == "fail" and "without a client certificate was accepted" in mutual["reason"]
+    assert (
+        mutual["verdict"] == "fail"
+        and "without a client certificate was accepted" in mutual["reason"]
+    )
     assert "IEC62351-3:MUTUAL-AUTH" in mutual["requirements"] and mutual["target"] == "tls"
     assert any(
         "handshake without a client certificate: accepted" in e["content"]

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import traceback
-
-import pytest
 
 from metercert.checks.base import Verdict
 from metercert.cli import main
@@ -18,10 +15,7 @@ from metercert.tlsprobe.audit import TlsTarget
 
 from .conftest import gnutls_serv, s_server
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI missing")
-needs_gnutls = pytest.mark.skipif(
-    shutil.which("gnutls-serv") is None, reason="gnutls-serv missing (scripts/test installs it)"
-)
+# openssl and gnutls-serv come with Debian; scripts/test installs gnutls-bin (no silent skip).
 
 # static RSA, anonymous DH and one good suite, TLS 1.2 only: the server of issue 18 item 1
 WEAK_TLS12 = (
@@ -69,7 +63,6 @@ def _inject_scanner_error(monkeypatch, command: str = "tls_1_2_cipher_suites") -
     monkeypatch.setattr(audit, "_run_sslyze", broken)
 
 
-@needs_openssl
 def test_s_server_with_static_rsa_and_anon_dh_fails(external_server, rsa_meter, test_pki, capsys):
     port = external_server(*s_server(rsa_meter, *WEAK_TLS12))
     code = main(["tls-audit", f"127.0.0.1:{port}", *_creds(test_pki), "--json"])
@@ -82,7 +75,6 @@ def test_s_server_with_static_rsa_and_anon_dh_fails(external_server, rsa_meter, 
     assert "TLS_DH_anon_WITH_AES_128_CBC_SHA" in json.dumps(by_id["TLS-CIPHER-01"]["evidence"])
 
 
-@needs_openssl
 def test_scanner_error_is_confirmed_by_own_handshakes(
     external_server, rsa_meter, test_pki, monkeypatch
 ) -> None:
@@ -141,7 +133,6 @@ def test_good_server_with_a_client_certificate_it_rejects_is_not_a_pass(
     assert mutual[0] == Verdict.INCONCLUSIVE and "operator client certificate" in mutual[1]
 
 
-@needs_gnutls
 def test_gnutls_without_rfc5746_and_without_client_auth(external_server, test_pki) -> None:
     """Our client must not refuse the server and read that as the server refusing us."""
     port = external_server(
@@ -158,7 +149,6 @@ def test_gnutls_without_rfc5746_and_without_client_auth(external_server, test_pk
     assert reneg[0] == Verdict.FAIL and "RFC 5746" in reneg[1]
 
 
-@needs_gnutls
 def test_gnutls_requiring_a_client_certificate_passes_mutual(external_server, test_pki) -> None:
     port = external_server(
         *gnutls_serv(
@@ -187,3 +177,20 @@ def test_tls13_server_closing_after_every_handshake_is_inconclusive(tls_server, 
     )
     verdict, reason = _verdicts(target)["TLS-MUTUAL-01"]
     assert verdict == Verdict.INCONCLUSIVE and "not accepted either" in reason
+
+
+def test_brainpool_only_server_gets_a_hint_about_groups(external_server, test_pki, capsys) -> None:
+    port = external_server(
+        *s_server(
+            test_pki.meter,
+            "-tls1_2",
+            "-groups",
+            "brainpoolP256r1",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        )
+    )
+    assert main(["tls-audit", f"127.0.0.1:{port}", *_creds(test_pki)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "brainpool" in err and "--client-cert" not in err
+    assert "sslyze" not in err and " -> " not in err

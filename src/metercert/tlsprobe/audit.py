@@ -542,6 +542,8 @@ def plain_error(exc_text: str) -> str:
     head, sep, rest = text.partition(": ")
     if sep and " " not in head and ("." in head or head[:1].isupper()):
         text = rest
+    if " -> " in text:  # sslyze prefixes "HOST:PORT -> "
+        text = text.split(" -> ", 1)[1]
     return text.replace('"', "").strip()
 
 
@@ -729,13 +731,16 @@ def _connectivity_failure(
     trace = result.connectivity_error_trace
     why = plain_error("".join(trace.format_exception_only())) if trace else "no TLS"
     hint = ""
-    if "ALERT" in preflight.detail and client_cert is None:
-        hint = " (the server may require a client certificate: give --client-cert/--client-key)"
-    elif "ALERT" in preflight.detail and "HANDSHAKE_FAILURE" in preflight.detail:
+    if preflight.outcome == "rejected" and preflight.cipher is None:
+        # refused at the ClientHello: nothing in common, before any certificate talk
         hint = (
-            " (no common suite or key-exchange group: the server may use groups our clients "
-            "do not offer, e.g. brainpool curves only)"
+            " (the server refused every suite and key-exchange group offered: it may use "
+            "only groups neither scanner offers, e.g. brainpool curves)"
         )
+    elif preflight.outcome == "rejected" and client_cert is None:
+        hint = " (the server may require a client certificate: give --client-cert/--client-key)"
+    elif preflight.outcome == "rejected":
+        hint = " (check that the server accepts --client-cert/--client-key)"
     return ConnectionFailed(
         f"TLS handshake with {endpoint} failed: {why}; own handshake: {preflight.detail}{hint}"
     )
@@ -771,6 +776,9 @@ def scan_endpoint(
         raise ConnectionFailed(f"no TLS from {endpoint}: {preflight.detail}")
     if preflight.outcome == "error" and preflight.detail.startswith("connection failed"):
         raise ConnectionFailed(f"cannot connect to {endpoint}: {preflight.detail}")
+    if preflight.reply_s is not None and preflight.reply_s > rtt:
+        rtt = preflight.reply_s
+        peer = _Peer(ip, host, port, hs.Timing(rtt, timeout))
 
     result = _run_sslyze(
         host,

@@ -70,7 +70,11 @@ class Timing:
 
 
 def measure_rtt(ip: str, port: int, timeout: float, samples: int = 2) -> float:
-    """Median TCP connect time: one round trip (SYN, SYN-ACK) per sample."""
+    """Median TCP connect time: one round trip (SYN, SYN-ACK) per sample.
+
+    A TCP proxy in the path answers the connect itself; :attr:`Attempt.reply_s` of a
+    handshake measures the whole way, so callers take the larger of the two.
+    """
     times = []
     for _ in range(samples):
         t0 = time.perf_counter()
@@ -90,6 +94,9 @@ class Attempt:
     peer_cert_der: bytes | None = field(default=None, repr=False)
     session: ssl.SSLSession | None = field(default=None, repr=False)
     resumed: bool = False
+    # seconds from our ClientHello to the server's first bytes: one round trip as the
+    # TLS endpoint sees it, also behind TCP proxies that answer the connect themselves
+    reply_s: float | None = None
 
 
 def permissive_context(
@@ -162,12 +169,17 @@ def handshake(
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         obj = ctx.wrap_bio(incoming, outgoing, server_hostname=sni, session=session)
         received = 0
+        sent_at: float | None = None
+        reply: list[float] = []
 
         def flush() -> None:
+            nonlocal sent_at
             data = outgoing.read()
             if data:
                 sock.settimeout(max(0.05, deadline.left()))
                 sock.sendall(data)
+                if sent_at is None:
+                    sent_at = time.monotonic()
 
         def pump() -> bool:
             """Read more from the server; False on EOF."""
@@ -180,13 +192,18 @@ def handshake(
             if not data:
                 incoming.write_eof()
                 return False
+            if not received and sent_at is not None:
+                reply.append(time.monotonic() - sent_at)
             received += len(data)
             incoming.write(data)
             return True
 
-        def chosen() -> str | None:
+        def chosen() -> dict:
             # the suite named in the ServerHello, known even when the handshake then fails
-            return (obj.cipher() or (None,))[0] if received else None
+            return {
+                "cipher": (obj.cipher() or (None,))[0] if received else None,
+                "reply_s": reply[0] if reply else None,
+            }
 
         try:
             while True:
@@ -200,32 +217,29 @@ def handshake(
                         return Attempt(
                             "rejected",
                             "server closed the connection in the handshake",
-                            cipher=chosen(),
+                            **chosen(),
                         )
         except TimeoutError:
             return Attempt(
                 "unknown",
                 f"handshake not finished within {deadline_s:.1f} s "
                 f"({received} bytes received from the server)",
+                reply_s=reply[0] if reply else None,
             )
         except ssl.SSLEOFError:
-            return Attempt(
-                "rejected", "server closed the connection in the handshake", cipher=chosen()
-            )
+            return Attempt("rejected", "server closed the connection in the handshake", **chosen())
         except ssl.SSLError as exc:
             try:
                 flush()  # our own alert, so the server does not wait for us
             except OSError:
                 pass
             if _alert_from_peer(exc):
-                return Attempt("rejected", f"server alert: {exc.reason}", cipher=chosen())
+                return Attempt("rejected", f"server alert: {exc.reason}", **chosen())
             return Attempt(
-                "error", f"our client stopped the handshake: {exc.reason or exc}", cipher=chosen()
+                "error", f"our client stopped the handshake: {exc.reason or exc}", **chosen()
             )
         except (ConnectionResetError, BrokenPipeError):
-            return Attempt(
-                "rejected", "server reset the connection in the handshake", cipher=chosen()
-            )
+            return Attempt("rejected", "server reset the connection in the handshake", **chosen())
         except OSError as exc:
             return Attempt("error", f"connection failed: {exc.strerror or exc}")
 
@@ -235,6 +249,7 @@ def handshake(
             "cipher": cipher,
             "peer_cert_der": obj.getpeercert(binary_form=True),
             "resumed": obj.session_reused,
+            "reply_s": reply[0] if reply else None,
         }
         if settle_s <= 0:
             return Attempt("accepted", "handshake completed", session=obj.session, **done)
