@@ -35,7 +35,29 @@ from metercert.dossier.osv import match, newest_record_date
 
 _T = TargetKind.DOSSIER
 _OK_DEBUG = ("disabled", "authentication-gated", "absent")
-_REQUIRED_DEBUG = ("uart", "jtag", "optical")
+_DEBUG_OFF = ("disabled", "absent")
+_DEBUG_PORTS = ("uart", "jtag", "swd")
+_REQUIRED_DEBUG = ("uart", "jtag")
+#: CRA Art. 13(8): a support period of at least five years, unless the product is
+#: expected to be in use for less (then the expected use time).
+_MIN_SUPPORT_YEARS = 5
+#: Security events a meter's log must record (by the dossier's names) for the logging
+#: requirements to be met: access control, authentication, key, firmware and
+#: security-configuration changes (IEC 62443-4-2 CR 2.8 categories, in DLMS terms).
+_REQUIRED_LOG_EVENTS = {
+    "authentication-failure": ("authentication-failure", "authentication-failed", "hls-failure"),
+    "access-denied": ("association-rejected", "access-denied", "access-violation"),
+    "key-change": ("key-change", "key-changed", "key-transfer"),
+    "firmware-change": ("firmware-activation", "firmware-update", "firmware-upgrade"),
+    "security-configuration-change": ("security-policy-change", "security-setup-change",
+                                      "configuration-change"),
+}
+#: Retention below this is too short to back an incident report (a policy default;
+#: neither the CRA nor EN 303 645 gives a number).
+_MIN_RETENTION_DAYS = 90
+_DESTROY = re.compile(r"\b(destroy\w*|destruction|eras\w*|overwrit\w*|zeroi[sz]\w*|delet\w*|wip\w*|revok\w*)\b",
+                      re.IGNORECASE)
+_NEGATION = re.compile(r"\b(not|no|never|without|cannot)\b|n't\b", re.IGNORECASE)
 _URL = re.compile(r"^https://[^\s/]+\.[^\s]+$")
 _CONTACT = re.compile(r"^(mailto:)?[^@\s]+@[^@\s]+\.[^@\s]+$|^https://\S+$")
 
@@ -235,22 +257,38 @@ def firmware_signed(d: Dossier) -> CheckOutcome:
 
 @check(
     "DOSSIER-DEBUG-01",
-    "Debug interfaces (UART, JTAG, optical) are disabled or authentication-gated",
+    "Debug interfaces (UART, JTAG, SWD) are disabled in software or absent; other service ports "
+    "are not open",
     severity=Severity.HIGH,
     target=_T,
     requirements=["EN303645:5.6-4", "IEC62443-4-2:EDR2.13", "CRA:I.2j", "ENISA:GP-TM-33"],
     tags=["hardware", "debug"],
 )
 def debug_interfaces(d: Dossier) -> CheckOutcome:
-    """An open UART or JTAG port bypasses every protocol-level control."""
+    """EN 303 645 provision 5.6-4 asks that a physically accessible debug interface be
+    disabled in software: "authentication-gated" is not disabled, so a gated UART or JTAG
+    fails. The optical port (IEC 62056-21) is a metering interface, not a debug one; it
+    may be authentication-gated but not open."""
     evidence = [_value(name, state, d, "debug_interfaces", name) for name, state in d.debug_interfaces.items()]
-    open_ports = [n for n, s in d.debug_interfaces.items() if s not in _OK_DEBUG]
+    debug = {n: s for n, s in d.debug_interfaces.items() if n in _DEBUG_PORTS}
+    gated = [n for n, s in debug.items() if s == "authentication-gated"]
+    open_debug = [n for n, s in debug.items() if s not in _DEBUG_OFF + ("authentication-gated",)]
+    open_other = [n for n, s in d.debug_interfaces.items() if n not in _DEBUG_PORTS and s not in _OK_DEBUG]
     undeclared = [n for n in _REQUIRED_DEBUG if n not in d.debug_interfaces]
-    if open_ports:
-        return fail(f"debug interface(s) open without authentication: {', '.join(open_ports)}", *evidence)
+    problems = []
+    if open_debug:
+        problems.append(f"debug interface(s) open: {', '.join(open_debug)}")
+    if gated:
+        problems.append(f"debug interface(s) only authentication-gated, not disabled in software "
+                        f"(EN 303 645 5.6-4): {', '.join(gated)}")
+    if open_other:
+        problems.append(f"service interface(s) open without authentication: {', '.join(open_other)}")
     if undeclared:
-        return fail(f"state of {', '.join(undeclared)} not declared", *evidence)
-    return passed("all debug interfaces disabled, gated or absent", *evidence)
+        problems.append(f"state of {', '.join(undeclared)} not declared")
+    if problems:
+        return fail("; ".join(problems), *evidence)
+    return passed("debug interfaces disabled in software or absent; other service ports gated or off",
+                  *evidence)
 
 
 @check(
@@ -299,20 +337,40 @@ def patch_window(d: Dossier) -> CheckOutcome:
 
 @check(
     "DOSSIER-SUPPORT-01",
-    "A support period end date is stated and not yet past",
+    "The support period is stated and lasts at least five years from placing on the market "
+    "(or the stated expected use time, if shorter)",
     severity=Severity.MEDIUM,
     target=_T,
     requirements=["EN303645:5.3-13", "CRA:ART13.8"],
     tags=["lifecycle"],
 )
 def support_period(d: Dossier) -> CheckOutcome:
-    """Buyers of a 15-year asset must know until when it gets security updates."""
-    ev = _value("end_date", d.support_end or "(not stated)", d, "support_period", "end_date")
+    """CRA Art. 13(8): security updates for at least five years, unless the product is
+    expected to be in use for less; EN 303 645 5.3-13: the period is published. A date
+    that is merely in the future (60 days ahead) meets neither."""
+    ev = [_value("end_date", d.support_end or "(not stated)", d, "support_period", "end_date"),
+          _value("start_date", d.support_start or "(not stated: measured from today)", d,
+                 "support_period", "start_date")]
+    if d.support_expected_use_years is not None:
+        ev.append(_value("expected_use_years", d.support_expected_use_years, d,
+                         "support_period", "expected_use_years"))
     if d.support_end is None:
-        return fail("no support period end date stated", ev)
-    if d.support_end < dt.date.today():
-        return fail(f"support period ended on {d.support_end.isoformat()}", ev)
-    return passed(f"security support until {d.support_end.isoformat()}", ev)
+        return fail("no support period end date stated", *ev)
+    today = dt.date.today()
+    if d.support_end < today:
+        return fail(f"support period ended on {d.support_end.isoformat()}", *ev)
+    start = d.support_start or today
+    years = (d.support_end - start).days / 365.25
+    needed = float(_MIN_SUPPORT_YEARS)
+    exception = ""
+    if d.support_expected_use_years is not None and d.support_expected_use_years < _MIN_SUPPORT_YEARS:
+        needed = float(d.support_expected_use_years)
+        exception = f" (exception stated: expected use {d.support_expected_use_years:g} years)"
+    if years + 1e-9 < needed:
+        return fail(f"support period {start.isoformat()} to {d.support_end.isoformat()} is {years:.1f} years, "
+                    f"less than the {needed:g} years CRA Art. 13(8) asks for{exception}", *ev)
+    return passed(f"security support {start.isoformat()} to {d.support_end.isoformat()} "
+                  f"({years:.1f} years, at least {needed:g}){exception}", *ev)
 
 
 @check(
@@ -405,7 +463,7 @@ def key_injection_audit(d: Dossier) -> CheckOutcome:
 
 @check(
     "DOSSIER-EOL-01",
-    "End-of-life key destruction procedure is documented",
+    "End-of-life procedure states how every key type is destroyed",
     severity=Severity.LOW,
     target=_T,
     requirements=["CRA:I.2m", "EN303645:5.11-1", "IEC62443-4-2:CR4.2"],
@@ -420,31 +478,55 @@ def eol_key_destruction(d: Dossier) -> CheckOutcome:
     if not art.usable:
         return fail(f"procedure document unusable: {art.problem}", _file_ev("procedure", art, d))
     text = art.path.read_text(encoding="utf-8", errors="replace")
-    if not re.search(r"\b(key|keys)\b", text, re.IGNORECASE) or len(text.strip()) < 40:
-        return fail("procedure document does not describe key destruction", _file_ev("procedure", art, d))
-    first = text.strip().splitlines()[0][:120]
-    return passed("end-of-life key destruction documented", _file_ev("procedure", art, d, f"{art.reference}: {first}"))
+    sentences = [" ".join(x.split()) for x in re.split(r"(?<=[.!?])\s+|\n\s*\n|\n\s*(?=\d+\.|[-*] )", text)]
+    steps = [x for x in sentences if re.search(r"\bkeys?\b", x, re.IGNORECASE) and _DESTROY.search(x)
+             and not _NEGATION.search(x[: _DESTROY.search(x).start()])]
+    wanted = d.audit_required_keys or ("GUEK", "GBEK", "AK", "KEK")
+    named = [k for k in wanted if re.search(rf"\b{re.escape(k)}\b", text)]
+    missing = [k for k in wanted if k not in named]
+    if not steps:
+        return fail("procedure document states no key destruction step (a sentence naming keys and "
+                    "how they are destroyed, not negated)", _file_ev("procedure", art, d))
+    if missing:
+        return fail(f"procedure document does not name every key it must destroy: {', '.join(missing)} missing",
+                    _file_ev("procedure", art, d, "\n".join(steps[:5])))
+    return passed(f"end-of-life procedure destroys {', '.join(named)} ({len(steps)} destruction step(s))",
+                  _file_ev("procedure", art, d, "\n".join(steps[:5])))
 
 
 @check(
     "DOSSIER-LOG-01",
-    "Security event logging is specified (events and retention)",
+    "Security events (authentication, access, key, firmware, security configuration) are logged "
+    "and kept at least 90 days",
     severity=Severity.LOW,
     target=_T,
     requirements=["CRA:I.2l", "IEC62443-4-2:CR2.8", "BSI-TR-03109-1:LOGS"],
     tags=["logging"],
 )
 def security_logging(d: Dossier) -> CheckOutcome:
-    """Without a security log there is nothing to base an incident report on."""
+    """Without a security log there is nothing to base an incident report on; a log of
+    one unnamed event kept for a day is not one. The events must cover authentication
+    failures, denied access, key, firmware and security-configuration changes, and be
+    kept long enough to investigate (policy default 90 days)."""
     ev = [
         _value("events", ", ".join(d.logging_events) or "(none)", d, "security_logging", "events"),
         _value("retention_days", d.logging_retention_days, d, "security_logging", "retention_days"),
     ]
+    declared = {e.lower() for e in d.logging_events}
+    missing = [cat for cat, names in _REQUIRED_LOG_EVENTS.items() if not declared & set(names)]
+    problems = []
     if not d.logging_events:
-        return fail("no security events are logged", *ev)
+        problems.append("no security events are logged")
+    elif missing:
+        problems.append(f"no logged event covers: {', '.join(missing)}")
     if not d.logging_retention_days:
-        return fail("log retention not stated", *ev)
-    return passed(f"{len(d.logging_events)} security event kinds logged, kept {d.logging_retention_days} days", *ev)
+        problems.append("log retention not stated")
+    elif d.logging_retention_days < _MIN_RETENTION_DAYS:
+        problems.append(f"log kept {d.logging_retention_days} days, less than {_MIN_RETENTION_DAYS}")
+    if problems:
+        return fail("; ".join(problems), *ev)
+    return passed(f"{len(d.logging_events)} security event kinds logged, covering "
+                  f"{len(_REQUIRED_LOG_EVENTS)} required categories, kept {d.logging_retention_days} days", *ev)
 
 
 def dossier_checks() -> list[CheckSpec]:

@@ -105,7 +105,8 @@ DOSSIER_SCHEMA: dict[str, Any] = {
         "support_period": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"end_date": {}, "published_at": _STR},
+            "properties": {"end_date": {}, "start_date": {}, "published_at": _STR,
+                           "expected_use_years": {"type": "number", "exclusiveMinimum": 0}},
         },
         "cvd": {
             "type": "object",
@@ -299,6 +300,8 @@ def load_dossier(path: str | Path) -> Dossier:
         eol_procedure=res.artifact(["end_of_life", "key_destruction"], eol["key_destruction"]) if "key_destruction" in eol else None,
         logging_events=tuple(logging.get("events", []) or []),
         logging_retention_days=logging.get("retention_days"),
+        support_start=_as_date(doc, ["support_period", "start_date"], support.get("start_date")),
+        support_expected_use_years=support.get("expected_use_years"),
         advisories_retrieved=_as_date(doc, ["advisories_retrieved"], data.get("advisories_retrieved")),
         advisories_max_age_days=int(data.get("advisories_max_age_days", DEFAULT_ADVISORY_MAX_AGE_DAYS)),
         firmware_trust_anchor=(res.artifact(["firmware_trust_anchor"], data["firmware_trust_anchor"])

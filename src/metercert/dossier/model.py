@@ -146,6 +146,10 @@ class Dossier:
     eol_procedure: Artifact | None
     logging_events: tuple[str, ...]
     logging_retention_days: int | None
+    #: Placing on the market (start of the support period), as stated (else None).
+    support_start: dt.date | None = None
+    #: Expected use time in years when shorter than five (the CRA Art. 13(8) exception).
+    support_expected_use_years: float | None = None
     #: When the advisory export was retrieved, as the dossier states it (else None).
     advisories_retrieved: dt.date | None = None
     #: How old the advisory set may be before DOSSIER-VULN-01 refuses it.
