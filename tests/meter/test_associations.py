@@ -133,8 +133,8 @@ def test_every_ciphering_form(tmp_path: Path, form: CipheringForm) -> None:
         async with serving(tmp_path / "m") as bench:
             target = bench.target()
             client = target.client(None, form=form, dedicated_key=form.dedicated)
+            await client.sync_counter()  # before our connection: one connection at a time
             await client.connect()
-            await client.sync_counter()
             await client.associate()
             mark = client.trace.mark()
             serial = await client.get(1, SERIAL, 2)
@@ -157,8 +157,8 @@ def test_dedicated_form_without_dedicated_key_is_refused(tmp_path: Path) -> None
     async def scenario() -> None:
         async with serving(tmp_path / "m") as bench:
             client = bench.target().client(None, dedicated_key=True)
+            await client.sync_counter()  # before our connection: one connection at a time
             await client.connect()
-            await client.sync_counter()
             await client.associate()
             ok = await client.get(1, SERIAL, 2, form=CipheringForm.DEDICATED)
             assert ok.value == "MCT00000001"
@@ -179,7 +179,7 @@ def _object_list_blocks(client) -> int:  # type: ignore[no-untyped-def]
 def test_block_transfer_of_the_object_list(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with (serving(tmp_path / "big") as bench,
-                    await bench.target().management() as client):
+                    bench.target().client() as client):
             big = await client.get(15, CURRENT_ASSOCIATION, 2)
             big_blocks = _object_list_blocks(client)
         async with serving(tmp_path / "small", profile(max_pdu=128)) as bench:
@@ -242,8 +242,8 @@ def test_security_suites(tmp_path: Path, suite: int) -> None:
                                    ak=Key(keys.ak.secret[:size], "ak"))
                 low = bench.target().client(None, suite=suite - 1, keys=low_keys)
                 with pytest.raises(AssociationRejected):
+                    await low.sync_counter()  # before our connection: one connection at a time
                     await low.connect()
-                    await low.sync_counter()
                     await low.associate()
                 await low.close()
 

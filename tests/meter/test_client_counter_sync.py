@@ -25,8 +25,8 @@ async def _scenario(tmp_path):
                 await c.get(8, "0.0.1.0.0.255", 2)
         lost = replace(first, counter_dir=tmp_path / "c2", invocation_counter_object=None)
         blind = DlmsClient(host, port, lost)
+        synced = await blind.sync_counter()  # before our connection: one connection at a time
         await blind.connect()
-        synced = await blind.sync_counter()
         with pytest.raises(AssociationRejected):
             await blind.associate()
         await blind.close()

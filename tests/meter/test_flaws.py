@@ -45,15 +45,15 @@ def test_accepts_downgrade(tmp_path: Path, flawed: bool) -> None:
         async with serving(tmp_path / "m", _profile("accepts-downgrade", flawed)) as bench:
             client = bench.target().client(None)
             try:
+                await client.sync_counter()  # before our connection: one connection at a time
                 await client.connect()
-                await client.sync_counter()
                 await client.associate(suite=0)
                 associated = True
             except AssociationRejected:
                 associated = False
             finally:
                 await client.close()
-            async with await bench.target().management() as c:
+            async with bench.target().client() as c:
                 plain = GetRequestNormal(CosemAttributeDescriptor(8, ObisCode.parse(CLOCK), 2))
                 answer = await c.exchange(c.protect_request(plain.to_bytes(), suite=0))
             return associated, answer[0]
@@ -67,7 +67,7 @@ def test_accepts_downgrade(tmp_path: Path, flawed: bool) -> None:
 def test_no_replay_check(tmp_path: Path, flawed: bool) -> None:
     async def scenario() -> bytes:
         async with (serving(tmp_path / "m", _profile("no-replay-check", flawed)) as bench,
-                    await bench.target().management() as client):
+                    bench.target().client() as client):
             mark = client.trace.mark()
             await client.get(8, CLOCK, 2)
             captured = client.trace.wires(mark)[0]
@@ -100,7 +100,7 @@ def test_ic_reset_on_power_cycle(tmp_path: Path, flawed: bool) -> None:
     async def scenario() -> tuple[list[int], list[int], AARE]:
         prof = _profile("ic-reset-on-power-cycle", flawed)
         async with serving(tmp_path / "m", prof) as bench:
-            async with await bench.target().management() as before:
+            async with bench.target().client() as before:
                 for _ in range(3):
                     await before.get(8, CLOCK, 2)
             # the management AARQ (the first one in the trace is the public counter sync)
@@ -135,11 +135,11 @@ def test_key_wrap_unchecked(tmp_path: Path, flawed: bool) -> None:
             target = bench.target()
             garbage = bytearray(wrap_key(target.keys.kek, Key(os.urandom(16), "guek")))
             garbage[0] ^= 0xFF  # integrity check value no longer A6A6...
-            async with await target.management() as admin:
+            async with target.client() as admin:
                 result, _ = await admin.action(64, "0.0.43.0.6.255", 2,
                                                key_transfer_parameters(0, bytes(garbage)))
             try:
-                async with await target.management() as again:
+                async with target.client() as again:
                     await again.get(8, CLOCK, 2)
                 old_key_works = True
             except AssociationRejected:
@@ -176,7 +176,7 @@ def test_secret_readable(tmp_path: Path, flawed: bool) -> None:
     async def scenario() -> bytes | None:
         async with serving(tmp_path / "m", _profile("secret-readable", flawed)) as bench:
             target = bench.target()
-            async with await target.management() as admin:
+            async with target.client() as admin:
                 try:
                     return bytes((await admin.get(15, CURRENT_ASSOCIATION, 7)).value)
                 except DataAccessFailed:
@@ -194,7 +194,7 @@ def test_unsigned_firmware_accepted(tmp_path: Path, flawed: bool) -> None:
     async def scenario() -> ActionResult | None:
         async with serving(tmp_path / "m", _profile("unsigned-firmware-accepted", flawed)) as bench:
             blob = build_signed_image("EVIL-0.0.1", os.urandom(500), None)  # no signature
-            async with await bench.target().management() as admin:
+            async with bench.target().client() as admin:
                 _, verified = await transfer_image(admin, blob)
                 activated, _ = await admin.action(18, IMAGE_TRANSFER, 4, None)
             return verified if activated is ActionResult.SUCCESS else None

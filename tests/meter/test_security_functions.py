@@ -68,7 +68,7 @@ def test_key_transfer_changes_the_key_and_survives_restart(tmp_path: Path) -> No
         async with serving(tmp_path / "m") as bench:
             target = bench.target()
             old_keys = target.keys
-            async with await target.management() as admin:
+            async with target.client() as admin:
                 result, _ = await admin.action(64, "0.0.43.0.6.255", 2, key_transfer_parameters(
                     0, wrap_key(old_keys.kek, new_guek)))
                 # the answer to the key transfer itself came under the old key (it verified);
@@ -79,7 +79,7 @@ def test_key_transfer_changes_the_key_and_survives_restart(tmp_path: Path) -> No
             # the wrapped key, never the key, went over the wire
             assert all(new_guek.secret not in w for w in admin.trace.wires())
             target.replace_key("guek", new_guek)
-            async with await target.management() as again:
+            async with target.client() as again:
                 await again.get(8, CLOCK, 2)
             stale = bench.target()
             stale.keys = old_keys
@@ -89,7 +89,7 @@ def test_key_transfer_changes_the_key_and_survives_restart(tmp_path: Path) -> No
         async with serving(tmp_path / "m") as bench:
             target = bench.target()
             assert target.keys.guek == new_guek  # the meter's own record
-            async with await target.management() as after:
+            async with target.client() as after:
                 assert (await after.get(8, CLOCK, 2)).type is DataType.OCTET_STRING
 
     run(scenario)
@@ -101,11 +101,11 @@ def test_key_transfer_with_a_bad_wrap_keeps_the_old_key(tmp_path: Path) -> None:
             target = bench.target()
             garbage = bytearray(wrap_key(target.keys.kek, Key(os.urandom(16), "guek")))
             garbage[3] ^= 0x01
-            async with await target.management() as admin:
+            async with target.client() as admin:
                 result, _ = await admin.action(64, "0.0.43.0.6.255", 2,
                                                key_transfer_parameters(0, bytes(garbage)))
             assert result is not ActionResult.SUCCESS
-            async with await target.management() as again:  # old key still works
+            async with target.client() as again:  # old key still works
                 await again.get(8, CLOCK, 2)
             codes = [c for _, c, _ in bench.meter.log.entries]
             assert Event.KEY_TRANSFER_REJECTED in codes
@@ -119,7 +119,7 @@ def test_signed_firmware_image_is_verified_and_activated(tmp_path: Path) -> None
             target = bench.target()
             assert target.firmware_signing_key is not None
             blob = build_signed_image("MCT-2.0.0", os.urandom(1000), target.firmware_signing_key)
-            async with await target.management() as admin:
+            async with target.client() as admin:
                 started, verified = await transfer_image(admin, blob)
                 status = await admin.get(18, IMAGE_TRANSFER, 6)
                 activated, _ = await admin.action(18, IMAGE_TRANSFER, 4, None)
@@ -130,7 +130,7 @@ def test_signed_firmware_image_is_verified_and_activated(tmp_path: Path) -> None
             assert fw.value == "MCT-2.0.0"
             # an image signed by someone else is refused and cannot be activated
             other = build_signed_image("EVIL-1.0", os.urandom(300), _other_key(target))
-            async with await target.management() as admin:
+            async with target.client() as admin:
                 _, verified = await transfer_image(admin, other)
                 status = await admin.get(18, IMAGE_TRANSFER, 6)
                 activated, _ = await admin.action(18, IMAGE_TRANSFER, 4, None)
