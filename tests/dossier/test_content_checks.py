@@ -79,3 +79,20 @@ def test_gated_optical_port_is_not_a_debug_interface(reference: Path):
     assert outcome.verdict is Verdict.PASS  # the sample's optical port is authentication-gated
     edit(reference / "dossier.yaml", "  optical: authentication-gated", "  optical: present")
     assert assess(reference)["DOSSIER-DEBUG-01"].verdict is Verdict.FAIL
+
+
+def test_gated_jtag_fails_5_6_4_but_not_the_requirement_gating_meets(reference: Path):
+    """One failing aspect must not fail every requirement the check cites (issue item 6)."""
+    from metercert.catalog import load_catalog
+    from metercert.catalog.gaps import analyse
+    from metercert.checks.dossier import run_all
+    from metercert.dossier.load import load_dossier
+    from metercert.report.json import check_entry
+
+    edit(reference / "dossier.yaml", "  jtag: disabled", "  jtag: authentication-gated")
+    entries = [check_entry(r) for r in run_all(load_dossier(reference))]
+    debug = next(e for e in entries if e["id"] == "DOSSIER-DEBUG-01")
+    assert debug["verdict"] == "fail" and debug["requirement_verdicts"] == {"IEC62443-4-2:EDR2.13": "pass"}
+    gaps = analyse(entries, load_catalog())
+    state = {g.requirement.id: g.state for fw in gaps.frameworks for g in fw.requirements}
+    assert state["EN303645:5.6-4"] == "failed" and state["IEC62443-4-2:EDR2.13"] == "passed"

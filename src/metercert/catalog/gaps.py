@@ -192,8 +192,9 @@ def analyse(
                 if rid not in unknown:
                     unknown.append(rid)
                 continue
+            verdict = (entry.get("requirement_verdicts") or {}).get(rid, entry.get("verdict", ""))
             by_req.setdefault(rid, []).append(
-                (str(entry.get("id", "?")), str(entry.get("verdict", "")), str(entry.get("reason", "")))
+                (str(entry.get("id", "?")), str(verdict), str(entry.get("reason", "")))
             )
     frameworks = []
     for fw in catalog.frameworks:

@@ -254,8 +254,9 @@ def assessment_results(
         if evidence:
             obs["relevant-evidence"] = evidence
         observations.append(obs)
+        per = entry.get("requirement_verdicts") or {}
         for rid in entry.get("requirements", []) or []:
-            obs_for_req.setdefault(str(rid), []).append((obs_uuid, verdict))
+            obs_for_req.setdefault(str(rid), []).append((obs_uuid, str(per.get(rid, verdict))))
 
     findings = []
     reviewed = []

@@ -120,8 +120,9 @@ def requirement_rows(
 ) -> list[RequirementRow]:
     by_req: dict[str, list[tuple[str, str]]] = {}
     for check in checks:
+        per = check.get("requirement_verdicts") or {}
         for req in check["requirements"]:
-            by_req.setdefault(req, []).append((check["id"], check["verdict"]))
+            by_req.setdefault(req, []).append((check["id"], per.get(req, check["verdict"])))
     titles = titles or {}
     rows = [
         RequirementRow(req, framework_of(req), requirement_verdict([v for _, v in pairs]), tuple(pairs),

@@ -109,7 +109,24 @@ def check_entry(result: CheckResult, *, target_present: bool = True) -> dict[str
             {"label": e.label, "kind": e.kind, "content": e.content, "source": e.source}
             for e in outcome.evidence
         ],
+        **_requirement_verdicts(outcome, spec.requirements, verdict),
     }
+
+
+def _requirement_verdicts(outcome: Any, cited: tuple[str, ...], verdict: str) -> dict[str, Any]:
+    """``requirement_verdicts`` when the check judged some cited requirement differently from
+    its overall verdict (a check that fails one requirement need not fail all it cites)."""
+    own = getattr(outcome, "requirement_verdicts", None) or {}
+    if verdict == "not-assessed" or not own:
+        return {}
+    per = {rid: (v.value if isinstance(v, Verdict) else str(v)) for rid, v in own.items() if rid in cited}
+    return {"requirement_verdicts": per} if per else {}
+
+
+def requirement_verdict_of(entry: Mapping[str, Any], requirement_id: str) -> str:
+    """The verdict ``entry`` (a results.json check) gives ``requirement_id``."""
+    per = entry.get("requirement_verdicts") or {}
+    return str(per.get(requirement_id, entry.get("verdict", "")))
 
 
 def main_target(targets: Mapping[str, str]) -> str:
