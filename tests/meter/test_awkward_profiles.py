@@ -467,3 +467,38 @@ def test_malformed_releases_are_answered_and_the_meter_goes_on(tmp_path: Path, p
         for answer in answers[2:]:
             assert answer[:1] != b"\x63" or RLRE.from_bytes(answer).reason is not \
                 ReleaseResponseReason.NORMAL
+
+
+# -- legacy-hls-pending ---------------------------------------------------------------------
+@pytest.mark.parametrize("prof", ["legacy-hls-pending", "conformant"])
+@pytest.mark.parametrize("mechanism", [Mechanism.HLS_MD5, Mechanism.HLS_SHA1],
+                         ids=["md5", "sha1"])
+def test_legacy_mechanism_accepted_but_never_completed(tmp_path: Path, prof: str,
+                                                       mechanism: Mechanism) -> None:
+    """The pending meter answers the legacy AARQ "accepted, authentication required", serves
+    nothing before pass 3 and refuses every pass 3; the conformant meter rejects the AARQ."""
+    async def scenario() -> tuple[AARE | None, bytes, ActionResult | None]:
+        async with serving(tmp_path / "m", prof) as bench:
+            client = bench.target().client()
+            await client.sync_counter()
+            await client.connect()
+            try:
+                aare = await client.associate(mechanism=mechanism, hls_reply=False)
+            except AssociationRejected:
+                await client.close()
+                return None, b"", None
+            get = b"\xc0\x01\xc1" + CosemAttributeDescriptor(
+                8, ObisCode.parse(CLOCK), 2).to_bytes() + b"\x00"
+            served = await client.exchange(client.protect_request(get))
+            reply, _ = await client.action(15, CURRENT_ASSOCIATION, 1,
+                                           D.octet_string(os.urandom(16)))
+            await client.close()
+            return aare, served, reply
+
+    aare, served, reply = run(scenario)
+    if prof == "conformant":
+        assert aare is None
+        return
+    assert aare is not None and aare.result is AssociationResult.ACCEPTED
+    assert served[:1] == b"\xd8"  # nothing served before pass 3
+    assert reply is ActionResult.OTHER_REASON

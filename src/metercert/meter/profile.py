@@ -106,6 +106,10 @@ class MeterProfile:
     hls_challenge_lengths: tuple[int, ...] | None = None
     #: length of the StoC challenge the meter sends
     server_challenge_length: int = 32
+    #: "refused": an AARQ naming HLS-MD5 or HLS-SHA1 is rejected; "pending": it is answered
+    #: accepted / authentication-required (as some meters do), then pass 3 always fails
+    #: and nothing is served
+    legacy_hls: str = "refused"
     #: extra LLS associations: (client SAP, association instance e, password)
     lls_associations: tuple[LlsAssociation, ...] = ()
     flaws: frozenset[str] = field(default_factory=frozenset)
@@ -157,8 +161,9 @@ _SETTING_TYPES: dict[str, tuple[tuple[type, ...], float | None, float | None]] =
     "energy_register": ((str,), None, None),
     "unsupported_service": ((str,), None, None),
     "server_challenge_length": ((int,), 8, 64),
+    "legacy_hls": ((str,), None, None),
 }
-_CHOICES = {"protected_release": ("accepted", "required"),
+_CHOICES = {"protected_release": ("accepted", "required"), "legacy_hls": ("refused", "pending"),
             "unsupported_service": ("access-result", "exception-response")}
 
 

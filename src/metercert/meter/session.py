@@ -357,7 +357,9 @@ class MeterSession:
             meter.auth_failure(self.client_sap, "no authentication on a management association")
             return self._reject(AcseServiceUserDiagnostic.AUTHENTICATION_MECHANISM_NAME_REQUIRED,
                                 aarq=aarq)
-        if mech is not _MECHANISMS[profile.mechanism]:
+        legacy_pending = (profile.legacy_hls == "pending"
+                          and mech in (Mechanism.HLS_MD5, Mechanism.HLS_SHA1))
+        if mech is not _MECHANISMS[profile.mechanism] and not legacy_pending:
             meter.auth_failure(self.client_sap, f"mechanism {int(mech)} refused")
             return self._reject(
                 AcseServiceUserDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED, aarq=aarq)
@@ -589,6 +591,12 @@ class MeterSession:
                                secret=secrets.hls_secret, private_key=meter.state.signing_key,
                                peer_public_key=client_key.public_key() if client_key else None,
                                suite=self.suite)
+        if self.mechanism in (Mechanism.HLS_MD5, Mechanism.HLS_SHA1):
+            # legacy_hls: pending: the AARE said "authentication required", but nothing
+            # completes a legacy mechanism and nothing is served before pass 3
+            meter.log.add(Event.AUTH_FAILURE, f"sap {self.client_sap}: legacy HLS pass 3 refused")
+            return ActionResponseNormal(ActionResult.OTHER_REASON, None,
+                                        request.invoke_id_and_priority).to_bytes()
         try:
             if params is None or params.type is not DataType.OCTET_STRING:
                 raise AuthenticationFailed()
