@@ -169,10 +169,11 @@ _CHOICES = {"protected_release": ("accepted", "required"), "legacy_hls": ("refus
 
 def _obis(value: Any, source: str, key: str) -> str:
     from metercert.cosem import ObisCode
+    from metercert.cosem.errors import InvalidValue
 
     try:
         return str(ObisCode.parse(str(value)))
-    except (ValueError, TypeError):
+    except (InvalidValue, ValueError, TypeError):
         raise InputFileError(f"meter profile {source}: {key}: {value!r} is not an OBIS code "
                              "like 1.0.1.8.0.255") from None
 
