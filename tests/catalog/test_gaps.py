@@ -80,9 +80,11 @@ def test_cli_gaps_prints_readiness_and_json(tmp_path: Path, capsys):
     assert data["frameworks"]["EN303645"]["requirements"]["EN303645:5.6-4"]["state"] == "passed"
 
 
+# gaps validates like `metercert report` (same schema, same messages): a document one
+# rejects the other must not analyse
 @pytest.mark.parametrize("content, message", [
-    ("{broken", "results.json:1: not valid JSON"),
-    ('{"checks": [{"id": "x"}]}', "checks[0] lacks id, requirements or verdict"),
+    ("{broken", "results.json:1:2: not valid JSON"),
+    ('{"checks": [{"id": "x"}]}', "not a valid results document"),
     ("[]", "not a results document"),
 ])
 def test_cli_gaps_bad_input_is_one_line(tmp_path: Path, capsys, content: str, message: str):

@@ -472,7 +472,28 @@ def _inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         Console().print(_tree(info))
+    problem = _decode_error(info)
+    if problem is not None:  # shown in the tree for context, and a failure all the same
+        raise UsageError(f"the APDU does not decode: {problem}")
     return 1 if info.get("verified") is False else 0
+
+
+def _decode_error(info: Any) -> str | None:
+    """The first ``decoded: {error: ...}`` anywhere in an inspection (nested APDUs too)."""
+    if isinstance(info, dict):
+        decoded = info.get("decoded")
+        if isinstance(decoded, dict) and set(decoded) == {"error"}:
+            return str(decoded["error"])
+        for value in info.values():
+            found = _decode_error(value)
+            if found is not None:
+                return found
+    elif isinstance(info, list):
+        for value in info:
+            found = _decode_error(value)
+            if found is not None:
+                return found
+    return None
 
 
 _MODES = {"auth-enc": (True, True), "auth": (True, False), "enc": (False, True)}

@@ -71,6 +71,9 @@ def _progress(console: Console) -> Progress:
 def _ingest(args: argparse.Namespace) -> int:
     from metercert.fleet.ingest import ingest
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before any capture is read
+        raise UsageError(f"--out {out}: is a file, not a dataset folder")
     console = Console(stderr=True)
     with _progress(console) as prog:
         task = prog.add_task("ingesting", total=len(args.captures))
@@ -139,7 +142,10 @@ def _scan(args: argparse.Namespace) -> int:
                 prog.update(task, completed=len(started), description=name)
                 started.append(name)
 
-            result = run_detectors(engine, args.dataset, params=params, progress=step)
+            try:
+                result = run_detectors(engine, args.dataset, params=params, progress=step)
+            except Exception as exc:  # noqa: BLE001 - engine errors on bad data become one line
+                raise _dataset_error(args.dataset, exc) from None
             prog.update(task, completed=len(STAGES) + len(DETECTORS))
     finally:
         engine.close()
@@ -162,12 +168,30 @@ def _scan(args: argparse.Namespace) -> int:
     return 1 if any(f.severity == "critical" for f in result.findings) else 0
 
 
+def _dataset_error(dataset: str | Path, exc: Exception) -> Exception:
+    """A one-line error for a dataset the engine cannot read (corrupt file, wrong columns)."""
+    module = type(exc).__module__.split(".")[0]
+    if module not in ("duckdb", "pyspark", "py4j", "pyarrow", "_duckdb"):
+        return exc  # not the data: an internal defect, reported as such
+    first = " ".join(str(exc).split("\n")[0].split())[:300]
+    kind = ("not a fleet dataset (a column is missing)"
+            if "Binder" in first or "cannot resolve" in first or "UNRESOLVED_COLUMN" in first
+            else "a Parquet file cannot be read")
+    return UsageError(f"dataset {dataset}: {kind}: {first}")
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from metercert.fleet.simulate import parse_injections, simulate, write_truth
 
     inject = parse_injections(args.inject)
     if args.meters > 50_000_000 or args.days > 3660:
         raise UsageError("--meters above 50 million or --days above 3660 is not supported")
+    if args.truth:  # checked before the dataset is written, not after
+        truth_path = Path(args.truth)
+        if truth_path.is_dir():
+            raise UsageError(f"--truth {truth_path}: is a folder, expected a file name")
+        if not truth_path.parent.is_dir():
+            raise UsageError(f"--truth {truth_path}: folder {truth_path.parent} does not exist")
     console = Console(stderr=True)
     with _progress(console) as prog:
         task = prog.add_task(f"simulating {args.meters} meters", total=args.days)

@@ -25,15 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def read_check_entries(path: Path) -> list[dict[str, Any]]:
-    """The ``checks`` list of a results.json; one-line errors for anything else."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as exc:
-        raise InputFileError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+    """The ``checks`` list of a results.json; one-line errors for anything else.
+
+    The file is validated exactly as ``metercert report`` does (same schema): a file
+    one command rejects must not be analysed by the other."""
+    from metercert.report import load_results
+
+    doc = load_results(path)
     checks = doc.get("checks") if isinstance(doc, dict) else None
     if not isinstance(checks, list):
         raise InputFileError(f"{path}: not a results document (no 'checks' list)")
