@@ -60,7 +60,7 @@ def test_replay_window_in_ram_is_lost_at_a_power_cut(tmp_path: Path, flawed: boo
     and reports an expected counter at or below the captured one."""
     profile = "replay-window-in-ram" if flawed else "conformant"
 
-    async def scenario() -> tuple[int, int, AARE]:
+    async def scenario() -> tuple[int, int, int, AARE]:
         meter = MeterProcess(tmp_path / "state", profile=profile, port=0)
         host, port = await asyncio.to_thread(meter.start)
         target = DlmsTarget(host, port, load_keyset(meter.keys_out),
@@ -68,6 +68,7 @@ def test_replay_window_in_ram_is_lost_at_a_power_cut(tmp_path: Path, flawed: boo
         try:
             clean = await associated(target)
             await clean.get(8, CLOCK, 2)
+            saved = clean.last_sent_counter or 0
             await clean.close()  # a clean disconnect: the flawed meter saves its window here
             killed = await associated(target)
             aarq = _last_aarq(killed)
@@ -80,11 +81,12 @@ def test_replay_window_in_ram_is_lost_at_a_power_cut(tmp_path: Path, flawed: boo
             replay = target.client(None)
             answer = AARE.from_bytes(await replay.exchange(aarq, note="replayed AARQ"))
             await replay.close()
-            return captured, expected, answer
+            return saved, captured, expected, answer
         finally:
             meter.stop()
 
-    captured, expected, replayed = run(scenario, timeout=90)
+    saved, captured, expected, replayed = run(scenario, timeout=90)
+    assert expected > saved  # what the clean disconnect saved survives in both
     if flawed:
         assert expected <= captured
         assert replayed.result is AssociationResult.ACCEPTED
