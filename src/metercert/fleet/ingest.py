@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from metercert.fleet.schema import space_key, table_from_rows, write_dataset
 from metercert.security import (
     ApduFormatError,
     AuthenticationFailed,
+    Key,
     KeySet,
     SecurityError,
     load_key_file,
@@ -52,7 +53,10 @@ class KeyRing:
     """
 
     def __init__(self, keysets: Iterable[KeySet]) -> None:
-        self._all: list[KeySet] = list(keysets)
+        self._all: list[KeySet] = []
+        for ks in keysets:
+            self._all.append(ks)
+            self._all += _role_keysets(ks)
         self._by_title: dict[bytes, list[KeySet]] = {}
         self._by_meter: dict[str, list[KeySet]] = {}
         for ks in self._all:
@@ -69,20 +73,28 @@ class KeyRing:
         return cls(load_key_file(path))
 
     def candidates(self, endpoint: str, server_title: bytes | None,
-                   client_title: bytes | None = None) -> list[KeySet]:
+                   client_title: bytes | None = None,
+                   client_sap: int | None = None) -> list[KeySet]:
         """Key sets that may protect this meter's traffic, most specific first.
 
         With the meter's title unknown (an AARQ before its AARE), every key set whose
-        client title matches is a candidate: the tag tells which one is right.
+        client title matches is a candidate: the tag tells which one is right. Key sets
+        of the association's client role (its client SAP) come before the others.
         """
         if server_title is not None and server_title in self._by_title:
-            return self._by_title[server_title]
-        if endpoint in self._by_meter:
-            return self._by_meter[endpoint]
-        if server_title is None:
-            return [k for k in self._all if client_title is None
-                    or k.client_system_title in (None, client_title)][:64]
-        return self._generic  # key sets that name no meter fit any meter
+            found = self._by_title[server_title]
+        elif endpoint in self._by_meter:
+            found = self._by_meter[endpoint]
+        elif server_title is None:
+            found = [k for k in self._all if client_title is None
+                     or k.client_system_title in (None, client_title)][:64]
+        else:
+            found = self._generic  # key sets that name no meter fit any meter
+        if client_sap is not None:
+            own = [k for k in found if _sap_of(k) == client_sap]
+            if own:
+                return own
+        return found
 
     def find(self, meter_id: str, server_title: bytes | None) -> KeySet | None:
         found = self.candidates(meter_id, server_title)
@@ -91,6 +103,30 @@ class KeyRing:
 
     def __repr__(self) -> str:
         return f"KeyRing({len(self._all)} key sets, <redacted>)"
+
+
+def _sap_of(ks: KeySet) -> int | None:
+    sap = ks.extra.get("client_sap") if ks.extra else None
+    try:
+        return int(sap) if sap is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _role_keysets(ks: KeySet) -> list[KeySet]:
+    """The per-role key sets a key file lists under ``roles`` (a role's own keys)."""
+    out = []
+    for role in (ks.extra.get("roles") or []) if ks.extra else []:
+        if not isinstance(role, Mapping) or not (role.get("guek") and role.get("ak")):
+            continue
+        try:
+            out.append(replace(ks, guek=Key.from_hex(str(role["guek"]), "GUEK"),
+                               ak=Key.from_hex(str(role["ak"]), "AK"),
+                               extra={"client_sap": role.get("client_sap"),
+                                      "meter_id": ks.extra.get("meter_id")}))
+        except (SecurityError, ValueError, MetercertError):
+            continue  # a role entry without usable keys verifies nothing
+    return out
 
 
 def _ap_title(apdu: bytes, tag: int) -> tuple[bytes | None, bytes | None]:
@@ -263,7 +299,7 @@ class ApduRecorder:
                 meter_title: bytes | None, client_title: bytes | None) -> str:
         """Check the tag with each candidate key set; return the key generation label."""
         assert self.keys is not None
-        cands = self.keys.candidates(endpoint, meter_title, client_title)
+        cands = self.keys.candidates(endpoint, meter_title, client_title, row["client_sap"])
         if not cands:
             return ""
         memo = f"{endpoint}/{row['client_sap']}"
