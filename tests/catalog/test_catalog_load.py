@@ -30,7 +30,8 @@ def test_every_convention_id_is_defined():
 def test_catalog_has_all_frameworks_and_the_seed_threats():
     catalog = load_catalog()
     assert {f.id for f in catalog.frameworks} == {
-        "DLMS", "IEC62351-3", "IEC62351-8", "EN303645", "CRA", "IEC62443-4-2", "BSI-TR-03109-1", "ENISA",
+        "DLMS", "IEC62351-3", "IEC62351-8", "EN303645", "CRA", "IEC62443-4-2", "BSI-TR-03109-1",
+        "BSI-TR-03109-2", "BSI-TR-03109-4", "ENISA", "EN18031-1",
     }
     assert [t.id for t in catalog.threats] == SEED_THREATS
     for fw in catalog.frameworks:

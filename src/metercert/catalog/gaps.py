@@ -39,6 +39,8 @@ _TARGET_HINT = {
     "traffic": "supply captured traffic",
     "headend": "add a head-end (client under test) target",
 }
+#: The kind of product metercert certifies.
+PRODUCT = "meter"
 _NO_TARGET = re.compile(r"^no (\w+) target configured")
 
 
@@ -154,6 +156,8 @@ class GapReport:
 
 
 def _state(verdicts: list[str], req: Requirement) -> str:
+    if PRODUCT not in req.applies_to:
+        return "not-applicable"  # e.g. a smart meter gateway requirement, and this is a meter
     if "fail" in verdicts:
         return "failed"
     if "pass" in verdicts:
@@ -187,15 +191,17 @@ def analyse(
         for d in deselected
     ]
     for entry in [*checks, *left_out]:
-        for rid in entry.get("requirements", ()) or ():
-            if rid not in catalog:
-                if rid not in unknown:
-                    unknown.append(rid)
+        for cited in entry.get("requirements", ()) or ():
+            ids = catalog.resolve(cited)
+            if not ids:
+                if cited not in unknown:
+                    unknown.append(cited)
                 continue
-            verdict = (entry.get("requirement_verdicts") or {}).get(rid, entry.get("verdict", ""))
-            by_req.setdefault(rid, []).append(
-                (str(entry.get("id", "?")), str(verdict), str(entry.get("reason", "")))
-            )
+            verdict = (entry.get("requirement_verdicts") or {}).get(cited, entry.get("verdict", ""))
+            for rid in ids:
+                by_req.setdefault(rid, []).append(
+                    (str(entry.get("id", "?")), str(verdict), str(entry.get("reason", "")))
+                )
     frameworks = []
     for fw in catalog.frameworks:
         gaps = []
@@ -206,5 +212,6 @@ def analyse(
             wanted = {"failed": "fail", "inconclusive": "inconclusive", "not-assessed": "not-assessed"}
             reasons = tuple(f"{cid}: {reason}" for cid, v, reason in hits if v == wanted.get(state))
             gaps.append(RequirementGap(req, state, tuple(cid for cid, _, _ in hits), reasons))
-        frameworks.append(FrameworkGaps(fw.id, fw.name, tuple(gaps)))
+        name = f"{fw.name} (V{fw.version})" if fw.version else fw.name
+        frameworks.append(FrameworkGaps(fw.id, name, tuple(gaps)))
     return GapReport(tuple(frameworks), tuple(unknown))

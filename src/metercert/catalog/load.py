@@ -19,6 +19,7 @@ from typing import Any
 from metercert.catalog.model import (
     COVERAGE_STATUSES,
     EVIDENCE_KINDS,
+    PRODUCT_KINDS,
     STATUSES,
     Catalog,
     Coverage,
@@ -30,7 +31,7 @@ from metercert.catalog.model import (
     Threat,
 )
 from metercert.dossier.yamldoc import read_yaml, validate
-from metercert.errors import InputFileError
+from metercert.errors import InputFileError, UsageError
 
 _ID = {"type": "string", "minLength": 1, "pattern": r"^\S+$"}
 _TEXT = {"type": "string", "minLength": 1}
@@ -62,7 +63,12 @@ FRAMEWORK_SCHEMA: dict[str, Any] = {
             "type": "object",
             "required": ["id", "name", "short"],
             "additionalProperties": False,
-            "properties": {"id": _ID, "name": _TEXT, "short": _TEXT},
+            "properties": {
+                "id": _ID, "name": _TEXT, "short": _TEXT,
+                "versions": {"type": "array", "minItems": 1, "items": _ID},
+                "default_version": _ID,
+                "version_env": _ID,
+            },
         },
         "requirements": {
             "type": "array",
@@ -81,8 +87,12 @@ FRAMEWORK_SCHEMA: dict[str, Any] = {
                         "uniqueItems": True,
                         "items": {"enum": list(EVIDENCE_KINDS)},
                     },
-                    "threats": {"type": "array", "minItems": 1, "items": _ID},
+                    "threats": {"type": "array", "items": _ID},
                     "verify": {"type": "boolean"},
+                    "applies_to": {"type": "array", "minItems": 1, "items": {"enum": list(PRODUCT_KINDS)}},
+                    "security_level": {"type": "integer", "minimum": 1, "maximum": 4},
+                    "versions": {"type": "array", "minItems": 1, "items": _ID},
+                    "supersedes": {"type": "array", "items": _ID},
                 },
             },
         },
@@ -154,14 +164,42 @@ def default_data_dir() -> Path:
 CATALOG_DIR_ENV = "METERCERT_CATALOG_DIR"
 
 
-def load_catalog(data_dir: str | Path | None = None) -> Catalog:
+#: Target IEC 62443 security level: requirements graded above it are left out.
+SECURITY_LEVEL_ENV = "METERCERT_IEC62443_SL"
+DEFAULT_SECURITY_LEVEL = 2
+
+
+def load_catalog(
+    data_dir: str | Path | None = None,
+    *,
+    versions: dict[str, str] | None = None,
+    security_level: int | None = None,
+) -> Catalog:
     """Load the catalog from ``data_dir``, else ``$METERCERT_CATALOG_DIR``, else the
     packaged data. A lab can thus correct a recalled fact ([verify] items) in its
     own copy of the data without patching the package. Loaded once per folder.
+
+    ``versions`` chooses a framework's version (``{"EN303645": "3.1.3"}``; else the
+    framework's ``version_env`` variable, e.g. ``$METERCERT_EN303645_VERSION``, else its
+    default); ``security_level`` the IEC 62443 target SL (else ``$METERCERT_IEC62443_SL``,
+    else 2): only requirements of the chosen version and up to that SL are in the catalog.
     """
     if data_dir is None:
         data_dir = os.environ.get(CATALOG_DIR_ENV) or default_data_dir()
-    return _load_cached(Path(data_dir).resolve())
+    if security_level is None:
+        raw = os.environ.get(SECURITY_LEVEL_ENV, "").strip()
+        if raw and not (raw.isdigit() and 1 <= int(raw) <= 4):
+            raise UsageError(f"${SECURITY_LEVEL_ENV} must be a security level 1..4, got {raw!r}")
+        security_level = int(raw) if raw else DEFAULT_SECURITY_LEVEL
+    if not 1 <= security_level <= 4:
+        raise UsageError(f"IEC 62443 security level must be 1..4, got {security_level}")
+    chosen = tuple(sorted((versions or {}).items()))
+    return _load_cached(Path(data_dir).resolve(), chosen, security_level, _version_env_snapshot())
+
+
+def _version_env_snapshot() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items()
+                        if k.startswith("METERCERT_") and k.endswith("_VERSION")))
 
 
 def catalog_digest(data_dir: str | Path | None = None) -> str:
@@ -176,8 +214,15 @@ def catalog_digest(data_dir: str | Path | None = None) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=8)
-def _load_cached(base: Path) -> Catalog:
+@lru_cache(maxsize=16)
+def _load_cached(
+    base: Path,
+    chosen: tuple[tuple[str, str], ...] = (),
+    security_level: int = DEFAULT_SECURITY_LEVEL,
+    env: tuple[tuple[str, str], ...] = (),
+) -> Catalog:
+    wanted = dict(chosen)
+    environment = dict(env)
     threats_doc = read_yaml(base / "threats.yaml")
     validate(threats_doc, THREATS_SCHEMA)
     threats = tuple(
@@ -195,7 +240,15 @@ def _load_cached(base: Path) -> Catalog:
         doc = read_yaml(path)
         validate(doc, FRAMEWORK_SCHEMA)
         fw_data = doc.data["framework"]
-        fw = Framework(fw_data["id"], fw_data["name"], fw_data["short"])
+        fw_versions = tuple(fw_data.get("versions", ()))
+        version = ""
+        if fw_versions:
+            version = (wanted.get(fw_data["id"]) or environment.get(fw_data.get("version_env", ""), "")
+                       or fw_data.get("default_version", fw_versions[0]))
+            if version not in fw_versions:
+                raise UsageError(f"{fw_data['id']} version {version!r} is not in the catalog "
+                                 f"(known: {', '.join(fw_versions)})")
+        fw = Framework(fw_data["id"], fw_data["name"], fw_data["short"], fw_versions, version)
         if any(f.id == fw.id for f in frameworks):
             raise doc.error(["framework", "id"], f"framework {fw.id} is defined twice")
         frameworks.append(fw)
@@ -209,6 +262,14 @@ def _load_cached(base: Path) -> Catalog:
             for j, threat in enumerate(item["threats"]):
                 if threat not in threat_ids:
                     raise doc.error(["requirements", i, "threats", j], f"unknown threat {threat!r}")
+            for j, ver in enumerate(item.get("versions", [])):
+                if ver not in fw_versions:
+                    raise doc.error(["requirements", i, "versions", j], f"unknown {fw.id} version {ver!r}")
+            if version and item.get("versions") and version not in item["versions"]:
+                continue  # a provision of another version of the standard
+            level = item.get("security_level")
+            if level is not None and level > security_level:
+                continue  # above the chosen target security level
             requirements.append(
                 Requirement(
                     id=rid,
@@ -218,6 +279,10 @@ def _load_cached(base: Path) -> Catalog:
                     evidence=tuple(item["evidence"]),
                     threats=tuple(item["threats"]),
                     verify=bool(item.get("verify", False)),
+                    applies_to=tuple(item.get("applies_to", ("meter",))),
+                    security_level=level,
+                    versions=tuple(item.get("versions", ())),
+                    supersedes=tuple(item.get("supersedes", ())),
                 )
             )
 

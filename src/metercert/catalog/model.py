@@ -15,6 +15,7 @@ from types import MappingProxyType
 from metercert.errors import UsageError
 
 EVIDENCE_KINDS = ("live-meter", "tls-endpoint", "dossier", "document-review")
+PRODUCT_KINDS = ("meter", "gateway", "headend")
 STATUSES = ("mandatory", "recommended")
 COVERAGE_STATUSES = ("covered", "partial", "referenced", "not-addressed")
 
@@ -31,6 +32,9 @@ class Framework:
     id: str
     name: str
     short: str
+    #: Published versions the catalog holds (EN 303 645: 2.1.1, 3.1.3) and the one in use.
+    versions: tuple[str, ...] = ()
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,16 @@ class Requirement:
     evidence: tuple[str, ...]
     threats: tuple[str, ...]
     verify: bool = False
+    #: Kinds of product it applies to: ``meter``, ``gateway`` (smart meter gateway),
+    #: ``headend``. A requirement that does not apply to a meter is not applicable to
+    #: the product metercert certifies, rather than untested.
+    applies_to: tuple[str, ...] = ("meter",)
+    #: IEC 62443 security level from which it is required (None: not SL-graded).
+    security_level: int | None = None
+    #: Versions of its standard that have it (empty: every version the framework has).
+    versions: tuple[str, ...] = ()
+    #: Ids of another version that this one takes over (checks citing those evidence it).
+    supersedes: tuple[str, ...] = ()
 
     @property
     def document_review_only(self) -> bool:
@@ -108,6 +122,13 @@ class Catalog:
     def __contains__(self, requirement_id: object) -> bool:
         return requirement_id in self._index
 
+    def resolve(self, requirement_id: str) -> tuple[str, ...]:
+        """The catalog ids a cited id stands for: itself, or the requirements of the chosen
+        version that supersede it (a check citing V2.1.1's 5.6-4 evidences V3.1.3's 5.6-4A)."""
+        if requirement_id in self._index:
+            return (requirement_id,)
+        return tuple(r.id for r in self.requirements if requirement_id in r.supersedes)
+
     def get(self, requirement_id: str) -> Requirement:
         """The requirement ``requirement_id``; a :class:`UsageError` names an unknown id."""
         try:
@@ -136,5 +157,5 @@ class Catalog:
         raise UsageError(f"unknown threat category {threat_id!r}")
 
     def unknown_ids(self, ids: Iterable[str]) -> list[str]:
-        """The ids in ``ids`` that the catalog does not define, in order."""
-        return [i for i in ids if i not in self._index]
+        """The ids in ``ids`` that the catalog neither defines nor has superseded, in order."""
+        return [i for i in ids if not self.resolve(i)]

@@ -140,7 +140,8 @@ def _cited(results: Mapping[str, Any], cat: Catalog) -> list[str]:
     ids = {str(r) for e in results.get("checks", []) or [] for r in e.get("requirements", []) or []}
     ids |= {str(r) for d in (results.get("run", {}) or {}).get("deselected", []) or []
             for r in d.get("requirements", []) or []}
-    return [r.id for r in cat.requirements if r.id in ids]
+    resolved = {rid for cited in ids for rid in cat.resolve(cited)}
+    return [r.id for r in cat.requirements if r.id in resolved]
 
 
 def assessment_plan(results: Mapping[str, Any], catalog: Catalog | None = None) -> dict[str, Any]:
@@ -255,8 +256,9 @@ def assessment_results(
             obs["relevant-evidence"] = evidence
         observations.append(obs)
         per = entry.get("requirement_verdicts") or {}
-        for rid in entry.get("requirements", []) or []:
-            obs_for_req.setdefault(str(rid), []).append((obs_uuid, str(per.get(rid, verdict))))
+        for cited in entry.get("requirements", []) or []:
+            for rid in cat.resolve(str(cited)):
+                obs_for_req.setdefault(rid, []).append((obs_uuid, str(per.get(cited, verdict))))
 
     findings = []
     reviewed = []
@@ -264,6 +266,9 @@ def assessment_results(
     for rid in [r.id for r in cat.requirements if r.id in obs_for_req]:
         items = obs_for_req[rid]
         verdicts = [v for _, v in items]
+        if "meter" not in cat.get(rid).applies_to:
+            out_of_scope.append(control_id(rid))  # a gateway requirement; this is a meter
+            continue
         if "fail" in verdicts:
             (state, reason), ours = _STATE["fail"], "failed"
         elif "pass" in verdicts:

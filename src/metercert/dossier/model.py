@@ -146,6 +146,8 @@ class Dossier:
     eol_procedure: Artifact | None
     logging_events: tuple[str, ...]
     logging_retention_days: int | None
+    #: Days from a severe incident's notification to the final report (CRA: one month).
+    severe_incident_final_report_days: float | None = None
     #: Placing on the market (start of the support period), as stated (else None).
     support_start: dt.date | None = None
     #: Expected use time in years when shorter than five (the CRA Art. 13(8) exception).

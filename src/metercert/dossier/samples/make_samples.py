@@ -256,7 +256,8 @@ cvd:
 incident_notification:            # CRA Art. 14 capability
   early_warning_hours: 24
   notification_hours: 72
-  final_report_days: 14
+  final_report_days: 14           # after a corrective measure (exploited vulnerability)
+  severe_incident_final_report_days: 30   # after the incident notification (one month)
   contact: psirt@metercert.example
 
 key_injection:
