@@ -57,3 +57,32 @@ def verify_mac(secret: bytes, nonce: bytes, aad: bytes, tag: bytes) -> None:
 def ctr(secret: bytes, nonce: bytes, data: bytes) -> bytes:
     """Encrypt-only (and its inverse): the GCM keystream applied to ``data``."""
     return _aead(secret).encrypt(nonce, data, b"")[:-16]
+
+
+def protect_payload(authenticated: bool, encrypted: bool, secret: bytes | None, nonce: bytes,
+                    plaintext: bytes, aad: bytes) -> bytes:
+    """The payload of a ciphered APDU in each mode; ``aad`` is what precedes the plaintext in
+    the authenticated data (SC || AK, and for general-ciphering its header)."""
+    if authenticated and secret is not None:
+        if encrypted:
+            return seal(secret, nonce, plaintext, aad)
+        return plaintext + mac(secret, nonce, aad + plaintext)
+    if encrypted and secret is not None:
+        return ctr(secret, nonce, plaintext)
+    return plaintext
+
+
+def unprotect_payload(authenticated: bool, encrypted: bool, secret: bytes | None, nonce: bytes,
+                      payload: bytes, aad: bytes) -> bytes:
+    """Inverse of :func:`protect_payload`; raises :class:`AuthenticationFailed` on any mismatch."""
+    if authenticated and secret is not None:
+        if encrypted:
+            return open_sealed(secret, nonce, payload, aad)
+        if len(payload) < TAG_BYTES:
+            raise AuthenticationFailed()
+        plaintext = payload[:-TAG_BYTES]
+        verify_mac(secret, nonce, aad + plaintext, payload[-TAG_BYTES:])
+        return plaintext
+    if encrypted and secret is not None:
+        return ctr(secret, nonce, payload)
+    return payload

@@ -49,7 +49,7 @@ from metercert.security import agreement as _agreement
 from metercert.security.errors import ApduFormatError, AuthenticationFailed, InvalidKey
 from metercert.security.keys import Key, KeyId, KeySet
 from metercert.security.keywrap import unwrap_key
-from metercert.security.protection import decode_length
+from metercert.security.protection import _secret, decode_length
 from metercert.security.suites import SUITES, SecurityControl
 
 GENERAL_CIPHERING = 0xDD
@@ -272,15 +272,6 @@ def _size(sc: SecurityControl, key_size: int | None) -> int:
     return spec.key_bytes
 
 
-def _secret(key: Key | bytes | None, what: str, size: int) -> bytes:
-    if key is None:
-        raise InvalidKey(f"no {what} available")
-    secret = key.secret if isinstance(key, Key) else bytes(key)
-    if len(secret) != size:
-        raise InvalidKey(f"{what} is {len(secret) * 8} bits, the security suite needs {size * 8}")
-    return secret
-
-
 def protect_general(
     plaintext: bytes,
     *,
@@ -306,18 +297,10 @@ def protect_general(
     size = _size(sc, key_size)
     head = header.to_bytes()
     nonce = _gcm.iv(header.originator_system_title, invocation_counter)
-    if sc.authenticated:
-        ek = _secret(encryption_key, "encryption key", size)
-        ak = _secret(authentication_key, "authentication key", size)
-        aad = general_ciphering_aad(sc, ak, head)
-        if sc.encrypted:
-            payload = _gcm.seal(ek, nonce, plaintext, aad)
-        else:
-            payload = plaintext + _gcm.mac(ek, nonce, aad + plaintext)
-    elif sc.encrypted:
-        payload = _gcm.ctr(_secret(encryption_key, "encryption key", size), nonce, plaintext)
-    else:
-        payload = plaintext
+    ek = _secret(encryption_key, "encryption key", size) if sc.protected else None
+    aad = (general_ciphering_aad(sc, _secret(authentication_key, "authentication key", size),
+                                 head) if sc.authenticated else b"")
+    payload = _gcm.protect_payload(sc.authenticated, sc.encrypted, ek, nonce, plaintext, aad)
     return GeneralCiphering(header, key_info, sc, invocation_counter, payload, head).to_bytes()
 
 
@@ -344,22 +327,11 @@ def unprotect_general(
         if key is not None and len(key) != size:
             raise AuthenticationFailed()
     nonce = _gcm.iv(parsed.header.originator_system_title, parsed.invocation_counter)
-    payload = parsed.payload
-    if sc.authenticated:
-        ek = _secret(encryption_key, "encryption key", size)
-        aad = general_ciphering_aad(sc, _secret(authentication_key, "authentication key", size),
-                                    parsed.wire_header)
-        if sc.encrypted:
-            plaintext = _gcm.open_sealed(ek, nonce, payload, aad)
-        else:
-            if len(payload) < _gcm.TAG_BYTES:
-                raise AuthenticationFailed()
-            plaintext = payload[:-_gcm.TAG_BYTES]
-            _gcm.verify_mac(ek, nonce, aad + plaintext, payload[-_gcm.TAG_BYTES:])
-    elif sc.encrypted:
-        plaintext = _gcm.ctr(_secret(encryption_key, "encryption key", size), nonce, payload)
-    else:
-        plaintext = payload
+    ek = _secret(encryption_key, "encryption key", size) if sc.protected else None
+    aad = (general_ciphering_aad(sc, _secret(authentication_key, "authentication key", size),
+                                 parsed.wire_header) if sc.authenticated else b"")
+    plaintext = _gcm.unprotect_payload(sc.authenticated, sc.encrypted, ek, nonce,
+                                       parsed.payload, aad)
     return OpenedGeneral(plaintext, parsed, sc.authenticated)
 
 

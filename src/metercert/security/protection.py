@@ -234,18 +234,10 @@ def protect(
     sc_byte = sc.byte
     nonce = system_title + invocation_counter.to_bytes(4, "big")
     size = _key_size(sc) if key_size is None else key_size
-    if sc.authenticated and sc.encrypted:
-        ek = _secret(encryption_key, "encryption key", size)
-        ak = _secret(authentication_key, "authentication key", size)
-        payload = _gcm.seal(ek, nonce, plaintext, bytes((sc_byte,)) + ak)
-    elif sc.authenticated:
-        ek = _secret(encryption_key, "encryption key", size)
-        ak = _secret(authentication_key, "authentication key", size)
-        payload = plaintext + _gcm.mac(ek, nonce, bytes((sc_byte,)) + ak + plaintext)
-    elif sc.encrypted:
-        payload = _gcm.ctr(_secret(encryption_key, "encryption key", size), nonce, plaintext)
-    else:
-        payload = plaintext
+    ek = _secret(encryption_key, "encryption key", size) if sc.protected else None
+    aad = (bytes((sc_byte,)) + _secret(authentication_key, "authentication key", size)
+           if sc.authenticated else b"")
+    payload = _gcm.protect_payload(sc.authenticated, sc.encrypted, ek, nonce, plaintext, aad)
     content_len = encode_length(5 + len(payload))
     head = bytes((tag,))
     if tag >= GENERAL_GLO_CIPHERING:
@@ -288,20 +280,10 @@ def unprotect_parsed(
         if key is not None and len(key) != size:
             # the APDU names a suite our keys cannot serve: unverifiable, like any forgery
             raise AuthenticationFailed()
-    if sc.authenticated:
-        ek = _secret(encryption_key, "encryption key", size)
-        aad = bytes((sc.byte,)) + _secret(authentication_key, "authentication key", size)
-        if sc.encrypted:
-            plaintext = _gcm.open_sealed(ek, nonce, payload, aad)
-        else:
-            if len(payload) < _gcm.TAG_BYTES:
-                raise AuthenticationFailed()
-            plaintext = payload[:-_gcm.TAG_BYTES]
-            _gcm.verify_mac(ek, nonce, aad + plaintext, payload[-_gcm.TAG_BYTES:])
-    elif sc.encrypted:
-        plaintext = _gcm.ctr(_secret(encryption_key, "encryption key", size), nonce, payload)
-    else:
-        plaintext = payload
+    ek = _secret(encryption_key, "encryption key", size) if sc.protected else None
+    aad = (bytes((sc.byte,)) + _secret(authentication_key, "authentication key", size)
+           if sc.authenticated else b"")
+    plaintext = _gcm.unprotect_payload(sc.authenticated, sc.encrypted, ek, nonce, payload, aad)
     expected_tag = parsed.plain_tag
     if expected_tag is not None and plaintext[:1] != bytes((expected_tag,)):
         # The outer tag is not covered by the tag: a receiver must check that it
