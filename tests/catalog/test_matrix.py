@@ -63,13 +63,32 @@ def test_metercert_column_is_computed_from_checks():
         "X-REPLAY": _spec("X-REPLAY", "DLMS:IC-REPLAY"),
         "X-TLS": _spec("X-TLS", "IEC62351-3:CIPHER-FS", target=TargetKind.TLS),
     }
-    rows = {r.threat.id: r for r in build_matrix(catalog, checks).rows}
+    mapping = {"X-REPLAY": ("replay",), "X-TLS": ("mitm-backhaul",)}
+    rows = {r.threat.id: r for r in build_matrix(catalog, checks, mapping).rows}
     assert rows["replay"].checks == ("X-REPLAY",)
     assert rows["replay"].metercert_text == "Tested — 1 check (dlms 1)"
-    # CIPHER-FS maps to man-in-the-middle and key lifecycle, not to replay
+    # a check counts only under the threats it exercises, whatever its requirements link to
     assert rows["mitm-backhaul"].checks == ("X-TLS",)
-    assert rows["key-lifecycle"].checks == ("X-TLS",)
+    assert rows["key-lifecycle"].checks == ()
     assert rows["debug-interface"].checks == ()
+
+
+def test_replay_column_counts_only_checks_that_send_replays():
+    """"Replay: 15 checks" counted TLS certificate checks; only replay senders count now."""
+    rows = {r.threat.id: r for r in build_matrix(load_catalog(), all_checks()).rows}
+    replay = rows["replay"].checks
+    assert {"DLMS-REPLAY-01", "DLMS-IC-STALE-01", "DLMS-IC-PERSIST-01"} <= set(replay)
+    assert not any(c.startswith(("TLS-", "DOSSIER-")) for c in replay)
+
+
+def test_every_registered_check_has_a_threat_mapping():
+    from metercert.catalog.matrix import check_threats, threats_of
+
+    mapping = check_threats()
+    known = {t.id for t in load_catalog().threats}
+    assert {t for threats in mapping.values() for t in threats} <= known
+    unmapped = [s.id for s in all_checks().values() if threats_of(s, mapping) is None]
+    assert unmapped == []
 
 
 def test_registered_dossier_checks_show_up_in_the_matrix():

@@ -1,28 +1,41 @@
 """The framework x threat coverage matrix.
 
 The first columns restate the seed article's assessment from ``coverage.yaml``;
-the last column is computed: for each threat, the registered checks that
-evidence at least one requirement mapped to that threat. So the table shows both
-what the frameworks ask for and what metercert actually tests, and the second
-part changes by itself when a check is added.
+the last column is computed: for each threat, the registered checks that exercise
+it according to ``check-threats.yaml`` (a check counts under a threat only where
+it exercises that threat, not because a requirement it cites is linked to it). So
+the table shows both what the frameworks ask for and what metercert actually
+tests.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, select_autoescape
 
+from metercert.catalog.load import CATALOG_DIR_ENV, default_data_dir
 from metercert.catalog.model import Catalog, CoverageCell, Threat
+from metercert.dossier.yamldoc import read_yaml, validate
 
 if TYPE_CHECKING:  # checks sit above the catalog; only their metadata shape is used here
     from metercert.checks.base import CheckSpec
 
 METERCERT_COLUMN = "metercert (automated)"
+_CHECK_THREATS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["checks"],
+    "additionalProperties": False,
+    "properties": {"checks": {"type": "object", "additionalProperties": {
+        "type": "array", "items": {"type": "string", "minLength": 1}}}},
+}
 
 
 @dataclass(frozen=True)
@@ -75,15 +88,39 @@ class CoverageMatrix:
         return env.from_string(_HTML).render(matrix=self, metercert_column=METERCERT_COLUMN)
 
 
-def build_matrix(catalog: Catalog, checks: Mapping[str, CheckSpec]) -> CoverageMatrix:
+def check_threats(data_dir: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Check id or glob -> threats it exercises, from ``check-threats.yaml`` (ordered)."""
+    base = Path(data_dir or os.environ.get(CATALOG_DIR_ENV) or default_data_dir())
+    path = base / "check-threats.yaml"
+    if not path.is_file():
+        return {}
+    doc = read_yaml(path)
+    validate(doc, _CHECK_THREATS_SCHEMA)
+    return {str(k): tuple(v) for k, v in doc.data["checks"].items()}
+
+
+def threats_of(spec: CheckSpec, mapping: Mapping[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The threats ``spec`` exercises: the first matching mapping key; None when unmapped."""
+    for pattern, threats in mapping.items():
+        if fnmatch.fnmatchcase(spec.id, pattern):
+            return threats
+    return None
+
+
+def build_matrix(catalog: Catalog, checks: Mapping[str, CheckSpec],
+                 mapping: Mapping[str, tuple[str, ...]] | None = None) -> CoverageMatrix:
     """Combine the seed's coverage data with the registered checks."""
+    mapping = check_threats() if mapping is None else mapping
+    known = {t.id for t in catalog.threats}
     rows = []
     for threat in catalog.threats:
-        threat_reqs = {r.id for r in catalog.for_threat(threat.id)}
-        hits = sorted(
-            (spec for spec in checks.values() if threat_reqs.intersection(spec.requirements)),
-            key=lambda s: s.id,
-        )
+        def exercises(spec: CheckSpec, threat_id: str = threat.id) -> bool:
+            mapped = threats_of(spec, mapping)
+            if mapped is None:  # unmapped: only a tag naming the threat counts
+                return threat_id in spec.tags and threat_id in known
+            return threat_id in mapped
+
+        hits = sorted((spec for spec in checks.values() if exercises(spec)), key=lambda s: s.id)
         counts: dict[str, int] = {}
         for spec in hits:
             kind = spec.target.value if hasattr(spec.target, "value") else str(spec.target)
