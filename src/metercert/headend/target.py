@@ -292,6 +292,8 @@ class HeadendTarget:
                     await self._short_frame(stream, sap)
                     continue
                 await stream.send(answer)
+                for wire in session.extra:
+                    await stream.send(wire)
                 if session.just_associated:
                     session.just_associated = False
                     for wire, lie in session.pushes():

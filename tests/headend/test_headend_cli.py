@@ -1,0 +1,89 @@
+"""``metercert headend`` on bad input and on clients whose decision cannot be seen."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLIENTS = Path(__file__).parent / "clients"
+
+
+def metercert(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metercert", *argv], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metercert: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ("client: {command: ''}", ("client.command",)),
+    ("client: {commnd: x}", ("unknown keys", "commnd")),
+    ("output: {value: 'read (\\d+)'}", ("output.value", "named group")),
+    ("output: {value: '(?P<n>'}", ("not a regular expression",)),
+    ("client: {reads: 1}", ("client.reads",)),
+    ("meter: {framing: serial}", ("meter.framing",)),
+    ("[1, 2]", ("expected a mapping",)),
+])
+def test_bad_campaign_file_is_one_line(tmp_path: Path, body: str, words: tuple[str, ...]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(body, encoding="utf-8")
+    one_line_error(metercert("headend", "--campaign", str(path), "--out", str(tmp_path / "r")),
+                   *words)
+
+
+def test_missing_client_program_is_one_line(tmp_path: Path) -> None:
+    one_line_error(metercert("headend", "--client-cmd", "/nonexistent/head-end --x",
+                             "--out", str(tmp_path / "r")), "/nonexistent/head-end")
+
+
+def test_bad_regex_option_is_one_line(tmp_path: Path) -> None:
+    one_line_error(metercert("headend", "--value-regex", "value (\\S+)",
+                             "--out", str(tmp_path / "r")), "named group")
+
+
+def test_a_client_that_never_connects_gets_no_verdict(tmp_path: Path) -> None:
+    """Nothing the client did can be seen: every check is INCONCLUSIVE (exit 4), none passes."""
+    out = tmp_path / "r"
+    proc = metercert("headend", "--client-cmd", f"{sys.executable} -c pass", "--out", str(out),
+                     "--quiet")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    assert {c["verdict"] for c in results["checks"]} == {"inconclusive"}
+    tag = next(c for c in results["checks"] if c["id"] == "HE-TAG-01")
+    assert "baseline" in tag["reason"]
+
+
+def test_a_client_that_hangs_on_a_short_frame_fails_robustness(tmp_path: Path) -> None:
+    """metercert's reader told to wait 300 s for a response, under a 4 s run limit: the
+    wrapper header that announces 65535 bytes and sends 32 leaves it hanging, killed."""
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({"client": {"response_timeout_s": 300, "run_limit_s": 4}}),
+                    encoding="utf-8")
+    out = tmp_path / "r"
+    proc = metercert("headend", "--campaign", str(path), "--only", "HE-ROBUST-02",
+                     "--out", str(out), "--quiet")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    check = next(c for c in results["checks"] if c["id"] == "HE-ROBUST-02")
+    assert check["verdict"] == "fail" and "hung" in check["reason"]
+
+
+def test_hdlc_framing(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = metercert("headend", "--framing", "hdlc", "--only", "HE-TAG-01", "--only",
+                     "HE-IC-SEND-01", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    assert [c["verdict"] for c in results["checks"] if c["verdict"] != "not-assessed"] == [
+        "pass", "pass"]
