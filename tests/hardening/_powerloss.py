@@ -51,7 +51,7 @@ class PageCache:
     """Wraps the os calls metercert's stores use; see the module text."""
 
     WRAPPED = ("open", "close", "write", "pwrite", "fsync", "fdatasync", "replace", "rename",
-               "unlink", "mkdir")
+               "link", "unlink", "mkdir")
 
     def __init__(self, root: Path, rng: random.Random, crash_at: int | None,
                  *, tear: bool = True) -> None:
@@ -167,6 +167,7 @@ class PageCache:
         os.fdatasync = sync("fdatasync")  # type: ignore[assignment]
         os.replace = two_paths("replace")  # type: ignore[assignment]
         os.rename = two_paths("rename")  # type: ignore[assignment]
+        os.link = two_paths("link")  # type: ignore[assignment]
         os.unlink = one_path("unlink")  # type: ignore[assignment]
         os.mkdir = one_path("mkdir")  # type: ignore[assignment]
 

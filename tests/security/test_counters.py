@@ -40,7 +40,7 @@ def test_state_files_are_private(tmp_path):
     store = InvocationCounterStore(tmp_path, TITLE, "guek")
     store.next()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 3 and names[0] == "counters.ledger"  # ledger, lock, counter file
+    assert len(names) == 2 and names[0] == "counters.ledger"  # ledger, counter file
     for path in tmp_path.iterdir():
         assert path.stat().st_mode & 0o777 == 0o600, path.name
 

@@ -214,7 +214,10 @@ class MeterState:
         self.save_keys()
 
     def _open_counters(self, *, required: bool) -> None:
-        """Open (or create) every association's counter files now, so damage stops the start."""
+        """Check (or create) every association's counter files now, so damage stops the start.
+
+        They are closed again and opened when first used: a fleet of thousands of meters
+        in one process must not hold every association's files open."""
         associations = {role.association for role in self.rbac.roles.values()}
         if required:
             self._required = associations
@@ -225,6 +228,18 @@ class MeterState:
         except CounterStoreError as exc:
             raise CounterStoreError(f"{exc} (reference meter: remove the state folder "
                                     f"{self.folder} to start again with new keys)") from None
+        finally:
+            self._close_counters()
+        self._required = associations  # from now on every one of them exists
+
+    def _close_counters(self) -> None:
+        for store in self._tx.values():
+            store.close()
+        for guard in (*self._rx.values(), *self._rx_saved.values()):
+            guard.close()
+        self._tx.clear()
+        self._rx.clear()
+        self._rx_saved.clear()
 
     def _require(self, association: int, folder: Path) -> bool:
         return association in self._required and folder not in self._wiped
@@ -354,10 +369,7 @@ class MeterState:
                 saved.accept(last)
 
     def close(self) -> None:
-        for store in self._tx.values():
-            store.close()
-        for guard in (*self._rx.values(), *self._rx_saved.values()):
-            guard.close()
+        self._close_counters()
         self._unlock()  # last: the folder is free once every counter file is closed
 
     # -- what a client needs ------------------------------------------------------------

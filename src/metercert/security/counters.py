@@ -45,12 +45,14 @@ durable, so a listed name without its file means the file was lost: refuse. A
 caller that knows the key has been used (the reference meter, whose key file is
 written only after the counter files exist) passes ``require_existing=True`` and a
 lost folder (ledger and all) is refused too. New files are built under a temporary
-name and renamed into place, then the folder is synced into its parent, so a crash
-never leaves a half-made file.
+name and linked into place, then the folder is synced into its parent, so a crash
+never leaves a half-made file. Files of the earlier two-slot format are read (both
+slots valid, else refused) and rewritten in place, H first.
 
-One owner: each counter file has a lock file beside it, held with ``flock`` for the
-store's lifetime; a second process or a second store object in this process on the
-same file is refused.
+One owner: a store holds its counter file with ``flock`` for its lifetime; a second
+process or a second store object in this process on the same file is refused. (A
+file is created complete under a unique name and ``link``-ed into place, which fails
+when the name exists: two creators never replace each other's file.)
 
 Every write and fsync error (file or folder) raises :class:`CounterStoreError`, and
 the store refuses to hand out further values: a meter must then stop ciphering.
@@ -195,43 +197,37 @@ class _DurableValue:
         self.path = path
         self._fsync = fsync
         self._hwm_step = max(1, hwm_step)
-        self._fd = self._lock_fd = -1
-        self._lock_key: str | None = None
+        self._fd = -1
+        self._key: str | None = None
         #: the value came from the high-water mark (a slot was damaged): values jumped
         self.recovered = False
         try:
             make_dirs_durable(path.parent)
-            self._lock()
-            try:
-                self._open(require_existing)
-            except BaseException:
-                self.close()
-                raise
-        except OSError as exc:
+            self._open(require_existing)
+        except BaseException as exc:
             self.close()
-            raise CounterStoreError(f"cannot use counter file {path}: {_strerror(exc)}") from None
-        self._finalizer = weakref.finalize(self, _close_fds, self._fd, self._lock_fd,
-                                           self._lock_key)
+            if isinstance(exc, OSError):
+                raise CounterStoreError(
+                    f"cannot use counter file {path}: {_strerror(exc)}") from None
+            raise
+        self._finalizer = weakref.finalize(self, _close_fd, self._fd, self._key)
 
-    def _lock(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        key = str(lock_path.resolve())
+    def _claim(self) -> None:
+        """Open the file and hold it: one store per file, in this process and in any other."""
+        key = str(self.path.resolve())
         with _OPEN_LOCK:
             if key in _OPEN:
-                raise CounterStoreError(
-                    f"counter file {self.path} is already open in this process: one owner "
-                    "per counter file")
-            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                raise CounterStoreError(f"counter file {self.path} is already open in this "
+                                        "process: one owner per counter file")
+            fd = os.open(self.path, os.O_RDWR)
             try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(self._lock_fd)
-                self._lock_fd = -1
-                raise CounterStoreError(
-                    f"counter file {self.path} is in use by another process (lock "
-                    f"{lock_path.name}): one owner per counter file") from None
+                os.close(fd)
+                raise CounterStoreError(f"counter file {self.path} is in use by another "
+                                        "process: one owner per counter file") from None
             _OPEN.add(key)
-            self._lock_key = key
+            self._fd, self._key = fd, key
 
     def _open(self, require_existing: bool) -> None:
         folder, name = self.path.parent, self.path.name
@@ -243,8 +239,8 @@ class _DurableValue:
             if require_existing:
                 raise CounterStoreError(f"counter file {self.path} is missing for a key that "
                                         f"has been in use; {_RECOVERY}")
-            self._create(0)
-        self._fd = os.open(self.path, os.O_RDWR)
+            self._create()
+        self._claim()
         raw = os.pread(self._fd, _FILE_SIZE, 0)
         value, seq = _decide(raw)
         if value is None:
@@ -257,12 +253,10 @@ class _DurableValue:
         self.value, self._seq = value, seq
         self._hwm = hwm[1] if hwm else -1
         self._hwm_seq = hwm[0] if hwm else 0
-        if legacy:
-            os.close(self._fd)
-            self._fd = -1
-            self._create(value)  # rewrite in today's format (atomic rename)
-            self._fd = os.open(self.path, os.O_RDWR)
-            self._seq, self._hwm, self._hwm_seq = 2, value + self._hwm_step, 1
+        if legacy:  # rewritten in place, H first: a crash midway leaves H to resume from
+            self._hwm, self._hwm_seq, self._seq = -1, 0, 0
+            self.write(value)
+            self.write(value)
         elif self.recovered or self._hwm < value:
             self.write(value)  # repair: both slots and H valid again before any use
             if None in slots:
@@ -270,13 +264,17 @@ class _DurableValue:
         if listed is None or name not in listed:
             _ledger_add(folder, name)
 
-    def _create(self, value: int) -> None:
-        """A complete file under a temporary name, renamed into place, folder synced."""
-        tmp = self.path.with_name(self.path.name + ".new")
+    def _create(self) -> None:
+        """A complete file at 0, made under a unique name and linked into place.
+
+        ``link`` fails if the name exists, so two processes creating the same counter
+        never replace each other's file; the loser opens the winner's (and waits its turn
+        for the lock)."""
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
         data = bytearray(_FILE_SIZE)
-        data[0:_RECORD.size] = _record(_SLOT_MAGIC, 1, value)
-        data[BLOCK:BLOCK + _RECORD.size] = _record(_SLOT_MAGIC, 2, value)
-        data[2 * BLOCK:] = _record(_HWM_MAGIC, 1, value + self._hwm_step)
+        data[0:_RECORD.size] = _record(_SLOT_MAGIC, 1, 0)
+        data[BLOCK:BLOCK + _RECORD.size] = _record(_SLOT_MAGIC, 2, 0)
+        data[2 * BLOCK:] = _record(_HWM_MAGIC, 1, self._hwm_step)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             if os.write(fd, bytes(data)) != len(data):
@@ -285,7 +283,12 @@ class _DurableValue:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, self.path)
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
         if self._fsync:
             fsync_dir(self.path.parent)
 
@@ -315,17 +318,16 @@ class _DurableValue:
         if fin is not None:
             fin()
         else:
-            _close_fds(self._fd, self._lock_fd, getattr(self, "_lock_key", None))
-        self._fd = self._lock_fd = -1
+            _close_fd(self._fd, self._key)
+        self._fd, self._key = -1, None
 
 
-def _close_fds(fd: int, lock_fd: int, key: str | None) -> None:
-    if fd >= 0:
-        os.close(fd)
-    if lock_fd >= 0:
-        with _OPEN_LOCK:
-            os.close(lock_fd)
-            _OPEN.discard(key or "")
+def _close_fd(fd: int, key: str | None) -> None:
+    """Close a counter file (its flock goes with it) and free its name in this process."""
+    with _OPEN_LOCK:
+        if fd >= 0:
+            os.close(fd)
+        _OPEN.discard(key or "")
 
 
 def _file_name(kind: str, system_title: bytes, key_name: str) -> str:
