@@ -89,6 +89,9 @@ class TestPki:
     ca_cert: str
     client: Credentials
     meter: Credentials
+    expired_client: Credentials
+    revoked_client: Credentials
+    crl: str  # lists revoked_client; conformant test servers check it
 
     def leaf(self, stem: str, issued: pki.Issued) -> Credentials:
         cert, key = pki.write_issued(self.directory, stem, issued)
@@ -106,12 +109,26 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
         x509.load_pem_x509_certificate(paths.ca_cert.read_bytes()),
         serialization.load_pem_private_key(paths.ca_key.read_bytes(), None),  # type: ignore[arg-type]
     )
+    expired = pki.expired("head-end-expired", ca, role="client")
+    revoked = pki.issue("head-end-revoked", "client", issuer=ca)
+    crl = directory / "revoking.crl"
+    crl.write_bytes(
+        pki.crl_revoking(ca, [revoked.certificate]).public_bytes(serialization.Encoding.PEM)
+    )
+
+    def write(stem: str, issued: pki.Issued) -> Credentials:
+        cert, key = pki.write_issued(directory, stem, issued)
+        return Credentials(str(cert), str(key))
+
     return TestPki(
         directory,
         ca,
         str(paths.ca_cert),
         Credentials(str(paths.headend_cert), str(paths.headend_key)),
         Credentials(str(paths.meter_cert), str(paths.meter_key)),
+        write("headend-expired", expired),
+        write("headend-revoked", revoked),
+        str(crl),
     )
 
 
@@ -121,8 +138,15 @@ def _weak(ctx: ssl.SSLContext, ciphers: str = contexts.TLS12_CIPHERS) -> ssl.SSL
     return ctx
 
 
+def _checks_crl(p: TestPki, ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """Validate client certificates against the operator CRL too (62351-3 revocation)."""
+    ctx.load_verify_locations(p.crl)
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return ctx
+
+
 def _conformant(p: TestPki, leaf: Credentials, **kw: bool) -> ssl.SSLContext:
-    return contexts.server_context(leaf.cert, leaf.key, p.ca_cert, **kw)
+    return _checks_crl(p, contexts.server_context(leaf.cert, leaf.key, p.ca_cert, **kw))
 
 
 def _tls10(p: TestPki) -> ssl.SSLContext:
@@ -175,6 +199,7 @@ def _with_leaf(
             _weak(ctx)
             ctx.load_cert_chain(leaf.cert, leaf.key)  # needs level 0 before loading
             ctx.load_verify_locations(p.ca_cert)
+            _checks_crl(p, ctx)
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
@@ -184,22 +209,37 @@ def _with_leaf(
     return build
 
 
+def _no_revocation_check(p: TestPki) -> ssl.SSLContext:
+    return contexts.server_context(p.meter.cert, p.meter.key, p.ca_cert)
+
+
+# OpenSSL 3 option the ssl module does not name (SSL_OP_NO_EXTENDED_MASTER_SECRET, bit 0)
+_OP_NO_EXTENDED_MASTER_SECRET = 1 << 0
+
+
+def _no_ems(p: TestPki) -> ssl.SSLContext:
+    ctx = _tls12_only(p)
+    ctx.options |= _OP_NO_EXTENDED_MASTER_SECRET
+    return ctx
+
+
 # name -> (context builder, the checks that must fail against it)
 CONFIGS: dict[str, tuple[Callable[[TestPki], ssl.SSLContext], set[str]]] = {
     "good": (lambda p: _conformant(p, p.meter), set()),
-    "tls10": (_tls10, {"TLS-VERSION-01", "TLS-CIPHER-01"}),
+    # SECLEVEL=0 servers also sign their key exchange with SHA-1 when asked: TLS-SIGALG-01
+    "tls10": (_tls10, {"TLS-VERSION-01", "TLS-CIPHER-01", "TLS-SIGALG-01"}),
     "static-rsa": (_static_rsa, {"TLS-FS-01"}),
     "no-client-auth": (
         lambda p: _conformant(p, p.meter, require_client_cert=False),
-        {"TLS-MUTUAL-01"},
+        {"TLS-MUTUAL-01", "TLS-CLIENTVAL-01"},
     ),
     "sha1-signed": (
         _with_leaf(lambda p: pki.sha1_signed("meter-sha1", p.ca), "sha1", weak=True),
-        {"TLS-SIG-01"},
+        {"TLS-SIG-01", "TLS-SIGALG-01"},
     ),
     "rsa-1024": (
         _with_leaf(lambda p: pki.weak_rsa("meter-rsa1024", p.ca), "rsa1024", weak=True),
-        {"TLS-KEY-01"},
+        {"TLS-KEY-01", "TLS-SIGALG-01"},
     ),
     "expired": (
         _with_leaf(lambda p: pki.expired("meter-expired", p.ca), "expired"),
@@ -211,7 +251,10 @@ CONFIGS: dict[str, tuple[Callable[[TestPki], ssl.SSLContext], set[str]]] = {
         set(),
     ),
     "tls13-only": (_tls13_only, set()),
-    "tls13-only-no-client-auth": (lambda p: _tls13_only(p, False), {"TLS-MUTUAL-01"}),
+    "tls13-only-no-client-auth": (
+        lambda p: _tls13_only(p, False),
+        {"TLS-MUTUAL-01", "TLS-CLIENTVAL-01"},
+    ),
     "client-renegotiation": (_reneg, {"TLS-RENEG-01"}),
     "no-revocation-info": (
         _with_leaf(
@@ -221,8 +264,23 @@ CONFIGS: dict[str, tuple[Callable[[TestPki], ssl.SSLContext], set[str]]] = {
     ),
     "x509-v1": (
         _with_leaf(lambda p: pki.version1("meter-v1", p.ca), "v1"),
-        {"TLS-CERT-01", "TLS-REVOC-01"},
+        {"TLS-CERT-01", "TLS-REVOC-01", "TLS-SAN-01"},
     ),
+    "other-device-san": (
+        _with_leaf(
+            lambda p: pki.issue(
+                "meter-0002",
+                "server",
+                issuer=p.ca,
+                san_dns=("meter-0002.example",),
+                san_ip=("10.0.0.2",),
+            ),
+            "meter0002",
+        ),
+        {"TLS-SAN-01"},
+    ),
+    "no-client-revocation-check": (_no_revocation_check, {"TLS-CLIENTVAL-01"}),
+    "no-extended-master-secret": (_no_ems, {"TLS-EMS-01", "TLS-13-01"}),
 }
 
 

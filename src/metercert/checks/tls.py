@@ -10,6 +10,7 @@ INCONCLUSIVE and why.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Iterable
 
 from metercert.checks.base import (
@@ -693,6 +694,325 @@ def tls_compression(target: TlsTarget) -> CheckOutcome:
     return passed("the server refuses TLS compression", evidence)
 
 
+# --- checks added for issue 18: identity, resumption, client-chain validation, key refresh,
+# groups, signature algorithms, extended master secret, OCSP stapling -------------------
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    """RFC 6125 matching: case-insensitive, a wildcard only as the whole left-most label."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = name.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == name
+
+
+def _san_names_endpoint(sans: tuple[str, ...], name: str) -> bool:
+    try:
+        wanted = ipaddress.ip_address(name)
+    except ValueError:
+        return any(_name_matches(s[4:], name) for s in sans if s.startswith("DNS:"))
+    for s in sans:
+        if s.startswith("IP:"):
+            try:
+                if ipaddress.ip_address(s[3:]) == wanted:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+@check(
+    "TLS-SAN-01",
+    "The server certificate names this endpoint, not another device",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:CERT-PROFILE", "IEC62351-3:MUTUAL-AUTH"],
+    tags=["tls", "iec62351-3", "pki"],
+    timeout=_TIMEOUT,
+)
+def tls_san_identity(target: TlsTarget) -> CheckOutcome:
+    """A meter presenting another meter's certificate can impersonate it to the head-end."""
+    scan = target.scan()
+    leaf = scan.leaf
+    name = target.server_name
+    evidence = (
+        Evidence(
+            "identity",
+            f"endpoint name checked: {name}\n"
+            f"subjectAltName: {list(leaf.subject_alt_names) if leaf else None}\n"
+            f"subject: {leaf.subject if leaf else None}",
+            "value",
+            _source(target, "certificate chain"),
+        ),
+    )
+    if leaf is None:
+        return inconclusive("no server certificate was received", *evidence)
+    if not leaf.subject_alt_names:
+        return fail(
+            f"the leaf has no subjectAltName, so nothing binds it to {name} "
+            "(RFC 6125: a CN is not checked when identities are required)",
+            *evidence,
+        )
+    if _san_names_endpoint(leaf.subject_alt_names, name):
+        return passed(f"subjectAltName names {name}", *evidence)
+    return fail(
+        f"the certificate names {', '.join(leaf.subject_alt_names)}, not {name} "
+        "(another device's certificate, or audit with --server-name NAME)",
+        *evidence,
+    )
+
+
+@check(
+    "TLS-RESUME-01",
+    "Session resumption is bounded (ticket lifetime within the profile limit)",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:RENEGOTIATION"],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_resumption_bounded(target: TlsTarget) -> CheckOutcome:
+    """A 7-day ticket lets a stolen session key be reused for a week without a handshake."""
+    scan = target.scan()
+    limit = target.profile.max_session_lifetime_s
+    r = scan.resumption
+    evidence = (
+        Evidence(
+            "session resumption",
+            r.detail if r else "not probed",
+            "value",
+            _source(target, f"own handshakes, {r.version if r else ''}"),
+        ),
+        _profile_evidence(target, "max_session_lifetime_s"),
+    )
+    if r is None or (r.resumed is None and r.ticket_lifetime_s is None):
+        return inconclusive(f"resumption could not be probed ({r.detail if r else ''})", *evidence)
+    if r.ticket_lifetime_s is not None:
+        if r.ticket_lifetime_s == 0:
+            return fail("the session ticket announces no lifetime (0 = unspecified)", *evidence)
+        if r.ticket_lifetime_s > limit:
+            return fail(
+                f"session tickets live {r.ticket_lifetime_s} s "
+                f"({r.ticket_lifetime_s / 86400:.1f} days) > {limit} s",
+                *evidence,
+            )
+        return passed(f"session ticket lifetime {r.ticket_lifetime_s} s <= {limit} s", *evidence)
+    if r.resumed:
+        return inconclusive(
+            "sessions resume by session ID; how long the server caches them cannot be read "
+            "from the handshake",
+            *evidence,
+        )
+    return passed("the server issued no ticket and did not resume the session", *evidence)
+
+
+@check(
+    "TLS-CLIENTVAL-01",
+    "The server refuses expired and revoked client certificates of the operator CA",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=[
+        "IEC62351-3:MUTUAL-AUTH",
+        "IEC62351-3:REVOCATION",
+        "IEC62351-3:CERT-VALIDITY",
+    ],
+    tags=["tls", "iec62351-3", "pki"],
+    timeout=_TIMEOUT,
+)
+def tls_client_chain_validation(target: TlsTarget) -> CheckOutcome:
+    """62351-3 mutual authentication means the server validates the client chain and revocation."""
+    if not target.profile.require_client_auth:
+        return not_applicable("the profile does not require client authentication")
+    scan = target.scan()
+    probes = scan.validation_probes
+    control = scan.probe_with_cert
+    lines = [p.describe() for p in probes.values()] + ([control.describe()] if control else [])
+    evidence = (
+        Evidence("own handshakes", "\n".join(lines) or "(none)", "value", _source(target, "ssl")),
+    )
+    accepted = [k for k, p in probes.items() if p.outcome == "accepted"]
+    if accepted:
+        return fail(f"a {' and a '.join(accepted)} client certificate was accepted", *evidence)
+    missing = [k for k in ("expired", "revoked") if k not in probes]
+    if control is None or control.outcome != "accepted":
+        return inconclusive(
+            "the operator client certificate was not accepted (or not given), so refusals "
+            "cannot be attributed to validation",
+            *evidence,
+        )
+    unsure = [p for p in probes.values() if p.outcome != "rejected"]
+    if unsure:
+        return inconclusive(f"{unsure[0].description}: {unsure[0].detail}", *evidence)
+    if missing:
+        flags = " ".join(f"--{k}-client CERT KEY" for k in missing)
+        return inconclusive(
+            f"not tested: {', '.join(missing)} certificate (give {flags})", *evidence
+        )
+    return passed("expired and revoked client certificates are refused", *evidence)
+
+
+@check(
+    "TLS-KEYUPDATE-01",
+    "TLS 1.3 sessions survive a KeyUpdate (periodic key refresh)",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:KEY-REFRESH"],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_key_update(target: TlsTarget) -> CheckOutcome:
+    """Long-lived meter sessions refresh keys: KeyUpdate in TLS 1.3 (renegotiation: TLS-RENEG-01)."""
+    scan = target.scan()
+    if "TLS 1.3" not in scan.versions_accepted:
+        return not_applicable("TLS 1.3 is not offered; TLS 1.2 key refresh is TLS-RENEG-01")
+    facts = scan.sclient
+    detail = facts.key_update_detail if facts else "not probed"
+    evidence = (Evidence("KeyUpdate", detail, "value", _source(target, "openssl s_client")),)
+    if facts is None or facts.key_update is None:
+        return inconclusive(f"KeyUpdate could not be tested: {detail}", *evidence)
+    if facts.key_update == "dropped":
+        return fail(detail, *evidence)
+    return passed(detail, *evidence)
+
+
+# Approximate security strength of named key-exchange groups (NIST SP 800-57 part 1).
+_GROUP_BITS = {
+    "X25519": 128, "X448": 224, "secp256r1": 128, "prime256v1": 128, "secp384r1": 192,
+    "secp521r1": 256, "brainpoolP256r1": 128, "brainpoolP384r1": 192, "brainpoolP512r1": 256,
+    "secp224r1": 112, "secp192r1": 96, "prime192v1": 96, "secp160r1": 80, "secp160k1": 80,
+    "secp160r2": 80, "secp192k1": 96, "secp224k1": 112, "secp256k1": 128, "sect163k1": 80,
+    "sect163r1": 80, "sect163r2": 80, "sect193r1": 96, "sect193r2": 96, "sect233k1": 112,
+    "sect233r1": 112, "sect239k1": 112, "sect283k1": 128, "sect283r1": 128, "sect409k1": 192,
+    "sect409r1": 192, "sect571k1": 256, "sect571r1": 256,
+}  # fmt: skip
+
+
+@check(
+    "TLS-GROUPS-01",
+    "No key-exchange group below the profile's security strength",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:KEY-STRENGTH", *_CRYPTO],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_groups(target: TlsTarget) -> CheckOutcome:
+    """Weak curves (secp192r1, secp224r1, sect163) undo the strength of the suites."""
+    scan = target.scan()
+    floor = target.profile.min_group_security_bits
+    groups = scan.ecdh_groups
+    evidence = (
+        Evidence(
+            "key-exchange groups accepted",
+            "\n".join(f"{g}: {_GROUP_BITS.get(g, '?')} bits" for g in groups or ())
+            or ("(none)" if groups is not None else "not tested"),
+            "value",
+            _source(target, "sslyze elliptic_curves"),
+        ),
+        _profile_evidence(target, "min_group_security_bits"),
+    )
+    if groups is None:
+        why = scan.errors.get("elliptic_curves", "not tested")
+        return inconclusive(f"groups could not be enumerated: {why}", *evidence)
+    weak = [g for g in groups if _GROUP_BITS.get(g, floor) < floor]
+    if weak:
+        return fail(f"accepts groups below {floor}-bit security: {', '.join(weak)}", *evidence)
+    unknown = [g for g in groups if g not in _GROUP_BITS]
+    if unknown:
+        return inconclusive(f"strength of group(s) {', '.join(unknown)} unknown", *evidence)
+    if not groups:
+        return not_applicable("no elliptic-curve key exchange (DH groups: TLS-KEY-01)", *evidence)
+    return passed(f"all {len(groups)} groups give >= {floor}-bit security", *evidence)
+
+
+@check(
+    "TLS-SIGALG-01",
+    "The server refuses SHA-1 handshake signatures (TLS 1.2)",
+    severity=Severity.HIGH,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:SIG-HASH", *_CRYPTO],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_signature_algorithms(target: TlsTarget) -> CheckOutcome:
+    """A SHA-1-signed key exchange is open to collision-based downgrade (SLOTH)."""
+    scan = target.scan()
+    if "TLS 1.2" not in scan.versions_accepted:
+        return not_applicable("TLS 1.2 is not offered (TLS 1.3 has no SHA-1 signatures)")
+    facts = scan.sclient
+    detail = facts.sigalg_detail if facts else "not probed"
+    evidence = (
+        Evidence("signature algorithms", detail, "value", _source(target, "openssl s_client")),
+    )
+    if facts is None or facts.sha1_signatures_accepted is None:
+        return inconclusive(f"signature algorithms could not be tested: {detail}", *evidence)
+    if facts.sha1_signatures_accepted:
+        return fail(detail, *evidence)
+    return passed(detail, *evidence)
+
+
+@check(
+    "TLS-EMS-01",
+    "TLS 1.2 sessions use the extended master secret (RFC 7627)",
+    severity=Severity.MEDIUM,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:EXT-MASTER-SECRET"],
+    tags=["tls", "iec62351-3"],
+    timeout=_TIMEOUT,
+)
+def tls_extended_master_secret(target: TlsTarget) -> CheckOutcome:
+    """Without it a TLS 1.2 session can be synchronised across two servers (triple handshake)."""
+    if not target.profile.require_extended_master_secret:
+        return not_applicable("the profile does not require the extended master secret")
+    scan = target.scan()
+    if "TLS 1.2" not in scan.versions_accepted:
+        return not_applicable("TLS 1.2 is not offered (TLS 1.3 always binds the session)")
+    facts = scan.sclient
+    detail = facts.ems_detail if facts else "not probed"
+    evidence = (
+        Evidence("extended master secret", detail, "value", _source(target, "openssl s_client")),
+        _profile_evidence(target, "require_extended_master_secret"),
+    )
+    if facts is None or facts.extended_master_secret is None:
+        hint = "" if target.client_cert else " (give --client-cert/--client-key)"
+        return inconclusive(f"could not be tested: {detail}{hint}", *evidence)
+    if not facts.extended_master_secret:
+        return fail("the TLS 1.2 session was made without the extended master secret", *evidence)
+    return passed("the TLS 1.2 session uses the extended master secret", *evidence)
+
+
+@check(
+    "TLS-OCSP-01",
+    "A leaf that names an OCSP responder comes with a stapled OCSP response",
+    severity=Severity.LOW,
+    target=TargetKind.TLS,
+    requirements=["IEC62351-3:REVOCATION"],
+    tags=["tls", "iec62351-3", "pki", "recommended"],
+    timeout=_TIMEOUT,
+)
+def tls_ocsp_stapling(target: TlsTarget) -> CheckOutcome:
+    """Without stapling every head-end must reach the responder from the field network."""
+    scan = target.scan()
+    leaf = scan.leaf
+    evidence = (
+        Evidence(
+            "OCSP",
+            f"leaf OCSP responders: {list(leaf.ocsp_urls) if leaf else None}\n"
+            f"response stapled: {scan.ocsp_stapled}",
+            "value",
+            _source(target, "sslyze certificate_info"),
+        ),
+    )
+    if leaf is None or scan.ocsp_stapled is None:
+        return inconclusive("stapling could not be read", *evidence)
+    if scan.ocsp_stapled:
+        return passed("an OCSP response is stapled", *evidence)
+    if not leaf.ocsp_urls:
+        return not_applicable("the leaf names no OCSP responder (revocation by CRL)", *evidence)
+    return fail("the leaf names an OCSP responder but no response is stapled", *evidence)
+
+
 def tls_check_ids() -> tuple[str, ...]:
     """The ids of the checks in this module, in declaration order."""
     return (
@@ -708,4 +1028,12 @@ def tls_check_ids() -> tuple[str, ...]:
         "TLS-REVOC-01",
         "TLS-RENEG-01",
         "TLS-COMP-01",
+        "TLS-SAN-01",
+        "TLS-RESUME-01",
+        "TLS-CLIENTVAL-01",
+        "TLS-KEYUPDATE-01",
+        "TLS-GROUPS-01",
+        "TLS-SIGALG-01",
+        "TLS-EMS-01",
+        "TLS-OCSP-01",
     )

@@ -43,7 +43,9 @@ from cryptography.x509.oid import ExtensionOID
 
 from metercert.errors import ConnectionFailed, InputFileError, UsageError
 from metercert.tlsprobe import handshake as hs
+from metercert.tlsprobe import sclient as sc
 from metercert.tlsprobe.profile import TlsProfile, load_profile
+from metercert.tlsprobe.sclient import SClientFacts
 
 SCANNED_VERSIONS = ("SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3")
 _NIST_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
@@ -307,8 +309,11 @@ class TlsScanResult:
     # version -> who enumerated it ("sslyze", "sslyze + own handshakes", "own handshakes")
     suite_sources: dict[str, str] = field(default_factory=dict, hash=False)
     rtt_s: float = 0.0
-    extra_probes: tuple[HandshakeProbe, ...] = ()  # expired / foreign-CA client certificates
+    extra_probes: tuple[HandshakeProbe, ...] = ()  # foreign-CA client chain
+    # operator-CA client certificates that must be refused: {"expired": probe, "revoked": ...}
+    validation_probes: dict[str, HandshakeProbe] = field(default_factory=dict, hash=False)
     resumption: ResumptionFacts | None = None
+    sclient: SClientFacts | None = None
 
     @property
     def versions_accepted(self) -> tuple[str, ...]:
@@ -754,8 +759,13 @@ def scan_endpoint(
     client_key: str | None = None,
     ca: str | None = None,
     timeout: float = 5.0,
+    negative_clients: dict[str, tuple[str, str]] | None = None,
 ) -> TlsScanResult:
-    """Probe ``host:port`` once (sslyze + own handshakes) and return the facts."""
+    """Probe ``host:port`` once (sslyze + own handshakes) and return the facts.
+
+    ``negative_clients`` maps "expired" / "revoked" to operator-CA client credentials
+    the server must refuse (62351-3: the server validates the client chain).
+    """
     import sslyze
     from sslyze.__version__ import __version__ as sslyze_version
 
@@ -896,11 +906,30 @@ def scan_endpoint(
         with_cert = probe(
             "handshake with the operator client certificate", cert=client_cert, key=client_key
         )
+    validation = {
+        kind: probe(
+            f"handshake with a {kind} client certificate from the operator CA",
+            cert=pair[0],
+            key=pair[1],
+        )
+        for kind, pair in (negative_clients or {}).items()
+    }
+    versions = {s.version for s in suites}
+    cli_facts = sc.probe(
+        ip,
+        port,
+        peer.sni,
+        peer.timing,
+        cert=client_cert,
+        key=client_key,
+        tls12="TLS 1.2" in versions,
+        tls13="TLS 1.3" in versions,
+    )
     resumption = _resumption(
         peer,
         client_cert,
         client_key,
-        "TLS 1.3" if not legacy or "TLS 1.3" in {s.version for s in suites} else "TLS 1.2",
+        "TLS 1.3" if "TLS 1.3" in versions else "TLS 1.2",
     )
 
     highest = result.connectivity_result.highest_tls_version_supported.name
@@ -936,7 +965,9 @@ def scan_endpoint(
         suite_sources=sources,
         rtt_s=round(rtt, 4),
         extra_probes=(foreign,),
+        validation_probes=validation,
         resumption=resumption,
+        sclient=cli_facts,
     )
 
 
@@ -1044,6 +1075,9 @@ class TlsTarget:
         profile: TlsProfile | str | os.PathLike[str] | None = None,
         *,
         timeout: float = 5.0,
+        server_name: str | None = None,
+        expired_client: tuple[str, str] | None = None,
+        revoked_client: tuple[str, str] | None = None,
     ) -> None:
         if not host:
             raise UsageError("TLS target needs a host")
@@ -1062,6 +1096,16 @@ class TlsTarget:
             check_client_credentials(self.client_cert, self.client_key)
         self.profile = profile if isinstance(profile, TlsProfile) else load_profile(profile)
         self.timeout = timeout
+        self.server_name = server_name or host  # the name the certificate must carry
+        self.negative_clients: dict[str, tuple[str, str]] = {}
+        for kind, pair in (("expired", expired_client), ("revoked", revoked_client)):
+            if pair is None:
+                continue
+            cert = _existing_file(f"{kind} client certificate", pair[0])
+            key = _existing_file(f"{kind} client private key", pair[1])
+            assert cert is not None and key is not None
+            check_client_credentials(cert, key)
+            self.negative_clients[kind] = (cert, key)
         self._lock = threading.Lock()
         self._result: TlsScanResult | None = None
         self._error: str | None = None
@@ -1105,6 +1149,7 @@ class TlsTarget:
                         client_key=self.client_key,
                         ca=self.ca,
                         timeout=self.timeout,
+                        negative_clients=self.negative_clients,
                     )
                 except ConnectionFailed as exc:
                     self._error = str(exc)

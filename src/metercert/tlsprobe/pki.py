@@ -230,6 +230,29 @@ def empty_crl(ca: Issued, *, days: int = 30) -> x509.CertificateRevocationList:
     )
 
 
+def crl_revoking(
+    ca: Issued, revoked: list[x509.Certificate], *, days: int = 30
+) -> x509.CertificateRevocationList:
+    """A CRL signed by ``ca`` listing ``revoked`` (tests: a server that checks revocation)."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=days))
+        .add_extension(x509.CRLNumber(2), critical=False)
+    )
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(now - dt.timedelta(minutes=1))
+            .build()
+        )
+    curve = getattr(ca.key, "curve", None)
+    return builder.sign(ca.key, _HASH_FOR_CURVE.get(_curve_label(curve), hashes.SHA256()))
+
+
 @dataclass(frozen=True)
 class PkiPaths:
     """Where ``write_pki`` put each file."""

@@ -69,6 +69,10 @@ class TlsProfile:
     require_revocation_info: bool
     require_secure_renegotiation: bool
     forbid_compression: bool
+    # optional in a profile file (older lab copies lack them): defaults in _OPTIONAL
+    max_session_lifetime_s: int = 86400
+    min_group_security_bits: int = 128
+    require_extended_master_secret: bool = True
     path: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -132,6 +136,24 @@ _FIELDS: dict[str, Any] = {
     "require_secure_renegotiation": _check_bool,
     "forbid_compression": _check_bool,
 }
+# Settings added after the first profile version: a profile without them gets these.
+_OPTIONAL: dict[str, tuple[Any, Any, str]] = {
+    "max_session_lifetime_s": (
+        _check_int,
+        86400,
+        "IEC 62351-3 ed.2: session resumption is bounded in time; 24 h [verify] (built-in default)",
+    ),
+    "min_group_security_bits": (
+        _check_int,
+        128,
+        "BSI TR-02102-2 / NIST SP 800-57: groups of >= 128-bit security [verify] (built-in default)",
+    ),
+    "require_extended_master_secret": (
+        _check_bool,
+        True,
+        "IEC 62351-3 ed.2 / RFC 7627: extended master secret in TLS 1.2 [verify] (built-in default)",
+    ),
+}
 _META = {"profile", "profile_version"}
 
 
@@ -158,7 +180,7 @@ def _parse(text: str, where: str) -> dict[str, Any]:
         key, at = key_node.value, f"{where}:{_line(key_node)}"
         if key in _META:
             continue
-        if key not in _FIELDS:
+        if key not in _FIELDS and key not in _OPTIONAL:
             raise ProfileError(f"{at}: unknown setting {key!r}")
         if key in seen:
             raise ProfileError(f"{at}: setting {key!r} given twice")
@@ -167,7 +189,8 @@ def _parse(text: str, where: str) -> dict[str, Any]:
             raise ProfileError(f"{at}: {key} must be a mapping with exactly 'value' and 'source'")
         if not isinstance(setting["source"], str) or not setting["source"].strip():
             raise ProfileError(f"{at}: {key}.source must cite where the threshold comes from")
-        problem = _FIELDS[key](setting["value"])
+        checker = _FIELDS[key] if key in _FIELDS else _OPTIONAL[key][0]
+        problem = checker(setting["value"])
         if problem:
             raise ProfileError(f"{at}: {key}: {problem}")
         seen[key] = setting["value"]
@@ -175,6 +198,9 @@ def _parse(text: str, where: str) -> dict[str, Any]:
     missing = sorted(set(_FIELDS) - set(seen))
     if missing:
         raise ProfileError(f"{where}: missing settings: {', '.join(missing)}")
+    for key, (_, default, source) in _OPTIONAL.items():
+        if key not in seen:
+            seen[key], sources[key] = default, source
     name_value = yaml.safe_load(text).get("profile", Path(where).stem)
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in seen.items()}
     values["min_tls_version"] = _version_label(values["min_tls_version"])

@@ -1,0 +1,160 @@
+"""Facts only the ``openssl s_client`` tool exposes: extended master secret, the
+signature algorithms a server accepts, and TLS 1.3 KeyUpdate.
+
+The ``ssl`` module has no API to restrict signature algorithms, send a KeyUpdate
+or read whether RFC 7627's extended master secret was negotiated; the OpenSSL
+command-line client (Debian ``openssl``, which the ``ssl`` module links) does all
+three. Every run has a hard timeout; a missing tool or a timeout is "unknown".
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from metercert.tlsprobe.handshake import Timing
+
+
+@dataclass(frozen=True)
+class SClientFacts:
+    """None = could not be determined (``detail`` says why)."""
+
+    extended_master_secret: bool | None
+    ems_detail: str
+    sha1_signatures_accepted: bool | None
+    sigalg_detail: str
+    key_update: str | None  # "kept" / "dropped" / None
+    key_update_detail: str
+
+
+def _base(ip: str, port: int, sni: str | None, cert: str | None, key: str | None) -> list[str]:
+    argv = ["openssl", "s_client", "-connect", f"{ip}:{port}"]
+    if ":" in ip:
+        argv[-1] = f"[{ip}]:{port}"
+    argv += ["-servername", sni] if sni else ["-noservername"]
+    if cert and key:
+        argv += ["-cert", cert, "-key", key]
+    return argv
+
+
+def _run(argv: list[str], timeout: float) -> str | None:
+    try:
+        proc = subprocess.run(argv, input=b"", capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    return (proc.stdout + proc.stderr).decode("latin-1")
+
+
+def _ems(base: list[str], timing: Timing) -> tuple[bool | None, str]:
+    out = _run([*base, "-tls1_2", "-cipher", "ALL:@SECLEVEL=0"], timing.handshake_s + 2)
+    if out is None:
+        return None, "openssl s_client timed out"
+    if "Cipher is (NONE)" in out or "Extended master secret" not in out:
+        return None, "no TLS 1.2 handshake completed"
+    return "Extended master secret: yes" in out, "TLS 1.2 session: " + (
+        "Extended master secret: yes" if "Extended master secret: yes" in out else "no"
+    )
+
+
+def _sha1_sigalgs(base: list[str], timing: Timing) -> tuple[bool | None, str]:
+    """Offer only SHA-1 signature algorithms in TLS 1.2: a conformant server refuses.
+
+    Only (EC)DHE suites are offered, so the server must sign its ServerKeyExchange;
+    receiving one means it signed with SHA-1, whatever happens to the handshake later.
+    """
+    argv = [
+        *base, "-tls1_2", "-msg", "-cipher", "ECDHE:DHE:!aNULL:@SECLEVEL=0",
+        "-sigalgs", "ECDSA+SHA1:RSA+SHA1",
+    ]  # fmt: skip
+    out = _run(argv, timing.handshake_s + 2)
+    if out is None:
+        return None, "openssl s_client timed out"
+    got_ske = any(ln.startswith("<<<") and "ServerKeyExchange" in ln for ln in out.splitlines())
+    if got_ske:
+        return True, "offered only SHA-1 signature algorithms: the server signed its key exchange"
+    got_hello = any(ln.startswith("<<<") and "ServerHello" in ln for ln in out.splitlines())
+    if not got_hello and "alert" in out.lower():
+        return False, "offered only SHA-1 signature algorithms: refused at the ClientHello"
+    return None, "the SHA-1-only handshake ended without a clear answer"
+
+
+def _key_update(base: list[str], timing: Timing) -> tuple[str | None, str]:
+    """Send a TLS 1.3 KeyUpdate (update requested) and see whether the session survives.
+
+    A control session opened at the same time, without the KeyUpdate, must survive
+    the same wait, so a server that simply closes idle sessions is not blamed.
+    """
+    wait = timing.settle_s
+    procs = [
+        subprocess.Popen(
+            [*base, "-tls1_3", "-msg"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    outputs = [b"", b""]
+    try:
+        deadline = time.monotonic() + timing.handshake_s
+        ready = [False, False]
+        while not all(ready) and time.monotonic() < deadline:
+            for i, proc in enumerate(procs):
+                if ready[i] or proc.stdout is None:
+                    continue
+                r, _, _ = select.select([proc.stdout], [], [], 0.05)
+                if r:
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    outputs[i] += chunk
+                    ready[i] = b"Verify return code" in outputs[i] or not chunk
+        if not all(ready):
+            return None, "no TLS 1.3 handshake completed in time"
+        probe_proc = procs[0]
+        assert probe_proc.stdin is not None
+        try:
+            probe_proc.stdin.write(b"K\n")
+            probe_proc.stdin.flush()
+        except OSError:
+            pass
+        time.sleep(wait)
+        alive = [p.poll() is None for p in procs]
+    finally:
+        for i, proc in enumerate(procs):
+            proc.kill()
+            out, _ = proc.communicate(timeout=5)
+            outputs[i] += out
+    texts = [o.decode("latin-1") for o in outputs]
+    if any("Protocol  : TLSv1.3" not in t for t in texts):
+        return None, "no TLS 1.3 session was established"
+    if not alive[1]:
+        return None, "the session without KeyUpdate did not stay open either"
+    if ">>> TLS 1.3, Handshake [length 0005], KeyUpdate" not in texts[0]:
+        return None, "openssl s_client did not send the KeyUpdate"
+    if alive[0]:
+        return "kept", f"session still open {wait:.1f} s after our KeyUpdate (update requested)"
+    return "dropped", "the server ended the session after our KeyUpdate (control session kept)"
+
+
+def probe(
+    ip: str,
+    port: int,
+    sni: str | None,
+    timing: Timing,
+    *,
+    cert: str | None,
+    key: str | None,
+    tls12: bool,
+    tls13: bool,
+) -> SClientFacts:
+    if shutil.which("openssl") is None:
+        why = "the openssl command is not installed"
+        return SClientFacts(None, why, None, why, None, why)
+    base = _base(ip, port, sni, cert, key)
+    ems, ems_detail = _ems(base, timing) if tls12 else (None, "TLS 1.2 not offered")
+    sha1, sig_detail = _sha1_sigalgs(base, timing) if tls12 else (None, "TLS 1.2 not offered")
+    ku, ku_detail = _key_update(base, timing) if tls13 else (None, "TLS 1.3 not offered")
+    return SClientFacts(ems, ems_detail, sha1, sig_detail, ku, ku_detail)
