@@ -30,6 +30,12 @@ EXPECTED_FAILURES = {
     "wedged-by-oversized-frame": {"DLMS-ROBUST-01"},
     # SAP 17 is in no key file: only the meter's own association list names it
     "default-password-second-lls": {"DLMS-AUTH-DEFAULT-01"},
+    # the conformance cases a DLMS UA lab adds; one reset counter space also shows across
+    # the power cycle
+    "ic-per-association": {"DLMS-IC-OWN-01", "DLMS-IC-PERSIST-01"},
+    "policy-can-be-lowered": {"DLMS-ACTIVATE-01"},
+    "key-id-unchecked": {"DLMS-KEYS-02"},
+    "release-ignored": {"DLMS-RELEASE-01"},
     # awkward but conformant, like real meters: they must pass everything
     "one-connection": set(),
     "strict-release": set(),
@@ -39,6 +45,8 @@ EXPECTED_FAILURES = {
     "short-challenge": set(),
     "old-association-version": set(),
     "lls-second-association": set(),
+    # MD5/SHA-1 AARQ "accepted, authentication required", nothing served, pass 3 refused
+    "legacy-hls-pending": set(),
 }
 # checks a profile's meter has no object for: not applicable there, never "denied" or FAIL
 NOT_APPLICABLE = {

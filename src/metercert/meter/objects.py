@@ -299,6 +299,12 @@ class SecuritySetup(CosemObject):
             return None  # encryption without authentication: not a policy this meter runs
         return requested
 
+    def _any_policy(self, value: int) -> tuple[bool, bool] | None:
+        """The policy-can-be-lowered flaw: whatever the value says, lower ones included."""
+        if self.version == 0:
+            return _V0_POLICY.get(value)
+        return bool(value & 0x14), bool(value & 0x28)
+
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         meter = session.meter
         if attribute == 2:
@@ -324,6 +330,8 @@ class SecuritySetup(CosemObject):
             if params is None or params.type is not DataType.ENUM:
                 return ActionResult.TYPE_UNMATCHED, None
             requested = self._requested(params.value, meter.requires)
+            if meter.profile.has("policy-can-be-lowered"):
+                requested = self._any_policy(params.value)
             if requested is None:
                 meter.log.add(Event.UNPROTECTED_REQUEST, f"security_activate {params.value} "
                               f"refused for association {self.e}")
@@ -338,6 +346,9 @@ class SecuritySetup(CosemObject):
         staged: list[PendingKey] = []
         for item in params.value:
             fields: tuple[D, ...] = item.value if item.type is DataType.STRUCTURE else ()
+            if (meter.profile.has("key-id-unchecked") and len(fields) == 2
+                    and fields[0].type is DataType.ENUM and fields[0].value > 3):
+                continue  # the flaw: an unknown key id is "accepted" and ignored
             if (len(fields) != 2 or fields[0].type is not DataType.ENUM
                     or fields[1].type is not DataType.OCTET_STRING or fields[0].value > 3):
                 return ActionResult.TYPE_UNMATCHED, None

@@ -49,6 +49,12 @@ FLAWS: dict[str, str] = {
     "default-password-second-lls":
         "a second LLS association (client SAP 17) accepts the well-known passwords "
         "Gurux and 00000000",
+    "ic-per-association":
+        "the meter's own sending counter starts again at 0 in every association, under the "
+        "same key (what gurux-dlms's server does): AES-GCM nonce reuse within one boot",
+    "policy-can-be-lowered": "security_activate takes any policy, lower ones included",
+    "key-id-unchecked": "key_transfer answers success for a key id that does not exist",
+    "release-ignored": "a release is answered RLRE normal but the association stays open",
 }
 
 _POLICIES = {"authenticated-encrypted": (True, True), "authenticated": (True, False)}

@@ -140,6 +140,7 @@ class MeterSession:
         self._reset()
 
     def _reset(self) -> None:
+        self._association_tx = 0
         self.phase = Phase.IDLE
         self.role: Role | None = None
         self.e = 0
@@ -207,6 +208,15 @@ class MeterSession:
         self._apply_pending_keys()
         return out
 
+    def _own_counter(self) -> int:
+        """The meter's next sending counter for this association's key: from the persistent
+        store (the ic-per-association flaw counts from 0 in every association instead)."""
+        if self.meter.profile.has("ic-per-association"):
+            value = self._association_tx
+            self._association_tx += 1
+            return value
+        return self.meter.state.tx_counter(self.e).next()
+
     # -- release ------------------------------------------------------------------------------
     def _release(self, rlrq: RLRQ) -> bytes:
         """A-RELEASE. On a ciphered association the protected form carries a ciphered
@@ -217,6 +227,8 @@ class MeterSession:
         Initiate request"). With ``protected_release: required`` a bare RLRQ is refused."""
         meter = self.meter
         user_info = rlrq.user_information
+        if meter.profile.has("release-ignored") and self.phase is not Phase.IDLE:
+            return RLRE(ReleaseResponseReason.NORMAL).to_bytes()  # and the association stays
         if self.phase is Phase.IDLE or not self.protected:
             self._end_association()
             return RLRE(ReleaseResponseReason.NORMAL).to_bytes()
@@ -237,7 +249,7 @@ class MeterSession:
         sc = SecurityControl(suite, *meter.requires)
         answer = protect(self._initiate_response().to_bytes(), security_control=sc,
                          system_title=meter.state.system_title,
-                         invocation_counter=meter.state.tx_counter(self.e).next(),
+                         invocation_counter=self._own_counter(),
                          encryption_key=key, authentication_key=self.secrets.ak, form=form,
                          key_size=self._key_size(key))
         self._end_association()
@@ -417,7 +429,7 @@ class MeterSession:
         response = self._initiate_response().to_bytes()
         sc = SecurityControl(parsed.security_control.suite, *meter.requires)
         protected = protect(response, security_control=sc, system_title=meter.state.system_title,
-                            invocation_counter=meter.state.tx_counter(self.e).next(),
+                            invocation_counter=self._own_counter(),
                             encryption_key=secrets.guek, authentication_key=secrets.ak,
                             form=parsed.form, key_size=self._key_size(secrets.guek))
         return AARE(result=AssociationResult.ACCEPTED,
@@ -552,7 +564,7 @@ class MeterSession:
         key = self.dedicated_key if request.form.dedicated else self.secrets.guek
         sc = SecurityControl(request.suite, *self.meter.requires)
         return protect(response, security_control=sc, system_title=self.meter.state.system_title,
-                       invocation_counter=self.meter.state.tx_counter(self.e).next(),
+                       invocation_counter=self._own_counter(),
                        encryption_key=key, authentication_key=self.secrets.ak, form=request.form,
                        key_size=self._key_size(key))
 
@@ -610,7 +622,7 @@ class MeterSession:
                                         request.invoke_id_and_priority).to_bytes()
         answer = hls.respond(self.mechanism, creds, challenge=self.ctos, own_challenge=self.stoc,
                              own_title=meter.state.system_title, peer_title=self.client_title,
-                             invocation_counter=meter.state.tx_counter(self.e).next())
+                             invocation_counter=self._own_counter())
         self.phase = Phase.ASSOCIATED
         return ActionResponseNormal(ActionResult.SUCCESS, DlmsData.octet_string(answer),
                                     request.invoke_id_and_priority).to_bytes()

@@ -31,6 +31,7 @@ from metercert.cosem import (
     DlmsData,
     ObisCode,
 )
+from metercert.errors import ConnectionFailed
 from metercert.security import (
     Key,
     tag_name,
@@ -131,6 +132,28 @@ async def key_transfer_cases(target: DlmsTarget) -> CheckOutcome:
                   "originals restored", *evidence)
 
 
+async def _restore_policy(target: DlmsTarget, policy: int) -> str:
+    """Put a lowered policy back (security_activate raises it), else power-cycle the meter
+    (a policy raised in RAM returns to the configured one)."""
+    c = target.client()
+    try:
+        await c.open()
+        setup = await _security_setup(c, target)
+        result, _ = await c.action(64, setup, 1, DlmsData.enum(policy))
+        now = int((await c.get(64, setup, 2)).value)
+        if result is ActionResult.SUCCESS and now == policy:
+            return f"security_activate({policy}) put the policy back"
+    except (DlmsError, ConnectionFailed) as exc:
+        c.trace.note(f"restoring the policy: {exc}")
+    finally:
+        await c.release()
+        await c.close()
+    if target.power is not None:
+        await target.power.power_cycle()
+        return "the policy could not be raised back over DLMS: the meter was power-cycled"
+    return "the policy could not be put back: the meter keeps the lowered policy"
+
+
 @check("DLMS-ACTIVATE-01", "security_activate can raise the security policy, never lower it",
        severity=Severity.CRITICAL, requirements=["DLMS:POLICY-ENFORCED", "CRA:I.2e"],
        tags=["policy"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
@@ -167,7 +190,8 @@ async def policy_never_lowered(target: DlmsTarget) -> CheckOutcome:
         await c.close()
     ev = _trace(c)
     if problems:
-        return fail("; ".join(problems), ev)
+        note = await _restore_policy(target, current)
+        return fail("; ".join(problems), ev, Evidence("policy restored", note))
     if same is not ActionResult.SUCCESS:
         return inconclusive(f"security_activate with the policy in force ({current}) was "
                             f"refused too ({same.name}): the refusals cannot be told from a "

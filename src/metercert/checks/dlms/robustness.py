@@ -45,7 +45,12 @@ async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
     for payload in (os.urandom(64), b"\x00\x01\x00\x10\x00\x01\xff\xff" + os.urandom(32),
                     b"\x7e\xa0\x07\x03\x21\x93\x0f\x01\x7e" * 3, b"\x00" * 40):
         try:
-            if target.transport == "udp":  # each payload is one datagram
+            if target.transport in ("serial", "optical"):  # the line itself gets the bytes
+                from metercert.transport.serial import send_raw
+
+                await send_raw(target.host, target.port, payload,
+                               optical=target.transport == "optical")
+            elif target.transport == "udp":  # each payload is one datagram
                 loop = asyncio.get_running_loop()
                 udp, _ = await loop.create_datagram_endpoint(
                     asyncio.DatagramProtocol, remote_addr=(target.host, target.port))
