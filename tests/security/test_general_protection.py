@@ -310,3 +310,15 @@ def test_specific_format_messages():
     with pytest.raises(ApduFormatError, match="agreed-key key-parameters 03"):
         g.parse_general_ciphering(bytes.fromhex("DD0101") + b"\x08" + UC + b"\x08" + VS
                                   + bytes.fromhex("0000010201030000"))
+
+
+def test_a_lower_suite_is_refused_by_a_receiver_that_expects_its_own():
+    keys = _keys(16)
+    for claimed in (0, 1):
+        apdu = g.protect_general(GET, header=g.GeneralHeader(b"\x01", UC, VS),
+                                 security_control=SecurityControl(claimed), invocation_counter=1,
+                                 encryption_key=keys.guek, authentication_key=keys.ak,
+                                 key_info=g.IdentifiedKey(0))
+        assert g.open_general(apdu, keys=keys, expected_suite=claimed).plaintext == GET
+        with pytest.raises(AuthenticationFailed):
+            g.open_general(apdu, keys=keys, expected_suite=2)

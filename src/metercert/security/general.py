@@ -447,14 +447,19 @@ def verify_general(apdu: bytes | GeneralSigning, *, public_key: ec.EllipticCurve
 
 def open_general(apdu: bytes | GeneralCiphering, *, keys: KeySet | None = None,
                  agreement: AgreementKeys | None = None, default_key: Key | None = None,
-                 require_authenticated: bool = True) -> OpenedGeneral:
+                 require_authenticated: bool = True,
+                 expected_suite: int | None = None) -> OpenedGeneral:
     """Resolve the key from key-info, verify and decipher; refuse what is not authenticated.
 
     key-info is outside the AAD, so a receiver must take the key it names (a relabelled key
     id then fails the tag) rather than a key it assumed. Unauthenticated content (SC without
-    the A bit) is refused unless ``require_authenticated`` is False (a viewer).
+    the A bit) is refused unless ``require_authenticated`` is False (a viewer). A receiver
+    configured for one suite passes ``expected_suite``: an APDU claiming another (a downgrade)
+    is refused like any forgery.
     """
     parsed = parse_general_ciphering(apdu) if isinstance(apdu, (bytes, bytearray)) else apdu
+    if expected_suite is not None and parsed.security_control.suite != expected_suite:
+        raise AuthenticationFailed()
     key = receiver_key(parsed, keys=keys, agreement=agreement, default_key=default_key)
     opened = unprotect_general(parsed, encryption_key=key,
                                authentication_key=keys.ak if keys is not None else None)
