@@ -229,3 +229,27 @@ def test_printed_pdf_contains_every_checks_evidence(tmp_path: Path) -> None:
         for ev in check["evidence"]:
             snippet = " ".join(ev["content"].split())[:40]
             assert snippet in flat, (check["id"], ev["label"], snippet)
+
+
+def test_replay_finding_shows_decoded_counters_and_the_meters_answer(run: CampaignRun) -> None:
+    """The glo-get-request is the Green Book vector V1 of STANDARDS.md (IC 01234567)."""
+    from metercert.report.html import trace_facts
+
+    v1 = "C81E3001234567411312FF935A47566827C467BC7D825C3BE4A77C3FCC056B6B"
+    trace = (f"   0.036 -> glo-get-request              {v1}\n"
+             "             note: original\n"
+             f"   0.047 -> glo-get-request              {v1}\n"
+             "             note: replay of the same bytes\n"
+             "   0.048 <- glo-get-response             CC0C3000000042A1533E3B06F0EF6E\n")
+    facts = trace_facts(trace)
+    assert facts == [
+        "sent glo-get-request, invocation counter 19088743 (0x01234567) (original)",
+        "sent glo-get-request, invocation counter 19088743 (0x01234567) (replay of the same bytes)",
+        "meter answered glo-get-response, invocation counter 66 (0x00000042)",
+    ]
+    doc = results_document(run, with_gaps=False)
+    replay = next(c for c in doc["checks"] if c["id"] == "dlms.ic-replay")
+    replay["evidence"].append({"label": "APDU trace", "kind": "apdu-trace", "source": "", "content": trace})
+    findings = render_html(doc).split('<section id="frameworks"')[0]
+    assert "invocation counter 19088743 (0x01234567) (replay of the same bytes)" in findings
+    assert "meter answered glo-get-response, invocation counter 66" in findings

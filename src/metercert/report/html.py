@@ -239,6 +239,54 @@ def human_time(stamp: str) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+#: Service-specific global/dedicated ciphered APDU tags (IEC 62056-5-3): tag, length,
+#: security control byte, invocation counter (4 bytes big endian), ciphertext || tag.
+_CIPHERED_TAGS = frozenset(range(0xC8, 0xD0)) | frozenset(range(0xD0, 0xD8)) | {0x21, 0x28}
+_TRACE_LINE = re.compile(r"^\s*[\d.]*\s*(->|<-)\s+(\S+)\s+([0-9A-Fa-f]{12,})\s*$")
+_NOTE_LINE = re.compile(r"^\s*note:\s*(.+)$")
+
+
+def _counter(apdu: bytes) -> int | None:
+    """The invocation counter of a service-specific ciphered APDU, or None."""
+    if len(apdu) < 7 or apdu[0] not in _CIPHERED_TAGS:
+        return None
+    pos = 1
+    if apdu[pos] & 0x80:  # long-form length
+        pos += 1 + (apdu[pos] & 0x7F)
+    else:
+        pos += 1
+    if len(apdu) < pos + 5:
+        return None
+    return int.from_bytes(apdu[pos + 1:pos + 5], "big")
+
+
+def trace_facts(trace: str, limit: int = 8) -> list[str]:
+    """Decoded invocation counters of the ciphered APDUs in an APDU trace, with the notes
+    the check wrote beside them and the meter's answer: the facts of a replay finding."""
+    facts: list[str] = []
+    last = ""
+    for line in trace.splitlines():
+        note = _NOTE_LINE.match(line)
+        if note and last:
+            facts[-1] += f" ({note.group(1).strip()})"
+            continue
+        match = _TRACE_LINE.match(line)
+        if not match:
+            continue
+        direction, name, hexdata = match.groups()
+        try:
+            ic = _counter(bytes.fromhex(hexdata))
+        except ValueError:
+            ic = None
+        if ic is None:
+            last = ""
+            continue
+        who = "sent" if direction == "->" else "meter answered"
+        facts.append(f"{who} {name}, invocation counter {ic} (0x{ic:08X})")
+        last = name
+    return facts[-limit:]
+
+
 def _evidence_text(content: str) -> str:
     from metercert.report.json import truncate_evidence
 
@@ -260,6 +308,7 @@ def _environment() -> jinja2.Environment:
     env.filters["duration"] = human_duration
     env.filters["when"] = human_time
     env.filters["anchor"] = anchor
+    env.filters["trace_facts"] = trace_facts
     env.globals.update(VERDICT_LABEL=VERDICT_LABEL, VERDICT_COLOUR=VERDICT_COLOUR)
     env.tests["mapping"] = lambda v: isinstance(v, Mapping)
     env.tests["scalar_list"] = lambda v: isinstance(v, list) and all(
