@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           description="Run the campaign against a meter at tcp://HOST:PORT or "
                                       "udp://HOST:PORT (DLMS wrapper, or HDLC over TCP).")
     test.add_argument("target", nargs="?",
-                      help="tcp://HOST:PORT or udp://HOST:PORT (or set 'target:' in --campaign)")
+                      help="tcp://HOST:PORT, udp://HOST:PORT or serial:///dev/ttyX?baud=9600"
+                           "[&optical=1] (or set 'target:' in --campaign)")
     test.add_argument("--keys", help="key file (see README)")
     test.add_argument("--campaign", help="campaign file (YAML)")
     test.add_argument("--framing", choices=["wrapper", "hdlc"], default=None,
@@ -176,6 +177,10 @@ def _test(args: argparse.Namespace) -> int:
     if config is not None and config.roles:
         keys = _with_campaign_roles(keys, config)
     framing = args.framing or (config.framing if config else "wrapper")
+    if transport in ("serial", "optical"):  # a serial line carries HDLC
+        if args.framing == "wrapper":
+            raise UsageError("over a serial line DLMS uses HDLC: drop --framing wrapper")
+        framing = "hdlc"
     if transport == "udp" and framing != "wrapper":
         raise UsageError("over udp DLMS uses the wrapper: drop --framing hdlc")
     # after a power cycle wait for the TCP port to answer; a UDP meter gives no such sign
@@ -269,7 +274,13 @@ def _with_campaign_roles(keys: Any, config: Any) -> Any:
 
 
 def _parse_target(url: str) -> tuple[str, str, int]:
-    """(transport, host, port) of ``tcp://HOST:PORT`` or ``udp://HOST:PORT``."""
+    """(transport, host, port) of ``tcp://HOST:PORT`` or ``udp://HOST:PORT``; for
+    ``serial:///dev/ttyX?baud=N[&optical=1]``: ("serial" or "optical", device, baud)."""
+    if url.startswith("serial:"):
+        from metercert.transport.serial import parse_serial_url
+
+        spec = parse_serial_url(url)
+        return spec.transport, spec.path, spec.baud
     scheme, sep, text = url.partition("://")
     if not sep:
         scheme, text = "tcp", url
@@ -294,7 +305,8 @@ def _probe_udp(target: Any) -> None:
     try:
         asyncio.run(ask())
     except (DlmsError, ConnectionFailed) as exc:
-        raise ConnectionFailed(f"no DLMS answer from udp://{target.host}:{target.port}: "
+        raise ConnectionFailed(f"no DLMS answer from {target.transport}://{target.host}:"
+                               f"{target.port}: "
                                f"{str(exc).splitlines()[0]}") from None
 
 

@@ -37,6 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--ca", help="CA certificate(s) that sign client certificates, with --tls")
     serve.add_argument("--capture", metavar="DIR",
                        help="write the meters' traffic to a pcap file in DIR (one per start)")
+    line = serve.add_mutually_exclusive_group()
+    line.add_argument("--pty", metavar="LINK",
+                      help="serve HDLC on a new pseudo-terminal; LINK becomes a symlink to it "
+                           "(a client opens serial://LINK)")
+    line.add_argument("--serial", metavar="DEVICE",
+                      help="serve HDLC on a serial device (RS-232/RS-485 adapter, socat pty)")
+    serve.add_argument("--baud", type=int, default=9600,
+                       help="serial rate (with --optical: the rate after the opening)")
+    serve.add_argument("--optical", action="store_true",
+                       help="with --pty/--serial: IEC 62056-21 mode E opening at 300 baud first")
     serve.add_argument("--ready-line", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     profiles = cmds.add_parser("profiles", help="list the built-in meter profiles")
@@ -71,6 +81,17 @@ def _serve(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"[yellow]warning:[/] serving on {args.host}, not loopback")
     if args.udp and (args.framing != "wrapper" or args.tls or args.capture):
         raise UsageError("--udp serves the wrapper without TLS or --capture")
+    if args.pty or args.serial:
+        if args.udp or args.tls or args.capture or args.count != 1:
+            raise UsageError("--pty/--serial serve one meter in HDLC, without --udp, --tls, "
+                             "--capture or --count")
+        args.framing = "hdlc"
+        if args.optical:
+            from metercert.transport.serial import baud_char
+
+            baud_char(args.baud)  # mode E switches only to a rate that has a character
+    elif args.optical:
+        raise UsageError("--optical needs --pty LINK or --serial DEVICE")
     profile = load_profile(args.profile)
     state_dir = Path(args.state_dir)
     if state_dir.exists() and not state_dir.is_dir():
@@ -92,7 +113,9 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
 
     fleet = MeterFleet(profile, state_dir, host=args.host, port=args.port, count=args.count,
                        framing=args.framing, ssl=ssl, transport="udp" if args.udp else "tcp",
-                       capture_dir=Path(args.capture) if args.capture else None)
+                       capture_dir=Path(args.capture) if args.capture else None,
+                       line=f"pty:{args.pty}" if args.pty else args.serial, baud=args.baud,
+                       optical=args.optical)
     fresh_state = not state_dir.exists()
     try:
         try:
@@ -116,6 +139,8 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
         console = Console(stderr=True)
         last = fleet.endpoints[-1][1]
         ports = f"port {first_port}" if args.count == 1 else f"ports {first_port}-{last}"
+        if args.pty or args.serial:
+            ports = f"at {first_port} baud{' (optical, mode E)' if args.optical else ''}"
         console.print(f"[bold]{args.count} {profile.name} meter(s)[/] on {first_host} {ports} "
                       f"({args.framing}{' over UDP' if args.udp else ''}{', TLS' if ssl else ''})")
         console.print(f"client key file: {keys_out}  state: {state_dir}")

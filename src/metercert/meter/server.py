@@ -120,9 +120,16 @@ class MeterFleet:
     executor: ThreadPoolExecutor | None = None
     capture_dir: Path | None = None
     pcap: PcapRecorder | None = None
+    #: serve HDLC on a serial line instead: a device path, or "pty:LINK" for a new
+    #: pseudo-terminal reached through the symlink LINK (see transport.serial)
+    line: str | None = None
+    baud: int = 9600
+    optical: bool = False  # IEC 62056-21 mode E opening before each HDLC session
 
     async def start(self) -> None:
         rbac = load_rbac(self.profile.rbac)
+        if self.line is not None and (self.count != 1 or self.framing != "hdlc"):
+            raise UsageError("a serial line carries one meter, in HDLC framing")
         if self.capture_dir is not None:
             if self.framing != "wrapper" or self.transport != "tcp":
                 raise UsageError("--capture records the wrapper over tcp only")
@@ -153,10 +160,17 @@ class MeterFleet:
                         await serve_session(meter, stream, idle_timeout=self.idle_timeout,
                                             executor=self.executor, pcap=self.pcap)
 
-            server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
-                                      ssl=self.ssl, idle_timeout=self.idle_timeout,
-                                      transport=self.transport,  # type: ignore[arg-type]
-                                      max_frame=max_frame)
+            if self.line is not None:
+                from metercert.transport.serial import serve_meter_line
+
+                server = await serve_meter_line(handler, self.line, self.baud,
+                                                optical=self.optical, max_frame=max_frame,
+                                                idle_timeout=self.idle_timeout)
+            else:
+                server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
+                                          ssl=self.ssl, idle_timeout=self.idle_timeout,
+                                          transport=self.transport,  # type: ignore[arg-type]
+                                          max_frame=max_frame)
             self.servers.append(server)
 
     @property

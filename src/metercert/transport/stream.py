@@ -60,7 +60,7 @@ __all__ = [
 log = logging.getLogger("metercert.transport")
 
 Framing = Literal["wrapper", "hdlc"]
-Transport = Literal["tcp", "udp"]
+Transport = Literal["tcp", "udp", "serial", "optical"]
 DEFAULT_IDLE_TIMEOUT = 120.0  # the HDLC inactivity time-out default, used for both framings
 _READ_CHUNK = 65536
 _REPOLL_DELAY = 0.05  # HDLC client: pause before polling a server that had nothing yet
@@ -352,10 +352,12 @@ def _check_options(framing: str, max_frame: int, transport: str = "tcp",
                    ssl: object = None) -> None:
     if framing not in ("wrapper", "hdlc"):
         raise UsageError(f"unknown framing {framing!r}; use 'wrapper' or 'hdlc'")
-    if transport not in ("tcp", "udp"):
-        raise UsageError(f"transport must be tcp or udp, got {transport!r}")
+    if transport not in ("tcp", "udp", "serial", "optical"):
+        raise UsageError(f"transport must be tcp, udp, serial or optical, got {transport!r}")
     if transport == "udp" and (framing != "wrapper" or ssl is not None):
         raise UsageError("over udp DLMS uses the wrapper, without TLS")
+    if transport in ("serial", "optical") and (framing != "hdlc" or ssl is not None):
+        raise UsageError("over a serial line DLMS uses HDLC framing, without TLS")
     limit = 0xFFFF if framing == "wrapper" else 16 * 1024 * 1024
     if not 1 <= max_frame <= limit:
         raise UsageError(f"max_frame for {framing} must be 1..{limit}, got {max_frame}")
@@ -394,7 +396,9 @@ async def open_dlms_connection(
     """Connect to a DLMS server and return an :class:`ApduStream`.
 
     ``transport="udp"`` speaks the wrapper over UDP (one frame per datagram; no
-    HDLC, no TLS there).
+    HDLC, no TLS there). ``transport="serial"`` (or ``"optical"``, with the
+    IEC 62056-21 mode E opening first) speaks HDLC on the serial device ``host``
+    at ``port`` baud (see :mod:`~metercert.transport.serial`).
 
     ``client_address``/``server_address`` are wPorts (wrapper) or HDLC addresses;
     ``physical_address`` adds a lower HDLC address. With HDLC the link is set
@@ -402,6 +406,14 @@ async def open_dlms_connection(
     ``max_frame`` bounds a received wrapper payload or reassembled HDLC APDU.
     """
     _check_options(framing, max_frame, transport, ssl)
+    if transport in ("serial", "optical"):  # host is the device path, port the baud rate
+        from metercert.transport.serial import open_serial_dlms
+
+        return await open_serial_dlms(host, port, optical=transport == "optical",
+                                      client_address=client_address,
+                                      server_address=server_address,
+                                      physical_address=physical_address, timeout=timeout,
+                                      max_frame=max_frame, hdlc_parameters=hdlc_parameters)
     if transport == "udp":
         from metercert.transport.datagram import open_dlms_datagram
 
@@ -431,16 +443,21 @@ async def open_dlms_connection(
             parameters=hdlc_parameters, max_apdu=max_frame))
     stream = ApduStream(reader, writer, link, framing=framing, timeout=timeout)
     if isinstance(link, _HdlcLink):
-        try:
-            link.conn.connect()
-            await stream._flush()
-            deadline = stream._deadline(None)
-            while not link.established:
-                await stream._read_some(deadline, "UA answering SNRM")
-        except ConnectionFailed as exc:
-            stream.close()
-            raise ConnectionFailed(f"cannot open HDLC link to {host}:{port}: {exc}") from None
+        await establish_hdlc(stream, link, f"{host}:{port}")
     return stream
+
+
+async def establish_hdlc(stream: ApduStream, link: _HdlcLink, where: str) -> None:
+    """Client: SNRM, then wait for UA (closes the stream and says where on failure)."""
+    try:
+        link.conn.connect()
+        await stream._flush()
+        deadline = stream._deadline(None)
+        while not link.established:
+            await stream._read_some(deadline, "UA answering SNRM")
+    except ConnectionFailed as exc:
+        stream.close()
+        raise ConnectionFailed(f"cannot open HDLC link to {where}: {exc}") from None
 
 
 Handler = Callable[[ApduStream], Awaitable[None]]
