@@ -258,3 +258,15 @@ def test_general_bad_input_is_one_line_exit_2(argv, message):
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_general_ciphering_with_the_broadcast_key(pki, capsys):
+    code, out = _run(["apdu", "protect", GET, "--keys", pki["keys"], "--ic", "3", "--suite", "1",
+                      "--form", "general", "--broadcast", "--json"], capsys)
+    assert code == 0 and json.loads(out)["security_control"] == 0x31  # key-set bit stays 0
+    apdu = json.loads(out)["apdu"]
+    code, text = _run(["apdu", "inspect", apdu, "--keys", pki["keys"], "--json"], capsys)
+    info = json.loads(text)
+    assert code == 0 and info["verified"] is True
+    assert info["layers"][0]["key_info"] == {"choice": "identified-key", "key_id": 1,
+                                             "key": "GBEK"}

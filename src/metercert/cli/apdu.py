@@ -562,6 +562,7 @@ def _protect_general(args: argparse.Namespace, plain: bytes, keys: KeySet, title
     else:
         inner = signed(plain) if args.sign == "first" else plain
         key_info, ek = _general_key(args, keys, header, sc, signing_key)
+        sc = SecurityControl(sc.suite, sc.authenticated, sc.encrypted)  # key-set bit: 0
         out = _general.protect_general(inner, header=header, security_control=sc,
                                        invocation_counter=args.ic, encryption_key=ek,
                                        authentication_key=keys.ak, key_info=key_info)
@@ -582,10 +583,11 @@ def _general_key(args: argparse.Namespace, keys: KeySet, header: _general.Genera
                  sc: SecurityControl, signing_key: Any) -> tuple[Any, Key | None]:
     """key-info and the encryption key it stands for, per --key-info."""
     choice = args.key_info
+    if choice == "identified" and args.broadcast:  # key-info names the GBEK; the SC bit stays 0
+        return _general.IdentifiedKey(1), keys.gbek
+    if args.broadcast:
+        raise UsageError("--broadcast goes with --key-info identified (key-info names the GBEK)")
     if choice in ("identified", "none"):
-        if sc.broadcast:
-            raise UsageError("general-ciphering names the broadcast key with key-info, not the "
-                             "key-set bit: drop --broadcast")
         return (_general.IdentifiedKey(0) if choice == "identified" else None), keys.guek
     if choice == "wrapped":
         if keys.kek is None:
