@@ -175,6 +175,7 @@ def analyse(
     checks: Iterable[Mapping[str, Any]],
     catalog: Catalog,
     deselected: Iterable[Mapping[str, Any]] = (),
+    reviews: Iterable[Mapping[str, Any]] = (),
 ) -> GapReport:
     """Per-framework requirement states from results.json check entries.
 
@@ -182,7 +183,13 @@ def analyse(
     in the to-do list when present. ``deselected`` are results.json
     ``run.deselected`` entries carrying ``requirements``: checks left out of the
     run, whose requirements are therefore not assessed (not "not applicable").
+    ``reviews`` are manual review records (``requirement``, ``verdict`` pass/fail,
+    ``reviewer``, ``date``, ``note``): they decide a requirement only where no check
+    does (untested or document-review), and say so in its checks ("review: NAME").
     """
+    reviewed: dict[str, list[Mapping[str, Any]]] = {}
+    for review in reviews:
+        reviewed.setdefault(str(review.get("requirement", "")), []).append(review)
     by_req: dict[str, list[tuple[str, str, str]]] = {}
     unknown: list[str] = []
     left_out = [
@@ -209,6 +216,14 @@ def analyse(
             hits = by_req.get(req.id, [])
             verdicts = [v for _, v, _ in hits]
             state = _state(verdicts, req)
+            if state in ("untested", "document-review") and req.id in reviewed:
+                records = reviewed[req.id]
+                state = "failed" if any(r.get("verdict") == "fail" for r in records) else "passed"
+                who = tuple(f"review: {r.get('reviewer', '?')} {r.get('date', '')}".strip() for r in records)
+                notes = tuple(f"{w}: {r.get('note', '')}" for w, r in zip(who, records, strict=True)
+                              if r.get("verdict") == "fail")
+                gaps.append(RequirementGap(req, state, who, notes))
+                continue
             wanted = {"failed": "fail", "inconclusive": "inconclusive", "not-assessed": "not-assessed"}
             reasons = tuple(f"{cid}: {reason}" for cid, v, reason in hits if v == wanted.get(state))
             gaps.append(RequirementGap(req, state, tuple(cid for cid, _, _ in hits), reasons))

@@ -260,6 +260,22 @@ def assessment_results(
             for rid in cat.resolve(str(cited)):
                 obs_for_req.setdefault(rid, []).append((obs_uuid, str(per.get(cited, verdict))))
 
+    for review in results.get("reviews", []) or []:
+        rid = str(review.get("requirement", ""))
+        obs_uuid = _uuid("review", *seed, rid, review.get("reviewer", ""), review.get("date", ""))
+        observations.append({
+            "uuid": obs_uuid,
+            "title": f"Manual review of {rid} by {review.get('reviewer', '?')}",
+            "description": str(review.get("note", "")) or f"reviewer's verdict: {review.get('verdict')}",
+            "props": [_prop("verdict", str(review.get("verdict", ""))),
+                      _prop("reviewer", str(review.get("reviewer", ""))),
+                      _prop("review-date", str(review.get("date", "")))],
+            "methods": ["EXAMINE"],
+            "collected": end,
+        })
+        for resolved in cat.resolve(rid):
+            obs_for_req.setdefault(resolved, []).append((obs_uuid, str(review.get("verdict", ""))))
+
     findings = []
     reviewed = []
     out_of_scope = []

@@ -86,6 +86,11 @@ def assess_document(path: Path, *, patch_limit_days: int | None = None) -> dict[
         dossier = dataclasses.replace(dossier, patch_limit_days=patch_limit_days)
     entries = [check_entry(r) for r in run_all(dossier)]
     summary = summary_of(entries)
+    reviews = [r.to_dict() for r in dossier.reviews]
+    catalog = load_catalog()
+    unknown = [r["requirement"] for r in reviews if not catalog.resolve(r["requirement"])]
+    if unknown:
+        raise InputFileError(f"{dossier.path}: reviews name unknown requirement(s): {', '.join(unknown)}")
     return {
         "schema": "metercert-results",
         "schema_version": 1,
@@ -103,7 +108,8 @@ def assess_document(path: Path, *, patch_limit_days: int | None = None) -> dict[
         },
         "summary": summary,
         "checks": entries,
-        "gaps": analyse(entries, load_catalog()).to_dict(),
+        **({"reviews": reviews} if reviews else {}),
+        "gaps": analyse(entries, catalog, (), reviews).to_dict(),
     }
 
 

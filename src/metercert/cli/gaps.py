@@ -49,6 +49,12 @@ def _deselected(path: Path) -> list[dict[str, Any]]:
     return [d for d in items if isinstance(d, dict)]
 
 
+def _reviews(path: Path) -> list[dict[str, Any]]:
+    """Manual review records of a results.json."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return [r for r in doc.get("reviews") or [] if isinstance(r, dict)]
+
+
 def _gaps(args: argparse.Namespace) -> int:
     from metercert.catalog import load_catalog
     from metercert.catalog.gaps import analyse
@@ -56,7 +62,8 @@ def _gaps(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     if args.framework:
         catalog.framework(args.framework)  # UsageError for an unknown name
-    report = analyse(read_check_entries(args.results), catalog, _deselected(args.results))
+    report = analyse(read_check_entries(args.results), catalog, _deselected(args.results),
+                     _reviews(args.results))
     frameworks = [f for f in report.frameworks if not args.framework or f.framework.lower() == args.framework.lower()]
     if args.json:
         data = report.to_dict()

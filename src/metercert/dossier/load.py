@@ -27,6 +27,7 @@ from metercert.dossier.model import (
     AuditRecord,
     Dossier,
     FirmwareEntry,
+    ManualReview,
     Sbom,
 )
 from metercert.dossier.osv import read_osv
@@ -66,6 +67,22 @@ DOSSIER_SCHEMA: dict[str, Any] = {
         "advisories_retrieved": {},
         "advisories_max_age_days": {"type": "integer", "minimum": 1},
         "firmware_trust_anchor": _FILE,
+        "reviews": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["requirement", "verdict", "reviewer", "date"],
+                "additionalProperties": False,
+                "properties": {
+                    "requirement": {"type": "string", "pattern": r"^\S+:\S+$"},
+                    "verdict": {"enum": ["pass", "fail"]},
+                    "reviewer": {"type": "string", "minLength": 1},
+                    "date": {},
+                    "note": _STR,
+                    "documents": {"type": "array", "items": _STR},
+                },
+            },
+        },
         "firmware": {
             "type": "array",
             "items": {
@@ -190,6 +207,10 @@ def _as_date(doc: YamlDocument, where: list[str | int], value: Any) -> dt.date |
     raise doc.error(where, f"expected a date YYYY-MM-DD, found {value!r}")
 
 
+def d_cite(doc: YamlDocument, where: list[str | int]) -> str:
+    return f"{doc.path.name}:{doc.line_of(where)} {dotted_path(where)}"
+
+
 def _as_moment(doc: YamlDocument, where: list[str | int], value: Any) -> dt.datetime | None:
     """A UTC moment from a YAML timestamp or date (a date means its midnight UTC)."""
     if value is None:
@@ -306,6 +327,15 @@ def load_dossier(path: str | Path) -> Dossier:
         support_expected_use_years=support.get("expected_use_years"),
         advisories_retrieved=_as_date(doc, ["advisories_retrieved"], data.get("advisories_retrieved")),
         advisories_max_age_days=int(data.get("advisories_max_age_days", DEFAULT_ADVISORY_MAX_AGE_DAYS)),
+        reviews=tuple(
+            ManualReview(
+                requirement=str(r["requirement"]), verdict=str(r["verdict"]), reviewer=str(r["reviewer"]),
+                date=_as_date(doc, ["reviews", i, "date"], r["date"]), note=str(r.get("note", "")),
+                documents=tuple(str(x) for x in r.get("documents", [])),
+                source=d_cite(doc, ["reviews", i]),
+            )
+            for i, r in enumerate(data.get("reviews", []) or [])
+        ),
         firmware_trust_anchor=(res.artifact(["firmware_trust_anchor"], data["firmware_trust_anchor"])
                                if "firmware_trust_anchor" in data else None),
     )

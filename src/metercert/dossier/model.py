@@ -105,6 +105,25 @@ class FirmwareEntry:
 
 
 @dataclass(frozen=True)
+class ManualReview:
+    """A reviewer's verdict on a requirement no automated check covers (the dossier's
+    ``reviews``), so that a report can be complete without pretending a tool showed it."""
+
+    requirement: str
+    verdict: str  # pass | fail
+    reviewer: str
+    date: dt.date | None
+    note: str = ""
+    documents: tuple[str, ...] = ()
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requirement": self.requirement, "verdict": self.verdict, "reviewer": self.reviewer,
+                "date": self.date.isoformat() if self.date else "", "note": self.note,
+                "documents": list(self.documents), "source": self.source}
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     line: int
     data: Mapping[str, Any]
@@ -156,6 +175,8 @@ class Dossier:
     advisories_retrieved: dt.date | None = None
     #: How old the advisory set may be before DOSSIER-VULN-01 refuses it.
     advisories_max_age_days: int = 30
+    #: Manual review outcomes on requirements no check covers.
+    reviews: tuple[ManualReview, ...] = ()
     #: The manufacturer's code-signing CA certificate(s): the trust anchor of firmware signatures.
     firmware_trust_anchor: Artifact | None = None
 

@@ -360,7 +360,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
            "operator": "", "catalog_version": "", **doc["run"]}
     template = _environment().get_template("report.html.j2")
     return template.render(
-        doc=doc,
+        doc={"reviews": [], **doc},
         run=run,
         record_sha256=record_hash(doc),
         evidence_text=_evidence_text,

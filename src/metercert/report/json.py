@@ -165,7 +165,8 @@ def deselected_entries(deselected: Any) -> list[dict[str, Any]]:
 
 
 def gap_analysis(
-    checks: list[dict[str, Any]], deselected: list[dict[str, Any]] | None = None
+    checks: list[dict[str, Any]], deselected: list[dict[str, Any]] | None = None,
+    reviews: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The catalog's gap analysis for these check entries, or ``(None, why_not)``.
 
@@ -178,7 +179,7 @@ def gap_analysis(
         return None, "gap analysis unavailable: metercert.catalog.gaps is not installed"
     try:
         catalog = _load_catalog()
-        report = catalog_gaps.analyse(checks, catalog, deselected or [])
+        report = catalog_gaps.analyse(checks, catalog, deselected or [], reviews or [])
         data = report.to_dict() if hasattr(report, "to_dict") else report
         if not isinstance(data, Mapping):
             return None, f"gap analysis unavailable: analyse() returned {type(data).__name__}"
@@ -248,10 +249,11 @@ def results_document(run: CampaignRun, *, with_gaps: bool = True) -> dict[str, A
     present = set(run.targets)
     checks = [check_entry(r, target_present=r.spec.target.value in present) for r in run.results]
     deselected = deselected_entries(run.deselected)
+    reviews = [dict(r) for r in getattr(run, "reviews", ()) or ()]  # manual reviews, when the run has them
     notes = list(run.notes)
     gaps: dict[str, Any] | None = None
     if with_gaps:
-        gaps, why_not = gap_analysis(checks, deselected)
+        gaps, why_not = gap_analysis(checks, deselected, reviews)
         if why_not:
             notes.append(why_not)
     from metercert.campaign.runner import iso
@@ -276,6 +278,7 @@ def results_document(run: CampaignRun, *, with_gaps: bool = True) -> dict[str, A
         },
         "summary": summary_of(checks),
         "checks": checks,
+        **({"reviews": reviews} if reviews else {}),
         "gaps": gaps,
     }
     validate_results(doc, "results document")
