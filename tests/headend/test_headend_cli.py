@@ -65,10 +65,10 @@ def test_a_client_that_never_connects_gets_no_verdict(tmp_path: Path) -> None:
 
 
 def test_a_client_that_hangs_on_a_short_frame_fails_robustness(tmp_path: Path) -> None:
-    """metercert's reader told to wait 300 s for a response, under a 4 s run limit: the
+    """metercert's reader told to wait 300 s for a response, under an 8 s run limit: the
     wrapper header that announces 65535 bytes and sends 32 leaves it hanging, killed."""
     path = tmp_path / "c.yaml"
-    path.write_text(json.dumps({"client": {"response_timeout_s": 300, "run_limit_s": 4}}),
+    path.write_text(json.dumps({"client": {"response_timeout_s": 300, "run_limit_s": 8}}),
                     encoding="utf-8")
     out = tmp_path / "r"
     proc = metercert("headend", "--campaign", str(path), "--only", "HE-ROBUST-02",
@@ -87,3 +87,18 @@ def test_hdlc_framing(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text("utf-8"))
     assert [c["verdict"] for c in results["checks"] if c["verdict"] != "not-assessed"] == [
         "pass", "pass"]
+
+
+def test_tls_mutual(tmp_path: Path) -> None:
+    """Behind mutual TLS the client gets the PKI in METERCERT_CA/CLIENT_CERT/CLIENT_KEY; the
+    same client speaking plain TCP to it reads nothing, so its checks get no verdict."""
+    out = tmp_path / "r"
+    proc = metercert("headend", "--tls", "--only", "HE-TAG-01", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    assert "over TLS" in results["run"]["targets"]["headend"]
+    assert next(c["verdict"] for c in results["checks"] if c["id"] == "HE-TAG-01") == "pass"
+    plain = f"sh -c 'METERCERT_TLS=0 exec {sys.executable} -m metercert.headend.reader'"
+    proc = metercert("headend", "--tls", "--client-cmd", plain, "--only", "HE-TAG-01",
+                     "--out", str(tmp_path / "p"), "--quiet")
+    assert proc.returncode == 4, proc.stdout + proc.stderr

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="regex with groups n and value for an accepted read")
     p.add_argument("--error-regex", metavar="RE", help="regex with group n for a refused read")
     p.add_argument("--framing", choices=["wrapper", "hdlc"], default=None)
+    p.add_argument("--tls", action="store_true",
+                   help="serve the hostile meter behind mutual TLS (fresh PKI; the client gets "
+                        "METERCERT_CA, METERCERT_CLIENT_CERT, METERCERT_CLIENT_KEY)")
     p.add_argument("--meter-profile", "--profile", default=None,
                    help="reference meter profile the hostile meter starts from (default conformant)")
     p.add_argument("--run-limit", type=float, default=None, metavar="S",
@@ -67,6 +70,8 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         changes["pushes"] = True
     if args.framing:
         changes["framing"] = args.framing
+    if args.tls:
+        changes["tls"] = True
     if args.meter_profile:
         changes["profile"] = args.meter_profile
     if args.run_limit is not None:

@@ -17,6 +17,7 @@ Example (every key optional; the defaults run metercert's own client)::
     meter:
       profile: conformant    # the reference meter profile the hostile meter starts from
       framing: wrapper       # or hdlc
+      tls: false             # true: mutual TLS, a fresh PKI handed to the client
 
 ``$VARS`` in a command are left to the shell only if the command runs one (``sh -c``);
 metercert passes everything in the environment (docs/headend.md).
@@ -37,7 +38,7 @@ from metercert.headend.target import HeadendSettings
 _SECTIONS = {"client": {"name", "command", "key_transfer_command", "pushes", "reads",
                         "response_timeout_s", "run_limit_s", "env"},
              "output": {"value", "error", "push_value", "push_error"},
-             "meter": {"profile", "framing"}}
+             "meter": {"profile", "framing", "tls"}}
 _GROUPS = {"value": ("n", "value"), "error": ("n",), "push_value": ("n", "value"),
            "push_error": ("n",)}
 
@@ -125,6 +126,10 @@ def load_campaign(path: str | Path, base: HeadendSettings | None = None) -> Head
         if meter["framing"] not in ("wrapper", "hdlc"):
             raise InputFileError(f"{where}: meter.framing must be wrapper or hdlc")
         changes["framing"] = meter["framing"]
+    if "tls" in meter:
+        if not isinstance(meter["tls"], bool):
+            raise InputFileError(f"{where}: meter.tls: expected true or false")
+        changes["tls"] = meter["tls"]
     return replace(settings, **changes)
 
 

@@ -35,7 +35,13 @@ def make_client() -> DlmsClient:
     keys = load_keyset(_env("METERCERT_KEYS"))
     state = Path(_env("METERCERT_STATE_DIR")) / "metercert-reader"
     state.mkdir(parents=True, exist_ok=True)
-    settings = settings_for_role(keys, framing=_env("METERCERT_FRAMING", "wrapper"),
+    tls = None
+    if _env("METERCERT_TLS", "0") == "1":
+        from metercert.tlsprobe.contexts import client_context
+
+        tls = client_context(_env("METERCERT_CA"), _env("METERCERT_CLIENT_CERT"),
+                             _env("METERCERT_CLIENT_KEY"))
+    settings = settings_for_role(keys, framing=_env("METERCERT_FRAMING", "wrapper"), ssl=tls,
                                  timeout=float(_env("METERCERT_TIMEOUT", "3")),
                                  counter_dir=state,
                                  client_sap=int(_env("METERCERT_CLIENT_SAP", "1")))

@@ -79,7 +79,8 @@ class HeadendSettings:
     run_limit: float = 30.0
     framing: str = "wrapper"
     profile: str = "conformant"
-    tls: ssl_module.SSLContext | None = None
+    #: serve the meter behind mutual TLS with a fresh operator PKI (METERCERT_CA etc.)
+    tls: bool = False
     host: str = "127.0.0.1"
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
@@ -111,18 +112,19 @@ class HeadendTarget:
         self.suite = self.profile.security_suite
         self.key_file: Path | None = None
         self.state_dir: Path | None = None
+        self.tls_files: dict[str, str] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- runner hooks -----------------------------------------------------------------------
     def describe(self) -> str:
         return (f"client under test: {self.settings.name} ({self.settings.command}) against a "
                 f"hostile reference meter ({self.profile.name}, suite {self.suite}, "
-                f"{self.settings.framing})")
+                f"{self.settings.framing}{' over TLS' if self.settings.tls else ''})")
 
     def details(self) -> dict[str, str]:
         return {"client": self.settings.name, "command": self.settings.command,
                 "meter profile": self.profile.name, "security suite": str(self.suite),
-                "framing": self.settings.framing}
+                "framing": self.settings.framing + (" over TLS" if self.settings.tls else "")}
 
     async def open(self) -> None:
         base = self.settings.workdir
@@ -140,7 +142,8 @@ class HeadendTarget:
             self.kek = secrets.kek.secret if secrets is not None else b""
         self.server = await serve_dlms(self._serve, self.settings.host, self.settings.port,
                                        framing=self.settings.framing,  # type: ignore[arg-type]
-                                       ssl=self.settings.tls, idle_timeout=self.settings.run_limit,
+                                       ssl=self._tls_context(base),
+                                       idle_timeout=self.settings.run_limit,
                                        max_frame=MAX_PAYLOAD_FIELD)
         entry = self.meter.state.client_entry(self.server.host, self.server.port, key_dir=base)
         self.key_file = write_key_file(base / "keys.yaml",
@@ -149,6 +152,20 @@ class HeadendTarget:
         if not self.baseline_ok:
             self.notes.append("baseline: the client did not read the genuine values: "
                               + self.baseline_problem)
+
+    def _tls_context(self, base: Path) -> ssl_module.SSLContext | None:
+        """Mutual TLS as ``meter serve --tls``: a fresh PKI whose head-end certificate, key and
+        CA are handed to the client (METERCERT_CA, METERCERT_CLIENT_CERT/KEY)."""
+        if not self.settings.tls:
+            return None
+        from metercert.tlsprobe.contexts import server_context
+        from metercert.tlsprobe.pki import write_pki
+
+        pki = write_pki(base / "pki")
+        self.tls_files = {"METERCERT_CA": str(pki.ca_cert),
+                          "METERCERT_CLIENT_CERT": str(pki.headend_cert),
+                          "METERCERT_CLIENT_KEY": str(pki.headend_key)}
+        return server_context(pki.meter_cert, pki.meter_key, pki.ca_cert)
 
     async def close(self) -> None:
         if self.server is not None:
@@ -193,8 +210,9 @@ class HeadendTarget:
             "METERCERT_PUSHES": "4" if plan.pushes and s.pushes else "0",
             "METERCERT_ACTION": plan.action, "METERCERT_STATE_DIR": str(self.state_dir),
             "METERCERT_SECURITY_SUITE": str(self.suite),
-            "METERCERT_TLS": "1" if s.tls is not None else "0",
+            "METERCERT_TLS": "1" if s.tls else "0",
         })
+        env.update(self.tls_files)
         return env
 
     async def observe(self, scenario: str, *, fresh: bool = False) -> Observation:
