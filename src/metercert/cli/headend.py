@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from metercert.errors import UsageError
+
+if TYPE_CHECKING:
+    from metercert.headend.target import HeadendSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_headend)
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> HeadendSettings:
     from dataclasses import replace
 
     from metercert.headend.config import check_regex, load_campaign
@@ -56,7 +60,7 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     settings = HeadendSettings(name="metercert client (metercert.headend.reader)", pushes=True)
     if args.campaign:
         settings = load_campaign(args.campaign, settings)
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if args.client_cmd is not None:
         if not args.client_cmd.strip():
             raise UsageError("--client-cmd is empty")
