@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Self, TypeVar
+from typing import Any, ClassVar, NamedTuple, Self, TypeVar
 
 from metercert.cosem.ber import (
     Tlv,
@@ -132,31 +132,103 @@ def _req_bits(flag: bool) -> bytes:
     return b"\x07\x80" if flag else b"\x07\x00"
 
 
+class Element(NamedTuple):
+    """One typed ACSE element: its tag, the attribute it fills, and its codec (content only).
+
+    ``required`` is the name an error gives when a decoded APDU lacks the element."""
+
+    tag: int
+    attr: str
+    read: Callable[[Tlv], Any]
+    write: Callable[[Any], bytes]
+    required: str | None = None
+
+
+def _octet_string(tag: int, attr: str) -> Element:
+    return Element(tag, attr, _explicit_octets, lambda v: tlv(_OCTET_STRING, v))
+
+
+_PROTOCOL_VERSION = Element(0x80, "protocol_version", lambda el: el.content, bytes)
+_CONTEXT = Element(0xA1, "application_context_name", _explicit_oid,
+                   lambda v: tlv(_OID, v.content()), "application-context-name")
+_USER_INFORMATION = _octet_string(0xBE, "user_information")
+
+
+def _requirements(tag: int, attr: str) -> Element:
+    return Element(tag, attr, _acse_requirements, _req_bits)
+
+
+def _mechanism(tag: int) -> Element:
+    return Element(tag, "mechanism_name", _implicit_oid, ObjectIdentifier.content)
+
+
+def _authentication_value(tag: int, attr: str) -> Element:
+    return Element(tag, attr, _auth_value, lambda v: tlv(_CHARSTRING, v))
+
+
 class AcseApdu:
-    """Common face of the four ACSE APDUs."""
+    """Common face of the four ACSE APDUs: one reader and one writer walk ``ELEMENTS``.
+
+    Elements are written in tag-number order with any unknown ones kept in ``other_fields``;
+    an element that is absent decodes to ``None``.
+    """
 
     __slots__ = ()
     TAG: ClassVar[int]
     NAME: ClassVar[str]
+    ELEMENTS: ClassVar[tuple[Element, ...]] = ()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
-        raise NotImplementedError
+        elements, start = _outer(data, cls.TAG, cls.NAME)
+        found, other = _collect(elements, {e.tag: e.attr for e in cls.ELEMENTS}, cls.NAME)
+        for element in cls.ELEMENTS:  # every mandatory element is there before any is read
+            if element.required and element.attr not in found:
+                raise InvalidValue(f"{cls.NAME} has no {element.required}", start)
+        values: dict[str, Any] = {}
+        for element in cls.ELEMENTS:
+            el = found.get(element.attr)
+            values[element.attr] = None if el is None else element.read(el)
+        return cls(**values, other_fields=other)  # type: ignore[call-arg]
 
     def to_bytes(self) -> bytes:
-        raise NotImplementedError
+        fields = []
+        for element in self.ELEMENTS:
+            value = getattr(self, element.attr)
+            fields.append(None if value is None else (element.tag, element.write(value)))
+        return _encode(fields, self.other_fields, self.TAG)  # type: ignore[attr-defined]
+
+
+class _Associate(AcseApdu):
+    """What AARQ and AARE share beyond the framing: the context and mechanism they name."""
+
+    __slots__ = ()
+    application_context_name: ObjectIdentifier
+    mechanism_name: ObjectIdentifier | None
+
+    @property
+    def context(self) -> ApplicationContextName | None:
+        return ApplicationContextName.from_oid(self.application_context_name)
+
+    @property
+    def mechanism(self) -> AuthenticationMechanism | None:
+        """The named mechanism; NONE when no mechanism-name is present."""
+        if self.mechanism_name is None:
+            return AuthenticationMechanism.NONE
+        return AuthenticationMechanism.from_oid(self.mechanism_name)
 
 
 @dataclass(frozen=True, slots=True)
-class AARQ(AcseApdu):
+class AARQ(_Associate):
     """A-ASSOCIATE request (client to meter)."""
 
     TAG: ClassVar[int] = 0x60
     NAME: ClassVar[str] = "AARQ"
-    _KNOWN: ClassVar[dict[int, str]] = {
-        0x80: "protocol_version", 0xA1: "context", 0xA6: "calling_ap_title",
-        0x8A: "acse_req", 0x8B: "mechanism", 0xAC: "auth", 0xBE: "user_info",
-    }  # fmt: skip
+    ELEMENTS: ClassVar[tuple[Element, ...]] = (
+        _PROTOCOL_VERSION, _CONTEXT, _octet_string(0xA6, "calling_ap_title"),
+        _requirements(0x8A, "sender_acse_requirements"), _mechanism(0x8B),
+        _authentication_value(0xAC, "calling_authentication_value"), _USER_INFORMATION,
+    )  # fmt: skip
 
     application_context_name: ObjectIdentifier = ApplicationContextName.LOGICAL_NAME.oid
     calling_ap_title: bytes | None = None
@@ -170,48 +242,6 @@ class AARQ(AcseApdu):
     protocol_version: bytes | None = None
     other_fields: OtherFields = ()
 
-    @property
-    def context(self) -> ApplicationContextName | None:
-        return ApplicationContextName.from_oid(self.application_context_name)
-
-    @property
-    def mechanism(self) -> AuthenticationMechanism | None:
-        """The named mechanism; NONE when no mechanism-name is present."""
-        if self.mechanism_name is None:
-            return AuthenticationMechanism.NONE
-        return AuthenticationMechanism.from_oid(self.mechanism_name)
-
-    def to_bytes(self) -> bytes:
-        return _encode(
-            [
-                _opt(0x80, self.protocol_version, bytes),
-                (0xA1, tlv(_OID, self.application_context_name.content())),
-                _opt(0xA6, self.calling_ap_title, lambda v: tlv(_OCTET_STRING, v)),
-                _opt(0x8A, self.sender_acse_requirements, _req_bits),
-                _opt(0x8B, self.mechanism_name, ObjectIdentifier.content),
-                _opt(0xAC, self.calling_authentication_value, lambda v: tlv(_CHARSTRING, v)),
-                _opt(0xBE, self.user_information, lambda v: tlv(_OCTET_STRING, v)),
-            ],
-            self.other_fields,
-            self.TAG,
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> AARQ:
-        elements, start = _outer(data, cls.TAG, cls.NAME)
-        found, other = _collect(elements, cls._KNOWN, cls.NAME)
-        if "context" not in found:
-            raise InvalidValue("AARQ has no application-context-name", start)
-        return cls(
-            application_context_name=_explicit_oid(found["context"]),
-            calling_ap_title=_get(found, "calling_ap_title", _explicit_octets),
-            sender_acse_requirements=_get(found, "acse_req", _acse_requirements),
-            mechanism_name=_get(found, "mechanism", _implicit_oid),
-            calling_authentication_value=_get(found, "auth", _auth_value),
-            user_information=_get(found, "user_info", _explicit_octets),
-            protocol_version=_get(found, "protocol_version", lambda el: el.content),
-            other_fields=other,
-        )
 
 
 Diagnostic = AcseServiceUserDiagnostic | AcseServiceProviderDiagnostic
@@ -242,16 +272,22 @@ def _encode_diagnostic(d: Diagnostic) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class AARE(AcseApdu):
+class AARE(_Associate):
     """A-ASSOCIATE response (meter to client)."""
 
     TAG: ClassVar[int] = 0x61
     NAME: ClassVar[str] = "AARE"
-    _KNOWN: ClassVar[dict[int, str]] = {
-        0x80: "protocol_version", 0xA1: "context", 0xA2: "result", 0xA3: "diagnostic",
-        0xA4: "responding_ap_title", 0x88: "acse_req", 0x89: "mechanism", 0xAA: "auth",
-        0xBE: "user_info",
-    }  # fmt: skip
+    ELEMENTS: ClassVar[tuple[Element, ...]] = (
+        _PROTOCOL_VERSION, _CONTEXT,
+        Element(0xA2, "result", lambda el: _enum_of(AssociationResult, _explicit_int(el),
+                                                    "association result", el.offset),
+                lambda v: tlv(_INTEGER, encode_integer(int(v))), "result"),
+        Element(0xA3, "result_source_diagnostic", lambda el: _diagnostic(el),
+                lambda v: _encode_diagnostic(v), "result-source-diagnostic"),
+        _octet_string(0xA4, "responding_ap_title"),
+        _requirements(0x88, "responder_acse_requirements"), _mechanism(0x89),
+        _authentication_value(0xAA, "responding_authentication_value"), _USER_INFORMATION,
+    )  # fmt: skip
 
     result: AssociationResult = AssociationResult.ACCEPTED
     result_source_diagnostic: Diagnostic = AcseServiceUserDiagnostic.NULL
@@ -266,57 +302,6 @@ class AARE(AcseApdu):
     protocol_version: bytes | None = None
     other_fields: OtherFields = ()
 
-    @property
-    def context(self) -> ApplicationContextName | None:
-        return ApplicationContextName.from_oid(self.application_context_name)
-
-    @property
-    def mechanism(self) -> AuthenticationMechanism | None:
-        if self.mechanism_name is None:
-            return AuthenticationMechanism.NONE
-        return AuthenticationMechanism.from_oid(self.mechanism_name)
-
-    def to_bytes(self) -> bytes:
-        return _encode(
-            [
-                _opt(0x80, self.protocol_version, bytes),
-                (0xA1, tlv(_OID, self.application_context_name.content())),
-                (0xA2, tlv(_INTEGER, encode_integer(int(self.result)))),
-                (0xA3, _encode_diagnostic(self.result_source_diagnostic)),
-                _opt(0xA4, self.responding_ap_title, lambda v: tlv(_OCTET_STRING, v)),
-                _opt(0x88, self.responder_acse_requirements, _req_bits),
-                _opt(0x89, self.mechanism_name, ObjectIdentifier.content),
-                _opt(0xAA, self.responding_authentication_value, lambda v: tlv(_CHARSTRING, v)),
-                _opt(0xBE, self.user_information, lambda v: tlv(_OCTET_STRING, v)),
-            ],
-            self.other_fields,
-            self.TAG,
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> AARE:
-        elements, start = _outer(data, cls.TAG, cls.NAME)
-        found, other = _collect(elements, cls._KNOWN, cls.NAME)
-        for key, label in (("context", "application-context-name"), ("result", "result"),
-                           ("diagnostic", "result-source-diagnostic")):  # fmt: skip
-            if key not in found:
-                raise InvalidValue(f"AARE has no {label}", start)
-        result_el = found["result"]
-        result = _enum_of(
-            AssociationResult, _explicit_int(result_el), "association result", result_el.offset
-        )
-        return cls(
-            result=result,
-            result_source_diagnostic=_diagnostic(found["diagnostic"]),
-            application_context_name=_explicit_oid(found["context"]),
-            responding_ap_title=_get(found, "responding_ap_title", _explicit_octets),
-            responder_acse_requirements=_get(found, "acse_req", _acse_requirements),
-            mechanism_name=_get(found, "mechanism", _implicit_oid),
-            responding_authentication_value=_get(found, "auth", _auth_value),
-            user_information=_get(found, "user_info", _explicit_octets),
-            protocol_version=_get(found, "protocol_version", lambda el: el.content),
-            other_fields=other,
-        )
 
 
 def _implicit_reason(enum_cls: type[T], what: str) -> Callable[[Tlv], T]:
@@ -337,25 +322,11 @@ class RLRQ(AcseApdu):
     user_information: bytes | None = field(default=None, repr=False, metadata={"secret": True})
     other_fields: OtherFields = ()
 
-    def to_bytes(self) -> bytes:
-        return _encode(
-            [
-                _opt(0x80, self.reason, lambda r: encode_integer(int(r))),
-                _opt(0xBE, self.user_information, lambda v: tlv(_OCTET_STRING, v)),
-            ],
-            self.other_fields,
-            self.TAG,
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> RLRQ:
-        elements, _ = _outer(data, cls.TAG, cls.NAME)
-        found, other = _collect(elements, {0x80: "reason", 0xBE: "user_info"}, cls.NAME)
-        return cls(
-            _get(found, "reason", _implicit_reason(ReleaseRequestReason, "release request reason")),
-            _get(found, "user_info", _explicit_octets),
-            other,
-        )
+    ELEMENTS: ClassVar[tuple[Element, ...]] = (
+        Element(0x80, "reason", _implicit_reason(ReleaseRequestReason, "release request reason"),
+                lambda r: encode_integer(int(r))),
+        _USER_INFORMATION,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,24 +340,8 @@ class RLRE(AcseApdu):
     user_information: bytes | None = None
     other_fields: OtherFields = ()
 
-    def to_bytes(self) -> bytes:
-        return _encode(
-            [
-                _opt(0x80, self.reason, lambda r: encode_integer(int(r))),
-                _opt(0xBE, self.user_information, lambda v: tlv(_OCTET_STRING, v)),
-            ],
-            self.other_fields,
-            self.TAG,
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> RLRE:
-        elements, _ = _outer(data, cls.TAG, cls.NAME)
-        found, other = _collect(elements, {0x80: "reason", 0xBE: "user_info"}, cls.NAME)
-        return cls(
-            _get(
-                found, "reason", _implicit_reason(ReleaseResponseReason, "release response reason")
-            ),
-            _get(found, "user_info", _explicit_octets),
-            other,
-        )
+    ELEMENTS: ClassVar[tuple[Element, ...]] = (
+        Element(0x80, "reason", _implicit_reason(ReleaseResponseReason, "release response reason"),
+                lambda r: encode_integer(int(r))),
+        _USER_INFORMATION,
+    )
