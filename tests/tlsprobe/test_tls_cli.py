@@ -21,11 +21,20 @@ def _creds(p) -> list[str]:
     return ["--client-cert", p.client.cert, "--client-key", p.client.key, "--ca", p.ca_cert]
 
 
+def _negative(p) -> list[str]:
+    return [
+        "--expired-client", p.expired_client.cert, p.expired_client.key,
+        "--revoked-client", p.revoked_client.cert, p.revoked_client.key,
+    ]  # fmt: skip
+
+
 def test_good_endpoint_exits_0_with_table(tls_server, test_pki, capsys) -> None:
     server = tls_server("good")
-    assert main(["tls-audit", f"127.0.0.1:{server.port}", *_creds(test_pki), "--evidence"]) == 0
+    argv = ["tls-audit", f"127.0.0.1:{server.port}", *_creds(test_pki), *_negative(test_pki)]
+    assert main([*argv, "--evidence"]) == 0
     out = capsys.readouterr().out
-    assert "TLS-MUTUAL-01" in out and "12 pass, 0 fail" in out and "sslyze" in out
+    assert "TLS-MUTUAL-01" in out and "19 pass, 0 fail, 0 inconclusive, 1 n/a" in out
+    assert "sslyze" in out
     assert "handshake without a client certificate: rejected" in out  # --evidence
 
 
@@ -33,10 +42,13 @@ def test_flawed_endpoint_exits_1_and_json_has_the_results_shape(
     tls_server, test_pki, capsys
 ) -> None:
     server = tls_server("no-client-auth")
-    assert main(["tls-audit", f"127.0.0.1:{server.port}", *_creds(test_pki), "--json"]) == 1
+    argv = ["tls-audit", f"127.0.0.1:{server.port}", *_creds(test_pki), *_negative(test_pki)]
+    assert main([*argv, "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "metercert-results" and doc["schema_version"] == 1
-    assert doc["summary"] == {"pass": 11, "fail": 1, "inconclusive": 0, "not-applicable": 0}
+    assert doc["summary"] == {"pass": 17, "fail": 2, "inconclusive": 0, "not-applicable": 1}
+    failed = {c["id"] for c in doc["checks"] if c["verdict"] == "fail"}
+    assert failed == {"TLS-MUTUAL-01", "TLS-CLIENTVAL-01"}
     by_id = {c["id"]: c for c in doc["checks"]}
     mutual = by_id["TLS-MUTUAL-01"]
     assert (

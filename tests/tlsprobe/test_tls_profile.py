@@ -21,7 +21,7 @@ def test_shipped_profile_values_and_sources() -> None:
     assert {"NULL", "anon", "EXPORT", "RC4", "3DES", "CBC-SHA1"} <= set(p.forbidden_cipher_families)
     assert p.recommend_tls13 and p.require_revocation_info and p.require_client_auth
     # every setting cites its source; recalled ones are marked [verify]
-    assert all(p.source(k) for k in p.sources) and len(p.sources) == 18
+    assert all(p.source(k) for k in p.sources) and len(p.sources) == 21
     assert "[verify]" in p.source("min_rsa_bits")
 
 
@@ -91,3 +91,15 @@ def test_missing_source_missing_setting_bad_yaml_and_missing_file(tmp_path: Path
 def test_a_tightened_copy_loads(tmp_path: Path) -> None:
     p = load_profile(_write(tmp_path, _edited('value: "1.2"', 'value: "1.3"')))
     assert p.min_tls_version == "TLS 1.3" and p.path == str(tmp_path / "profile.yaml")
+
+
+def test_settings_added_later_are_optional_with_cited_defaults(tmp_path) -> None:
+    """A lab's copy of the first profile version still loads; new settings get defaults."""
+    from metercert.tlsprobe import profile as profile_module
+
+    shipped = Path(profile_module.__file__).parent / "profiles" / "iec62351-3.yaml"
+    old = shipped.read_text().split("\nmax_session_lifetime_s:")[0]
+    (tmp_path / "old.yaml").write_text(old)
+    p = load_profile(tmp_path / "old.yaml")
+    assert p.max_session_lifetime_s == 86400 and p.require_extended_master_secret is True
+    assert "built-in default" in p.source("min_group_security_bits")

@@ -43,6 +43,23 @@ def register(subparsers: Any) -> None:
         "--profile", metavar="FILE", help="TLS profile YAML (default: built-in iec62351-3)"
     )
     audit.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="name or IP the server certificate must carry (default: the HOST audited)",
+    )
+    audit.add_argument(
+        "--expired-client",
+        nargs=2,
+        metavar=("CERT", "KEY"),
+        help="an expired client certificate + key from the operator CA (must be refused)",
+    )
+    audit.add_argument(
+        "--revoked-client",
+        nargs=2,
+        metavar=("CERT", "KEY"),
+        help="a revoked client certificate + key from the operator CA (must be refused)",
+    )
+    audit.add_argument(
         "--json", action="store_true", help="print results JSON (metercert-results shape)"
     )
     audit.add_argument("--evidence", action="store_true", help="print each check's evidence")
@@ -144,6 +161,9 @@ def _tls_audit(args: argparse.Namespace) -> int:
         ca=args.ca,
         profile=args.profile,
         timeout=args.timeout,
+        server_name=args.server_name,
+        expired_client=tuple(args.expired_client) if args.expired_client else None,
+        revoked_client=tuple(args.revoked_client) if args.revoked_client else None,
     )
     console = Console(stderr=args.json)
     started = dt.datetime.now(dt.UTC)
