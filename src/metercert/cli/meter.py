@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="serial rate (with --optical: the rate after the opening)")
     serve.add_argument("--optical", action="store_true",
                        help="with --pty/--serial: IEC 62056-21 mode E opening at 300 baud first")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help="open TCP connections at most (default: what ulimit -n leaves); "
+                            "idle ones are shed first")
+    serve.add_argument("--max-per-peer", type=int, default=512, metavar="N",
+                       help="open TCP connections per peer address at most (default 512)")
+    serve.add_argument("--head-end", action="append", default=[], metavar="ADDR",
+                       help="peer address that may use the reserved slots and is never shed "
+                            "(repeatable)")
     serve.add_argument("--ready-line", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     profiles = cmds.add_parser("profiles", help="list the built-in meter profiles")
@@ -74,6 +82,8 @@ def _ssl_context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _serve(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 20000:
         raise UsageError("--count must be between 1 and 20000")
+    if args.max_connections is not None and args.max_connections < 1 or args.max_per_peer < 1:
+        raise UsageError("--max-connections and --max-per-peer must be at least 1")
     if not 0 <= args.port <= 65535 or (args.port and args.port + args.count - 1 > 65535):
         raise UsageError(f"--port {args.port}: a TCP/UDP port is 0-65535 (0: any free port), "
                          "and the last of --count consecutive ports must be too")
@@ -109,11 +119,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespace, ssl) -> int:  # type: ignore[no-untyped-def]
+    from metercert.meter.limits import ConnectionLimits
     from metercert.meter.server import MeterFleet
 
     fleet = MeterFleet(profile, state_dir, host=args.host, port=args.port, count=args.count,
                        framing=args.framing, ssl=ssl, transport="udp" if args.udp else "tcp",
                        capture_dir=Path(args.capture) if args.capture else None,
+                       limits=ConnectionLimits(total=args.max_connections,
+                                               per_peer=args.max_per_peer,
+                                               head_end=frozenset(args.head_end)),
                        line=f"pty:{args.pty}" if args.pty else args.serial, baud=args.baud,
                        optical=args.optical)
     fresh_state = not state_dir.exists()

@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metercert.errors import UsageError
 from metercert.meter.capture import ConnectionRecorder, PcapRecorder
+from metercert.meter.limits import (
+    Connection,
+    ConnectionGate,
+    ConnectionLimits,
+    default_total,
+    quiet_accept_errors,
+)
 from metercert.meter.model import Meter
 from metercert.meter.profile import MeterProfile
 from metercert.meter.rbac import load_rbac
@@ -44,8 +52,12 @@ _SESSIONS_PER_CONNECTION = 16
 
 async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float = 120.0,
                         executor: Executor | None = None,
-                        pcap: PcapRecorder | None = None) -> None:
+                        pcap: PcapRecorder | None = None,
+                        on_frame: Callable[[], None] | None = None) -> None:
     """Run associations on one connection until the peer leaves or a frame is bad.
+
+    ``on_frame`` is called for every whole frame received (the connection gate sheds
+    connections that never send one first).
 
     With an ``executor`` each request is handled in a worker thread: the session persists
     received counters with fdatasync before it executes a request, and that sync must not
@@ -67,6 +79,8 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
                     meter.wedged = True  # the flaw: deaf on every connection until restart
                     log.info("meter %d wedged by an oversized frame", meter.state.index)
                 raise
+            if on_frame is not None:
+                on_frame()
             if meter.wedged:
                 continue  # accepted and read, never answered
             client_sap, server_sap = stream.client_address or 16, stream.server_address or 1
@@ -120,6 +134,9 @@ class MeterFleet:
     executor: ThreadPoolExecutor | None = None
     capture_dir: Path | None = None
     pcap: PcapRecorder | None = None
+    #: caps on open TCP connections (see metercert.meter.limits)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    gate: ConnectionGate | None = None
     #: serve HDLC on a serial line instead: a device path, or "pty:LINK" for a new
     #: pseudo-terminal reached through the symlink LINK (see transport.serial)
     line: str | None = None
@@ -137,6 +154,8 @@ class MeterFleet:
         # requests run in threads so that one meter's counter sync never blocks the others
         self.executor = ThreadPoolExecutor(max_workers=min(32, 4 + self.count),
                                            thread_name_prefix="meter")
+        self.gate = ConnectionGate(self.limits, self.limits.total or default_total(self.count))
+        self._loud_accept = quiet_accept_errors(asyncio.get_running_loop(), self.gate.log)
         # the wedge flaw must see a 65535-byte header as soon as it arrives: one byte below
         # the field's maximum makes the framing refuse it at once
         max_frame = (MAX_PAYLOAD_FIELD - 1 if self.profile.has("wedged-by-oversized-frame")
@@ -151,14 +170,23 @@ class MeterFleet:
 
             async def handler(stream: ApduStream, meter: Meter = meter,
                               slots: asyncio.Semaphore | None = slots) -> None:
-                if slots is None:
-                    await serve_session(meter, stream, idle_timeout=self.idle_timeout,
-                                        executor=self.executor, pcap=self.pcap)
+                conn = self._admit(stream)
+                if conn is None:
                     return
-                async with slots:
-                    if not stream.closed:
+                try:
+                    if slots is None:
                         await serve_session(meter, stream, idle_timeout=self.idle_timeout,
-                                            executor=self.executor, pcap=self.pcap)
+                                            executor=self.executor, pcap=self.pcap,
+                                            on_frame=conn.touch)
+                        return
+                    async with slots:
+                        if not stream.closed:
+                            await serve_session(meter, stream, idle_timeout=self.idle_timeout,
+                                                executor=self.executor, pcap=self.pcap,
+                                                on_frame=conn.touch)
+                finally:
+                    if self.gate is not None:
+                        self.gate.release(conn)
 
             if self.line is not None:
                 from metercert.transport.serial import serve_meter_line
@@ -173,6 +201,16 @@ class MeterFleet:
                                           max_frame=max_frame)
             self.servers.append(server)
 
+    def _admit(self, stream: ApduStream) -> Connection | None:
+        """Register a new TCP connection with the gate (None: it was refused and closed)."""
+        peer = stream.get_extra_info("peername")
+        if self.gate is None or self.transport != "tcp" or not isinstance(peer, tuple):
+            return Connection("", stream.close, 0.0)  # datagram sessions cost no descriptor
+        conn = self.gate.admit(str(peer[0]), stream.close)
+        if conn is None:
+            stream.close()
+        return conn
+
     @property
     def endpoints(self) -> list[tuple[str, int]]:
         return [(s.host, s.port) for s in self.servers]
@@ -184,6 +222,10 @@ class MeterFleet:
         return write_key_file(path, sets)
 
     async def stop(self) -> None:
+        restore = getattr(self, "_loud_accept", None)
+        if restore is not None:
+            restore()
+            self._loud_accept = None
         for server in self.servers:
             server.close()
         for server in self.servers:
