@@ -116,7 +116,7 @@ def test_udp_means_the_wrapper_without_tls() -> None:
             await open_dlms_connection(LOOPBACK, 4059, transport="udp", framing="hdlc")
         with pytest.raises(UsageError, match="wrapper"):
             await serve_dlms(echo, LOOPBACK, 0, transport="udp", framing="hdlc")
-        with pytest.raises(UsageError, match="tcp or udp"):
+        with pytest.raises(UsageError, match="tcp, udp"):
             await serve_dlms(echo, LOOPBACK, 0, transport="sctp")  # type: ignore[arg-type]
 
     run(main())

@@ -20,11 +20,14 @@ Data. An APDU travels in the information field of I-frames, behind the LLC
 header E6 E6 00 (client to server) or E6 E7 00 (server to client). If the LLC
 header and APDU exceed the negotiated maximum information field, they are cut
 into segments; every segment but the last has the segmentation bit set in the
-format field. This implementation uses a window of one frame, the form every
-DLMS meter supports: each I-frame carries the poll/final bit and is answered
-before the next is sent. The receiver of a non-final segment acknowledges it
-with RR whose N(R) is the next frame it expects; the sender then sends the next
-segment. Every I-frame says which frame it is (N(S), checked against our V(R))
+format field. The window (negotiated in SNRM/UA, 1 unless both sides offer more)
+is how many I-frames a station sends before it waits for an acknowledgement:
+only the last frame of such a burst (or the last segment of the APDU) carries
+the poll/final bit. The receiver acknowledges a non-final segment that carries
+the poll bit with RR whose N(R) is the next frame it expects; the sender then
+sends the next burst. A burst longer than the receiver's window, or an RR that
+does not acknowledge the whole burst, is a protocol violation (a window of one,
+the form every DLMS meter supports, answers every segment). Every I-frame says which frame it is (N(S), checked against our V(R))
 and acknowledges the peer's frames (N(R), checked against our V(S)); numbers
 count modulo 8. After the client's last segment the poll belongs to the
 server, which answers with its own I-frame(s); after the server's last
@@ -178,9 +181,8 @@ class HdlcConnection:
         self.server_address = self._configured_server
         if role is Role.CLIENT and (self.client_address is None or self.server_address is None):
             raise ProtocolViolation("an HDLC client needs both a client and a server address")
-        # Only a window of one is implemented, so that is all we ever offer.
-        self.offered = replace(parameters, window_tx=1, window_rx=1)
-        self.negotiated = self.offered
+        self.offered = parameters
+        self.negotiated = replace(parameters, window_tx=1, window_rx=1)
         self.max_apdu = max_apdu
         self.drop_bad_frames = drop_bad_frames
         self.state = LinkState.DISCONNECTED
@@ -193,6 +195,7 @@ class HdlcConnection:
         self._tx_segments: deque[bytes] = deque()
         self._pending: deque[bytes] = deque()
         self._rx = bytearray()
+        self._rx_burst = 0  # I-frames received since the last one carrying the poll bit
 
     # --- the caller's side --------------------------------------------------------
 
@@ -281,10 +284,11 @@ class HdlcConnection:
             return self.client_address, self.server_address
         return self.server_address, self.client_address
 
-    def _emit(self, kind: FrameKind, *, info: bytes = b"", segmented: bool = False) -> None:
+    def _emit(self, kind: FrameKind, *, info: bytes = b"", segmented: bool = False,
+              pf: bool = True) -> None:
         own, peer = self._own_and_peer()
         assert own is not None and peer is not None
-        self._out += encode_frame(HdlcFrame(peer, own, kind, True, self._vs, self._vr,
+        self._out += encode_frame(HdlcFrame(peer, own, kind, pf, self._vs, self._vr,
                                             segmented, info))
 
     def _reply_dm(self, frame: HdlcFrame) -> None:
@@ -306,10 +310,16 @@ class HdlcConnection:
             self.state = LinkState.IDLE
 
     def _send_next_segment(self) -> None:
-        piece = self._tx_segments.popleft()
-        more = bool(self._tx_segments)
-        self._emit(FrameKind.I, info=piece, segmented=more)
-        self._vs = (self._vs + 1) % 8
+        """Send the next burst: up to a window of segments, the poll bit on the last."""
+        more = True
+        for sent in range(1, self.negotiated.window_tx + 1):
+            piece = self._tx_segments.popleft()
+            more = bool(self._tx_segments)
+            self._emit(FrameKind.I, info=piece, segmented=more,
+                       pf=not more or sent == self.negotiated.window_tx)
+            self._vs = (self._vs + 1) % 8
+            if not more:
+                break
         if more:
             self.state = LinkState.SENDING
         elif self.role is Role.CLIENT:
@@ -323,6 +333,7 @@ class HdlcConnection:
 
     def _reset_sequence(self) -> None:
         self._vs = self._vr = 0
+        self._rx_burst = 0
         self._rx.clear()
         self._tx_segments.clear()
         self._pending.clear()
@@ -351,6 +362,16 @@ class HdlcConnection:
         else:
             self._server_handle(frame)
 
+    def _negotiate(self, theirs: HdlcParameters) -> HdlcParameters:
+        """Each direction takes the smaller of what its sender and its receiver offered
+        (a SNRM or UA without a parameter field offers the defaults: 128 bytes, window 1)."""
+        return HdlcParameters(
+            max_info_tx=min(self.offered.max_info_tx, theirs.max_info_rx),
+            max_info_rx=min(self.offered.max_info_rx, theirs.max_info_tx),
+            window_tx=min(self.offered.window_tx, theirs.window_rx),
+            window_rx=min(self.offered.window_rx, theirs.window_tx),
+        )
+
     def _check_info_limit(self, frame: HdlcFrame) -> None:
         if len(frame.info) > self.negotiated.max_info_rx:
             raise FrameTooLarge(
@@ -365,6 +386,10 @@ class HdlcConnection:
         if frame.nr != self._vs:
             raise ProtocolViolation(f"HDLC I-frame N(R)={frame.nr}, expected {self._vs}")
         self._check_info_limit(frame)
+        self._rx_burst = 0 if frame.pf else self._rx_burst + 1
+        if self._rx_burst >= self.negotiated.window_rx:
+            raise ProtocolViolation(f"HDLC peer sent more than its window of "
+                                    f"{self.negotiated.window_rx} I-frame(s) without the poll bit")
         if len(self._rx) + len(frame.info) > self.max_apdu + len(LLC_COMMAND):
             raise FrameTooLarge(f"reassembled HDLC APDU exceeds the {self.max_apdu}-byte limit")
         self._vr = (self._vr + 1) % 8
@@ -398,11 +423,7 @@ class HdlcConnection:
             self._close(reason)
             return
         if state is LinkState.CONNECTING and kind is FrameKind.UA:
-            theirs = HdlcParameters.from_info(frame.info)
-            self.negotiated = HdlcParameters(
-                max_info_tx=min(self.offered.max_info_tx, theirs.max_info_rx),
-                max_info_rx=min(self.offered.max_info_rx, theirs.max_info_tx),
-            )
+            self.negotiated = self._negotiate(HdlcParameters.from_info(frame.info))
             self._reset_sequence()
             self.state = LinkState.IDLE
             self._events.append(LinkEstablished(self.negotiated))
@@ -420,7 +441,7 @@ class HdlcConnection:
                 if self._accept_i_frame(frame):
                     self.state = LinkState.IDLE
                     self._deliver(LLC_RESPONSE)
-                else:
+                elif frame.pf:  # the end of the server's burst: acknowledge it
                     self._emit(FrameKind.RR)
                 return
             if kind in (FrameKind.RR, FrameKind.RNR) and not self._rx:
@@ -441,10 +462,7 @@ class HdlcConnection:
             self.server_address = HdlcAddress(frame.dest.upper, frame.dest.lower,
                                               frame.dest.size)
             self.client_address = frame.source
-            self.negotiated = HdlcParameters(
-                max_info_tx=min(self.offered.max_info_tx, theirs.max_info_rx),
-                max_info_rx=min(self.offered.max_info_rx, theirs.max_info_tx),
-            )
+            self.negotiated = self._negotiate(theirs)
             self._reset_sequence()
             self.state = LinkState.IDLE
             self._emit(FrameKind.UA, info=self.negotiated.to_info())
@@ -469,7 +487,7 @@ class HdlcConnection:
                 if self._accept_i_frame(frame):
                     self.state = LinkState.RESPONDING
                     self._deliver(LLC_COMMAND)
-                else:
+                elif frame.pf:  # the end of the client's burst: acknowledge it
                     self._emit(FrameKind.RR)
                 return
             self._check_rr(frame)

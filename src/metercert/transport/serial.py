@@ -41,6 +41,7 @@ from metercert.errors import ConnectionFailed, UsageError
 from metercert.transport.errors import ConnectionClosed, TransportTimeout
 from metercert.transport.hdlc import DEFAULT_PARAMETERS, HdlcAddress, HdlcConnection, Role
 from metercert.transport.stream import (
+    SERVER_PARAMETERS,
     ApduStream,
     DlmsServer,
     _HdlcLink,
@@ -619,7 +620,7 @@ async def serve_serial_dlms(
             line.unread(first)
             link = _HdlcLink(HdlcConnection(
                 Role.SERVER, client_address=None, server_address=server_address,
-                parameters=hdlc_parameters or DEFAULT_PARAMETERS, max_apdu=max_frame))
+                parameters=hdlc_parameters or SERVER_PARAMETERS, max_apdu=max_frame))
             # on an optical port a sign-on before SNRM starts over (a probe that left
             # without HDLC need not wait out the inactivity time-out)
             channel = line.channel(owns_line=False, sign_on_ends=(

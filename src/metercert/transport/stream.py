@@ -62,6 +62,9 @@ log = logging.getLogger("metercert.transport")
 Framing = Literal["wrapper", "hdlc"]
 Transport = Literal["tcp", "udp", "serial", "optical"]
 DEFAULT_IDLE_TIMEOUT = 120.0  # the HDLC inactivity time-out default, used for both framings
+#: What a server offers in UA: the default information field, windows up to 7 frames
+#: (a client that offers none gets the standard window of 1).
+SERVER_PARAMETERS = HdlcParameters(window_tx=7, window_rx=7)
 _READ_CHUNK = 65536
 _REPOLL_DELAY = 0.05  # HDLC client: pause before polling a server that had nothing yet
 
@@ -540,7 +543,7 @@ async def serve_dlms(
     max_frame: int = DEFAULT_MAX_PAYLOAD,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     server_address: int | None = None,
-    hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
+    hdlc_parameters: HdlcParameters = SERVER_PARAMETERS,
     max_connections: int | None = None,
     transport: Transport = "tcp",
 ) -> DlmsServer:
