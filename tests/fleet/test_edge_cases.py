@@ -191,3 +191,15 @@ def test_threads_in_one_process_never_share_row_ids(tmp_path: Path) -> None:
     assert not errors
     ids = [r["id"] for r in rows(tmp_path / "d")]
     assert len(ids) == len(set(ids)) > 0
+
+
+def test_parallel_ingest_matches_the_serial_one(tmp_path: Path) -> None:
+    files = [CASES[n](tmp_path / n).files[0] for n in ("encryption-only", "sc-downgrade",
+                                                         "clones")]
+    serial = ingest(files, tmp_path / "s")
+    parallel = ingest(files, tmp_path / "p", jobs=2)
+    assert parallel.rows == serial.rows
+    ids = [r["id"] for r in rows(tmp_path / "p")]
+    assert len(ids) == len(set(ids)) == serial.rows
+    assert {f.key()[0] for f in scan(tmp_path / "p")} == {f.key()[0] for f in scan(
+        tmp_path / "s")}

@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="DLMS TCP/UDP port (repeatable; default: DLMS is recognised on any "
                           "port by its framing)")
     ing.add_argument("--keys", help="key file: verify GCM tags, record tag_ok and plain_tag")
+    ing.add_argument("--jobs", type=int, default=1,
+                     help="read captures in this many processes, each file on its own "
+                          "(default 1: files continue each other and duplicates across "
+                          "files are dropped)")
     ing.add_argument("--mapping", help="YAML column mapping for head-end logs")
     ing.add_argument("--map", action="append", default=[], metavar="COLUMN=SOURCE",
                      help="one column mapping for logs (repeatable; overrides --mapping)")
@@ -81,8 +85,11 @@ def _ingest(args: argparse.Namespace) -> int:
         def done(path: Path, rows: int) -> None:
             prog.update(task, advance=1, description=f"{path.name}: {rows} APDUs")
 
+        if args.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
         result = ingest(args.captures, args.out, port=args.port, keys=args.keys,
-                        mapping=args.mapping, map_options=args.map, on_file=done)
+                        mapping=args.mapping, map_options=args.map, on_file=done,
+                        jobs=args.jobs)
     extra = ""
     st = result.stats
     if st:

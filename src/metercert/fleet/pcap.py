@@ -24,14 +24,14 @@ that completed it, never earlier than the previous APDU of its stream.
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import dpkt
 
@@ -59,15 +59,15 @@ _GAP_SEGMENTS = 64  # later segments held before a never-filled gap is skipped
 _DEDUP_WINDOW = 1 << 20  # UDP datagram digests remembered for cross-file duplicates
 
 
-@dataclass(frozen=True)
-class WireApdu:
+class WireApdu(NamedTuple):
     """One APDU as it crossed the wire, with where and when.
 
-    ``endpoint`` is the meter side's network path (``ip:port`` plus the HDLC server
-    address or wrapper wPort): the meter's identity when its system title is unknown.
+    ``ts`` is microseconds since 1970 (UTC). ``endpoint`` is the meter side's network
+    path (``ip:port`` plus the HDLC server address or wrapper wPort): the meter's
+    identity when its system title is unknown. (A named tuple: one per APDU.)
     """
 
-    ts: datetime
+    ts: int
     direction: str  # c2s | s2c
     client_addr: str
     server_addr: str
@@ -75,7 +75,7 @@ class WireApdu:
     server_sap: int | None
     link: str  # wrapper | hdlc
     stream: str
-    apdu: bytes = field(repr=False)
+    apdu: bytes
     endpoint: str = ""
     source: str = ""
 
@@ -93,6 +93,7 @@ class CaptureStats:
     resyncs: int = 0
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _addr(ip: bytes, port: int) -> str:
     if len(ip) == 16:
         return f"[{socket.inet_ntop(socket.AF_INET6, ip)}]:{port}"
@@ -240,7 +241,7 @@ class _HalfStream:
         self.next_seq: int | None = None
         self.pending: dict[int, bytes] = {}
         self.framer = _Framer(strict=strict)
-        self.last_ts: datetime | None = None
+        self.last_ts: int | None = None
         self.opened = False  # this side sent the first SYN (it is the TCP client)
 
     def syn(self, seq: int) -> None:
@@ -326,20 +327,111 @@ def open_capture(path: str | Path) -> tuple[Any, BinaryIO]:
     raise InputFileError(f"capture {p}: not a pcap or pcapng file")
 
 
-def _ip_layer(linktype: int, buf: bytes) -> Any:
-    if linktype == dpkt.pcap.DLT_EN10MB:
-        frame = dpkt.ethernet.Ethernet(buf)
-        return frame.data
-    if linktype in (dpkt.pcap.DLT_RAW, 101, 12, 14):
-        version = buf[0] >> 4 if buf else 0
-        return dpkt.ip6.IP6(buf) if version == 6 else dpkt.ip.IP(buf)
-    if linktype == dpkt.pcap.DLT_LINUX_SLL:
-        return dpkt.sll.SLL(buf).data
-    if linktype == _DLT_LINUX_SLL2:  # tcpdump -i any on recent Linux
-        return dpkt.sll2.SLL2(buf).data
-    if linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
-        return dpkt.loopback.Loopback(buf).data
-    return None
+_SYN, _ACK, _FIN, _RST = 0x02, 0x10, 0x01, 0x04
+_REC = struct.Struct("<IIII")
+_REC_BE = struct.Struct(">IIII")
+_TCP_HEAD = struct.Struct(">HHI")
+_ETHER_SKIP = {0x8100: 4, 0x88A8: 4}  # VLAN tags before the real EtherType
+Packet = tuple[int, bytes, bytes, int, int, int, int, int, bytes]
+
+
+def _classic_records(fh: BinaryIO, st: CaptureStats) -> Iterator[tuple[int, bytes]]:
+    """(microseconds, frame) of a classic pcap, read in large blocks (no per-packet
+    objects: the fast path of the ingest)."""
+    fh.seek(0)
+    head = fh.read(24)
+    magic = head[:4]
+    rec = _REC if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else _REC_BE
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    buf = b""
+    pos = 0
+    while True:
+        if len(buf) - pos < 16:
+            more = fh.read(1 << 22)
+            buf = buf[pos:] + more
+            pos = 0
+            if len(buf) < 16:
+                if buf:
+                    st.bad_frames += 1  # a truncated tail: keep what we have
+                return
+        sec, frac, incl, _orig = rec.unpack_from(buf, pos)
+        end = pos + 16 + incl
+        if end > len(buf):
+            more = fh.read(max(1 << 22, incl + 16))
+            if not more:
+                st.bad_frames += 1
+                return
+            buf = buf[pos:] + more
+            pos = 0
+            continue
+        yield sec * 1_000_000 + (frac // 1000 if nano else frac), buf[pos + 16:end]
+        pos = end
+
+
+def _pcapng_records(reader: Any, st: CaptureStats) -> Iterator[tuple[int, bytes]]:
+    records = iter(reader)
+    while True:
+        try:
+            ts, buf = next(records)
+        except StopIteration:
+            return
+        except (dpkt.dpkt.Error, ValueError, EOFError, OSError, struct.error):
+            st.bad_frames += 1  # a truncated tail: keep what we have
+            return
+        yield round(float(ts) * 1_000_000), buf
+
+
+def _parse(linktype: int, buf: bytes) -> Packet | None:
+    """(protocol, src ip, dst ip, sport, dport, seq, flags, ip id, payload) of a TCP or
+    UDP packet over IPv4/IPv6; protocol 0 for other IP traffic; None if not IP."""
+    try:
+        if linktype == 1:  # Ethernet
+            etype, off = int.from_bytes(buf[12:14], "big"), 14
+            while etype in _ETHER_SKIP:
+                etype, off = int.from_bytes(buf[off + 2:off + 4], "big"), off + 4
+        elif linktype in (101, 12, 14):  # raw IP
+            etype, off = (0x86DD if buf[0] >> 4 == 6 else 0x0800), 0
+        elif linktype == 113:  # Linux cooked
+            etype, off = int.from_bytes(buf[14:16], "big"), 16
+        elif linktype == _DLT_LINUX_SLL2:
+            etype, off = int.from_bytes(buf[0:2], "big"), 20
+        elif linktype in (0, 108):  # BSD loopback: address family in host order
+            fam = int.from_bytes(buf[0:4], "little")
+            fam = fam if fam < 0x10000 else int.from_bytes(buf[0:4], "big")
+            etype, off = (0x0800 if fam == 2 else 0x86DD if fam in (10, 24, 28, 30) else 0), 4
+        else:
+            return None
+        if etype == 0x0800:
+            ihl = (buf[off] & 0x0F) * 4
+            total = int.from_bytes(buf[off + 2:off + 4], "big")
+            proto = buf[off + 9]
+            src, dst = buf[off + 12:off + 16], buf[off + 16:off + 20]
+            ipid = int.from_bytes(buf[off + 4:off + 6], "big")
+            if int.from_bytes(buf[off + 6:off + 8], "big") & 0x3FFF:
+                return (0, src, dst, 0, 0, 0, 0, 0, b"")  # a fragment: not reassembled
+            l4 = off + ihl
+            stop = off + total if total else len(buf)
+        elif etype == 0x86DD:
+            proto = buf[off + 6]
+            src, dst = buf[off + 8:off + 24], buf[off + 24:off + 40]
+            ipid = 0
+            l4 = off + 40
+            stop = l4 + int.from_bytes(buf[off + 4:off + 6], "big")
+        else:
+            return None
+        if proto == 6:
+            sport, dport, seq = _TCP_HEAD.unpack_from(buf, l4)
+            doff = (buf[l4 + 12] >> 4) * 4
+            return (6, src, dst, sport, dport, seq, buf[l4 + 13], ipid, buf[l4 + doff:stop])
+        if proto == 17:
+            sport, dport = int.from_bytes(buf[l4:l4 + 2], "big"), int.from_bytes(
+                buf[l4 + 2:l4 + 4], "big")
+            ulen = int.from_bytes(buf[l4 + 4:l4 + 6], "big")
+            return (17, src, dst, sport, dport, 0, 0, ipid, buf[l4 + 8:min(stop, l4 + ulen)
+                                                                 if ulen >= 8 else stop])
+        return (0, src, dst, 0, 0, 0, 0, 0, b"")
+    except (IndexError, struct.error):
+        return None
 
 
 def _endpoint(server: str, link: str, server_address: Any) -> str:
@@ -375,7 +467,7 @@ class CaptureReader:
         self._udp_seen: OrderedDict[int, int] = OrderedDict()
         self._file_no = 0
         self._last_source = ""
-        self._last_when = datetime(1970, 1, 1, tzinfo=UTC)
+        self._last_when = 0
 
     def _conn_key(self, a: tuple[bytes, int], b: tuple[bytes, int]) -> tuple[bytes, int, bytes, int]:
         lo, hi = (a, b) if a <= b else (b, a)
@@ -410,7 +502,7 @@ class CaptureReader:
             return peer
         return peer  # nothing to go on: the first sender asks, so it is the client
 
-    def _emit(self, conn: _Conn, when: datetime, sender: tuple[bytes, int],
+    def _emit(self, conn: _Conn, when: int, sender: tuple[bytes, int],
               peer: tuple[bytes, int], link: str, apdu: bytes, src: Any, dst: Any,
               source: str, half: _HalfStream | None) -> WireApdu:
         self._role(conn, sender, peer, apdu)
@@ -435,49 +527,39 @@ class CaptureReader:
         src_name = source if source is not None else str(path)
         self._last_source = src_name
         reader, fh = open_capture(path)
+        ports = self.ports
         try:
+            if isinstance(reader, dpkt.pcap.Reader):
+                records: Iterator[tuple[int, bytes]] = _classic_records(fh, st)
+            else:
+                records = _pcapng_records(reader, st)
             linktype = reader.datalink()
-            records = iter(reader)
-            while True:
-                try:
-                    ts, buf = next(records)
-                except StopIteration:
-                    break
-                except (dpkt.dpkt.Error, ValueError, EOFError, OSError, struct.error):
-                    st.bad_frames += 1  # a truncated tail: keep what we have
-                    break
+            for when, buf in records:
                 st.packets += 1
-                try:
-                    ip = _ip_layer(linktype, buf)
-                except (dpkt.dpkt.Error, ValueError, IndexError, struct.error):
+                pkt = _parse(linktype, buf)
+                if pkt is None:
                     st.not_ip += 1
                     continue
-                if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
-                    st.not_ip += 1
+                proto, src, dst, sport, dport, seq, flags, ipid, data = pkt
+                if proto == 0 or (ports is not None and sport not in ports
+                                  and dport not in ports):
                     continue
-                l4 = ip.data
-                if not isinstance(l4, (dpkt.tcp.TCP, dpkt.udp.UDP)):
-                    continue
-                if self.ports is not None and l4.sport not in self.ports \
-                        and l4.dport not in self.ports:
-                    continue
-                when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(
-                    float(ts) * 1_000_000))
                 self._last_when = when
-                sender, peer = (ip.src, l4.sport), (ip.dst, l4.dport)
-                if isinstance(l4, dpkt.udp.UDP):
-                    yield from self._udp(ip, l4, when, sender, peer, src_name, file_no)
+                if proto == 17:
+                    yield from self._udp(src, dst, sport, dport, ipid, data, when, src_name,
+                                         file_no)
                 else:
-                    yield from self._tcp(l4, when, sender, peer, src_name)
+                    yield from self._tcp((src, sport), (dst, dport), flags, seq, data, when,
+                                         src_name)
         finally:
             fh.close()
 
-    def _udp(self, ip: Any, l4: Any, when: datetime, sender: tuple[bytes, int],
-             peer: tuple[bytes, int], source: str, file_no: int) -> Iterator[WireApdu]:
-        data = bytes(l4.data)
+    def _udp(self, src: bytes, dst: bytes, sport: int, dport: int, ipid: int, data: bytes,
+             when: int, source: str, file_no: int) -> Iterator[WireApdu]:
         if not data:
             return
-        digest = hash((ip.src, ip.dst, l4.sport, l4.dport, getattr(ip, "id", 0), data))
+        sender, peer = (src, sport), (dst, dport)
+        digest = hash((src, dst, sport, dport, ipid, data))
         seen = self._udp_seen.get(digest)
         if seen is not None and seen != file_no:
             self.stats.duplicate_packets += 1  # the same datagram in another file
@@ -498,20 +580,19 @@ class CaptureReader:
             return
         self._conns[key] = conn
         self.stats.dlms_packets += 1
-        for apdu, src, dst in out:
-            yield self._emit(conn, when, sender, peer, framer.link or "wrapper", apdu, src, dst,
-                             source, None)
+        for apdu, src_a, dst_a in out:
+            yield self._emit(conn, when, sender, peer, framer.link or "wrapper", apdu, src_a,
+                             dst_a, source, None)
 
-    def _tcp(self, l4: Any, when: datetime, sender: tuple[bytes, int],
-             peer: tuple[bytes, int], source: str) -> Iterator[WireApdu]:
+    def _tcp(self, sender: tuple[bytes, int], peer: tuple[bytes, int], flags: int, seq: int,
+             data: bytes, when: int, source: str) -> Iterator[WireApdu]:
         key = self._conn_key(sender, peer)
-        flags = l4.flags
         conn = self._conns.get(key)
-        if flags & dpkt.tcp.TH_SYN:
+        if flags & _SYN:
             half = conn.halves.get(sender) if conn is not None else None
-            if half is not None and half.isn == l4.seq:
+            if half is not None and half.isn == seq:
                 return  # the same SYN again (another probe's copy, or a retransmission)
-            if not flags & dpkt.tcp.TH_ACK or conn is None:
+            if not flags & _ACK or conn is None:
                 gen = self._generation.get(key, 0) + 1
                 self._generation[key] = gen
                 self.stats.streams += 1
@@ -520,8 +601,8 @@ class CaptureReader:
                 conn = _Conn(f"tcp {_addr(*sender)}-{_addr(*peer)}#{gen}")
                 self._conns[key] = conn
             half = _HalfStream(strict=True)
-            half.syn(l4.seq)
-            half.opened = not flags & dpkt.tcp.TH_ACK
+            half.syn(seq)
+            half.opened = not flags & _ACK
             conn.halves[sender] = half
             return
         if conn is None:  # capture began mid-connection
@@ -532,18 +613,16 @@ class CaptureReader:
         if half is None:
             half = _HalfStream(strict=False)
             conn.halves[sender] = half
-        data = bytes(l4.data)
         if data:
-            before = half.framer.frames
-            for chunk in half.segment(l4.seq, data, self.stats):
+            for chunk in half.segment(seq, data, self.stats):
                 yield from self._frames(conn, half, chunk, when, sender, peer, source)
-            if half.framer.frames > before or half.framer.frames:
+            if half.framer.frames:
                 self.stats.dlms_packets += 1
-        if flags & (dpkt.tcp.TH_FIN | dpkt.tcp.TH_RST):
+        if flags & (_FIN | _RST):
             for chunk in half.skip_gap(self.stats) if half.pending else []:
                 yield from self._frames(conn, half, chunk, when, sender, peer, source)
 
-    def _frames(self, conn: _Conn, half: _HalfStream, chunk: bytes | None, when: datetime,
+    def _frames(self, conn: _Conn, half: _HalfStream, chunk: bytes | None, when: int,
                 sender: tuple[bytes, int], peer: tuple[bytes, int],
                 source: str) -> Iterator[WireApdu]:
         if chunk is None:
@@ -553,7 +632,7 @@ class CaptureReader:
             yield self._emit(conn, when, sender, peer, half.framer.link or "wrapper", apdu,
                              src, dst, source, half)
 
-    def _finish(self, conn: _Conn, when: datetime, source: str) -> Iterator[WireApdu]:
+    def _finish(self, conn: _Conn, when: int, source: str) -> Iterator[WireApdu]:
         for sender, half in list(conn.halves.items()):
             while half.pending:
                 chunks = half.skip_gap(self.stats)

@@ -117,22 +117,22 @@ def default_key_id(meter_id: str, key_set: str | None, client_sap: int | None) -
 
 def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Build a schema-conformant table from dict rows (missing keys become null)."""
-    cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    rows = rows if isinstance(rows, list) else list(rows)
+    cols: dict[str, list[Any]] = {name: [r.get(name) for r in rows] for name in COLUMNS}
     keys: dict[str, int] = {}
-    for row in rows:
-        for name in COLUMNS:
-            cols[name].append(row.get(name))
-        if row.get("meter_key") is None and row.get("meter_id") is not None:
-            mid = str(row["meter_id"])
-            if mid not in keys:
-                keys[mid] = meter_key(mid)
-            cols["meter_key"][-1] = keys[mid]
-        if row.get("space_key") is None and row.get("ciphered") and row.get("meter_id"):
-            kid = row.get("key_id") or default_key_id(str(row["meter_id"]), row.get("key_set"),
+    mids, mkeys, skeys = cols["meter_id"], cols["meter_key"], cols["space_key"]
+    for i, row in enumerate(rows):
+        mid = mids[i]
+        if mkeys[i] is None and mid is not None:
+            k = keys.get(mid)
+            if k is None:
+                k = keys[mid] = meter_key(str(mid))
+            mkeys[i] = k
+        if skeys[i] is None and row.get("ciphered") and mid:
+            kid = row.get("key_id") or default_key_id(str(mid), row.get("key_set"),
                                                       row.get("client_sap"))
-            cols["key_id"][-1] = kid
-            cols["space_key"][-1] = space_key(
-                row.get("system_title") or f"?{row.get('direction')}", kid)
+            cols["key_id"][i] = kid
+            skeys[i] = space_key(row.get("system_title") or f"?{row.get('direction')}", kid)
     return pa.table(cols, schema=APDU_SCHEMA)
 
 
