@@ -37,7 +37,7 @@ _TARGET_HINT = {
     "tls": "add a TLS endpoint target (certify without --no-tls, or test --tls HOST:PORT)",
     "dossier": "supply the device dossier (--dossier DOSSIER.yaml)",
     "traffic": "supply captured traffic",
-    "headend": "add a head-end (client under test) target",
+    "headend": "run the client checks (metercert headend --client-cmd CMD, docs/headend.md)",
 }
 #: The kind of product metercert certifies.
 PRODUCT = "meter"
