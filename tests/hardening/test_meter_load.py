@@ -32,6 +32,7 @@ TRUNCATED = 300      # frames cut short, then the connection drops
 BAD_VERSION = 40
 GOOD_ROUNDS = 6
 GOOD_ROUND_LIMIT_S = 15.0
+PER_PEER_CAP = 512   # meter serve --max-per-peer default
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +127,8 @@ def test_meter_keeps_serving_under_abuse(meter: ServedMeter) -> None:
         ]
         burst_task = asyncio.gather(*bursts)
         held = 0
-        for _ in range(50):  # up to 5 s for the meter to accept the last of the backlog
+        for _ in range(30):  # up to 3 s for the meter to accept the backlog
             held = max(held, meter.open_fds())
-            if held >= base_fds + IDLE:
-                break
             await asyncio.sleep(0.1)
         times = []
         for _ in range(GOOD_ROUNDS):
@@ -144,7 +143,11 @@ def test_meter_keeps_serving_under_abuse(meter: ServedMeter) -> None:
 
     times, held = asyncio.run(abuse())
     assert meter.alive()
-    assert held >= base_fds + IDLE, f"only {held - base_fds} connections were really open at once"
+    # all the abuse comes from 127.0.0.1: the meter holds up to its per-peer cap (512 by
+    # default), shedding the idle ones, instead of one fd per attacker socket until EMFILE
+    assert held >= base_fds + PER_PEER_CAP - 20, f"only {held - base_fds} connections were open"
+    # (accepted sockets not yet handed to the gate and shed ones still closing add a margin)
+    assert held <= base_fds + 2 * PER_PEER_CAP, f"{held - base_fds} open: the cap did not hold"
     assert len(times) == GOOD_ROUNDS and max(times) < GOOD_ROUND_LIMIT_S
     after = _wait_fds(meter, base_fds + 5)
     assert after <= base_fds + 5, f"meter holds {after} fds after the abuse, baseline {base_fds}"
