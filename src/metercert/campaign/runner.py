@@ -388,6 +388,52 @@ def _normalise_targets(targets: Mapping[TargetKind | str, object]) -> dict[Targe
     return out
 
 
+async def _run_groups(selected: list[CheckSpec], by_kind: dict[TargetKind, object],
+                      opening: dict[TargetKind, asyncio.Future[BaseException | None]], *,
+                      display_console: Console | None, results: list[CheckResult],
+                      notes: list[str], strict_targets: bool, setup_limit: float,
+                      time_limit_scale: float) -> None:
+    """Each target kind's checks in order, once its target has opened."""
+    with _Display(display_console, len(selected)) as display:
+        for kind, group_iter in groupby(selected, key=lambda s: s.target):
+            group = list(group_iter)
+            target = by_kind.get(kind)
+            if target is None:
+                for spec in group:
+                    display.current(spec.id)
+                    outcome = CheckOutcome(
+                        Verdict.NOT_APPLICABLE, f"no {kind.value} target configured"
+                    )
+                    results.append(CheckResult(spec, outcome, 0.0, iso(_now())))
+                    display.advance()
+                continue
+
+            display.current(f"opening {kind.value} target")
+            error = await opening.pop(kind)
+            if error is not None:
+                if strict_targets and isinstance(error, MetercertError):
+                    raise error
+                reason = _exception_reason(f"{kind.value} target could not be opened:", error)
+                notes.append(reason)
+                for spec in group:
+                    results.append(
+                        CheckResult(spec, CheckOutcome(Verdict.INCONCLUSIVE, reason), 0.0, iso(_now()))
+                    )
+                    display.advance()
+                continue
+            notes.extend(str(n) for n in getattr(target, "notes", ()) or ())
+            try:
+                for spec in group:
+                    display.current(spec.id)
+                    results.append(await run_check(spec, target, time_limit_scale=time_limit_scale))
+                    display.advance()
+            finally:
+                error = await _call_hook(target, "close", setup_limit)
+                if error is not None:
+                    notes.append(_exception_reason(f"{kind.value} target did not close cleanly:", error))
+
+
+
 async def run_campaign_async(
     targets: Mapping[TargetKind | str, object],
     checks: Iterable[CheckSpec],
@@ -418,43 +464,22 @@ async def run_campaign_async(
     results: list[CheckResult] = []
     notes: list[str] = []
 
-    with _Display(console, len(selected)) as display:
-        for kind, group_iter in groupby(selected, key=lambda s: s.target):
-            group = list(group_iter)
-            target = by_kind.get(kind)
-            if target is None:
-                for spec in group:
-                    display.current(spec.id)
-                    outcome = CheckOutcome(
-                        Verdict.NOT_APPLICABLE, f"no {kind.value} target configured"
-                    )
-                    results.append(CheckResult(spec, outcome, 0.0, iso(_now())))
-                    display.advance()
-                continue
-
-            display.current(f"opening {kind.value} target")
-            error = await _call_hook(target, "open", setup_limit)
-            if error is not None:
-                if strict_targets and isinstance(error, MetercertError):
-                    raise error
-                reason = _exception_reason(f"{kind.value} target could not be opened:", error)
-                notes.append(reason)
-                for spec in group:
-                    results.append(
-                        CheckResult(spec, CheckOutcome(Verdict.INCONCLUSIVE, reason), 0.0, iso(_now()))
-                    )
-                    display.advance()
-                continue
-            notes.extend(str(n) for n in getattr(target, "notes", ()) or ())
-            try:
-                for spec in group:
-                    display.current(spec.id)
-                    results.append(await run_check(spec, target, time_limit_scale=time_limit_scale))
-                    display.advance()
-            finally:
-                error = await _call_hook(target, "close", setup_limit)
-                if error is not None:
-                    notes.append(_exception_reason(f"{kind.value} target did not close cleanly:", error))
+    # Every target is opened at once, concurrently: a TLS scan or a dossier load takes
+    # seconds that need not wait for the DLMS checks (each group still runs in order).
+    wanted = [k for k in dict.fromkeys(s.target for s in selected) if k in by_kind]
+    opening = {kind: asyncio.ensure_future(_call_hook(by_kind[kind], "open", setup_limit))
+               for kind in wanted}
+    try:
+        await _run_groups(selected, by_kind, opening, display_console=console, results=results,
+                          notes=notes, strict_targets=strict_targets, setup_limit=setup_limit,
+                          time_limit_scale=time_limit_scale)
+    finally:
+        for kind, task in opening.items():  # targets whose group never started (an abort)
+            if not task.done():
+                task.cancel()
+                _retrieve_later(task)
+            elif not task.cancelled() and task.result() is None:
+                await _call_hook(by_kind[kind], "close", setup_limit)
 
     run = CampaignRun(
         results=tuple(results),

@@ -80,8 +80,9 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
     from metercert.meter.profile import load_profile
     from metercert.security import load_keyset
 
-    load_profile(profile)  # a clear error for an unknown profile before anything starts
-    meter = MeterProcess(bench.temp / "meter", profile=profile, port=0)
+    settings = load_profile(profile)  # a clear error for an unknown profile before anything starts
+    served = _bench_profile(settings, profile, bench.temp)
+    meter = MeterProcess(bench.temp / "meter", profile=served, port=0)
     bench.processes.append(meter)
     host, port = meter.start()
     keys = load_keyset(meter.keys_out)
@@ -95,7 +96,7 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
         from metercert.tlsprobe.pki import write_pki
 
         pki = write_pki(bench.temp / "pki")
-        tls_meter = MeterProcess(bench.temp / "meter-tls", profile=profile, port=0,
+        tls_meter = MeterProcess(bench.temp / "meter-tls", profile=served, port=0,
                                  extra_args=("--tls", "--cert", str(pki.meter_cert), "--key",
                                              str(pki.meter_key), "--ca", str(pki.ca_cert)))
         bench.processes.append(tls_meter)
@@ -103,6 +104,32 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
         targets[TargetKind.TLS] = TlsTarget(thost, tport, pki.headend_cert, pki.headend_key,
                                             pki.ca_cert)
     return targets
+
+
+#: the built-in meter's lockout on the bench: long enough to be seen (DLMS-THROTTLE-01 needs
+#: the right key refused straight after the failures), short enough that the checks that
+#: provoke it do not wait out a real meter's minutes
+BENCH_LOCKOUT_S = 0.5
+
+
+def _bench_profile(settings: Any, name_or_path: str, folder: Path) -> str:
+    """The profile as a file with the bench lockout, everything else as written."""
+    from importlib import resources
+
+    import yaml
+
+    from metercert.meter.profile import builtin_profiles
+
+    if name_or_path in builtin_profiles() and not name_or_path.endswith((".yaml", ".yml")):
+        text = resources.files("metercert.meter").joinpath(
+            f"profiles/{name_or_path}.yaml").read_text("utf-8")
+    else:
+        text = Path(name_or_path).read_text("utf-8")
+    data = yaml.safe_load(text) or {}
+    data["lockout_seconds"] = min(float(settings.lockout_seconds), BENCH_LOCKOUT_S)
+    path = folder / f"{settings.name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    return str(path)
 
 
 def _run(targets: dict[TargetKind | str, object], args: argparse.Namespace, profile: str | None,

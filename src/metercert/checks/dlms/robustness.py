@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from metercert.checks.base import (
     CheckOutcome,
@@ -66,11 +67,18 @@ async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
         except OSError:
             pass
     c = target.public()
+    silent = 0   # answers that never came (not a closed connection: a time-out)
     for apdu in (b"\x60", b"\x60\x80", b"\xc0\x01", b"\xc8\x05\x30\x00", b"\xdb\x08" + b"A" * 8,
                  b"\x62\xff\x00", os.urandom(300), b"\xd8", b"\x01\x00\x00"):
+        if silent >= 2:
+            c.trace.note("two time-outs in a row: the meter has gone quiet, the burst stops")
+            break
+        started = time.monotonic()
         try:
             await c.exchange(apdu, note="malformed", timeout=2.0)
+            silent = 0
         except (NoResponse, ConnectionFailed):
+            silent = silent + 1 if time.monotonic() - started >= 1.9 else 0
             await c.close()
         sent += 1
     await c.close()
