@@ -8,6 +8,7 @@ thing, so a test can assert that exactly the matching checks fail.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import subprocess
@@ -27,9 +28,20 @@ from metercert.tlsprobe import contexts, pki
 class TlsTestServer:
     """A threaded TLS server on 127.0.0.1 (ephemeral port) for one SSLContext."""
 
-    def __init__(self, ctx: ssl.SSLContext, *, close_after_handshake: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: ssl.SSLContext,
+        *,
+        close_after_handshake: bool = False,
+        refuse_without_cert: bytes | None = None,
+        drop_on_any_record: bool = False,
+    ) -> None:
         self.ctx = ctx
         self.close_after_handshake = close_after_handshake
+        # like nginx's "400 No required SSL certificate was sent": TLS completes, HTTP refuses
+        self.refuse_without_cert = refuse_without_cert
+        # a TLS 1.3 stack that ends the session on any post-handshake record (KeyUpdate)
+        self.drop_on_any_record = drop_on_any_record
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -65,6 +77,12 @@ class TlsTestServer:
             with self.ctx.wrap_socket(conn, server_side=True) as tls:
                 self.handshakes += 1
                 if self.close_after_handshake:
+                    return
+                if self.refuse_without_cert is not None and not tls.getpeercert(binary_form=True):
+                    tls.sendall(self.refuse_without_cert)
+                    return
+                if self.drop_on_any_record:
+                    select.select([tls], [], [], 5)
                     return
                 while tls.recv(1024):
                     pass

@@ -925,6 +925,8 @@ def scan_endpoint(
         tls12="TLS 1.2" in versions,
         tls13="TLS 1.3" in versions,
     )
+    if stapled is None and cli_facts.ocsp_stapled is not None:
+        stapled = cli_facts.ocsp_stapled  # the scanner failed on the chain; s_client asked
     resumption = _resumption(
         peer,
         client_cert,

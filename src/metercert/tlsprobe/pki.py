@@ -306,8 +306,10 @@ def write_pki(
         raise InputFileError(f"{out}: exists and is not a directory")
     existing = [n for n in PKI_FILES if (out / n).exists()]
     if existing:  # an operator's CA key is never silently replaced
-        raise InputFileError(f"{out}: already holds a PKI ({', '.join(existing)}); pki init "
-                             "does not overwrite it: choose an empty folder")
+        raise InputFileError(
+            f"{out}: already holds a PKI ({', '.join(existing)}); pki init "
+            "does not overwrite it: choose an empty folder"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

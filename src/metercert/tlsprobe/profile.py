@@ -224,7 +224,12 @@ def load_profile(path: str | os.PathLike[str] | None = None) -> TlsProfile:
             ) from None
     try:
         fields = _parse(text, where)
-    except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # a value YAML cannot build, or nesting too deep
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+    ) as exc:  # a value YAML cannot build, or nesting too deep
         raise ProfileError(f"{where}: invalid YAML value ({exc.__class__.__name__})") from None
     return TlsProfile(path=where, **fields)
 

@@ -29,6 +29,7 @@ class SClientFacts:
     sigalg_detail: str
     key_update: str | None  # "kept" / "dropped" / None
     key_update_detail: str
+    ocsp_stapled: bool | None = None
 
 
 def _base(ip: str, port: int, sni: str | None, cert: str | None, key: str | None) -> list[str]:
@@ -58,6 +59,18 @@ def _ems(base: list[str], timing: Timing) -> tuple[bool | None, str]:
     return "Extended master secret: yes" in out, "TLS 1.2 session: " + (
         "Extended master secret: yes" if "Extended master secret: yes" in out else "no"
     )
+
+
+def _stapling(base: list[str], timing: Timing) -> bool | None:
+    """Ask for an OCSP staple (status_request) at whatever version the server picks."""
+    out = _run([*base, "-status", "-cipher", "ALL:@SECLEVEL=0"], timing.handshake_s + 2)
+    if out is None:
+        return None
+    if "OCSP Response Status: successful" in out:
+        return True
+    if "OCSP response: no response sent" in out:
+        return False
+    return None
 
 
 def _sha1_sigalgs(base: list[str], timing: Timing) -> tuple[bool | None, str]:
@@ -157,4 +170,4 @@ def probe(
     ems, ems_detail = _ems(base, timing) if tls12 else (None, "TLS 1.2 not offered")
     sha1, sig_detail = _sha1_sigalgs(base, timing) if tls12 else (None, "TLS 1.2 not offered")
     ku, ku_detail = _key_update(base, timing) if tls13 else (None, "TLS 1.3 not offered")
-    return SClientFacts(ems, ems_detail, sha1, sig_detail, ku, ku_detail)
+    return SClientFacts(ems, ems_detail, sha1, sig_detail, ku, ku_detail, _stapling(base, timing))
