@@ -337,9 +337,12 @@ def overall_banner(
     if unassessed:
         tail += f"; {unassessed} check(s) not assessed (target missing)"
     if summary.get("fail"):
-        return "fail", f"{summary['fail']} check(s) failed" + tail
+        undecided = summary.get("inconclusive", 0)
+        also = f"; {undecided} check(s) reached no verdict (reasons below)" if undecided else ""
+        return "fail", f"{summary['fail']} check(s) failed" + also + tail
     if summary.get("inconclusive"):
-        return "inconclusive", f"no failure seen, but {summary['inconclusive']} check(s) were inconclusive" + tail
+        return "inconclusive", (f"no failure seen, but {summary['inconclusive']} check(s) reached "
+                                "no verdict (reasons below): the campaign is not complete") + tail
     if summary.get("pass"):
         return "pass", f"all {summary['pass']} checks that produced a verdict passed" + tail
     return "not-applicable", "no check produced a verdict" + tail
