@@ -102,3 +102,19 @@ def test_tls_mutual(tmp_path: Path) -> None:
     proc = metercert("headend", "--tls", "--client-cmd", plain, "--only", "HE-TAG-01",
                      "--out", str(tmp_path / "p"), "--quiet")
     assert proc.returncode == 4, proc.stdout + proc.stderr
+
+
+def test_a_stateless_client_that_synchronises_from_the_meter_keeps_counters_rising(
+        tmp_path: Path) -> None:
+    """metercert's reader with a fresh state folder every run: it keeps no counter of its
+    own, but reads the meter's invocation counter object first, so its counters still rise
+    across restarts (the hostile meter serves stale counters yet keeps that object true)."""
+    fresh = ("sh -c 'METERCERT_STATE_DIR=$(mktemp -d -p " + str(tmp_path)
+             + f") exec {sys.executable} -m metercert.headend.reader'")
+    out = tmp_path / "r"
+    proc = metercert("headend", "--client-cmd", fresh, "--only", "HE-IC-SEND-01", "--only",
+                     "HE-TAG-01", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    check = next(c for c in results["checks"] if c["id"] == "HE-IC-SEND-01")
+    assert check["verdict"] == "pass" and "strictly increasing" in check["reason"]

@@ -9,10 +9,12 @@ values the campaign can recognise (``GENUINE_BASE + n`` for the n-th GET); and t
 protection, a lower suite, a wrong f(CtoS), malformed or oversized APDUs, pushes).
 Everything else (association, HLS, counters, key transfer) is the conformant meter's.
 
-The meter under a head-end campaign does not refuse stale client counters (the
-``no-replay-check`` flaw) and never locks a client out (``no-lockout``): the client is
-the device under test, and each of its runs must be served so that what it sends can
-be judged (a restarted counter is the client's finding, not a reason to stop).
+The meter under a head-end campaign serves a stale client counter instead of refusing it
+(its window still moves on every fresh one, so a client that synchronises by reading the
+invocation counter object reads the true value) and never locks a client out
+(``no-lockout``): the client is the device under test, and each of its runs must be served
+so that what it sends can be judged (a restarted counter is the client's finding, judged
+by HE-IC-SEND-01, not a reason to stop).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from metercert.security import (
     CipheringForm,
     KeyId,
     KeyUnwrapFailed,
+    ReplayGuard,
     SecurityControl,
     is_ciphered,
     parse_ciphered,
@@ -255,6 +258,12 @@ class HostileSession(MeterSession):
                 ok, detail = False, "does not unwrap under the KEK (RFC 3394 integrity check fails)"
             self.log.key_transfers.append(KeyTransferSeen(self.client_sap, key_id, len(wrapped),
                                                           ok, detail))
+
+    def _fresh(self, guard: ReplayGuard, counter: int) -> bool:
+        if not guard.accept(counter):
+            self.log.notes.append(f"client counter {counter} is not above the last accepted "
+                                  f"{guard.last_accepted}: served anyway (HE-IC-SEND-01 judges it)")
+        return True
 
     # -- the campaign register --------------------------------------------------------------
     def _serve(self, plain: bytes) -> bytes:

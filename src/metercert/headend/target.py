@@ -51,7 +51,8 @@ from metercert.transport.wrapper import MAX_PAYLOAD_FIELD
 log = logging.getLogger("metercert.headend")
 
 #: flaws the hostile meter always carries: the client under test must always be served
-SERVE_ANY_CLIENT = frozenset({"no-replay-check", "no-lockout"})
+#: (stale client counters are served too: HostileSession._fresh)
+SERVE_ANY_CLIENT = frozenset({"no-lockout"})
 _OUTPUT_LIMIT = 64 * 1024
 
 
@@ -113,6 +114,7 @@ class HeadendTarget:
         self.key_file: Path | None = None
         self.state_dir: Path | None = None
         self.tls_files: dict[str, str] = {}
+        self._secrets: list[bytes] = []
         self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- runner hooks -----------------------------------------------------------------------
@@ -140,6 +142,8 @@ class HeadendTarget:
             self.management_sap = management.client_sap
             secrets = self.meter.state.secrets.get(management.association)
             self.kek = secrets.kek.secret if secrets is not None else b""
+        self._secrets = [k for s in self.meter.state.secrets.values()
+                         for k in (s.guek.secret, s.ak.secret, s.kek.secret, s.hls_secret) if k]
         self.server = await serve_dlms(self._serve, self.settings.host, self.settings.port,
                                        framing=self.settings.framing,  # type: ignore[arg-type]
                                        ssl=self._tls_context(base),
@@ -226,7 +230,7 @@ class HeadendTarget:
         command = self.settings.command
         if plan.action == "key-transfer" and self.settings.key_transfer_command:
             command = self.settings.key_transfer_command
-        run = await self._run_client(command, self.client_env(plan))
+        run = self._redacted(await self._run_client(command, self.client_env(plan)))
         await self._settle()
         self.settings.output.parse(run)
         obs = Observation(scenario, run, list(self.connections), self.management_sap)
@@ -234,6 +238,15 @@ class HeadendTarget:
         self.observations[scenario] = obs
         self.history.append(obs)
         return obs
+
+    def _redacted(self, run: ClientRun) -> ClientRun:
+        """The client's output without the campaign's key material (a client that prints
+        its keys must not put them in the report)."""
+        for secret in self._secrets:
+            for text in (secret.hex(), secret.hex().upper()):
+                run.stdout = run.stdout.replace(text, "<redacted>")
+                run.stderr = run.stderr.replace(text, "<redacted>")
+        return run
 
     async def _settle(self) -> None:
         """Let the meter finish the connections of a run that just ended (bounded)."""
