@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 CLIENTS = Path(__file__).parent / "clients"
 
@@ -118,3 +119,30 @@ def test_a_stateless_client_that_synchronises_from_the_meter_keeps_counters_risi
     results = json.loads((out / "results.json").read_text("utf-8"))
     check = next(c for c in results["checks"] if c["id"] == "HE-IC-SEND-01")
     assert check["verdict"] == "pass" and "strictly increasing" in check["reason"]
+
+
+def test_a_client_that_crashes_on_malformed_responses_fails_robustness(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = metercert("headend", "--client-cmd", f"{sys.executable} {CLIENTS / 'fragile_reader.py'}",
+                     "--only", "HE-ROBUST-01", "--out", str(out), "--quiet")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    check = next(c for c in results["checks"] if c["id"] == "HE-ROBUST-01")
+    assert check["verdict"] == "fail" and "crashed" in check["reason"]
+    assert "unhandled exception" in check["reason"]
+
+
+def test_keys_a_client_prints_are_redacted(tmp_path: Path) -> None:
+    """A client that dumps its key file: the report shows <redacted>, never the keys."""
+    seen = tmp_path / "seen-keys.yaml"
+    chatty = (f"sh -c 'cp \"$METERCERT_KEYS\" {seen}; cat \"$METERCERT_KEYS\"; "
+              f"exec {sys.executable} -m metercert.headend.reader'")
+    out = tmp_path / "r"
+    proc = metercert("headend", "--client-cmd", chatty, "--only", "HE-TAG-01", "--out", str(out),
+                     "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    keys = yaml.safe_load(seen.read_text("utf-8"))
+    text = ((out / "results.json").read_text("utf-8") + (out / "report.html").read_text("utf-8"))
+    assert "redacted" in text
+    for name in ("guek", "ak", "kek", "hls_secret"):
+        assert keys[name].lower() not in text.lower()
