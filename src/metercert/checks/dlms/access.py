@@ -249,6 +249,22 @@ def _matrix_evidence(matrix: dict[str, dict[str, str]]) -> Evidence:
 
 
 Judge = Callable[[str, str, str], str | None]
+#: a judge's answer that is no flaw but a failed positive control: the check proves nothing
+_CONTROL_FAILED = "control: "
+
+
+def _with_control(holder: str, judge: Judge) -> Judge:
+    """The role that holds the right must be able to use it, or the other roles' refusals
+    could be a meter (or a key file) that refuses everyone."""
+    def judged(role: str, op: str, outcome: str) -> str | None:
+        if role != holder:
+            return judge(role, op, outcome)
+        if outcome == ALLOWED or outcome.startswith(ATTEMPTED):
+            return None
+        return (f"{_CONTROL_FAILED}{holder} (who holds the right) could not {op} either "
+                f"({outcome}): the refusals of the other roles prove nothing")
+
+    return judged
 
 
 async def _role_check(target: DlmsTarget, scope: Callable[[str], tuple[str, ...]], judge: Judge,
@@ -280,7 +296,9 @@ async def _role_check(target: DlmsTarget, scope: Callable[[str], tuple[str, ...]
             else:
                 judged += 1
                 problem = judge(role, op, outcome)
-                if problem:
+                if problem and problem.startswith(_CONTROL_FAILED):
+                    unresolved.append(problem[len(_CONTROL_FAILED):])
+                elif problem:
                     problems.append(problem)
     ev = [_matrix_evidence(matrix)]
     if absent:
@@ -334,8 +352,8 @@ def _must_not(label: str) -> Judge:
        severity=Severity.HIGH, requirements=["IEC62351-8:OPERATOR-CONTROL", "DLMS:ACCESS-RIGHTS"],
        tags=["rbac"], target=TargetKind.DLMS)
 async def only_operator_controls(target: DlmsTarget) -> CheckOutcome:
-    return await _role_check(target, lambda r: () if r == "OPERATOR" else ("reconnect",),
-                             _must_not("control"),
+    return await _role_check(target, lambda r: ("reconnect",),
+                             _with_control("OPERATOR", _must_not("control")),
                              "remote connect/disconnect reserved to OPERATOR")
 
 
@@ -347,8 +365,9 @@ async def only_secadm_security(target: DlmsTarget) -> CheckOutcome:
     """key_transfer and firmware activation are refused to every other role (an operator
     cannot transfer keys or activate firmware)."""
     return await _role_check(
-        target, lambda r: () if r == "SECADM" else ("key-transfer", "firmware-activate"),
-        _must_not("security"), "key transfer and firmware activation: SECADM only")
+        target, lambda r: ("key-transfer", "firmware-activate"),
+        _with_control("SECADM", _must_not("security")),
+        "key transfer and firmware activation: SECADM only")
 
 
 @check("DLMS-RBAC-READONLY-01", "VIEWER and SECAUD never write",
