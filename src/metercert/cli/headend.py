@@ -106,6 +106,9 @@ def _headend(args: argparse.Namespace) -> int:
                        skip=tuple(args.skip), progress=False if args.quiet else console,
                        meter_profile=target.profile.name, strict_targets=True)
     written = write_reports(run, Path(args.out))
+    from metercert.lab.bundle import bundle_run  # the sealed evidence bundle, as certify/test
+
+    written["bundle"] = bundle_run(Path(args.out), campaign_file=args.campaign)
     for note in run.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if run.exit_code == EXIT_NO_VERDICT:
