@@ -15,6 +15,25 @@ if TYPE_CHECKING:
     from metercert.headend.target import HeadendSettings
 
 
+PROTOCOL = """\
+plugging in a client (docs/headend.md has the details):
+  the command runs once per scenario with
+    METERCERT_HOST, METERCERT_PORT    the hostile meter (127.0.0.1)
+    METERCERT_FRAMING                 wrapper | hdlc
+    METERCERT_KEYS                    key file (titles, GUEK, AK, KEK, suite, client_sap)
+    METERCERT_CLIENT_SAP              management association (server SAP 1)
+    METERCERT_REGISTER, METERCERT_READS   register to read (class 3, attribute 2), how often
+    METERCERT_TIMEOUT                 seconds to wait for one response
+    METERCERT_PUSHES                  pushes arriving right after association (0 or 4)
+    METERCERT_ACTION                  read | key-transfer
+    METERCERT_STATE_DIR               a folder that lasts the whole campaign
+    METERCERT_TLS, METERCERT_CA, METERCERT_CLIENT_CERT, METERCERT_CLIENT_KEY   with --tls
+  and prints one line per decision (other lines are ignored):
+    read N value V | read N error TEXT | push N value V | push N error TEXT
+  going on after a refused response when it can, ending within --run-limit seconds.
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "headend", help="run the client checks: a hostile reference meter against a client command",
@@ -22,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "once per scenario (flipped tag, replay, stale or forged counters, downgrade, "
                     "wrong f(CtoS), malformed and oversized responses, pushes, key transfer). "
                     "Without --client-cmd, metercert's own client is the client under test. "
-                    "The client protocol (environment, output lines) is in docs/headend.md.")
+                    "The client protocol (environment, output lines) is in docs/headend.md.",
+        epilog=PROTOCOL, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--client-cmd", metavar="CMD",
                    help="command line of the client under test (run once per scenario)")
     p.add_argument("--campaign", metavar="FILE", help="head-end campaign file (YAML)")
