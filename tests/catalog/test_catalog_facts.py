@@ -87,3 +87,51 @@ def test_en18031_1_is_a_framework_the_dossier_checks_evidence():
     assert catalog.framework("EN18031-1").short == "EN 18031-1"
     cited = {r for s in all_checks().values() for r in s.requirements if r.startswith("EN18031-1:")}
     assert cited and not catalog.unknown_ids(cited)
+
+
+def test_conditional_provisions_and_the_ics_export(tmp_path, reference_results):
+    import csv
+
+    from metercert.cli import main
+
+    catalog = load_catalog()
+    assert catalog.get("EN303645:5.6-4").condition == "a debug interface is physically accessible"
+    assert not catalog.get("EN303645:5.1-3").condition
+    ics = tmp_path / "ics.csv"
+    assert main(["gaps", str(reference_results), "--ics", str(ics)]) == 0
+    rows = {r["provision"]: r for r in csv.DictReader(ics.open())}
+    assert len(rows) == len(catalog.in_framework("EN303645"))
+    assert rows["5.6-4"]["status"] == "M C" and rows["5.6-4"]["verdict"] == "PASS"
+    assert "DOSSIER-DEBUG-01" in rows["5.6-4"]["evidence"]
+    assert rows["5.3-9"]["status"] == "R"
+    assert rows["6-1"]["verdict"] == "NO VERDICT" and rows["6-1"]["ixit"]
+
+
+def test_a_review_can_find_a_condition_unmet_only_on_a_conditional_provision(tmp_path):
+    import shutil
+
+    from metercert.cli.dossier import assess_document
+    from metercert.dossier import sample_dossier
+    from metercert.errors import InputFileError
+
+    folder = tmp_path / "d"
+    shutil.copytree(sample_dossier("reference-meter"), folder)
+    base = (folder / "dossier.yaml").read_text()
+    review = ('\nreviews:\n  - {requirement: "EN303645:5.5-5", verdict: not-applicable, reviewer: R, '
+              'date: 2026-11-30, note: "no configuration over any network interface"}\n')
+    (folder / "dossier.yaml").write_text(base + review)
+    doc = assess_document(folder)
+    assert doc["gaps"]["frameworks"]["EN303645"]["requirements"]["EN303645:5.5-5"]["state"] == "not-applicable"
+    (folder / "dossier.yaml").write_text(base + review.replace("5.5-5", "5.1-3"))
+    with pytest.raises(InputFileError, match="no condition"):
+        assess_document(folder)
+
+
+@pytest.fixture
+def reference_results(tmp_path):
+    from metercert.cli import main
+    from metercert.dossier import sample_dossier
+
+    path = tmp_path / "results.json"
+    main(["dossier", "assess", str(sample_dossier("reference-meter")), "--json", str(path)])
+    return path

@@ -218,7 +218,13 @@ def analyse(
             state = _state(verdicts, req)
             if state in ("untested", "document-review") and req.id in reviewed:
                 records = reviewed[req.id]
-                state = "failed" if any(r.get("verdict") == "fail" for r in records) else "passed"
+                verdicts_given = {r.get("verdict") for r in records}
+                if "fail" in verdicts_given:
+                    state = "failed"
+                elif "pass" in verdicts_given:
+                    state = "passed"
+                else:  # a reviewer found the provision's condition does not hold
+                    state = "not-applicable"
                 who = tuple(f"review: {r.get('reviewer', '?')} {r.get('date', '')}".strip() for r in records)
                 notes = tuple(f"{w}: {r.get('note', '')}" for w, r in zip(who, records, strict=True)
                               if r.get("verdict") == "fail")
@@ -230,3 +236,33 @@ def analyse(
         name = f"{fw.name} (V{fw.version})" if fw.version else fw.name
         frameworks.append(FrameworkGaps(fw.id, name, tuple(gaps)))
     return GapReport(tuple(frameworks), tuple(unknown))
+
+
+#: gap state -> TS 103 701 style verdict of the ICS export
+_ICS_VERDICT = {
+    "passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE",
+    "not-applicable": "NOT APPLICABLE", "not-assessed": "NOT ASSESSED",
+    "untested": "NO VERDICT", "document-review": "NO VERDICT",
+}
+ICS_COLUMNS = ("provision", "title", "status", "condition", "verdict", "evidence", "ixit")
+
+
+def ics_rows(report: GapReport, framework: str = "EN303645") -> list[dict[str, str]]:
+    """An implementation conformance statement in the shape ETSI TS 103 701 uses for
+    EN 303 645: one row per provision with its status (M, R, M C, R C), condition,
+    verdict and the evidence it rests on; ``ixit`` carries the open step for the
+    implementation extra information the assessor still needs."""
+    rows = []
+    for gap in report.framework(framework).requirements:
+        req = gap.requirement
+        status = ("M" if req.status == "mandatory" else "R") + (" C" if req.condition else "")
+        rows.append({
+            "provision": req.id.split(":", 1)[1],
+            "title": req.title,
+            "status": status,
+            "condition": req.condition,
+            "verdict": _ICS_VERDICT.get(gap.state, gap.state.upper()),
+            "evidence": "; ".join(gap.checks),
+            "ixit": gap.action,
+        })
+    return rows

@@ -93,6 +93,7 @@ FRAMEWORK_SCHEMA: dict[str, Any] = {
                     "security_level": {"type": "integer", "minimum": 1, "maximum": 4},
                     "versions": {"type": "array", "minItems": 1, "items": _ID},
                     "supersedes": {"type": "array", "items": _ID},
+                    "condition": _TEXT,
                 },
             },
         },
@@ -283,6 +284,7 @@ def _load_cached(
                     security_level=level,
                     versions=tuple(item.get("versions", ())),
                     supersedes=tuple(item.get("supersedes", ())),
+                    condition=str(item.get("condition", "")),
                 )
             )
 

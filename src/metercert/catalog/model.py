@@ -63,6 +63,8 @@ class Requirement:
     versions: tuple[str, ...] = ()
     #: Ids of another version that this one takes over (checks citing those evidence it).
     supersedes: tuple[str, ...] = ()
+    #: For a conditional provision (EN 303 645 "M C"), when it applies.
+    condition: str = ""
 
     @property
     def document_review_only(self) -> bool:

@@ -91,6 +91,11 @@ def assess_document(path: Path, *, patch_limit_days: int | None = None) -> dict[
     unknown = [r["requirement"] for r in reviews if not catalog.resolve(r["requirement"])]
     if unknown:
         raise InputFileError(f"{dossier.path}: reviews name unknown requirement(s): {', '.join(unknown)}")
+    unconditional = [r["requirement"] for r in reviews if r["verdict"] == "not-applicable"
+                     and not all(catalog.get(x).condition for x in catalog.resolve(r["requirement"]))]
+    if unconditional:
+        raise InputFileError(f"{dossier.path}: a review may only set not-applicable on a conditional "
+                             f"provision; {', '.join(unconditional)} has no condition")
     return {
         "schema": "metercert-results",
         "schema_version": 1,

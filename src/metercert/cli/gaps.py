@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("results", type=Path, metavar="RESULTS.json", help="results file of a campaign run")
     parser.add_argument("--framework", metavar="X", help="only this framework (e.g. CRA, EN303645, DLMS)")
     parser.add_argument("--json", action="store_true", help="print the gap report as JSON")
+    parser.add_argument("--ics", type=Path, metavar="FILE.csv",
+                        help="also write the EN 303 645 implementation conformance statement (TS 103 701 "
+                             "shape: provision, status M/R/M C/R C, condition, verdict, evidence, IXIT)")
     parser.set_defaults(func=_gaps)
 
 
@@ -55,6 +58,20 @@ def _reviews(path: Path) -> list[dict[str, Any]]:
     return [r for r in doc.get("reviews") or [] if isinstance(r, dict)]
 
 
+def _write_ics(path: Path, report: Any) -> None:
+    import csv
+
+    from metercert.catalog.gaps import ICS_COLUMNS, ics_rows
+
+    try:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=ICS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(ics_rows(report))
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot write: {exc.strerror or exc.__class__.__name__}") from None
+
+
 def _gaps(args: argparse.Namespace) -> int:
     from metercert.catalog import load_catalog
     from metercert.catalog.gaps import analyse
@@ -65,6 +82,8 @@ def _gaps(args: argparse.Namespace) -> int:
     report = analyse(read_check_entries(args.results), catalog, _deselected(args.results),
                      _reviews(args.results))
     frameworks = [f for f in report.frameworks if not args.framework or f.framework.lower() == args.framework.lower()]
+    if args.ics:
+        _write_ics(args.ics, report)
     if args.json:
         data = report.to_dict()
         if args.framework:

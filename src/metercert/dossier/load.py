@@ -75,7 +75,7 @@ DOSSIER_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "requirement": {"type": "string", "pattern": r"^\S+:\S+$"},
-                    "verdict": {"enum": ["pass", "fail"]},
+                    "verdict": {"enum": ["pass", "fail", "not-applicable"]},
                     "reviewer": {"type": "string", "minLength": 1},
                     "date": {},
                     "note": _STR,
