@@ -331,10 +331,25 @@ def expected_failures() -> Callable[[str], set[str]]:
 # --- third-party servers (openssl s_server, gnutls-serv) and hostile listeners -------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(udp: bool = False) -> int:
+    with socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_dtls(port: int, proc: subprocess.Popen[bytes], seconds: float = 10.0) -> None:
+    """A UDP server is up once a DTLS ClientHello gets any answer."""
+    from metercert.tlsprobe import dtls
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        got = dtls.handshake("127.0.0.1", port, dtls.context(), deadline_s=0.5)
+        if got.outcome in ("accepted", "rejected"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no DTLS answer on udp 127.0.0.1:{port}")
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 10.0) -> None:
@@ -359,9 +374,9 @@ def external_server(tmp_path: Path) -> Iterator[Callable[..., int]]:
     """
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*argv: str) -> int:
+    def start(*argv: str, udp: bool = False) -> int:
         for _ in range(3):  # the free port may be taken before the server binds it
-            port = free_port()
+            port = free_port(udp)
             log = (tmp_path / f"server-{port}.log").open("wb")
             proc = subprocess.Popen(
                 [a.format(port=port) for a in argv],
@@ -371,7 +386,7 @@ def external_server(tmp_path: Path) -> Iterator[Callable[..., int]]:
             )
             procs.append(proc)
             try:
-                wait_listening(port, proc)
+                (wait_dtls if udp else wait_listening)(port, proc)
             except RuntimeError:
                 continue
             return port

@@ -69,6 +69,11 @@ def _versions_evidence(target: TlsTarget, scan: TlsScanResult) -> Evidence:
     )
 
 
+# Every TLS 1.3 suite is AEAD with ephemeral key exchange: a gap there cannot hide a
+# weak suite, so suite-quality checks look at the versions below it.
+_BELOW_13 = TLS_VERSIONS[:-1]
+
+
 def _gap_reason(scan: TlsScanResult, versions: tuple[str, ...] = TLS_VERSIONS) -> str | None:
     """Why the accepted-suite list may be incomplete (never a PASS then), or None."""
     gaps = scan.enumeration_gaps(versions)
@@ -173,7 +178,7 @@ def tls_forward_secrecy(target: TlsTarget) -> CheckOutcome:
             _suites_evidence(target, static, "suites without forward secrecy"),
             _suites_evidence(target, scan.suites, "all accepted suites"),
         )
-    gap = _gap_reason(scan)
+    gap = _gap_reason(scan, _BELOW_13)
     if gap:
         return inconclusive(
             f"no static key exchange among {len(scan.suites)} suites seen, but {gap}",
@@ -252,7 +257,7 @@ def tls_cipher_families(target: TlsTarget) -> CheckOutcome:
         return fail(f"{len(bad)} forbidden suites accepted, e.g. {bad[0]}", *evidence)
     if not scan.suites:
         return inconclusive("no cipher suite was accepted", *evidence)
-    gap = _gap_reason(scan)
+    gap = _gap_reason(scan, _BELOW_13)
     if gap:
         evidence.append(_versions_evidence(target, scan))
         return inconclusive(
@@ -454,7 +459,7 @@ def tls_key_strength(target: TlsTarget) -> CheckOutcome:
         return inconclusive(
             f"the DH group size of {len(unsized)} suite(s) is unknown, e.g. {unsized[0]}", *evidence
         )
-    gap = _gap_reason(scan)
+    gap = _gap_reason(scan, _BELOW_13)
     if gap:
         return inconclusive(f"certificate keys meet the floor, but DH groups: {gap}", *evidence)
     return passed("all certificate keys and DH groups meet the floor", *evidence)

@@ -973,6 +973,189 @@ def scan_endpoint(
     )
 
 
+# --- DTLS (UDP) -----------------------------------------------------------------------
+
+
+def _validate_chain_offline(
+    chain: tuple[x509.Certificate, ...], ca: str
+) -> tuple[bool | None, str]:
+    """OpenSSL's path validation of a received chain against the operator CA (no network)."""
+    from OpenSSL import crypto
+
+    if not chain:
+        return None, "no certificate received"
+    store = crypto.X509Store()
+    for cert in _pem_certificates("CA certificate", ca):
+        store.add_cert(crypto.X509.from_cryptography(cert))
+    ctx = crypto.X509StoreContext(
+        store,
+        crypto.X509.from_cryptography(chain[0]),
+        [crypto.X509.from_cryptography(c) for c in chain[1:]],
+    )
+    try:
+        ctx.verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        return False, str(exc.args[0] if exc.args else exc)
+    return True, "chain verified"
+
+
+def scan_dtls_endpoint(
+    host: str,
+    port: int,
+    *,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+    ca: str | None = None,
+    timeout: float = 5.0,
+    negative_clients: dict[str, tuple[str, str]] | None = None,
+) -> TlsScanResult:
+    """Probe a DTLS endpoint (``udp://HOST:PORT``) with own DTLS handshakes only.
+
+    Versions: DTLS 1.0 is judged as TLS 1.1 and DTLS 1.2 as TLS 1.2 (the TLS versions
+    they are built on); DTLS has no SSL 2/3 or TLS 1.0 form, and DTLS 1.3 cannot be
+    offered (OpenSSL has none), so TLS-13-01 stays INCONCLUSIVE. Compression,
+    renegotiation, groups and resumption are not readable this way and stay unknown.
+    """
+    from OpenSSL import SSL
+
+    from metercert.tlsprobe import dtls
+
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    endpoint = f"udp://{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror:
+        raise ConnectionFailed(f"cannot resolve host {host!r}") from None
+    ip = str(infos[0][4][0])
+    sni = None if _is_ip(host) else host
+    timing = hs.Timing(0.0, timeout)
+
+    def attempt(ctx) -> dtls.DtlsAttempt:
+        return dtls.handshake(ip, port, ctx, deadline_s=timing.handshake_s, sni=sni)
+
+    def ctx_for(cert: str | None, key: str | None, **kw):
+        try:
+            return dtls.context(cert, key, **kw)
+        except SSL.Error as exc:
+            raise InputFileError(f"cannot load DTLS client credentials: {exc}") from None
+
+    preflight = attempt(ctx_for(client_cert, client_key))
+    if preflight.outcome == "unknown":
+        raise ConnectionFailed(f"no DTLS answer from {endpoint}: {preflight.detail}")
+    if preflight.outcome == "error":
+        raise ConnectionFailed(f"DTLS handshake with {endpoint} failed: {preflight.detail}")
+    if preflight.reply_s:
+        timing = hs.Timing(preflight.reply_s, timeout)
+
+    suites: list[AcceptedSuite] = []
+    incomplete: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    scanned: list[str] = []
+    for version in SCANNED_VERSIONS:
+        if version not in dtls.DTLS_VERSIONS:
+            if version == "TLS 1.3":
+                incomplete[version] = "DTLS 1.3 cannot be offered (OpenSSL has no DTLS 1.3)"
+                sources[version] = "not testable"
+            else:
+                scanned.append(version)  # no DTLS form of this version exists
+                sources[version] = "no DTLS form"
+            continue
+        universe = _suite_universe(version)
+        remaining = set(dtls.offerable_suites(version))
+        sources[version] = f"own DTLS handshakes ({dtls.DTLS_VERSIONS[version][1]})"
+        scanned.append(version)
+        while remaining:
+            got = attempt(
+                ctx_for(
+                    None,
+                    None,
+                    version=version,
+                    ciphers=":".join(sorted(remaining)) + ":@SECLEVEL=0",
+                )
+            )
+            if got.cipher in remaining:
+                remaining.discard(got.cipher)
+                if got.cipher in universe:
+                    suites.append(_accepted_suite(version, universe[got.cipher]))
+                continue
+            if got.outcome == "rejected" and got.cipher is None:
+                break
+            incomplete[version] = f"{len(remaining)} suite(s) got no answer ({got.detail})"
+            break
+
+    chain_certs = preflight.chain
+    chain = tuple(CertificateFacts.from_x509(c, i) for i, c in enumerate(chain_certs))
+    validated, validation_detail = (
+        (None, "no CA given") if not ca else _validate_chain_offline(chain_certs, ca)
+    )
+
+    def probe(description: str, cert: str | None, key: str | None) -> HandshakeProbe:
+        got = attempt(ctx_for(cert, key))
+        return HandshakeProbe(description, got.outcome, got.detail, got.version)
+
+    without = probe("DTLS handshake without a client certificate", None, None)
+    with tempfile.TemporaryDirectory(prefix="metercert-probe-") as tmp:
+        throwaway = _throwaway_client_credentials(Path(tmp))
+        untrusted = probe(
+            "DTLS handshake with a self-signed client certificate from an unknown CA",
+            *throwaway["stranger"],
+        )
+        foreign = probe(
+            "DTLS handshake with a client certificate chain from a foreign CA",
+            *throwaway["foreign"],
+        )
+    with_cert = (
+        probe("DTLS handshake with the operator client certificate", client_cert, client_key)
+        if client_cert and client_key
+        else None
+    )
+    validation = {
+        kind: probe(f"DTLS handshake with a {kind} client certificate from the operator CA", *pair)
+        for kind, pair in (negative_clients or {}).items()
+    }
+    versions = {s.version for s in suites}
+    cli_facts = sc.probe(
+        ip, port, sni, timing, cert=client_cert, key=client_key,
+        tls12="TLS 1.2" in versions, tls13=False, dtls=True,
+    )  # fmt: skip
+    not_dtls = "not readable over DTLS with this probe"
+    return TlsScanResult(
+        endpoint=endpoint,
+        started_at=started.isoformat(timespec="seconds"),
+        duration_s=round(time.perf_counter() - t0, 3),
+        tool=f"own DTLS handshakes with pyOpenSSL ({SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()})",
+        suites=tuple(suites),
+        versions_scanned=tuple(scanned),
+        highest_version=max(versions, key=SCANNED_VERSIONS.index) if versions else None,
+        sslyze_client_auth=None,
+        chain=chain,
+        chain_validated_with_ca=validated,
+        chain_validation_detail=validation_detail,
+        sslyze_chain_validation=None,
+        ocsp_stapled=cli_facts.ocsp_stapled,
+        compression=None,
+        secure_renegotiation=cli_facts.secure_renegotiation,
+        client_renegotiation_accepted=cli_facts.client_renegotiation,
+        ecdh_groups=None,
+        probe_without_cert=without,
+        probe_untrusted_cert=untrusted,
+        probe_with_cert=with_cert,
+        errors={
+            "tls_compression": f"compression {not_dtls}",
+            "session_renegotiation": f"renegotiation {not_dtls}: {cli_facts.renegotiation_detail}",
+            "elliptic_curves": f"groups {not_dtls}",
+        },
+        incomplete=incomplete,
+        suite_sources=sources,
+        rtt_s=round(timing.rtt_s, 4),
+        extra_probes=(foreign,),
+        validation_probes=validation,
+        resumption=ResumptionFacts(None, None, None, f"resumption {not_dtls}"),
+        sclient=cli_facts,
+    )
+
+
 def _version_label(enum_name: str) -> str:
     # sslyze's TlsVersionEnum names: SSL_2_0, SSL_3_0, TLS_1_0 ... TLS_1_3
     proto, major, minor = enum_name.split("_")
@@ -1080,6 +1263,7 @@ class TlsTarget:
         server_name: str | None = None,
         expired_client: tuple[str, str] | None = None,
         revoked_client: tuple[str, str] | None = None,
+        transport: Literal["tcp", "udp"] = "tcp",
     ) -> None:
         if not host:
             raise UsageError("TLS target needs a host")
@@ -1099,6 +1283,9 @@ class TlsTarget:
         self.profile = profile if isinstance(profile, TlsProfile) else load_profile(profile)
         self.timeout = timeout
         self.server_name = server_name or host  # the name the certificate must carry
+        if transport not in ("tcp", "udp"):
+            raise UsageError(f"transport must be tcp or udp, not {transport!r}")
+        self.transport = transport  # udp = DTLS
         self.negative_clients: dict[str, tuple[str, str]] = {}
         for kind, pair in (("expired", expired_client), ("revoked", revoked_client)):
             if pair is None:
@@ -1114,8 +1301,15 @@ class TlsTarget:
 
     @classmethod
     def from_endpoint(cls, endpoint: str, **kwargs: object) -> TlsTarget:
-        host, port = parse_endpoint(endpoint)
-        return cls(host, port, **kwargs)  # type: ignore[arg-type]
+        """``HOST:PORT`` or ``tcp://HOST:PORT`` (TLS), ``udp://HOST:PORT`` (DTLS)."""
+        scheme, sep, rest = endpoint.partition("://")
+        if not sep:
+            scheme, rest = "tcp", endpoint
+        scheme = {"tls": "tcp", "dtls": "udp"}.get(scheme.lower(), scheme.lower())
+        if scheme not in ("tcp", "udp"):
+            raise UsageError(f"endpoint {endpoint!r}: scheme must be tcp:// or udp://")
+        host, port = parse_endpoint(rest)
+        return cls(host, port, transport=scheme, **kwargs)  # type: ignore[arg-type]
 
     @property
     def endpoint(self) -> str:
@@ -1123,6 +1317,8 @@ class TlsTarget:
 
     def describe(self) -> str:
         auth = "mutual TLS" if self.client_cert else "no client certificate"
+        if self.transport == "udp":
+            return f"udp://{self.endpoint} (DTLS, {auth}, profile {self.profile.name})"
         return f"tls://{self.endpoint} ({auth}, profile {self.profile.name})"
 
     def __repr__(self) -> str:
@@ -1144,7 +1340,8 @@ class TlsTarget:
         with self._lock:
             if self._result is None and self._error is None:
                 try:
-                    self._result = scan_endpoint(
+                    scanner = scan_dtls_endpoint if self.transport == "udp" else scan_endpoint
+                    self._result = scanner(
                         self.host,
                         self.port,
                         client_cert=self.client_cert,

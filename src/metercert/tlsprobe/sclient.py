@@ -30,6 +30,9 @@ class SClientFacts:
     key_update: str | None  # "kept" / "dropped" / None
     key_update_detail: str
     ocsp_stapled: bool | None = None
+    secure_renegotiation: bool | None = None  # RFC 5746 extension in the ServerHello
+    client_renegotiation: bool | None = None  # a client-initiated renegotiation completed
+    renegotiation_detail: str = ""
 
 
 def _base(ip: str, port: int, sni: str | None, cert: str | None, key: str | None) -> list[str]:
@@ -50,20 +53,26 @@ def _run(argv: list[str], timeout: float) -> str | None:
     return (proc.stdout + proc.stderr).decode("latin-1")
 
 
-def _ems(base: list[str], timing: Timing) -> tuple[bool | None, str]:
-    out = _run([*base, "-tls1_2", "-cipher", "ALL:@SECLEVEL=0"], timing.handshake_s + 2)
+def _ems(base: list[str], timing: Timing, v12: str) -> tuple[bool | None, str, bool | None]:
+    """(extended master secret, detail, RFC 5746 secure renegotiation) of one session."""
+    out = _run([*base, v12, "-cipher", "ALL:@SECLEVEL=0"], timing.handshake_s + 2)
     if out is None:
-        return None, "openssl s_client timed out"
-    if "Cipher is (NONE)" in out or "Extended master secret" not in out:
-        return None, "no TLS 1.2 handshake completed"
-    return "Extended master secret: yes" in out, "TLS 1.2 session: " + (
-        "Extended master secret: yes" if "Extended master secret: yes" in out else "no"
+        return None, "openssl s_client timed out", None
+    secure = (
+        True
+        if "Secure Renegotiation IS supported" in out
+        else (False if "Secure Renegotiation IS NOT supported" in out else None)
     )
+    if "Cipher is (NONE)" in out or "Extended master secret" not in out:
+        return None, "no TLS 1.2 handshake completed", secure
+    ems = "Extended master secret: yes" in out
+    return ems, f"TLS 1.2 session: Extended master secret: {'yes' if ems else 'no'}", secure
 
 
-def _stapling(base: list[str], timing: Timing) -> bool | None:
+def _stapling(base: list[str], timing: Timing, dtls: bool) -> bool | None:
     """Ask for an OCSP staple (status_request) at whatever version the server picks."""
-    out = _run([*base, "-status", "-cipher", "ALL:@SECLEVEL=0"], timing.handshake_s + 2)
+    argv = [*base, *(["-dtls"] if dtls else []), "-status", "-cipher", "ALL:@SECLEVEL=0"]
+    out = _run(argv, timing.handshake_s + 2)
     if out is None:
         return None
     if "OCSP Response Status: successful" in out:
@@ -73,14 +82,14 @@ def _stapling(base: list[str], timing: Timing) -> bool | None:
     return None
 
 
-def _sha1_sigalgs(base: list[str], timing: Timing) -> tuple[bool | None, str]:
+def _sha1_sigalgs(base: list[str], timing: Timing, v12: str) -> tuple[bool | None, str]:
     """Offer only SHA-1 signature algorithms in TLS 1.2: a conformant server refuses.
 
     Only (EC)DHE suites are offered, so the server must sign its ServerKeyExchange;
     receiving one means it signed with SHA-1, whatever happens to the handshake later.
     """
     argv = [
-        *base, "-tls1_2", "-msg", "-cipher", "ECDHE:DHE:!aNULL:@SECLEVEL=0",
+        *base, v12, "-msg", "-cipher", "ECDHE:DHE:!aNULL:@SECLEVEL=0",
         "-sigalgs", "ECDSA+SHA1:RSA+SHA1",
     ]  # fmt: skip
     out = _run(argv, timing.handshake_s + 2)
@@ -93,6 +102,50 @@ def _sha1_sigalgs(base: list[str], timing: Timing) -> tuple[bool | None, str]:
     if not got_hello and "alert" in out.lower():
         return False, "offered only SHA-1 signature algorithms: refused at the ClientHello"
     return None, "the SHA-1-only handshake ended without a clear answer"
+
+
+def _client_renegotiation(base: list[str], timing: Timing, v12: str) -> tuple[bool | None, str]:
+    """Ask for a renegotiation from the client side ("R"): a conformant server refuses."""
+    proc = subprocess.Popen(
+        [*base, v12, "-msg", "-cipher", "ALL:@SECLEVEL=0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out = b""
+    try:
+        deadline = time.monotonic() + timing.handshake_s
+        while b"Verify return code" not in out and time.monotonic() < deadline:
+            assert proc.stdout is not None
+            r, _, _ = select.select([proc.stdout], [], [], 0.05)
+            if r:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
+        if b"Verify return code" not in out:
+            return None, "no TLS 1.2 session to renegotiate"
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(b"R\n")
+            proc.stdin.flush()
+        except OSError:
+            pass
+        time.sleep(timing.settle_s)
+    finally:
+        proc.kill()
+        rest, _ = proc.communicate(timeout=5)
+        out += rest
+    text = out.decode("latin-1")
+    hellos = [ln for ln in text.splitlines() if ln.startswith("<<<") and "ServerHello," in ln]
+    hellos += [
+        ln for ln in text.splitlines() if ln.startswith("<<<") and ln.endswith("ServerHello")
+    ]
+    if "RENEGOTIATING" not in text:
+        return None, "openssl s_client did not start the renegotiation"
+    if len(hellos) >= 2:
+        return True, "a client-initiated renegotiation completed (second ServerHello)"
+    return False, "client-initiated renegotiation refused (no second ServerHello)"
 
 
 def _key_update(base: list[str], timing: Timing) -> tuple[str | None, str]:
@@ -162,12 +215,22 @@ def probe(
     key: str | None,
     tls12: bool,
     tls13: bool,
+    dtls: bool = False,
 ) -> SClientFacts:
+    """All s_client facts; ``dtls`` probes over UDP (DTLS 1.2 in place of TLS 1.2)."""
     if shutil.which("openssl") is None:
         why = "the openssl command is not installed"
         return SClientFacts(None, why, None, why, None, why)
     base = _base(ip, port, sni, cert, key)
-    ems, ems_detail = _ems(base, timing) if tls12 else (None, "TLS 1.2 not offered")
-    sha1, sig_detail = _sha1_sigalgs(base, timing) if tls12 else (None, "TLS 1.2 not offered")
+    v12 = "-dtls1_2" if dtls else "-tls1_2"
+    ems, ems_detail, secure = _ems(base, timing, v12) if tls12 else (None, "no TLS 1.2", None)
+    client_reneg, reneg_detail = (
+        _client_renegotiation(base, timing, v12) if tls12 and dtls else (None, "not probed")
+    )
+    sha1, sig_detail = _sha1_sigalgs(base, timing, v12) if tls12 else (None, "TLS 1.2 not offered")
     ku, ku_detail = _key_update(base, timing) if tls13 else (None, "TLS 1.3 not offered")
-    return SClientFacts(ems, ems_detail, sha1, sig_detail, ku, ku_detail, _stapling(base, timing))
+    stapled = _stapling(base, timing, dtls)
+    return SClientFacts(
+        ems, ems_detail, sha1, sig_detail, ku, ku_detail, stapled, secure, client_reneg,
+        reneg_detail,
+    )  # fmt: skip
