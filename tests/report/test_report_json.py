@@ -102,3 +102,22 @@ def test_an_invalid_document_is_never_written(run: CampaignRun, tmp_path: Path) 
         write_results_json(doc, tmp_path / "results.json")
     assert not (tmp_path / "results.json").exists()
     validate_results(results_document(run, with_gaps=False))
+
+
+def test_per_requirement_verdicts_reach_results_and_gaps(run: CampaignRun) -> None:
+    """no-replay-check: the replay-after-power-cycle check fails IC-REPLAY while the meter's
+    own counters rose; IC-UNIQUE must not be reported failed for it (issue item 6)."""
+    import dataclasses
+
+    from metercert.checks.base import CheckOutcome, CheckResult, Verdict
+
+    from .conftest import spec
+
+    persist = spec("DLMS-IC-PERSIST-01", TargetKind.DLMS, ["DLMS:IC-PERSIST", "DLMS:IC-UNIQUE"])
+    outcome = CheckOutcome(Verdict.FAIL, "a request captured before the power cycle was served after it")
+    result = CheckResult(persist, outcome.with_requirement_verdicts({"DLMS:IC-UNIQUE": Verdict.PASS}), 1.0)
+    doc = results_document(dataclasses.replace(run, results=(*run.results, result)))
+    entry = doc["checks"][-1]
+    assert entry["verdict"] == "fail" and entry["requirement_verdicts"] == {"DLMS:IC-UNIQUE": "pass"}
+    states = doc["gaps"]["frameworks"]["DLMS"]["requirements"]
+    assert states["DLMS:IC-PERSIST"]["state"] == "failed" and states["DLMS:IC-UNIQUE"]["state"] == "passed"

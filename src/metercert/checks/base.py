@@ -11,8 +11,8 @@ with the reason, so a check should only return FAIL when it has seen the flaw.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -61,6 +61,16 @@ class CheckOutcome:
     verdict: Verdict
     reason: str
     evidence: tuple[Evidence, ...] = ()
+    #: Cited requirements this check judged differently from ``verdict`` (a check that
+    #: fails one requirement need not fail every one it cites); results.json records them
+    #: as ``requirement_verdicts`` and the gap analysis, HTML and OSCAL use them.
+    requirement_verdicts: Mapping[str, Verdict] = field(default_factory=dict, hash=False)
+
+    def with_requirement_verdicts(self, verdicts: Mapping[str, Verdict]) -> CheckOutcome:
+        """This outcome with per-requirement verdicts, e.g. a replay check that failed
+        ``DLMS:IC-REPLAY`` but saw the meter's own counters rise
+        (``{"DLMS:IC-UNIQUE": Verdict.PASS}``)."""
+        return CheckOutcome(self.verdict, self.reason, self.evidence, dict(verdicts))
 
 
 def _outcome(verdict: Verdict, reason: str, evidence: tuple[Evidence | str, ...]) -> CheckOutcome:

@@ -14,8 +14,6 @@ import datetime as dt
 import hashlib
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from metercert.checks.base import (
     CheckOutcome,
@@ -63,15 +61,6 @@ _DESTROY = re.compile(r"\b(destroy\w*|destruction|eras\w*|overwrit\w*|zeroi[sz]\
 _NEGATION = re.compile(r"\b(not|no|never|without|cannot)\b|n't\b", re.IGNORECASE)
 _URL = re.compile(r"^https://[^\s/]+\.[^\s]+$")
 _CONTACT = re.compile(r"^(mailto:)?[^@\s]+@[^@\s]+\.[^@\s]+$|^https://\S+$")
-
-
-@dataclass(frozen=True)
-class PerRequirementOutcome(CheckOutcome):
-    """An outcome that judges some cited requirements differently from its overall verdict
-    (results.json ``requirement_verdicts``): one failing aspect must not fail every
-    requirement the check cites."""
-
-    requirement_verdicts: Mapping[str, Verdict] = field(default_factory=dict)
 
 
 def _file_ev(label: str, art: Artifact, d: Dossier, content: str = "") -> Evidence:
@@ -301,8 +290,7 @@ def debug_interfaces(d: Dossier) -> CheckOutcome:
         outcome = fail("; ".join(problems), *evidence)
         if gated and not (open_debug or open_other or undeclared):
             # gating is the protection IEC 62443-4-2 EDR 2.13 asks for; only 5.6-4 wants it off
-            return PerRequirementOutcome(outcome.verdict, outcome.reason, outcome.evidence,
-                                         {"IEC62443-4-2:EDR2.13": Verdict.PASS})
+            return outcome.with_requirement_verdicts({"IEC62443-4-2:EDR2.13": Verdict.PASS})
         return outcome
     return passed("debug interfaces disabled in software or absent; other service ports gated or off",
                   *evidence)
