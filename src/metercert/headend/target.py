@@ -319,8 +319,11 @@ class HeadendTarget:
                     break
                 if answer is None:
                     continue
-                if session.short_frame and stream.framing == "wrapper":
-                    await self._short_frame(stream, sap)
+                if session.short_frame:
+                    if stream.framing == "wrapper":
+                        await self._short_frame(stream, sap)
+                    else:  # HDLC segments and acknowledges: the nearest lie is silence
+                        conn.notes.append("HDLC: the response to GET 2 withheld (silence)")
                     continue
                 await stream.send(answer)
                 for wire in session.extra:
