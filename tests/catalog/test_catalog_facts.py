@@ -135,3 +135,18 @@ def reference_results(tmp_path):
     path = tmp_path / "results.json"
     main(["dossier", "assess", str(sample_dossier("reference-meter")), "--json", str(path)])
     return path
+
+
+def test_cli_chooses_standard_version_and_security_level(reference_results, capsys):
+    import json as _json
+
+    from metercert.cli import main
+
+    assert main(["gaps", str(reference_results), "--json", "--en303645-version", "3.1.3",
+                 "--iec62443-sl", "1"]) == 0
+    data = _json.loads(capsys.readouterr().out)
+    en = data["frameworks"]["EN303645"]
+    assert "(V3.1.3)" in en["name"] and en["requirements"]["EN303645:5.6-4A"]["state"] == "passed"
+    assert "IEC62443-4-2:CR1.2" not in data["frameworks"]["IEC62443-4-2"]["requirements"]
+    assert main(["catalog", "list", "--framework", "EN303645", "--en303645-version", "3.1.3"]) == 0
+    assert "5.13-1B" in capsys.readouterr().out

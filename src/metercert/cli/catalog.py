@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from metercert.cli.gaps import add_catalog_options, catalog_for
 from metercert.errors import InputFileError
 
 _STYLE = {"covered": "green", "partial": "yellow", "referenced": "cyan", "not-addressed": "red"}
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     lst = sub.add_parser("list", help="list requirements")
     lst.add_argument("--framework", metavar="X", help="only this framework (e.g. DLMS, CRA, EN303645)")
+    add_catalog_options(lst)
     lst.set_defaults(func=_list)
 
     oscal = sub.add_parser("oscal", help="write the catalog as an OSCAL catalog (JSON)")
@@ -105,15 +107,15 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from metercert.catalog import load_catalog
     from metercert.checks import all_checks
 
-    catalog = load_catalog()
+    catalog = catalog_for(args)
     reqs = catalog.in_framework(args.framework) if args.framework else catalog.requirements
     tested: dict[str, int] = {}
     for spec in all_checks().values():
-        for rid in spec.requirements:
-            tested[rid] = tested.get(rid, 0) + 1
+        for cited in spec.requirements:
+            for rid in catalog.resolve(cited):
+                tested[rid] = tested.get(rid, 0) + 1
     table = Table(title=f"{len(reqs)} requirements" + (f" in {args.framework}" if args.framework else ""))
     table.add_column("id", style="bold", no_wrap=True)
     table.add_column("status")

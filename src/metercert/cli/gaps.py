@@ -21,10 +21,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("results", type=Path, metavar="RESULTS.json", help="results file of a campaign run")
     parser.add_argument("--framework", metavar="X", help="only this framework (e.g. CRA, EN303645, DLMS)")
     parser.add_argument("--json", action="store_true", help="print the gap report as JSON")
+    add_catalog_options(parser)
     parser.add_argument("--ics", type=Path, metavar="FILE.csv",
                         help="also write the EN 303 645 implementation conformance statement (TS 103 701 "
                              "shape: provision, status M/R/M C/R C, condition, verdict, evidence, IXIT)")
     parser.set_defaults(func=_gaps)
+
+
+def add_catalog_options(parser: argparse.ArgumentParser) -> None:
+    """Options that choose which catalog the analysis uses (standard version, target SL)."""
+    parser.add_argument("--en303645-version", choices=["2.1.1", "3.1.3"], metavar="V",
+                        help="EN 303 645 version to assess against: 2.1.1 (default) or 3.1.3")
+    parser.add_argument("--iec62443-sl", type=int, choices=[1, 2, 3, 4], metavar="SL",
+                        help="IEC 62443-4-2 target security level 1-4 (default 2)")
+
+
+def catalog_for(args: argparse.Namespace) -> Any:
+    """The catalog the options of :func:`add_catalog_options` select."""
+    from metercert.catalog import load_catalog
+
+    versions = {"EN303645": args.en303645_version} if getattr(args, "en303645_version", None) else None
+    return load_catalog(versions=versions, security_level=getattr(args, "iec62443_sl", None))
 
 
 def read_check_entries(path: Path) -> list[dict[str, Any]]:
@@ -73,10 +90,9 @@ def _write_ics(path: Path, report: Any) -> None:
 
 
 def _gaps(args: argparse.Namespace) -> int:
-    from metercert.catalog import load_catalog
     from metercert.catalog.gaps import analyse
 
-    catalog = load_catalog()
+    catalog = catalog_for(args)
     if args.framework:
         catalog.framework(args.framework)  # UsageError for an unknown name
     report = analyse(read_check_entries(args.results), catalog, _deselected(args.results),
