@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hmac
+from functools import lru_cache
 from typing import NamedTuple
 
 from metercert.cosem.reader import encode_length
@@ -319,91 +320,177 @@ def select_encryption_key(keys: KeySet, parsed: CipheredApdu,
 
 
 _DEFAULT_SC = SecurityControl(0)  # suite 0, authenticated and encrypted
+@lru_cache(maxsize=1024)
+def _heads(form: CipheringForm, own_title: bytes) -> dict[int, bytes]:
+    """Plaintext service tag -> the bytes a ciphered APDU of ``form`` starts with (shared:
+    never modified)."""
+    if form is CipheringForm.GLOBAL:
+        return {p: bytes((g,)) for p, (g, _) in _SERVICE_TAGS.items()}
+    if form is CipheringForm.DEDICATED:
+        return {p: bytes((d,)) for p, (_, d) in _SERVICE_TAGS.items() if d is not None}
+    tag = GENERAL_GLO_CIPHERING if form is CipheringForm.GENERAL_GLO else GENERAL_DED_CIPHERING
+    head = bytes((tag, 8)) + own_title
+    return {t: head for t in range(256)}
+
+
+def _length(n: int) -> bytes:
+    """BER length, the three forms an APDU of up to 64 KiB needs, without a call chain."""
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x100:
+        return bytes((0x81, n))
+    if n < 0x10000:
+        return bytes((0x82, n >> 8, n & 0xFF))
+    return encode_length(n)
 
 
 class ApduCipher:
-    """The hot path: protect and unprotect with everything fixed but the counter.
+    """Protect and unprotect for one association and key: what client, meter and ingest call.
 
-    Binds the keys, the system titles, the security control and the form once, so
-    that per APDU only the GCM call and the framing remain. Semantics are those of
-    :func:`protect` / :func:`unprotect` (same errors, same checks); only the
-    service-specific and general-glo/ded forms with authentication are served here.
+    Binds the keys, the system titles and the security control once, so that per APDU
+    only the GCM call(s) and the framing remain: the per-call key checks, key-size lookups
+    and AAD building of :func:`protect` / :func:`unprotect_parsed` are paid at construction.
+    Output and checks are those of the free functions (the property tests compare them
+    byte for byte). Every protection mode and ciphered form is served; ``key_size`` is the
+    downgrade override of :func:`protect`. Framing is read in place for every BER length
+    form a service-specific APDU uses (1, 2 and 3 bytes); other framings go through
+    :func:`parse_ciphered`.
     """
 
-    __slots__ = ("_aad", "_encrypt", "_encrypted", "_heads", "_own", "_peer", "_sc1",
-                 "_sc_byte")
+    __slots__ = ("_aad", "_authenticated", "_encrypt", "_encrypted", "_heads", "_own", "_peer",
+                 "_sc1", "_sc_byte", "_sealed", "security_control")
 
-    def __init__(self, *, encryption_key: Key | bytes, authentication_key: Key | bytes,
-                 own_title: bytes, peer_title: bytes | None = None,
+    def __init__(self, *, encryption_key: Key | bytes | None,
+                 authentication_key: Key | bytes | None, own_title: bytes,
+                 peer_title: bytes | None = None,
                  security_control: SecurityControl = _DEFAULT_SC,
-                 form: CipheringForm = CipheringForm.GLOBAL) -> None:
-        if not security_control.authenticated or security_control.compressed:
-            raise ApduFormatError("ApduCipher serves authenticated, uncompressed protection only")
-        size = _key_size(security_control)
-        ek = _secret(encryption_key, "encryption key", size)
-        ak = _secret(authentication_key, "authentication key", size)
+                 form: CipheringForm = CipheringForm.GLOBAL, key_size: int | None = None) -> None:
+        sc = security_control
+        if sc.compressed:
+            raise ApduFormatError("compression is not supported")
+        size = _key_size(sc) if key_size is None else key_size
         if len(own_title) != 8 or (peer_title is not None and len(peer_title) != 8):
             raise InvalidKey("system titles must be 8 bytes")
-        self._sc_byte = security_control.byte
+        self.security_control = sc
+        self._sc_byte = sc.byte
         self._sc1 = bytes((self._sc_byte,))
-        self._encrypted = security_control.encrypted
+        self._authenticated = sc.authenticated
+        self._encrypted = sc.encrypted
         self._own, self._peer = own_title, peer_title
-        self._aad = self._sc1 + ak
-        self._encrypt = _gcm._aead(ek).encrypt
-        # the bytes before the length, per plaintext service tag
-        if form is CipheringForm.GLOBAL:
-            self._heads = {p: bytes((g,)) for p, (g, _) in _SERVICE_TAGS.items()}
-        elif form is CipheringForm.DEDICATED:
-            self._heads = {p: bytes((d,)) for p, (_, d) in _SERVICE_TAGS.items() if d is not None}
-        else:
-            tag = GENERAL_GLO_CIPHERING if form is CipheringForm.GENERAL_GLO else GENERAL_DED_CIPHERING
-            head = bytes((tag, 8)) + own_title
-            self._heads = {t: head for t in range(256)}
+        self._aad = (self._sc1 + _secret(authentication_key, "authentication key", size)
+                     if sc.authenticated else b"")
+        self._encrypt = (_gcm._aead(_secret(encryption_key, "encryption key", size)).encrypt
+                         if sc.protected else None)
+        self._heads = _heads(form, own_title)
+        self._sealed = sc.authenticated and sc.encrypted
 
-    def protect(self, plaintext: bytes, invocation_counter: int) -> bytes:
-        ic = invocation_counter.to_bytes(4, "big")
-        if self._encrypted:
-            payload = self._encrypt(self._own + ic, plaintext, self._aad)[:-4]
-        else:
-            payload = plaintext + self._encrypt(self._own + ic, b"", self._aad + plaintext)[:12]
-        head = self._heads.get(plaintext[0]) if plaintext else None
+    def protect(self, plaintext: bytes, invocation_counter: int,
+                form: CipheringForm | None = None) -> bytes:
+        """The ciphered APDU; ``form`` overrides the bound one (a meter answers in the form
+        it was asked in)."""
+        head = ((self._heads if form is None else _heads(form, self._own)).get(plaintext[0])
+                if plaintext else None)
         if head is None:
             raise ApduFormatError(f"{tag_name(plaintext[0]) if plaintext else 'empty APDU'} "
                                   "has no ciphered form here")
+        try:
+            ic = invocation_counter.to_bytes(4, "big")  # OverflowError: negative or > 32 bits
+        except OverflowError:
+            raise ApduFormatError(f"invocation counter {invocation_counter} does not fit in "
+                                  "32 bits") from None
+        encrypt = self._encrypt
+        if self._sealed:  # authenticated and encrypted: the common case first
+            payload = encrypt(self._own + ic, plaintext, self._aad)[:-4]
+        elif encrypt is None:
+            payload = plaintext
+        elif self._authenticated:
+            payload = plaintext + encrypt(self._own + ic, b"", self._aad + plaintext)[:12]
+        else:
+            payload = encrypt(self._own + ic, plaintext, None)[:-16]
         n = len(payload) + 5
-        return b"".join((head, bytes((n,)) if n < 0x80 else encode_length(n), self._sc1, ic,
-                         payload))
+        return b"".join((head, bytes((n,)) if n < 0x80 else _length(n), self._sc1, ic, payload))
 
     def unprotect(self, apdu: bytes) -> bytes:
         """Plaintext of a verified APDU from the peer; raises AuthenticationFailed otherwise."""
         size = len(apdu)
-        plain_tag: int | None
-        if size > 6 and apdu[1] == size - 2 and apdu[1] < 0x80 and apdu[0] in _SPECIFIC_FORM:
-            # service-specific form with a one-byte length: framing read in place
-            sc_byte, title, plain_tag = apdu[2], self._peer, _PLAIN_TAG[apdu[0]]
-            counter, payload = apdu[3:7], apdu[7:]
-            if title is None:
-                raise ApduFormatError("the peer's system title is needed for service-specific forms")
-        else:
-            parsed = parse_ciphered(apdu)
-            sc_byte, plain_tag = parsed.security_control.byte, parsed.plain_tag
-            title = parsed.system_title or self._peer
-            if title is None:
-                raise ApduFormatError("the peer's system title is needed for service-specific forms")
-            counter, payload = parsed.invocation_counter.to_bytes(4, "big"), parsed.payload
-        if sc_byte != self._sc_byte or len(payload) < _gcm.TAG_BYTES:
-            raise AuthenticationFailed()
-        nonce = title + counter
+        if size > 21 and self._sealed and self._peer is not None:
+            # service-specific form, authenticated and encrypted: framing read in place,
+            # whichever of the three length forms it uses
+            first = apdu[1]
+            if first < 0x80:
+                start, ok = 2, first == size - 2
+            elif first == 0x81:
+                start, ok = 3, apdu[2] == size - 3
+            elif first == 0x82:
+                start, ok = 4, (apdu[2] << 8 | apdu[3]) == size - 4
+            else:
+                start, ok = 0, False
+            plain_tag = _PLAIN_TAG.get(apdu[0])
+            if ok and plain_tag is not None and apdu[start] == self._sc_byte:
+                nonce = self._peer + apdu[start + 1:start + 5]
+                payload = apdu[start + 5:]
+                encrypt = self._encrypt
+                # pass 1 recovers the plaintext (CTR); pass 2 recomputes ciphertext || tag,
+                # compared whole in constant time (the ciphertext part matches by design)
+                plaintext = encrypt(nonce, payload, None)[:-28]
+                if (hmac.compare_digest(encrypt(nonce, plaintext, self._aad)[:-4], payload)
+                        and plaintext[0] == plain_tag):
+                    return plaintext
+                raise AuthenticationFailed()
+        if size > 6 and apdu[0] in _PLAIN_TAG and self._peer is None:
+            raise ApduFormatError("the peer's system title is needed for service-specific forms")
+        return self.open_parsed(parse_ciphered(apdu))
+
+    def open_parsed(self, parsed: CipheredApdu) -> bytes:
+        """As :meth:`unprotect`, for an APDU the caller has parsed (and checked) already."""
+        title = parsed.system_title or self._peer
+        if title is None:
+            raise ApduFormatError("the peer's system title is needed for service-specific forms")
+        return self._open(parsed.security_control.byte,
+                          title + parsed.invocation_counter.to_bytes(4, "big"), parsed.payload,
+                          parsed.plain_tag)
+
+    def _open(self, sc_byte: int, nonce: bytes, payload: bytes, plain_tag: int | None) -> bytes:
+        if sc_byte != self._sc_byte:
+            raise AuthenticationFailed()  # protected otherwise than this association
         encrypt = self._encrypt
-        if self._encrypted:
-            plaintext = encrypt(nonce, payload[:-12], None)[:-16]
-            if not hmac.compare_digest(encrypt(nonce, plaintext, self._aad)[-16:-4], payload[-12:]):
+        if encrypt is None:
+            plaintext = payload
+        elif self._authenticated:
+            if len(payload) < 12:
                 raise AuthenticationFailed()
+            if self._encrypted:
+                # pass 1 recovers the plaintext (CTR), pass 2 recomputes the tag
+                plaintext = encrypt(nonce, payload[:-12], None)[:-16]
+                if not hmac.compare_digest(encrypt(nonce, plaintext, self._aad)[-16:-4],
+                                           payload[-12:]):
+                    raise AuthenticationFailed()
+            else:
+                plaintext = payload[:-12]
+                if not hmac.compare_digest(encrypt(nonce, b"", self._aad + plaintext)[:12],
+                                           payload[-12:]):
+                    raise AuthenticationFailed()
         else:
-            plaintext = payload[:-12]
-            if not hmac.compare_digest(encrypt(nonce, b"", self._aad + plaintext)[:12],
-                                       payload[-12:]):
-                raise AuthenticationFailed()
+            plaintext = encrypt(nonce, payload, None)[:-16]
         if plain_tag is not None and plaintext[:1] != bytes((plain_tag,)):
+            # the outer tag is not covered by the GCM tag: it must match the service
             raise AuthenticationFailed()
         return plaintext
+
+
+@lru_cache(maxsize=8192)
+def _cached_cipher(ek: bytes | None, ak: bytes | None, own: bytes, peer: bytes | None,
+                   sc_byte: int, key_size: int | None) -> ApduCipher:
+    return ApduCipher(encryption_key=ek, authentication_key=ak, own_title=own, peer_title=peer,
+                      security_control=_SC_TABLE[sc_byte], key_size=key_size)
+
+
+def cipher_for(encryption_key: Key | bytes | None, authentication_key: Key | bytes | None,
+               own_title: bytes, peer_title: bytes | None, security_control: SecurityControl,
+               key_size: int | None = None) -> ApduCipher:
+    """The bound cipher for these keys and titles, made once and reused (an association's
+    keys can change under it by a key transfer: looking it up per APDU by the secrets keeps
+    it right without invalidation)."""
+    ek = encryption_key.secret if isinstance(encryption_key, Key) else encryption_key
+    ak = authentication_key.secret if isinstance(authentication_key, Key) else authentication_key
+    return _cached_cipher(ek, ak, own_title, peer_title, security_control.byte, key_size)
