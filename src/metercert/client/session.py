@@ -457,8 +457,19 @@ class DlmsClient:
     # -- protection ---------------------------------------------------------------------------
     def protect_request(self, plain: bytes, *, form: CipheringForm | None = None,
                         suite: int | None = None, invocation_counter: int | None = None,
-                        authenticated: bool | None = None, encrypted: bool | None = None) -> bytes:
-        """Cipher a request as this association would (each argument overridable)."""
+                        authenticated: bool | None = None, encrypted: bool | None = None,
+                        general: str | None = None, **general_options: Any) -> bytes:
+        """Cipher a request as this association would (each argument overridable).
+
+        ``general`` (ciphering, signing, signed-then-ciphered, ciphered-then-signed) builds
+        general-ciphering / general-signing instead, see :mod:`metercert.client.general`."""
+        if general is not None:
+            from metercert.client import general as _general
+
+            return _general.protect(self, plain, general, suite=suite,
+                                    invocation_counter=invocation_counter,
+                                    authenticated=authenticated, encrypted=encrypted,
+                                    **general_options)
         s = self.settings
         form = form or s.form
         key = self._dedicated if form.dedicated else s.keys.guek
@@ -479,6 +490,10 @@ class DlmsClient:
         if not is_ciphered(apdu):
             return apdu
         try:
+            if apdu[0] in (0xDD, 0xDF):
+                from metercert.client import general as _general
+
+                return _general.open_answer(self, apdu, move_window=False)
             parsed = parse_ciphered(apdu)
             key = self._dedicated if parsed.form.dedicated else self.settings.keys.guek
             return unprotect_parsed(parsed, encryption_key=key,
@@ -503,6 +518,10 @@ class DlmsClient:
         return len(key.secret)
 
     def _open(self, apdu: bytes) -> bytes:
+        if apdu[:1] in (b"\xdd", b"\xdf"):
+            from metercert.client import general as _general
+
+            return _general.open_answer(self, apdu)
         parsed = parse_ciphered(apdu)
         if parsed.system_title is not None and parsed.system_title != self.server_title:
             raise ResponseNotTrusted("response carries another system title")

@@ -43,6 +43,15 @@ FLAWS: dict[str, str] = {
     "firmware-size-only":
         "image_verify checks only the image size: any image of the announced size passes",
     "no-lockout": "authentication failures are never throttled",
+    "general-signature-unchecked":
+        "general-signing signatures are not verified: a tampered request, one signed by "
+        "another key or with the other suite's curve is executed",
+    "unsigned-general-accepted":
+        "a general request without a general-signing layer is executed although the meter "
+        "requires signed requests",
+    "general-suite-unchecked":
+        "general-ciphering in a lower suite than configured is deciphered with the keys the "
+        "meter has and executed (downgrade)",
     "wedged-by-oversized-frame":
         "a wrapper frame announcing 65535 bytes makes the meter deaf on every connection "
         "until it is power cycled",
@@ -118,6 +127,10 @@ class MeterProfile:
     legacy_hls: str = "refused"
     #: extra LLS associations: (client SAP, association instance e, password)
     lls_associations: tuple[LlsAssociation, ...] = ()
+    #: general-ciphering / general-signing (suites 1 and 2): None: not offered; "ciphering":
+    #: 0xDD served (a 0xDF layer inside or around it is verified); "signing": every general
+    #: request must also carry a general-signing layer (see meter/general.py)
+    general_protection: str | None = None
     flaws: frozenset[str] = field(default_factory=frozenset)
 
     def has(self, flaw: str) -> bool:
@@ -168,9 +181,11 @@ _SETTING_TYPES: dict[str, tuple[tuple[type, ...], float | None, float | None]] =
     "unsupported_service": ((str,), None, None),
     "server_challenge_length": ((int,), 8, 64),
     "legacy_hls": ((str,), None, None),
+    "general_protection": ((str,), None, None),
 }
 _CHOICES = {"protected_release": ("accepted", "required"), "legacy_hls": ("refused", "pending"),
-            "unsupported_service": ("access-result", "exception-response")}
+            "unsupported_service": ("access-result", "exception-response"),
+            "general_protection": ("ciphering", "signing")}
 
 
 def _obis(value: Any, source: str, key: str) -> str:
@@ -271,7 +286,8 @@ def profile_from_mapping(data: Any, source: str = "profile") -> MeterProfile:
         raise InputFileError(f"meter profile {source}: flaws must be a list of flaw names")
     for key, (kinds, low, high) in _SETTING_TYPES.items():
         value = data.get(key)
-        if key not in data or (value is None and key in ("rbac", "max_connections")):
+        if key not in data or (value is None
+                               and key in ("rbac", "max_connections", "general_protection")):
             continue
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise InputFileError(f"meter profile {source}: {key} has the wrong type "
@@ -303,4 +319,7 @@ def profile_from_mapping(data: Any, source: str = "profile") -> MeterProfile:
     if profile.mechanism == "hls-ecdsa" and profile.security_suite == 0:
         raise InputFileError(f"meter profile {source}: hls-ecdsa needs security_suite 1 or 2 "
                              "(suite 0 has no ECDSA)")
+    if profile.general_protection and profile.security_suite == 0:
+        raise InputFileError(f"meter profile {source}: general_protection needs security_suite "
+                             "1 or 2 (suite 0 has no signatures)")
     return profile

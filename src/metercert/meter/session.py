@@ -74,6 +74,7 @@ from metercert.cosem import (
     decode_apdu,
     encode_data,
 )
+from metercert.meter import general as _general
 from metercert.meter.objects import CosemObject, Event, PendingKey
 from metercert.meter.rbac import Role
 from metercert.meter.state import AssociationSecrets
@@ -85,6 +86,7 @@ from metercert.security import (
     HlsCredentials,
     InvalidKey,
     Key,
+    KeyUnwrapFailed,
     Mechanism,
     ReplayGuard,
     SecurityControl,
@@ -125,6 +127,7 @@ class _Request:
     plaintext: bytes
     form: CipheringForm | None
     suite: int
+    general: _general.GeneralRequest | None = None  # 0xDD / 0xDF layers to mirror
 
 
 def _exception(service: ServiceError, ic: int | None = None,
@@ -201,8 +204,8 @@ class MeterSession:
             return request
         refusal = self._unsupported(request.plaintext)
         response = refusal if refusal is not None else self._serve(request.plaintext)
-        if response[:1] == b"\xd8" and request.form not in (CipheringForm.GENERAL_GLO,
-                                                            CipheringForm.GENERAL_DED):
+        if response[:1] == b"\xd8" and request.general is None and request.form not in (
+                CipheringForm.GENERAL_GLO, CipheringForm.GENERAL_DED):
             return response  # there is no glo-/ded- tag for exception-response: it goes plain
         out = self._close_response(response, request)
         self._apply_pending_keys()
@@ -526,6 +529,8 @@ class MeterSession:
         if not is_ciphered(apdu):
             self.meter.log.add(Event.UNPROTECTED_REQUEST, f"sap {self.client_sap}: plain 0x{apdu[0]:02X}")
             return _exception(ServiceError.OPERATION_NOT_POSSIBLE)
+        if apdu[0] in _general.GENERAL_TAGS:
+            return self._open_general(apdu)
         parsed = parse_ciphered(apdu)
         sc = parsed.security_control
         if self._suite_problem(sc):
@@ -557,7 +562,29 @@ class MeterSession:
                               ic=0 if last is None else min(last + 1, 0xFFFFFFFF))
         return _Request(opened.plaintext, parsed.form, sc.suite)
 
+    def _open_general(self, apdu: bytes) -> _Request | bytes:
+        """general-ciphering / general-signing: see :mod:`metercert.meter.general`."""
+        try:
+            plain, general = _general.open_request(self, apdu)
+        except _general.GeneralRefused as exc:
+            self.meter.log.add(exc.event, f"sap {self.client_sap}: {exc.reason}")
+            if exc.counter_error:
+                last = self.meter.state.rx_guard(self.e).last_accepted
+                return _exception(ServiceError.INVOCATION_COUNTER_ERROR,
+                                  ic=0 if last is None else min(last + 1, 0xFFFFFFFF))
+            return _exception(ServiceError.DECIPHERING_ERROR)
+        except KeyUnwrapFailed:
+            self.meter.log.add(Event.DECIPHERING_ERROR, f"sap {self.client_sap}: wrapped key")
+            return _exception(ServiceError.DECIPHERING_ERROR)
+        return _Request(plain, None, general.suite, general)
+
     def _close_response(self, response: bytes, request: _Request) -> bytes:
+        if request.general is not None:
+            try:
+                return _general.protect_response(self, response, request.general)
+            except _general.GeneralRefused as exc:
+                self.meter.log.add(exc.event, f"sap {self.client_sap}: {exc.reason}")
+                return _exception(ServiceError.OPERATION_NOT_POSSIBLE)
         if request.form is None:
             return response
         assert self.secrets is not None

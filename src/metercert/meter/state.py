@@ -248,8 +248,9 @@ class MeterState:
         return ec.SECP384R1() if self.profile.security_suite == 2 else ec.SECP256R1()
 
     def _ensure_signing_keys(self) -> bool:
-        """HLS-ECDSA profiles: make the meter's and the clients' key pairs if missing."""
-        if self.profile.mechanism != "hls-ecdsa":
+        """HLS-ECDSA and general-signing profiles: make the meter's and the clients' key pairs
+        if missing."""
+        if self.profile.mechanism != "hls-ecdsa" and not self.profile.general_protection:
             return False
         made = False
         if self.signing_key is None or self.signing_key.curve.name != self._curve().name:
@@ -389,7 +390,10 @@ class MeterState:
             "client_system_title": (CLIENT_TITLE_PREFIX + (self.index + 1).to_bytes(5, "big")).hex().upper(),
             "security_suite": self.profile.security_suite,
         }
-        ecdsa = mechanism == "hls-ecdsa" and key_dir is not None and self.signing_key is not None
+        if self.profile.general_protection:
+            entry["general_protection"] = self.profile.general_protection
+        ecdsa = ((mechanism == "hls-ecdsa" or bool(self.profile.general_protection))
+                 and key_dir is not None and self.signing_key is not None)
         if ecdsa:
             assert key_dir is not None and self.signing_key is not None
             public = key_dir / f"meter-signing-{self.index:04d}.pub.pem"
