@@ -93,8 +93,8 @@ def _record(magic: bytes, seq: int, value: int) -> bytes:
 def _parse(raw: bytes, magic: bytes) -> tuple[int, int] | None:
     if len(raw) < _RECORD.size:
         return None
-    tag, seq, value, crc = _RECORD.unpack(raw[:_RECORD.size])
-    if tag != magic or seq == 0 or zlib.crc32(raw[:_RECORD.size - 4]) != crc:
+    kind, seq, value, crc = _RECORD.unpack(raw[:_RECORD.size])
+    if kind != magic or seq == 0 or zlib.crc32(raw[:_RECORD.size - 4]) != crc:
         return None
     return seq, value
 
