@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def _verdicts(tmp_path: Path, profile: str, transport: str) -> dict[str, tuple[str, str]]:
-    extra: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ("--framing", "hdlc")  # TCP carries the same HDLC frames
     if transport != "tcp":
         extra = ("--pty", str(tmp_path / "meter.tty"))
         if transport == "optical":
@@ -34,8 +34,7 @@ def _verdicts(tmp_path: Path, profile: str, transport: str) -> dict[str, tuple[s
     meter = MeterProcess(tmp_path / "state", profile=profile, port=0, extra_args=extra)
     host, port = meter.start()
     try:
-        target = DlmsTarget(host, port, load_keyset(meter.keys_out),
-                            framing="wrapper" if transport == "tcp" else "hdlc",
+        target = DlmsTarget(host, port, load_keyset(meter.keys_out), framing="hdlc",
                             transport=transport, power=BuiltinPowerController(meter))
         checks = [c for c in all_checks().values() if c.target is TargetKind.DLMS]
         run = run_campaign({TargetKind.DLMS: target}, checks, progress=False,
@@ -52,7 +51,7 @@ def _verdicts(tmp_path: Path, profile: str, transport: str) -> dict[str, tuple[s
     ("conformant", "serial"),
     ("conformant", "optical"),
     ("ic-reset-on-power-cycle", "serial"),
-    ("no-replay-check", "optical"),
+    ("hdlc-sequence-unchecked", "optical"),
 ])
 def test_serial_campaign_matches_tcp(tmp_path: Path, profile: str, transport: str) -> None:
     tcp_run = _verdicts(tmp_path / "tcp", profile, "tcp")
@@ -66,6 +65,11 @@ def test_serial_campaign_matches_tcp(tmp_path: Path, profile: str, transport: st
         assert {k: v for k, v in over_serial.items() if v != "pass"} == {}
     else:
         assert "fail" in over_serial.values()
+    assert {k: v for k, v in over_serial.items() if k.startswith("DLMS-HDLC-")} == {
+        k: ("fail" if profile == "hdlc-" + {"FCS": "bad-fcs-accepted",
+                                             "SEQ": "sequence-unchecked",
+                                             "INFO": "info-length-unchecked"}[k.split("-")[2]]
+            else "pass") for k in ("DLMS-HDLC-FCS-01", "DLMS-HDLC-SEQ-01", "DLMS-HDLC-INFO-01")}
 
 
 def test_metercert_test_takes_a_serial_target(tmp_path: Path) -> None:

@@ -82,13 +82,18 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
 
     settings = load_profile(profile)  # a clear error for an unknown profile before anything starts
     served = _bench_profile(settings, profile, bench.temp)
-    meter = MeterProcess(bench.temp / "meter", profile=served, port=0)
+    # a meter whose flaw is in its HDLC link layer is served over HDLC, where it shows
+    hdlc = any(flaw.startswith("hdlc-") for flaw in settings.flaws)
+    meter = MeterProcess(bench.temp / "meter", profile=served, port=0,
+                         extra_args=("--framing", "hdlc") if hdlc else ())
     bench.processes.append(meter)
     host, port = meter.start()
     keys = load_keyset(meter.keys_out)
     targets: dict[TargetKind | str, object] = {
         TargetKind.DLMS: DlmsTarget(host, port, keys, power=BuiltinPowerController(meter),
-                                    label=f"reference meter '{profile}' tcp://{host}:{port}"),
+                                    framing="hdlc" if hdlc else "wrapper",
+                                    label=f"reference meter '{profile}' tcp://{host}:{port}"
+                                          + (" (HDLC)" if hdlc else "")),
         TargetKind.DOSSIER: load_dossier(sample_dossier("reference-meter")),
     }
     if tls:

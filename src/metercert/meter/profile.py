@@ -64,6 +64,14 @@ FLAWS: dict[str, str] = {
     "policy-can-be-lowered": "security_activate takes any policy, lower ones included",
     "key-id-unchecked": "key_transfer answers success for a key id that does not exist",
     "release-ignored": "a release is answered RLRE normal but the association stays open",
+    # HDLC link-layer flaws (transport.hdlc.LINK_FLAWS carries the same names)
+    "hdlc-bad-fcs-accepted":
+        "HDLC frames are taken whatever their HCS/FCS say: a corrupted command is executed",
+    "hdlc-sequence-unchecked":
+        "an HDLC I-frame whose N(S) is not the expected one is taken: a repeated frame "
+        "executes its request again",
+    "hdlc-info-length-unchecked":
+        "an HDLC information field longer than the negotiated maximum is taken",
 }
 
 _POLICIES = {"authenticated-encrypted": (True, True), "authenticated": (True, False)}

@@ -26,6 +26,7 @@ from metercert.meter.session import CloseConnection, MeterSession
 from metercert.security import write_key_file
 from metercert.security.keys import keyset_from_mapping
 from metercert.transport.errors import FrameTooLarge, TransportError
+from metercert.transport.hdlc import LINK_FLAWS
 from metercert.transport.stream import ApduStream, DlmsServer, serve_dlms
 from metercert.transport.wrapper import MAX_PAYLOAD_FIELD
 
@@ -160,6 +161,7 @@ class MeterFleet:
         # the field's maximum makes the framing refuse it at once
         max_frame = (MAX_PAYLOAD_FIELD - 1 if self.profile.has("wedged-by-oversized-frame")
                      else MAX_PAYLOAD_FIELD)
+        link_flaws = frozenset(f for f in self.profile.flaws if f in LINK_FLAWS)  # HDLC ones
         for i in range(self.count):
             meter = Meter(self.profile, self.state_dir, i, rbac)
             self.meters.append(meter)  # closed by stop() even if it never serves
@@ -193,12 +195,13 @@ class MeterFleet:
 
                 server = await serve_meter_line(handler, self.line, self.baud,
                                                 optical=self.optical, max_frame=max_frame,
-                                                idle_timeout=self.idle_timeout)
+                                                idle_timeout=self.idle_timeout,
+                                                hdlc_flaws=link_flaws)
             else:
                 server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
                                           ssl=self.ssl, idle_timeout=self.idle_timeout,
                                           transport=self.transport,  # type: ignore[arg-type]
-                                          max_frame=max_frame)
+                                          max_frame=max_frame, hdlc_flaws=link_flaws)
             self.servers.append(server)
 
     def _admit(self, stream: ApduStream) -> Connection | None:

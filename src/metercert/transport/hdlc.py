@@ -82,7 +82,7 @@ from metercert.transport.hdlc_frame import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_INFO", "DEFAULT_PARAMETERS", "LLC_COMMAND", "LLC_RESPONSE", "MAX_INFO_LIMIT", "ApduReceived",
+    "DEFAULT_MAX_INFO", "DEFAULT_PARAMETERS", "LINK_FLAWS", "LLC_COMMAND", "LLC_RESPONSE", "MAX_INFO_LIMIT", "ApduReceived",
     "BadChecksum", "BadFrame", "Event", "FrameDropped", "FrameKind", "FrameTooLarge",
     "HdlcAddress", "HdlcConnection", "HdlcFrame", "HdlcFrameDecoder", "HdlcParameters",
     "LinkClosed", "LinkEstablished", "LinkState", "PollReturned", "ProtocolViolation", "Role",
@@ -91,6 +91,18 @@ __all__ = [
 ]
 
 DEFAULT_MAX_APDU = 0xFFFF
+
+#: Link-layer defects the reference meter's flawed profiles switch on (a conformant
+#: link never uses them): each one undoes one check of this state machine.
+LINK_FLAWS: dict[str, str] = {
+    "hdlc-bad-fcs-accepted":
+        "HDLC frames are taken whatever their HCS/FCS say: a corrupted command is executed",
+    "hdlc-sequence-unchecked":
+        "an I-frame whose N(S) is not the expected one is taken: a repeated frame executes "
+        "its request again",
+    "hdlc-info-length-unchecked":
+        "an information field longer than the negotiated maximum is taken",
+}
 
 
 class Role(enum.Enum):
@@ -167,8 +179,14 @@ class HdlcConnection:
         parameters: HdlcParameters = DEFAULT_PARAMETERS,
         max_apdu: int = DEFAULT_MAX_APDU,
         drop_bad_frames: bool = False,
+        flaws: frozenset[str] = frozenset(),
     ) -> None:
         self.role = role
+        #: link-layer defects of the reference meter's flawed profiles (see LINK_FLAWS)
+        self.flaws = frozenset(flaws)
+        unknown = self.flaws - set(LINK_FLAWS)
+        if unknown:
+            raise ProtocolViolation(f"unknown HDLC flaws {sorted(unknown)}")
         # A client defaults to public client 16 -> management device 1; a server by
         # default accepts any client at any address and binds to the one in SNRM.
         if isinstance(client_address, _Unset):
@@ -187,7 +205,8 @@ class HdlcConnection:
         self.drop_bad_frames = drop_bad_frames
         self.state = LinkState.DISCONNECTED
         self.dropped_frames = 0
-        self._decoder = HdlcFrameDecoder(max_info=MAX_INFO_LIMIT)
+        self._decoder = HdlcFrameDecoder(
+            max_info=MAX_INFO_LIMIT, verify_checksums="hdlc-bad-fcs-accepted" not in self.flaws)
         self._out = bytearray()
         self._events: deque[Event] = deque()
         self._vs = 0
@@ -373,6 +392,8 @@ class HdlcConnection:
         )
 
     def _check_info_limit(self, frame: HdlcFrame) -> None:
+        if "hdlc-info-length-unchecked" in self.flaws:
+            return
         if len(frame.info) > self.negotiated.max_info_rx:
             raise FrameTooLarge(
                 f"HDLC information field of {len(frame.info)} bytes exceeds the negotiated "
@@ -382,7 +403,9 @@ class HdlcConnection:
     def _accept_i_frame(self, frame: HdlcFrame) -> bool:
         """Check numbering, collect the segment; True when the APDU is complete."""
         if frame.ns != self._vr:
-            raise ProtocolViolation(f"HDLC I-frame N(S)={frame.ns}, expected {self._vr}")
+            if "hdlc-sequence-unchecked" not in self.flaws:
+                raise ProtocolViolation(f"HDLC I-frame N(S)={frame.ns}, expected {self._vr}")
+            self._vr = frame.ns  # the flaw: whatever number it carries, the frame is taken
         if frame.nr != self._vs:
             raise ProtocolViolation(f"HDLC I-frame N(R)={frame.nr}, expected {self._vs}")
         self._check_info_limit(frame)

@@ -195,8 +195,11 @@ def encode_frame(frame: HdlcFrame) -> bytes:
     return bytes([FLAG]) + body + fcs_bytes(body) + bytes([FLAG])
 
 
-def parse_frame_body(body: bytes) -> HdlcFrame:
-    """Decode the bytes between the flags (format through FCS)."""
+def parse_frame_body(body: bytes, *, verify_checksums: bool = True) -> HdlcFrame:
+    """Decode the bytes between the flags (format through FCS).
+
+    ``verify_checksums=False`` exists only for the reference meter's flawed profile
+    that takes frames whatever their HCS/FCS say."""
     if len(body) < _MIN_FRAME_LENGTH:
         raise BadFrame(f"HDLC frame of {len(body)} bytes is shorter than the minimum 7")
     fmt = int.from_bytes(body[:2], "big")
@@ -204,7 +207,7 @@ def parse_frame_body(body: bytes) -> HdlcFrame:
         raise BadFrame(f"HDLC format type 0x{fmt >> 12:X} is not frame format type 3 (0xA)")
     if fmt & MAX_FRAME_LENGTH != len(body):
         raise BadFrame(f"HDLC frame length field says {fmt & MAX_FRAME_LENGTH}, frame has {len(body)}")
-    if crc16_x25(body[:-2]) != int.from_bytes(body[-2:], "little"):
+    if verify_checksums and crc16_x25(body[:-2]) != int.from_bytes(body[-2:], "little"):
         raise BadChecksum("HDLC frame check sequence (FCS) does not match")
     dest, pos = _decode_address(body, 2, "destination")
     source, pos = _decode_address(body, pos, "source")
@@ -217,7 +220,8 @@ def parse_frame_body(body: bytes) -> HdlcFrame:
     if rest:
         if rest < 2:
             raise BadFrame("HDLC frame has a stray byte between control field and FCS")
-        if crc16_x25(body[:pos]) != int.from_bytes(body[pos:pos + 2], "little"):
+        if verify_checksums and crc16_x25(body[:pos]) != int.from_bytes(body[pos:pos + 2],
+                                                                         "little"):
             raise BadChecksum("HDLC header check sequence (HCS) does not match")
         info = bytes(body[pos + 2:-2])
     return HdlcFrame(dest, source, kind, pf, ns, nr, bool(fmt & SEGMENTATION_BIT), info)
@@ -233,8 +237,9 @@ class HdlcFrameDecoder:
     bytes outside a frame raise :class:`BadFrame` once per run of them.
     """
 
-    def __init__(self, *, max_info: int = MAX_INFO_LIMIT) -> None:
+    def __init__(self, *, max_info: int = MAX_INFO_LIMIT, verify_checksums: bool = True) -> None:
         self.max_info = max_info
+        self.verify_checksums = verify_checksums
         self._buffer = bytearray()
 
     @property
@@ -279,7 +284,7 @@ class HdlcFrameDecoder:
                 raise BadFrame("HDLC frame is not closed by a flag where its length says")
             body = bytes(buf[1:length + 1])
             del buf[:length + 1]  # keep the closing flag: it may open the next frame
-            frame = parse_frame_body(body)
+            frame = parse_frame_body(body, verify_checksums=self.verify_checksums)
             if len(frame.info) > self.max_info:
                 raise FrameTooLarge(
                     f"HDLC information field of {len(frame.info)} bytes exceeds the "

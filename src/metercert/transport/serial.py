@@ -592,6 +592,7 @@ async def serve_serial_dlms(
     handler: Any, line: SerialLine, *, name: str | None = None, optical: bool = False,
     ident: str = "MCTmetercert", idle_timeout: float = 120.0,
     server_address: int | None = None, hdlc_parameters: Any = None, max_frame: int = 0xFFFF,
+    hdlc_flaws: frozenset[str] = frozenset(),
 ) -> Any:
     """Serve HDLC sessions on ``line`` one after another, each handed to ``handler``.
 
@@ -620,7 +621,8 @@ async def serve_serial_dlms(
             line.unread(first)
             link = _HdlcLink(HdlcConnection(
                 Role.SERVER, client_address=None, server_address=server_address,
-                parameters=hdlc_parameters or SERVER_PARAMETERS, max_apdu=max_frame))
+                parameters=hdlc_parameters or SERVER_PARAMETERS, max_apdu=max_frame,
+                flaws=hdlc_flaws))
             # on an optical port a sign-on before SNRM starts over (a probe that left
             # without HDLC need not wait out the inactivity time-out)
             channel = line.channel(owns_line=False, sign_on_ends=(
@@ -636,7 +638,8 @@ async def serve_serial_dlms(
 
 
 async def serve_meter_line(handler: Any, where: str, baud: int, *, optical: bool = False,
-                           idle_timeout: float = 120.0, max_frame: int = 0xFFFF) -> SerialServer:
+                           idle_timeout: float = 120.0, max_frame: int = 0xFFFF,
+                           hdlc_flaws: frozenset[str] = frozenset()) -> SerialServer:
     """The reference meter on ``where``: a serial device path, or ``pty:LINK`` for a new
     pseudo-terminal whose slave the symlink LINK names (stable across restarts)."""
     if where.startswith("pty:"):
@@ -651,7 +654,8 @@ async def serve_meter_line(handler: Any, where: str, baud: int, *, optical: bool
         line = await open_serial_line(where, baud)
         name = where
     return await serve_serial_dlms(handler, line, name=name, optical=optical,
-                                   idle_timeout=idle_timeout, max_frame=max_frame)
+                                   idle_timeout=idle_timeout, max_frame=max_frame,
+                                   hdlc_flaws=hdlc_flaws)
 
 
 async def send_raw(path: str, baud: int, payload: bytes, *, optical: bool = False,

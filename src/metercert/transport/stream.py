@@ -546,12 +546,14 @@ async def serve_dlms(
     hdlc_parameters: HdlcParameters = SERVER_PARAMETERS,
     max_connections: int | None = None,
     transport: Transport = "tcp",
+    hdlc_flaws: frozenset[str] = frozenset(),
 ) -> DlmsServer:
     """Listen on ``host:port`` (0 picks a free port) and run ``handler`` per connection.
 
     Each connection gets its own :class:`ApduStream`. A malformed or oversized
     frame, a protocol violation or ``idle_timeout`` seconds without a whole APDU
-    closes that connection only. With HDLC, ``server_address`` restricts the
+    closes that connection only (``hdlc_flaws``: the reference meter's flawed link
+    layers, see :data:`~metercert.transport.hdlc.LINK_FLAWS`). With HDLC, ``server_address`` restricts the
     upper address the server answers to (default: any). An exception escaping
     the handler is logged and closes only its connection. Beyond
     ``max_connections`` open connections, new ones are closed at once.
@@ -580,7 +582,7 @@ async def serve_dlms(
         else:
             link = _HdlcLink(HdlcConnection(
                 Role.SERVER, client_address=None, server_address=server_address,
-                parameters=hdlc_parameters, max_apdu=max_frame))
+                parameters=hdlc_parameters, max_apdu=max_frame, flaws=hdlc_flaws))
         stream = ApduStream(reader, writer, link, framing=framing, timeout=idle_timeout,
                             idle_timeout=idle_timeout)
         await run_handler(server, handler, stream)

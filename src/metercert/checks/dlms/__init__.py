@@ -22,5 +22,6 @@ from metercert.checks.dlms import access  # noqa: F401
 from metercert.checks.dlms import firmware  # noqa: F401
 from metercert.checks.dlms import robustness  # noqa: F401
 from metercert.checks.dlms import keys  # noqa: F401
+from metercert.checks.dlms import hdlc  # noqa: F401
 from metercert.checks.dlms import suites  # noqa: F401
 # isort: on
