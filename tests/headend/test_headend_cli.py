@@ -146,3 +146,18 @@ def test_keys_a_client_prints_are_redacted(tmp_path: Path) -> None:
     assert "redacted" in text
     for name in ("guek", "ak", "kek", "hls_secret"):
         assert keys[name].lower() not in text.lower()
+
+
+def test_a_client_that_retries_is_judged_by_the_value_it_shows(tmp_path: Path) -> None:
+    """After refusing the lie it asks again and prints the genuine answer under the same read
+    number: that is a refusal (the printed value is GET 2's genuine one, not the lie's)."""
+    out = tmp_path / "r"
+    proc = metercert("headend", "--client-cmd",
+                     f"{sys.executable} {CLIENTS / 'retrying_reader.py'}", "--only", "HE-TAG-01",
+                     "--only", "HE-REPLAY-01", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    checks = {c["id"]: c for c in results["checks"] if c["verdict"] != "not-assessed"}
+    assert {i: c["verdict"] for i, c in checks.items()} == {"HE-TAG-01": "pass",
+                                                           "HE-REPLAY-01": "pass"}
+    assert "asked again: its read 1 shows 4002" in checks["HE-TAG-01"]["reason"]

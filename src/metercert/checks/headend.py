@@ -87,8 +87,17 @@ def _judge_refusal(target: Any, obs: Observation, n: int, what: str,
         return inconclusive(f"the meter could not send {what} ({notes})", *ev)
     printed = obs.run.values.get(n)
     if printed is not None:
-        which = " (the value the lie carried)" if forged is not None and printed == forged else ""
-        return fail(f"the client accepted {what}: it printed read {n} value {printed}{which}", *ev)
+        if printed == forged:
+            return fail(f"the client accepted {what}: it printed read {n} value {printed}, "
+                        "the value the lie carried", *ev)
+        # a client that refused the lie and asked again numbers the retry as read n
+        retried = {str(genuine_value(e.read)): e.read for e in obs.management_events()
+                   if e.direction == "tx" and e.read is not None and e.read > n and not e.hostile}
+        if printed in retried:
+            return passed(f"the client refused {what} and asked again: its read {n} shows "
+                          f"{printed}, the genuine answer to GET {retried[printed]}", *ev)
+        return fail(f"the client took a value from {what}: it printed read {n} value {printed}, "
+                    "which no genuine response carried", *ev)
     how = _rejection(obs, n)
     if how:
         return passed(f"the client refused {what}: it {how}", *ev)
