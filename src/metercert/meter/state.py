@@ -20,6 +20,7 @@ One process per meter folder: ``lock`` is held with ``flock`` while it runs.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import weakref
@@ -37,6 +38,8 @@ from metercert.meter.rbac import Rbac, Role
 from metercert.safeload import load_yaml
 from metercert.security import CounterStoreError, InvocationCounterStore, Key, KeyId, ReplayGuard
 from metercert.security.counters import fsync_dir, make_dirs_durable
+
+log = logging.getLogger("metercert.meter")
 
 DEFAULT_LLS_PASSWORD = b"00000000"
 CLIENT_TITLE_PREFIX = bytes.fromhex("4D4343")  # "MCC": suggested client titles
@@ -223,8 +226,11 @@ class MeterState:
             self._required = associations
         try:
             for association in sorted(associations):
-                self.tx_counter(association)
-                self.rx_guard(association)
+                for store in (self.tx_counter(association), self.rx_guard(association)):
+                    if store.recovered:
+                        log.warning("meter %d: a counter record of association %d was damaged;"
+                                    " resumed at its high-water mark (values skipped, none "
+                                    "reused)", self.index, association)
         except CounterStoreError as exc:
             raise CounterStoreError(f"{exc} (reference meter: remove the state folder "
                                     f"{self.folder} to start again with new keys)") from None
