@@ -96,6 +96,7 @@ from metercert.security import (
     protect,
     unprotect_parsed,
 )
+from metercert.security.protection import cipher_for
 
 if TYPE_CHECKING:  # typing only: importing the model here would be circular
     from metercert.meter.model import Meter
@@ -550,17 +551,17 @@ class MeterSession:
         else:
             key, guard = self.secrets.guek, self.meter.state.rx_guard(self.e)
         try:
-            opened = unprotect_parsed(parsed, encryption_key=key,
-                                      authentication_key=self.secrets.ak,
-                                      system_title=self.client_title, key_size=self._key_size(key))
-        except AuthenticationFailed:
+            # the association's bound cipher (made once per keys and titles, see cipher_for)
+            plaintext = cipher_for(key, self.secrets.ak, self.meter.state.system_title,
+                                   self.client_title, sc, self._key_size(key)).open_parsed(parsed)
+        except (AuthenticationFailed, InvalidKey):  # a key the named suite cannot use: unverifiable
             self.meter.log.add(Event.DECIPHERING_ERROR, f"sap {self.client_sap}")
             return _exception(ServiceError.DECIPHERING_ERROR)
         if not self._fresh(guard, parsed.invocation_counter):
             last = guard.last_accepted
             return _exception(ServiceError.INVOCATION_COUNTER_ERROR,
                               ic=0 if last is None else min(last + 1, 0xFFFFFFFF))
-        return _Request(opened.plaintext, parsed.form, sc.suite)
+        return _Request(plaintext, parsed.form, sc.suite)
 
     def _open_general(self, apdu: bytes) -> _Request | bytes:
         """general-ciphering / general-signing: see :mod:`metercert.meter.general`."""
@@ -590,10 +591,9 @@ class MeterSession:
         assert self.secrets is not None
         key = self.dedicated_key if request.form.dedicated else self.secrets.guek
         sc = SecurityControl(request.suite, *self.meter.requires)
-        return protect(response, security_control=sc, system_title=self.meter.state.system_title,
-                       invocation_counter=self._own_counter(),
-                       encryption_key=key, authentication_key=self.secrets.ak, form=request.form,
-                       key_size=self._key_size(key))
+        counter = self._own_counter()
+        return cipher_for(key, self.secrets.ak, self.meter.state.system_title, self.client_title,
+                          sc, self._key_size(key)).protect(response, counter, request.form)
 
     def _apply_pending_keys(self) -> None:
         for pending in self.pending_keys:
