@@ -22,7 +22,7 @@ from metercert.cosem import ActionResult
 from metercert.cosem import DlmsData as D
 from metercert.meter.model import Meter
 from metercert.meter.profile import load_profile
-from metercert.security import CounterStoreError, Key, wrap_key
+from metercert.security import CounterStoreError, Key, parse_ciphered, wrap_key
 
 CLOCK = "0.0.1.0.0.255"
 
@@ -166,3 +166,31 @@ def test_meter_serve_on_damaged_counters_exits_with_one_line(tmp_path: Path) -> 
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "damaged" in lines[0] and victim.name in lines[0], proc.stderr
+
+
+def test_one_torn_record_is_recovered_and_said_so(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """One damaged slot (a torn write): the meter resumes above every value it used."""
+    state = tmp_path / "state"
+    m = InProcessMeter(state)
+    m.associate()
+    used = []
+    for _ in range(3):
+        m.get(8, CLOCK, 2)
+        used.append(parse_ciphered(m.client.trace.entries[-1].wire).invocation_counter)
+    e = _association(m)
+    m.close()
+    (victim,) = (state / "meter-0000" / "counters").glob(f"tx-*-a{e}-tx.ctr")  # the one in use
+    raw = bytearray(victim.read_bytes())
+    raw[4096 + 9] ^= 0xFF  # a slot's sequence/value bytes: its checksum no longer matches
+    raw[9] ^= 0xFF         # and the other slot: only the high-water record is left
+    victim.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING", logger="metercert.meter"):
+        again = InProcessMeter(state)
+    assert any("high-water mark" in r.getMessage() for r in caplog.records)
+    again.client._counter.at_least(1 << 20)
+    again.associate()
+    again.get(8, CLOCK, 2)
+    fresh = parse_ciphered(again.client.trace.entries[-1].wire).invocation_counter
+    assert fresh > max(used)
+    again.close()
