@@ -181,3 +181,32 @@ def test_ulimit_1024_meter_serves_a_good_client_through_2000_idle_connections(
     assert "Traceback" not in log, log[-3000:]
     assert len(log) < 20_000, f"{len(log)} bytes of log"
     assert "cap of" in log  # a cap was met, and said so (once per interval)
+
+
+def test_accept_out_of_file_descriptors_is_one_line_per_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio reports each failed accept() with a traceback; the meter logs it once, plainly."""
+    import errno
+
+    from metercert.meter.limits import quiet_accept_errors
+
+    loop = asyncio.new_event_loop()
+    other: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda lp, ctx: other.append(ctx))
+    try:
+        rate = RateLog(10.0)
+        restore = quiet_accept_errors(loop, rate)
+        with caplog.at_level("WARNING", logger="metercert.meter"):
+            for _ in range(3000):
+                loop.call_exception_handler({
+                    "message": "socket.accept() out of system resource",
+                    "exception": OSError(errno.EMFILE, "Too many open files")})
+            loop.call_exception_handler({"message": "something else"})
+        assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
+        assert "EMFILE" in caplog.records[0].getMessage()
+        assert [c["message"] for c in other] == ["something else"]  # passed on untouched
+        restore()
+        loop.call_exception_handler({"message": "after"})
+        assert other[-1]["message"] == "after"
+    finally:
+        loop.close()
