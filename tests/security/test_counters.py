@@ -230,22 +230,27 @@ def test_a_second_process_is_refused(tmp_path):
     assert InvocationCounterStore(tmp_path, TITLE, "guek").next() > 0
 
 
-def _race(directory: str, write_fd: int) -> None:  # child process
+def _race(directory: str, write_fd: int, base: int) -> None:  # child process
     try:
+        guard = ReplayGuard(directory, TITLE, "peer")
         store = InvocationCounterStore(directory, TITLE, "guek", block=4)
     except CounterStoreError:
         os.write(write_fd, b"R")
         return
-    for _ in range(200):
+    for i in range(200):
         os.write(write_fd, struct.pack(">cI", b"V", store.next()))
+        if guard.accept(base + i):  # both children offer the same counters: one may accept
+            os.write(write_fd, struct.pack(">cI", b"A", base + i))
     store.close()
+    guard.close()
 
 
 def test_two_processes_racing_on_one_folder_never_share_a_value(tmp_path):
-    """Many rounds of two processes starting together: never a value handed out twice."""
+    """Two processes starting together, many times: never a value handed out twice, never a
+    received counter accepted twice (the loser of each race is refused)."""
     seen: list[int] = []
-    refusals = 0
-    for _ in range(15):
+    accepted: list[int] = []
+    for r in range(15):
         pipes = [os.pipe() for _ in range(2)]
         pids = []
         for read_fd, write_fd in pipes:
@@ -253,7 +258,7 @@ def test_two_processes_racing_on_one_folder_never_share_a_value(tmp_path):
             if pid == 0:
                 os.close(read_fd)
                 try:
-                    _race(str(tmp_path), write_fd)
+                    _race(str(tmp_path), write_fd, r * 1000)
                 finally:
                     os._exit(0)
             os.close(write_fd)
@@ -263,11 +268,12 @@ def test_two_processes_racing_on_one_folder_never_share_a_value(tmp_path):
         for read_fd, _ in pipes:
             data = _read_all(read_fd)
             os.close(read_fd)
-            refusals += data.count(b"R") if data[:1] == b"R" else 0
             if data[:1] == b"V":
-                seen.extend(v for (_, v) in struct.iter_unpack(">cI", data))
+                for kind, v in struct.iter_unpack(">cI", data):
+                    (seen if kind == b"V" else accepted).append(v)
     assert len(seen) == len(set(seen)), "two processes handed out the same counter"
-    assert len(seen) >= 15 * 200
+    assert len(accepted) == len(set(accepted)), "two processes accepted the same counter"
+    assert len(seen) >= 15 * 200 and len(accepted) >= 15 * 200
 
 
 # -- durability and failing disks -------------------------------------------------------------
