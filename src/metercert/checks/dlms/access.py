@@ -108,7 +108,7 @@ async def secret_not_readable(target: DlmsTarget) -> CheckOutcome:
 
 
 @check("DLMS-PUBLIC-01", "The public client sees only a minimal object list",
-       severity=Severity.MEDIUM, requirements=["DLMS:ACCESS-RIGHTS", "CRA:I.2j", "CRA:I.2g"],
+       severity=Severity.MEDIUM, requirements=["DLMS:ACCESS-RIGHTS", "CRA:I.2j"],
        tags=["access-rights", "public-client"], target=TargetKind.DLMS)
 async def public_minimal(target: DlmsTarget) -> CheckOutcome:
     """No Security Setup, image transfer, disconnect control or profile (log) objects, no

@@ -48,7 +48,7 @@ from metercert.security import (
 
 
 @check("DLMS-AUTH-LLS-01", "No authentication and LLS are refused on the management association",
-       severity=Severity.CRITICAL, requirements=["DLMS:HLS-AUTH", "CRA:I.2d", "IEC62443-4-2:CR1.1"],
+       severity=Severity.CRITICAL, requirements=["DLMS:HLS-AUTH", "CRA:I.2d", "IEC62443-4-2:CR1.2"],
        tags=["authentication"], target=TargetKind.DLMS)
 async def lls_refused(target: DlmsTarget) -> CheckOutcome:
     """The management client SAP with mechanism 0 (none) and with LLS and a random password."""
@@ -66,7 +66,7 @@ async def lls_refused(target: DlmsTarget) -> CheckOutcome:
 
 
 @check("DLMS-AUTH-LEGACY-01", "HLS mechanisms 3 (MD5) and 4 (SHA-1) are refused",
-       severity=Severity.HIGH, requirements=["DLMS:HLS-AUTH", "EN303645:5.5-1"],
+       severity=Severity.HIGH, requirements=["DLMS:HLS-AUTH", "EN303645:5.1-3"],
        tags=["authentication"], target=TargetKind.DLMS)
 async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
     """An AARQ naming mechanism 3 (MD5) or 4 (SHA-1). Refused in the AARE: pass. When the
@@ -143,7 +143,7 @@ def _flip_last_byte(reply: bytes) -> bytes:
 
 
 @check("DLMS-HLS-01", "HLS pass 3 is verified, and nothing is served before it",
-       severity=Severity.CRITICAL, requirements=["DLMS:HLS-AUTH", "CRA:I.2d", "IEC62443-4-2:CR1.1"],
+       severity=Severity.CRITICAL, requirements=["DLMS:HLS-AUTH", "CRA:I.2d", "IEC62443-4-2:CR1.2"],
        tags=["authentication"], target=TargetKind.DLMS)
 async def hls_reply_verified(target: DlmsTarget) -> CheckOutcome:
     """The management association, twice: a GET sent after the AARE but before
@@ -224,7 +224,7 @@ async def default_passwords_refused(target: DlmsTarget) -> CheckOutcome:
 
 @check("DLMS-THROTTLE-01", "Repeated authentication failures are throttled",
        severity=Severity.HIGH, requirements=["DLMS:AUTH-THROTTLE", "EN303645:5.1-5",
-                                             "IEC62443-4-2:CR1.11"],
+                                             "IEC62443-4-2:CR1.11", "EN18031-1:AUM-6"],
        tags=["authentication", "brute-force"], target=TargetKind.DLMS)
 async def failures_throttled(target: DlmsTarget) -> CheckOutcome:
     """Five associations with a wrong key, then one with the right key straight away: a

@@ -10,6 +10,7 @@ from metercert.checks.base import (
     Evidence,
     Severity,
     TargetKind,
+    Verdict,
     check,
     fail,
     inconclusive,
@@ -250,7 +251,9 @@ async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
         problems.append(f"cannot associate after the power cycle: {exc}")
     finally:
         await e.close()
-    if before and after and min(after) <= max(before):
+    replay_problem = bool(problems)
+    counter_problem = bool(before and after and min(after) <= max(before))
+    if counter_problem:
         repeated = sorted(set(after) & set(before))
         problems.append(f"the meter's own counters after the restart start at {min(after)}, at "
                         f"or below {max(before)} used before"
@@ -264,7 +267,15 @@ async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
                    f"counters {base + _GAP}..{base + _GAP + 2}; gap {base}..{base + _GAP - 1}",
                    "value")]
     if problems:
-        return fail("; ".join(problems), *ev)
+        outcome = fail("; ".join(problems), *ev)
+        # each cited requirement as this check showed it: the meter's own counters
+        # (IC-UNIQUE) and the replay window (IC-REPLAY) are separate properties
+        judged: dict[str, Verdict] = {}
+        if not counter_problem and before and after:
+            judged["DLMS:IC-UNIQUE"] = Verdict.PASS
+        if not replay_problem and window_kept:
+            judged["DLMS:IC-REPLAY"] = Verdict.PASS
+        return outcome.with_requirement_verdicts(judged) if judged else outcome
     if window_kept is None or not before or not after:
         return inconclusive("the power cycle could not be judged: "
                             + ("no association after it" if window_kept is None

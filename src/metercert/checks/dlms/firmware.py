@@ -100,7 +100,8 @@ def _tampered_copies(image: bytes) -> dict[str, bytes]:
 
 @check("DLMS-FW-01", "Images with a bad or missing signature fail verification and never activate",
        severity=Severity.CRITICAL,
-       requirements=["DLMS:FW-SIGNED", "EN303645:5.3-10", "IEC62443-4-2:EDR3.10", "CRA:I.2c"],
+       requirements=["DLMS:FW-SIGNED", "EN303645:5.3-10", "IEC62443-4-2:EDR3.10", "CRA:I.2c",
+                     "CRA:II.7", "EN18031-1:SUM-2"],
        tags=["firmware"], timeout=300.0, target=TargetKind.DLMS)
 async def firmware_signature_enforced(target: DlmsTarget) -> CheckOutcome:
     """Bad images, each through initiate, block transfer, verify and activate; the active

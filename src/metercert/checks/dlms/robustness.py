@@ -29,7 +29,9 @@ from metercert.errors import ConnectionFailed
 
 
 @check("DLMS-ROBUST-01", "A burst of malformed frames does not stop the meter",
-       severity=Severity.HIGH, requirements=["DLMS:ROBUSTNESS", "EN303645:5.13-1", "CRA:I.2h"],
+       severity=Severity.HIGH, requirements=["DLMS:ROBUSTNESS", "EN303645:5.13-1", "CRA:I.2h",
+                                             "IEC62443-4-2:CR3.5", "IEC62443-4-2:CR7.1",
+                                             "EN18031-1:RLM-1"],
        tags=["robustness"], timeout=60.0, target=TargetKind.DLMS)
 async def malformed_burst(target: DlmsTarget) -> CheckOutcome:
     """Raw garbage, an oversized wrapper length, truncated and nonsense APDUs on several
