@@ -63,6 +63,7 @@ from metercert.security import (
     AuthenticationFailed,
     CipheringForm,
     HlsCredentials,
+    InvalidKey,
     InvocationCounterStore,
     Key,
     KeySet,
@@ -77,6 +78,7 @@ from metercert.security import (
     unprotect_parsed,
 )
 from metercert.security.keys import load_pem_key
+from metercert.security.protection import cipher_for
 from metercert.transport.errors import TransportError
 from metercert.transport.stream import ApduStream, open_dlms_connection
 
@@ -481,9 +483,14 @@ class DlmsClient:
                              s.authenticated if authenticated is None else authenticated,
                              s.encrypted if encrypted is None else encrypted)
         assert s.keys.client_system_title is not None
-        return protect(plain, security_control=sc, system_title=s.keys.client_system_title,
-                       invocation_counter=ic, encryption_key=key, authentication_key=s.keys.ak,
-                       form=form, key_size=self._key_size(key, sc.suite))
+        # the association's bound cipher (made once per keys and titles, see cipher_for)
+        return cipher_for(key, s.keys.ak, s.keys.client_system_title, self._peer_title(), sc,
+                          self._key_size(key, sc.suite)).protect(plain, ic, form)
+
+    def _peer_title(self) -> bytes | None:
+        """The meter's system title if it is one a cipher can use (8 bytes), else None."""
+        title = self.server_title
+        return title if title is not None and len(title) == 8 else None
 
     def peek(self, apdu: bytes) -> bytes | None:
         """Plaintext of a meter's answer if it verifies, without moving any window (for checks)."""
@@ -535,17 +542,16 @@ class DlmsClient:
                                      "the association's requests")
         key = self._dedicated if parsed.form.dedicated else self.settings.keys.guek
         try:
-            opened = unprotect_parsed(parsed, encryption_key=key,
-                                      authentication_key=self.settings.keys.ak,
-                                      system_title=self.server_title,
-                                      key_size=self._key_size(key, parsed.security_control.suite))
-        except AuthenticationFailed:
+            own = self.settings.keys.client_system_title or bytes(8)  # not used to open
+            plaintext = cipher_for(key, self.settings.keys.ak, own, self._peer_title(), sc,
+                                   self._key_size(key, sc.suite)).open_parsed(parsed)
+        except (AuthenticationFailed, InvalidKey):  # InvalidKey: no key the suite can use
             raise ResponseNotTrusted("response does not verify") from None
         guard = self._rx_dedicated if parsed.form.dedicated else self._rx
         if not guard.accept(parsed.invocation_counter):  # only after the tag verified
             raise ResponseNotTrusted(
                 f"response replays or reuses invocation counter {parsed.invocation_counter}")
-        return opened.plaintext
+        return plaintext
 
     async def receive_push(self, timeout: float | None = None) -> bytes:
         """The plaintext of one unsolicited APDU (a push) on this association, trusted only
