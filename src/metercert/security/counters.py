@@ -23,7 +23,10 @@ sender and accepts a counter only if it is strictly greater. Callers call
 :meth:`ReplayGuard.accept` *after* the APDU's tag has verified (a forged APDU with
 a high counter must not move the window), and accept persists the new value (and,
 ahead of it, H) before returning, so a request accepted before a power cut is still
-a replay after it. Recovering a window from H refuses more, never less.
+a replay after it. Recovering a window from H refuses more, never less. A window
+may instead append its accepted values to a journal that every window of a process
+shares (:mod:`metercert.security.journal`: one fsync per batch of requests, same
+promise: no answer before the window is durable).
 
 On-disk format and what each kind of damage does
 ------------------------------------------------
@@ -69,8 +72,12 @@ import threading
 import weakref
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metercert.security.errors import CounterExhausted, CounterStoreError
+
+if TYPE_CHECKING:  # the journal imports this module's helpers
+    from metercert.security.journal import ReplayJournal
 
 MAX_COUNTER = 0xFFFFFFFF
 BLOCK = 4096                     # one record per 4 KiB block: a torn write spoils one record
@@ -201,6 +208,8 @@ class _DurableValue:
         self._key: str | None = None
         #: the value came from the high-water mark (a slot was damaged): values jumped
         self.recovered = False
+        #: the file did not exist and was made at 0 by this open
+        self.created = False
         try:
             make_dirs_durable(path.parent)
             self._open(require_existing)
@@ -240,6 +249,7 @@ class _DurableValue:
                 raise CounterStoreError(f"counter file {self.path} is missing for a key that "
                                         f"has been in use; {_RECOVERY}")
             self._create()
+            self.created = True
         self._claim()
         raw = os.pread(self._fd, _FILE_SIZE, 0)
         value, seq = _decide(raw)
@@ -396,17 +406,40 @@ class InvocationCounterStore:
 
 
 class ReplayGuard:
-    """Last accepted received counter for one sender and key, persisted on acceptance."""
+    """Last accepted received counter for one sender and key, persisted on acceptance.
+
+    With a ``journal`` (:class:`metercert.security.journal.ReplayJournal`) accepted values
+    go to that journal (group commit) instead of this window's file; the file still proves
+    the window exists (ledger, fail-closed checks) and is where a key change resets it.
+    """
 
     def __init__(self, directory: str | os.PathLike[str] | None, system_title: bytes, key_name: str,
                  *, fsync: bool = True, require_existing: bool = False,
-                 hwm_step: int = DEFAULT_HWM_STEP) -> None:
+                 hwm_step: int = DEFAULT_HWM_STEP, journal: ReplayJournal | None = None) -> None:
         self._value = (None if directory is None else
                        _DurableValue(Path(directory) / _file_name("rx", system_title, key_name),
                                      fsync=fsync, require_existing=require_existing,
                                      hwm_step=hwm_step))
         # stored as last+1 so that 0 means "nothing accepted yet"
         self._last_plus_one = self._value.value if self._value else 0
+        self._journal = journal if self._value is not None else None
+        self._jkey = b""
+        if self._journal is not None and self._value is not None:
+            try:
+                self._journal.adopt_folder(self._value.path.parent)
+                self._jkey = self._journal.key_for(self._value.path)
+                if self._value.created:
+                    # a new window (new keys, or a folder a flaw wipes): older journal
+                    # records of this path belong to keys that are gone
+                    if self._journal.value(self._jkey):
+                        self._journal.append(self._jkey, 0)
+                        self._journal.sync()
+                else:
+                    self._last_plus_one = max(self._last_plus_one,
+                                              self._journal.value(self._jkey) or 0)
+            except BaseException:
+                self._value.close()
+                raise
         self._lock = threading.Lock()
         self._failed = False
 
@@ -433,12 +466,15 @@ class ReplayGuard:
                 raise CounterStoreError("replay window failed earlier; refusing requests")
             if counter + 1 <= self._last_plus_one:
                 return False
-            if self._value is not None:
-                try:
+            try:
+                if self._journal is not None:
+                    # immediate journal: durable now; deferred: the server waits for it
+                    self._journal.append(self._jkey, counter + 1)
+                elif self._value is not None:
                     self._value.write(counter + 1)
-                except CounterStoreError:
-                    self._failed = True
-                    raise
+            except CounterStoreError:
+                self._failed = True
+                raise
             self._last_plus_one = counter + 1
             return True
 
@@ -447,6 +483,9 @@ class ReplayGuard:
         with self._lock:
             if self._value is not None:
                 self._value.write(0, lower_hwm=True)
+            if self._journal is not None:
+                self._journal.append(self._jkey, 0)
+                self._journal.sync()
             self._last_plus_one = 0
 
     def close(self) -> None:
