@@ -84,8 +84,9 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
     served = _bench_profile(settings, profile, bench.temp)
     # a meter whose flaw is in its HDLC link layer is served over HDLC, where it shows
     hdlc = any(flaw.startswith("hdlc-") for flaw in settings.flaws)
+    capture = ("--capture", str(bench.temp / "capture"))  # the line traffic, for the bundle
     meter = MeterProcess(bench.temp / "meter", profile=served, port=0,
-                         extra_args=("--framing", "hdlc") if hdlc else ())
+                         extra_args=(("--framing", "hdlc") if hdlc else ()) + capture)
     bench.processes.append(meter)
     host, port = meter.start()
     keys = load_keyset(meter.keys_out)
@@ -137,6 +138,32 @@ def _bench_profile(settings: Any, name_or_path: str, folder: Path) -> str:
     return str(path)
 
 
+def _merge_captures(folder: Path, out: Path) -> Path | None:
+    """The line traffic of every meter process start (one pcap each: a power cycle starts a
+    new one) as one capture in time order, for the evidence bundle."""
+    import dpkt
+
+    packets: list[tuple[float, bytes]] = []
+    linktype = None
+    for path in sorted(folder.glob("*.pcap")):
+        try:
+            with path.open("rb") as fh:
+                reader = dpkt.pcap.Reader(fh)
+                linktype = linktype if linktype is not None else reader.datalink()
+                for ts, buf in reader:
+                    packets.append((ts, buf))
+        except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError):
+            continue  # a file cut by the power cycle: what was read before the cut stays
+    if not packets:
+        return None
+    packets.sort(key=lambda p: p[0])
+    with out.open("wb") as fh:
+        writer = dpkt.pcap.Writer(fh, linktype=linktype or dpkt.pcap.DLT_EN10MB)
+        for ts, buf in packets:
+            writer.writepkt(buf, ts=ts)
+    return out
+
+
 def _run(targets: dict[TargetKind | str, object], args: argparse.Namespace, profile: str | None,
          console: Console, *, started: float | None = None) -> int:
     from metercert.campaign.runner import EXIT_NO_VERDICT, run_campaign
@@ -150,8 +177,10 @@ def _run(targets: dict[TargetKind | str, object], args: argparse.Namespace, prof
     written = write_reports(run, Path(args.out))
     from metercert.lab.bundle import bundle_run  # sealed evidence bundle beside the reports
 
+    pcap = getattr(args, "capture_dir", None)
+    line = _merge_captures(Path(pcap), Path(args.out) / "line-traffic.pcap") if pcap else None
     written["bundle"] = bundle_run(Path(args.out), campaign_file=getattr(args, "campaign", None),
-                                   pcap=getattr(run, "pcap_path", None))
+                                   pcap=line)
     took = time.monotonic() - start
     if run.inconclusive:
         unresolved = run.unresolved
@@ -177,6 +206,7 @@ def _certify(args: argparse.Namespace) -> int:
     bench = _Bench(Path(tempfile.mkdtemp(prefix="metercert-certify-")))
     try:
         targets = _reference_targets(args.meter_profile, bench, tls=not args.no_tls)
+        args.capture_dir = str(bench.temp / "capture")
         return _run(targets, args, args.meter_profile, console, started=started)
     finally:
         bench.close()
