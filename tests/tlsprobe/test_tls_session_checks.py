@@ -73,3 +73,32 @@ def test_ocsp_stapling_judged(external_server, test_pki, tmp_path) -> None:
     assert _verdicts(stapling, test_pki)["TLS-OCSP-01"][0] == Verdict.PASS
     verdict, reason = _verdicts(plain, test_pki)["TLS-OCSP-01"]
     assert verdict == Verdict.FAIL and "no response is stapled" in reason
+
+
+def test_groups_below_a_tightened_floor_fail(tls_server, test_pki, tmp_path) -> None:
+    """OpenSSL 3 servers no longer accept sub-128-bit curves, so the check is shown to
+    fail with a profile that asks for 192-bit groups (X25519 / P-256 are 128-bit)."""
+    from metercert.tlsprobe import profile as profile_module
+
+    shipped = Path(profile_module.__file__).parent / "profiles" / "iec62351-3.yaml"
+    strict = tmp_path / "strict-groups.yaml"
+    text = shipped.read_text()
+    assert "min_group_security_bits:\n  value: 128" in text
+    strict.write_text(
+        text.replace(
+            "min_group_security_bits:\n  value: 128", "min_group_security_bits:\n  value: 192"
+        )
+    )
+    server = tls_server("good")
+    target = TlsTarget(
+        "127.0.0.1",
+        server.port,
+        test_pki.client.cert,
+        test_pki.client.key,
+        test_pki.ca_cert,
+        profile=str(strict),
+    )
+    by_id = {r.spec.id: r for r in run_tls_checks(target, _tls_specs())}
+    groups = by_id["TLS-GROUPS-01"]
+    assert groups.verdict == Verdict.FAIL and "secp256r1" in groups.outcome.reason
+    assert "secp384r1" not in groups.outcome.reason  # 192-bit: at the floor
