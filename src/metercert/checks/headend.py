@@ -73,6 +73,21 @@ def _rejection(obs: Observation, n: int) -> str:
     return ""
 
 
+def _after_lie(obs: Observation, n: int) -> str:
+    """What the client made of the genuine responses that followed the lie at GET ``n``:
+    "refused ..." when it printed an error for one of them, else a note for the reason."""
+    run, taken = obs.run, []
+    for e in obs.management_events():
+        if e.direction != "tx" or e.read is None or e.read <= n or e.hostile:
+            continue
+        if e.read in run.errors and e.read not in run.values:
+            return (f"refused the genuine response to GET {e.read} too "
+                    f"({run.errors[e.read] or 'no text'})")
+        if run.values.get(e.read) == str(genuine_value(e.read)):
+            taken.append(e.read)
+    return f"; it then accepted the genuine response to GET {taken[0]}" if taken else ""
+
+
 def _judge_refusal(target: Any, obs: Observation, n: int, what: str,
                    forged: str | None = None) -> CheckOutcome:
     """The response to GET ``n`` was a lie (``what``): the client must not take its value."""
@@ -100,7 +115,11 @@ def _judge_refusal(target: Any, obs: Observation, n: int, what: str,
                     "which no genuine response carried", *ev)
     how = _rejection(obs, n)
     if how:
-        return passed(f"the client refused {what}: it {how}", *ev)
+        after = _after_lie(obs, n)
+        if after.startswith("refused"):
+            return fail(f"the client refused {what} but then {after}: a lie spoiled its "
+                        "association for genuine responses", *ev)
+        return passed(f"the client refused {what}: it {how}{after}", *ev)
     return inconclusive(f"the client printed no value for read {n} but showed no refusal either "
                         f"(no error line, it went on; {obs.run.outcome()})", *ev)
 

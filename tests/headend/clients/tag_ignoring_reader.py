@@ -1,46 +1,47 @@
-"""A deliberately broken client for the head-end tests: metercert's reader with the GCM tag
-check taken out of response deciphering (AES-CTR only, as a client that skips the tag
-would do). Counters, suite and protection checks stay, so it must fail exactly the checks
-tagged ``tag`` and pass the others. Never use this outside the tests."""
+"""A deliberately broken client for the head-end tests: metercert's reader whose response
+deciphering never looks at the GCM tag (the keystream alone, as a client that skips the
+tag would do). Everything else a response must pass stays: system title, suite, the
+protection the association asks for, and the counter window. So it must fail exactly the
+checks tagged ``tag`` and pass the others. Never use this outside the tests."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-import metercert.client.session as session_module
+from metercert.client.errors import ResponseNotTrusted
+from metercert.client.session import DlmsClient
 from metercert.headend import reader
+from metercert.security import parse_ciphered
+
+TAG = 12
 
 
-def _secret(key: Any) -> bytes:
-    return bytes(key.secret if hasattr(key, "secret") else key)
-
-
-def unprotect_without_tag(parsed: Any, *, encryption_key: Any, authentication_key: Any,
-                          system_title: bytes | None = None, key_size: int | None = None) -> Any:
-    """Decipher with the GCM keystream and never look at the tag."""
-    title = parsed.system_title if parsed.system_title is not None else system_title
-    assert title is not None
-    sc = parsed.security_control
-    body = parsed.payload[:-12] if sc.authenticated else parsed.payload
-    if not sc.encrypted:
-        return _plain(body)
-    iv = title + parsed.invocation_counter.to_bytes(4, "big")
-    ctr = Cipher(algorithms.AES(_secret(encryption_key)), modes.CTR(iv + b"\x00\x00\x00\x02"))
-    plain = ctr.decryptor().update(body)
-    return _plain(plain)
-
-
-class _plain:  # stands in for security.Unprotected: only .plaintext is read
-    def __init__(self, plaintext: bytes) -> None:
-        self.plaintext = plaintext
-
-
+def open_without_tag(self: DlmsClient, apdu: bytes) -> bytes:
+    parsed = parse_ciphered(apdu)
+    title = parsed.system_title or self.server_title
+    if parsed.system_title is not None and parsed.system_title != self.server_title:
+        raise ResponseNotTrusted("response carries another system title")
+    sc, s = parsed.security_control, self.settings
+    if sc.suite != s.suite:
+        raise ResponseNotTrusted(f"response in security suite {sc.suite}")
+    if (s.authenticated and not sc.authenticated) or (s.encrypted and not sc.encrypted):
+        raise ResponseNotTrusted(f"response protected less (SC 0x{sc.byte:02X})")
+    assert title is not None and s.keys.guek is not None
+    body = parsed.payload[:-TAG] if sc.authenticated else parsed.payload   # tag dropped unread
+    if sc.encrypted:
+        nonce = title + parsed.invocation_counter.to_bytes(4, "big")
+        # GCM encrypts with the counter block J0 + 1 = IV || 00000002
+        body = Cipher(algorithms.AES(s.keys.guek.secret),
+                      modes.CTR(nonce + b"\x00\x00\x00\x02")).decryptor().update(body)
+    if not self._rx.accept(parsed.invocation_counter):
+        raise ResponseNotTrusted(f"response replays or reuses invocation counter "
+                                 f"{parsed.invocation_counter}")
+    return body
 
 
 if __name__ == "__main__":
-    session_module.unprotect_parsed = unprotect_without_tag  # type: ignore[assignment]
+    DlmsClient._open = open_without_tag  # type: ignore[method-assign]
     sys.exit(asyncio.run(reader.main()))
