@@ -161,3 +161,15 @@ def test_a_client_that_retries_is_judged_by_the_value_it_shows(tmp_path: Path) -
     assert {i: c["verdict"] for i, c in checks.items()} == {"HE-TAG-01": "pass",
                                                            "HE-REPLAY-01": "pass"}
     assert "asked again: its read 1 shows 4002" in checks["HE-TAG-01"]["reason"]
+
+
+def test_a_client_spoiled_by_a_refused_lie_fails(tmp_path: Path) -> None:
+    """It refuses the replay, but then also the genuine response to GET 3 it asked for."""
+    out = tmp_path / "r"
+    proc = metercert("headend", "--client-cmd", f"{sys.executable} {CLIENTS / 'sticky_reader.py'}",
+                     "--only", "HE-REPLAY-01", "--out", str(out), "--quiet")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    check = next(c for c in results["checks"] if c["id"] == "HE-REPLAY-01")
+    assert check["verdict"] == "fail"
+    assert "refused the genuine response to GET 3 too" in check["reason"]
