@@ -65,16 +65,24 @@ EXPECTED_FAILURES.update({
 # one fails exactly its checks; on a meter without general protection these checks do not
 # apply, and the P-256-on-suite-2 check applies to suite 2 only
 GENERAL_ONLY = {"DLMS-GENSIGN-01", "DLMS-GENSIGN-02", "DLMS-GENSIGN-03", "DLMS-GENSIGN-04",
-                "DLMS-GENDOWN-01"}
-GENERAL_SUITE_1 = {"suite1-general", "unsigned-general-accepted"}
+                "DLMS-GENDOWN-01", "DLMS-KEYAGREE-01", "DLMS-KEYAGREE-02", "DLMS-CERT-01",
+                "DLMS-CERT-02", "DLMS-CERT-03"}
+GENERAL_SUITE_1 = {"suite1-general", "unsigned-general-accepted", "untrusted-certificate-accepted",
+                   "ephemeral-key-reused", "removed-certificate-still-used"}
 GENERAL_PROFILES = GENERAL_SUITE_1 | {"suite2-general", "general-signature-unchecked",
-                                      "general-suite-unchecked"}
+                                      "general-suite-unchecked", "private-key-exported",
+                                      "key-agreement-unverified"}
 EXPECTED_FAILURES.update({
     "suite1-general": set(),
     "suite2-general": set(),
     "general-signature-unchecked": {"DLMS-GENSIGN-01", "DLMS-GENSIGN-02", "DLMS-GENSIGN-03"},
     "unsigned-general-accepted": {"DLMS-GENSIGN-04"},
     "general-suite-unchecked": {"DLMS-GENDOWN-01"},
+    "untrusted-certificate-accepted": {"DLMS-CERT-01"},
+    "removed-certificate-still-used": {"DLMS-CERT-02"},
+    "private-key-exported": {"DLMS-CERT-03"},
+    "key-agreement-unverified": {"DLMS-KEYAGREE-01"},
+    "ephemeral-key-reused": {"DLMS-KEYAGREE-02"},
 })
 for _name in EXPECTED_FAILURES:
     if _name not in GENERAL_PROFILES:

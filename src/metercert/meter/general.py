@@ -117,13 +117,14 @@ def _open_signing(session: MeterSession, data: bytes) -> bytes:
     _check_titles(session, parsed.header, "general-signing")
     if meter.profile.has("general-signature-unchecked"):
         return parsed.content
-    secrets = session.secrets
-    assert secrets is not None
-    if secrets.client_key is None:
-        raise GeneralRefused("general-signing: no signing key of this client is known")
+    # the public key of the client's installed digital-signature certificate (a removed
+    # certificate stops that client's signed requests)
+    signer = (meter.state.pki.client_signing_key(session.e, session.client_title)
+              if meter.state.pki is not None else None)
+    if signer is None:
+        raise GeneralRefused("general-signing: no certificate of this client is installed")
     try:
-        g.verify_general(parsed, public_key=secrets.client_key.public_key(),
-                         suite=meter.profile.security_suite)
+        g.verify_general(parsed, public_key=signer, suite=meter.profile.security_suite)
     except AuthenticationFailed:
         raise GeneralRefused("general-signing signature does not verify") from None
     return parsed.content

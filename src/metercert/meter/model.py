@@ -58,7 +58,8 @@ class Meter:
                                                  role.authenticated, lls is not None,
                                                  profile.association_version))
             if role.authenticated:
-                objects.append(o.SecuritySetup(role.association, profile.security_setup_version))
+                objects.append(o.SecuritySetup(role.association, profile.security_setup_version,
+                                               bool(profile.general_protection)))
                 objects.append(o.InvocationCounterObject(role.association))
         omitted = {ObisCode.parse(code) for code in profile.omit_objects}
         self.objects: dict[ObisCode, o.CosemObject] = {

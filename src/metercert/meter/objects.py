@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metercert.cosem import (
     ActionResult,
@@ -269,10 +269,12 @@ def _v1_policy_bits(auth: bool, enc: bool) -> int:
 class SecuritySetup(CosemObject):
     class_id = ClassId.SECURITY_SETUP
 
-    def __init__(self, e: int, version: int = 1) -> None:
+    def __init__(self, e: int, version: int = 1, certificates: bool = False) -> None:
         self.obis = ObisCode(0, 0, 43, 0, e, 255)
         self.e = e
         self.version = version
+        #: v1 attribute 6 and methods 3-8 (general-protection profiles, meter/pki.py)
+        self.with_certificates = certificates and version == 1
 
     def _policy_value(self, auth: bool, enc: bool) -> int:
         if self.version == 0:
@@ -315,13 +317,19 @@ class SecuritySetup(CosemObject):
             return D.octet_string(session.client_title or b"")
         if attribute == 5:
             return D.octet_string(meter.state.system_title)
+        if attribute == 6 and self._pki(session) is not None:
+            return self._pki(session).certificates(self.e)
         return super().get(attribute, session)
 
+    def _pki(self, session: MeterSession) -> Any:
+        """The certificates of a general-protection meter (v1 only), else None."""
+        return session.meter.state.pki if self.with_certificates else None
+
     def attribute_ids(self) -> range:
-        return range(1, 6)
+        return range(1, 7) if self.with_certificates else range(1, 6)
 
     def method_ids(self) -> range:
-        return range(1, 3)
+        return range(1, 9) if self.with_certificates else range(1, 3)
 
     def action(self, method: int, params: D | None,
                session: MeterSession) -> tuple[ActionResult, D | None]:
@@ -338,6 +346,8 @@ class SecuritySetup(CosemObject):
                 return ActionResult.OTHER_REASON, None
             meter.requires = requested  # in RAM: a power cycle restores the profile's policy
             return ActionResult.SUCCESS, None
+        if 3 <= method <= 8 and self._pki(session) is not None:
+            return self._pki(session).action(self.e, method, params, session)
         if method != 2:
             return ActionResult.OBJECT_UNAVAILABLE, None
         secrets = meter.state.secrets.get(self.e)

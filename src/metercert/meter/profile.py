@@ -52,6 +52,16 @@ FLAWS: dict[str, str] = {
     "general-suite-unchecked":
         "general-ciphering in a lower suite than configured is deciphered with the keys the "
         "meter has and executed (downgrade)",
+    "untrusted-certificate-accepted":
+        "import_certificate takes a certificate that does not chain to the operator CA, or has "
+        "expired",
+    "private-key-exported": "generate_key_pair returns the new private key in its answer",
+    "ephemeral-key-reused": "key_agreement answers every time with the same ephemeral key",
+    "key-agreement-unverified":
+        "key_agreement uses the client's ephemeral key without checking its signature",
+    "removed-certificate-still-used":
+        "remove_certificate answers success and drops the certificate from attribute 6, but "
+        "signatures by its key are still accepted",
     "wedged-by-oversized-frame":
         "a wrapper frame announcing 65535 bytes makes the meter deaf on every connection "
         "until it is power cycled",

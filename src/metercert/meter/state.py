@@ -167,8 +167,14 @@ class MeterState:
         self._rx_saved: dict[int, ReplayGuard] = {}
         fw = self.folder / "firmware.txt"
         self.active_firmware = fw.read_text().strip() if fw.exists() else "MCT-1.0.0"
+        #: general-protection profiles: CA, certificates, key agreement (meter/pki.py)
+        self.pki: Any = None
         try:
             self._load_or_create_keys()
+            if profile.general_protection:
+                from metercert.meter.pki import MeterPki
+
+                self.pki = MeterPki(self)
         except OSError as exc:  # keys.yaml or firmware cannot be written: read-only, full
             self.close()
             raise InputFileError(f"cannot write meter state in {self.folder}: "
@@ -423,6 +429,8 @@ class MeterState:
                          ak=s.ak.secret.hex().upper(), kek=s.kek.secret.hex().upper(),
                          hls_secret=s.hls_secret.hex().upper(),
                          **client_key(management.association, s))
+            if self.pki is not None and key_dir is not None:
+                entry.update(self.pki.client_entry(key_dir, management.association))
         roles = []
         # LLS associations are not in the key file: a lab finds them in the object list
         lls_saps = {a.client_sap for a in self.profile.all_lls_associations()}

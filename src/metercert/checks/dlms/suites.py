@@ -1,5 +1,5 @@
-"""DLMS checks for suites 1 and 2 in the general forms: general-signing (0xDF) signatures and
-general-ciphering (0xDD) downgrade.
+"""DLMS checks for suites 1 and 2: general-signing (0xDF) signatures, general-ciphering (0xDD)
+downgrade, key agreement (Security Setup method 3) and certificates (attribute 6, methods 4-8).
 
 They apply to a meter that serves general protection: the key file names it
 (``general_protection``) or a correctly signed-then-ciphered request is served. Every check
@@ -13,8 +13,12 @@ went along with a downgrade answers in the lower suite) to a response with a res
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from metercert.checks.base import (
@@ -28,13 +32,36 @@ from metercert.checks.base import (
     not_applicable,
     passed,
 )
-from metercert.checks.dlms._common import _clock_request, _trace, _try, _with_management
+from metercert.checks.dlms._common import (
+    _clock_request,
+    _security_setup,
+    _trace,
+    _try,
+    _with_management,
+)
+from metercert.client.errors import DlmsError
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
-from metercert.cosem import ActionResult, DataAccessResult, decode_apdu
-from metercert.security import SecurityError
+from metercert.cosem import (
+    ActionResult,
+    DataAccessResult,
+    DataType,
+    DlmsData,
+    ObisCode,
+    decode_apdu,
+)
+from metercert.cosem.security_setup import (
+    CertificateIdentification,
+    KeyAgreementItem,
+    key_agreement_data,
+    read_key_agreement_data,
+)
+from metercert.errors import ConnectionFailed, InputFileError
+from metercert.security import AuthenticationFailed, Key, SecurityError, wrap_key
 from metercert.security import agreement as _agreement
+from metercert.security import certificates as certs
 from metercert.security import general as g
+from metercert.security.keys import load_pem_key
 
 SIGNED = "signed-then-ciphered"
 
@@ -248,3 +275,413 @@ async def general_downgrade(target: DlmsTarget) -> CheckOutcome:
                    c.protect_request(plain, general=SIGNED, suite=lower, sign_suite=suite))
 
     return await _refuses(target, "general-ciphering in a lower suite", forgeries)
+
+
+# -- key agreement (Security Setup method 3, C(2e, 0s)) and certificates (methods 4-8) --------
+
+_KEY_AGREEMENT, _GENERATE_KEY_PAIR, _CERTIFICATE_REQUEST = 3, 4, 5
+_IMPORT, _EXPORT, _REMOVE = 6, 7, 8
+
+
+def _key_file_bytes(target: DlmsTarget, name: str) -> bytes | None:
+    """The contents of a file the key file names (relative to the key file), or None."""
+    ref = target.keys.extra.get(name)
+    if not ref:
+        return None
+    path = Path(str(ref))
+    if not path.is_absolute() and target.keys.base_dir is not None:
+        path = target.keys.base_dir / path
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"key file: {name}: cannot read {path}: {exc.strerror}") from None
+
+
+def _certificate_field(target: DlmsTarget, name: str) -> x509.Certificate | None:
+    data = _key_file_bytes(target, name)
+    if data is None:
+        return None
+    try:
+        return certs.load_certificate(data)
+    except certs.CertificateRefused as exc:
+        raise InputFileError(f"key file: {name}: {exc}") from None
+
+
+def _ca_key(target: DlmsTarget) -> ec.EllipticCurvePrivateKey | None:
+    if not target.keys.extra.get("dlms_ca_key"):
+        return None
+    key = load_pem_key(target.keys.extra["dlms_ca_key"], target.keys.base_dir, "key file",
+                       private=True)
+    return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
+async def _setup(c: DlmsClient, target: DlmsTarget) -> ObisCode:
+    return await _security_setup(c, target)
+
+
+def _agreement_request(c: DlmsClient, suite: int, *, signer: ec.EllipticCurvePrivateKey | None,
+                       ephemeral: ec.EllipticCurvePrivateKey, key_id: int = 0) -> DlmsData:
+    """key_agreement parameter for one key: ``x || y || signature`` (none when unsigned)."""
+    if signer is None:
+        data = _agreement.public_key_bytes(ephemeral)
+    else:
+        data = _agreement.signed_ephemeral_key(key_id, ephemeral, signer, suite)
+    return key_agreement_data([KeyAgreementItem(key_id, data)])
+
+
+async def _agree(c: DlmsClient, setup: ObisCode, target: DlmsTarget,
+                 signer: ec.EllipticCurvePrivateKey | None,
+                 note: str) -> tuple[ActionResult, Key | None, bytes | None, str]:
+    """Run key_agreement for the GUEK; (result, agreed key if the meter's answer verifies,
+    the meter's ephemeral point, what was seen)."""
+    suite = target.suite
+    ephemeral = _agreement.generate_key_pair(suite)
+    c.trace.note(note)
+    result, data = await c.action(64, setup, _KEY_AGREEMENT,
+                                  _agreement_request(c, suite, signer=signer, ephemeral=ephemeral))
+    if result is not ActionResult.SUCCESS or data is None:
+        return result, None, None, f"{note}: {result.name.lower()}"
+    try:
+        answer = read_key_agreement_data(data)[0]
+        size = 2 * _agreement.coordinate_bytes(suite)
+        point = answer.key_data[:size]
+        server_key = target.keys.server_public_key
+        if server_key is None:
+            raise AuthenticationFailed()
+        peer = _agreement.verify_signed_ephemeral_key(0, answer.key_data, server_key, suite)
+    except (SecurityError, ValueError, IndexError):
+        return result, None, None, f"{note}: success, but the meter's ephemeral key does not verify"
+    assert c.settings.keys.client_system_title is not None and c.server_title is not None
+    key = _agreement.ephemeral_unified_model(ephemeral, peer, suite=suite,
+                                             party_u=c.settings.keys.client_system_title,
+                                             party_v=c.server_title, role="guek")
+    return result, key, point, f"{note}: success, meter ephemeral key verified"
+
+
+async def _use_and_restore(target: DlmsTarget, agreed: Key, original: Key,
+                           evidence: list[Evidence]) -> str | None:
+    """Adopt the agreed GUEK, prove the meter uses it, put the original back by key_transfer.
+    Returns what went wrong (None: the agreed key worked and the original is back)."""
+    kek = target.keys.kek
+    target.replace_key("guek", agreed)
+    d = target.client()
+    try:
+        await d.open()
+        await d.get(8, d.clock_obis, 2)
+        problem = None
+        if kek is not None:
+            setup = await _setup(d, target)
+            params = DlmsData.array([DlmsData.structure([
+                DlmsData.enum(0), DlmsData.octet_string(wrap_key(kek, original))])])
+            restored, _ = await d.action(64, setup, 2, params)
+            if restored is ActionResult.SUCCESS:
+                target.replace_key("guek", original)
+            else:
+                problem = f"restoring the original GUEK was refused ({restored.name})"
+        await d.release()
+    except (DlmsError, ConnectionFailed) as exc:
+        target.replace_key("guek", original)
+        problem = f"the agreed key did not work: {exc}"
+    finally:
+        await d.close()
+        evidence.append(_trace(d, label="association with the agreed key"))
+    return problem
+
+
+def _key_agreement_unusable(target: DlmsTarget) -> str | None:
+    reason = _unusable(target)
+    if reason:
+        return reason
+    if target.keys.server_public_key is None:
+        return "the key file gives no meter signing key (server_public_key)"
+    if target.keys.guek is None:
+        return "the key file has no GUEK"
+    return None
+
+
+@check("DLMS-KEYAGREE-01", "key_agreement refuses an unsigned or wrongly signed ephemeral key",
+       severity=Severity.CRITICAL, requirements=["EN303645:5.5-1", "EN303645:5.5-5"],
+       tags=["suite", "key-agreement", "keys"], destructive=True, target=TargetKind.DLMS,
+       timeout=60.0)
+async def key_agreement_signature(target: DlmsTarget) -> CheckOutcome:
+    """Security Setup key_agreement (C(2e, 0s)) with the client's ephemeral key unsigned, then
+    signed by a key that is not the client's: both must be refused (else a man in the middle
+    agrees the GUEK). Control: a correctly signed agreement succeeds, its key works, and the
+    original GUEK is put back with key_transfer."""
+    reason = _key_agreement_unusable(target)
+    if reason:
+        return not_applicable(reason)
+    original = target.keys.guek
+    assert original is not None
+    evidence: list[Evidence] = []
+    accepted: list[str] = []
+    seen: list[str] = []
+    forgeries = (("unsigned ephemeral key", None),
+                 ("ephemeral key signed by another key", _agreement.generate_key_pair(target.suite)))
+    for note, signer in forgeries:
+        c = await target.management()
+        try:
+            setup = await _setup(c, target)
+            result, key, _, text = await _agree(c, setup, target, signer, note)
+            seen.append(text)
+            if result is ActionResult.SUCCESS:
+                accepted.append(note)
+        finally:
+            with contextlib.suppress(DlmsError, ConnectionFailed):
+                await c.release()
+            await c.close()
+            evidence.append(_trace(c, label=note))
+        if key is not None:  # the meter took it: follow it so the campaign can go on
+            problem = await _use_and_restore(target, key, original, evidence)
+            if problem:
+                seen.append(problem)
+    c = await target.management()
+    try:
+        setup = await _setup(c, target)
+        result, key, _, text = await _agree(c, setup, target, target.keys.client_private_key,
+                                            "control: correctly signed ephemeral key")
+        seen.append(text)
+    finally:
+        with contextlib.suppress(DlmsError, ConnectionFailed):
+            await c.release()
+        await c.close()
+        evidence.append(_trace(c, label="control"))
+    control_problem = "the correct agreement failed" if key is None else await _use_and_restore(
+        target, key, original, evidence)
+    evidence.append(Evidence("answers", "\n".join(seen), "value"))
+    if accepted:
+        return fail("key_agreement accepted an " + " and an ".join(accepted), *evidence)
+    if control_problem:
+        return inconclusive(f"forgeries refused, but {control_problem}: no verdict", *evidence)
+    return passed("unsigned and wrongly signed ephemeral keys refused; a correctly signed "
+                  "agreement succeeded and its key was in use", *evidence)
+
+
+@check("DLMS-KEYAGREE-02", "Agreed keys differ per key agreement (fresh ephemeral keys)",
+       severity=Severity.HIGH, requirements=["EN303645:5.5-1", "EN303645:5.5-8"],
+       tags=["suite", "key-agreement", "keys"], destructive=True, target=TargetKind.DLMS,
+       timeout=60.0)
+async def key_agreement_fresh(target: DlmsTarget) -> CheckOutcome:
+    """Two correctly signed key agreements in two associations: the meter's ephemeral keys
+    and the agreed keys must differ (a reused ephemeral key makes every agreement with the
+    same peer ephemeral repeatable, and loses forward secrecy)."""
+    reason = _key_agreement_unusable(target)
+    if reason:
+        return not_applicable(reason)
+    original = target.keys.guek
+    assert original is not None
+    evidence: list[Evidence] = []
+    points: list[bytes] = []
+    keys: list[Key] = []
+    for round_ in (1, 2):
+        c = await target.management()
+        try:
+            setup = await _setup(c, target)
+            _, key, point, text = await _agree(c, setup, target, target.keys.client_private_key,
+                                               f"key agreement {round_}")
+        finally:
+            with contextlib.suppress(DlmsError, ConnectionFailed):
+                await c.release()
+            await c.close()
+            evidence.append(_trace(c, label=f"key agreement {round_}"))
+        if key is None or point is None:
+            return inconclusive(f"{text}: no verdict on freshness", *evidence)
+        problem = await _use_and_restore(target, key, original, evidence)
+        if problem:
+            return inconclusive(f"key agreement {round_}: {problem}", *evidence)
+        points.append(point)
+        keys.append(key)
+    if points[0] == points[1]:
+        return fail("the meter answered both key agreements with the same ephemeral key "
+                    f"({points[0][:8].hex().upper()}...)", *evidence)
+    if keys[0] == keys[1]:
+        return fail("both key agreements gave the same key", *evidence)
+    return passed("two agreements: different meter ephemeral keys and different agreed keys, "
+                  "each verified and in use", *evidence)
+
+
+def _certificates_unusable(target: DlmsTarget) -> str | None:
+    reason = _unusable(target)
+    if reason:
+        return reason
+    if not target.keys.extra.get("client_signing_certificate"):
+        return "the key file names no client_signing_certificate (the meter's certificates)"
+    return None
+
+
+def _identify(cert: x509.Certificate) -> DlmsData:
+    """Identification by serial number and issuer (DER forms, as attribute 6 gives them)."""
+    info = certs.certificate_info(cert, certs.CertificateEntity.CLIENT)
+    return CertificateIdentification(serial_number=info.serial_number,
+                                     issuer=info.issuer).to_data()
+
+
+@check("DLMS-CERT-01", "import_certificate refuses an untrusted or expired certificate",
+       severity=Severity.CRITICAL, requirements=["EN303645:5.5-8", "EN303645:5.5-5"],
+       tags=["suite", "certificates"], destructive=True, target=TargetKind.DLMS)
+async def certificate_import(target: DlmsTarget) -> CheckOutcome:
+    """A TLS certificate for the client's system title from a CA of our own (untrusted), and,
+    when the key file gives the operator CA's key, one from the operator CA that has expired:
+    both refused. Control: the client's own certificate (from the key file) is imported again.
+    A certificate the meter took wrongly is removed again."""
+    reason = _certificates_unusable(target)
+    if reason:
+        return not_applicable(reason)
+    own = _certificate_field(target, "client_signing_certificate")
+    assert own is not None
+    title = target.keys.client_system_title
+    assert title is not None
+    suite = target.suite
+    tests: list[tuple[str, x509.Certificate]] = []
+    rogue_key = _agreement.generate_key_pair(suite)
+    rogue_ca = certs.build_ca(rogue_key, name="metercert untrusted test CA")
+    leaf = _agreement.generate_key_pair(suite).public_key()
+    tests.append(("certificate from an untrusted CA", certs.issue(
+        leaf, system_title=title, kind=certs.CertificateType.TLS, issuer=rogue_ca,
+        issuer_key=rogue_key)))
+    ca = _certificate_field(target, "dlms_ca_certificate")
+    ca_key = _ca_key(target)
+    skipped = ""
+    if ca is not None and ca_key is not None:
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+        tests.append(("expired certificate from the operator CA", certs.issue(
+            leaf, system_title=title, kind=certs.CertificateType.TLS, issuer=ca,
+            issuer_key=ca_key, not_before=start, days=2)))
+    else:
+        skipped = "; the key file gives no operator CA key (dlms_ca_key): expiry not tried"
+
+    async def body(c: DlmsClient) -> CheckOutcome:
+        setup = await _setup(c, target)
+        taken: list[str] = []
+        seen: list[str] = []
+        for note, cert in tests:
+            c.trace.note(note)
+            result, _ = await c.action(64, setup, _IMPORT, DlmsData.octet_string(certs.der(cert)))
+            seen.append(f"{note}: {result.name.lower()}")
+            if result is ActionResult.SUCCESS:
+                taken.append(note)
+                await c.action(64, setup, _REMOVE, _identify(cert))
+        c.trace.note("control: the client's own certificate again")
+        control, _ = await c.action(64, setup, _IMPORT, DlmsData.octet_string(certs.der(own)))
+        seen.append(f"control, the client's own certificate: {control.name.lower()}")
+        ev = [_trace(c), Evidence("answers", "\n".join(seen), "value")]
+        if taken:
+            return fail("import_certificate accepted a " + " and a ".join(taken), *ev)
+        if control is not ActionResult.SUCCESS:
+            return inconclusive("the meter refused even its client's own certificate "
+                                f"({control.name}): no verdict", *ev)
+        return passed("untrusted" + (" and expired" if not skipped else "") + " certificates "
+                      "refused, a trusted one imported" + skipped, *ev)
+
+    return await _with_management(target, body)
+
+
+@check("DLMS-CERT-02", "A removed client certificate can no longer sign requests",
+       severity=Severity.HIGH, requirements=["EN303645:5.5-8", "EN303645:5.1-3"],
+       tags=["suite", "certificates", "general-signing"], destructive=True,
+       target=TargetKind.DLMS)
+async def removed_certificate(target: DlmsTarget) -> CheckOutcome:
+    """remove_certificate of the client's digital-signature certificate (by entity), then a
+    correctly signed-then-ciphered GET: it must be refused. The certificate is imported again
+    and a signed GET is served once more."""
+    reason = _certificates_unusable(target)
+    if reason:
+        return not_applicable(reason)
+    own = _certificate_field(target, "client_signing_certificate")
+    assert own is not None and target.keys.client_system_title is not None
+    ident = CertificateIdentification(entity=int(certs.CertificateEntity.CLIENT),
+                                      certificate_type=int(certs.CertificateType.DIGITAL_SIGNATURE),
+                                      system_title=target.keys.client_system_title).to_data()
+
+    async def body(c: DlmsClient) -> CheckOutcome:
+        control, stop = await _control(c, target)
+        if stop is not None:
+            return stop
+        setup = await _setup(c, target)
+        removed, _ = await c.action(64, setup, _REMOVE, ident)
+        seen = [f"control before: {control.text}", f"remove_certificate: {removed.name.lower()}"]
+        after = await _send(c, c.protect_request(_clock_request(c), general=SIGNED),
+                            "signed GET after the removal")
+        seen.append(f"signed GET after the removal: {after.text}")
+        restored, _ = await c.action(64, setup, _IMPORT, DlmsData.octet_string(certs.der(own)))
+        again = await _send(c, c.protect_request(_clock_request(c), general=SIGNED),
+                            "signed GET after the import")
+        seen.append(f"import again: {restored.name.lower()}; signed GET: {again.text}")
+        ev = [_trace(c), Evidence("answers", "\n".join(seen), "value")]
+        if removed is not ActionResult.SUCCESS:
+            return inconclusive(f"remove_certificate answered {removed.name}: no verdict", *ev)
+        if after.served:
+            return fail("a request signed with the removed certificate's key was executed", *ev)
+        if not again.served:
+            return inconclusive("after importing the certificate again the signed request was "
+                                "still refused: the refusal may not be due to the removal", *ev)
+        return passed("after remove_certificate the client's signed request was refused; "
+                      "after import_certificate it was served again", *ev)
+
+    return await _with_management(target, body)
+
+
+def _reveals(data: bytes, public: ec.EllipticCurvePublicKey) -> bool:
+    """Does any window of ``data`` hold the private scalar of ``public``?"""
+    size = (public.curve.key_size + 7) // 8
+    target_point = public.public_numbers()
+    order_bits = public.curve.key_size
+    for i in range(max(0, len(data) - size) + 1):
+        value = int.from_bytes(data[i:i + size], "big")
+        if value == 0 or value.bit_length() > order_bits:
+            continue
+        try:
+            candidate = ec.derive_private_key(value, public.curve).public_key().public_numbers()
+        except ValueError:
+            continue
+        if candidate == target_point:
+            return True
+    return False
+
+
+@check("DLMS-CERT-03", "generate_key_pair never reveals the private key",
+       severity=Severity.CRITICAL, requirements=["EN303645:5.5-7", "EN303645:5.4-1"],
+       tags=["suite", "certificates", "keys"], destructive=True, target=TargetKind.DLMS)
+async def key_pair_private(target: DlmsTarget) -> CheckOutcome:
+    """generate_key_pair (TLS key pair, which nothing else in the campaign uses), then
+    generate_certificate_request: the request must be signed by a new key for the meter's
+    system title, and no answer of the association (wire or plaintext) may hold that key's
+    private scalar."""
+    reason = _unusable(target)
+    if reason:
+        return not_applicable(reason)
+    kind = DlmsData.enum(int(certs.CertificateType.TLS))
+
+    async def body(c: DlmsClient) -> CheckOutcome:
+        _, stop = await _control(c, target)
+        if stop is not None:
+            return stop
+        setup = await _setup(c, target)
+        made, returned = await c.action(64, setup, _GENERATE_KEY_PAIR, kind)
+        if made is not ActionResult.SUCCESS:
+            return inconclusive(f"generate_key_pair answered {made.name}: no verdict", _trace(c))
+        result, request = await c.action(64, setup, _CERTIFICATE_REQUEST, kind)
+        ev = [_trace(c)]
+        if result is not ActionResult.SUCCESS or request is None or \
+                request.type is not DataType.OCTET_STRING:
+            return inconclusive(f"generate_certificate_request answered {result.name} without "
+                                "a request: the new public key is unknown", *ev)
+        try:
+            csr = x509.load_der_x509_csr(bytes(request.value))
+        except ValueError:
+            return inconclusive("generate_certificate_request did not return a PKCS #10 "
+                                "request", *ev)
+        public = csr.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey) or not csr.is_signature_valid:
+            return inconclusive("the certificate request is not signed by an EC key", *ev)
+        answers = [w for e in c.trace.entries if e.direction == "<-"
+                   for w in (e.wire, e.plain) if w]
+        if returned is not None and returned.type is DataType.OCTET_STRING:
+            answers.append(bytes(returned.value))
+        if any(_reveals(a, public) for a in answers):
+            return fail("the private key of the pair generate_key_pair made is in the meter's "
+                        "answers", *ev)
+        return passed(f"a new {public.curve.name} key pair; its request is signed and no answer "
+                      f"holds its private key ({len(answers)} answers searched)", *ev)
+
+    return await _with_management(target, body)
