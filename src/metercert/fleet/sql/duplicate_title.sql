@@ -4,18 +4,31 @@
 -- counters collide (nonce reuse); with their own keys the head-end cannot tell
 -- them apart and the GCM nonce (title || counter) no longer names one sender.
 -- A meter that comes back on a new address after a reboot does not overlap.
-WITH overlap AS (
-  SELECT a.system_title, a.endpoint AS ep_a, b.endpoint AS ep_b,
-         a.first_ts AS ts_a, b.first_ts AS ts_b, a.last_ts AS end_a, b.last_ts AS end_b,
-         a.first_id AS id_a, b.first_id AS id_b, a.n + b.n AS n
-  FROM titles a
-  JOIN titles b ON a.system_title = b.system_title AND a.endpoint < b.endpoint
-  WHERE a.first_ts <= b.last_ts AND b.first_ts <= a.last_ts
+-- Overlap without pairing every endpoint with every other (a meter that pushes
+-- from a new port each time has thousands): in first-seen order, an endpoint
+-- overlaps an earlier one when it starts before the latest end seen so far.
+WITH ordered AS (
+  SELECT system_title, endpoint, first_ts, last_ts, first_id,
+         MAX(last_ts) OVER (PARTITION BY system_title ORDER BY first_ts, endpoint
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prior_end,
+         FIRST_VALUE(first_id) OVER (PARTITION BY system_title ORDER BY first_ts, endpoint
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+           AS title_first_id,
+         FIRST_VALUE(endpoint) OVER (PARTITION BY system_title ORDER BY first_ts, endpoint
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+           AS title_first_ep
+  FROM titles
+),
+hits AS (
+  SELECT * FROM ordered WHERE prior_end IS NOT NULL AND first_ts <= prior_end
 ),
 ev AS (
-  SELECT system_title, ep_a AS ep, ts_a AS ts, end_a AS te, id_a AS id FROM overlap
+  SELECT system_title, first_id AS id, endpoint AS ep, first_ts AS ts, last_ts AS te
+  FROM hits
   UNION ALL
-  SELECT system_title, ep_b AS ep, ts_b AS ts, end_b AS te, id_b AS id FROM overlap
+  SELECT system_title, MIN(title_first_id) AS id, MIN(title_first_ep) AS ep,
+         MIN(first_ts) AS ts, MAX(last_ts) AS te
+  FROM hits GROUP BY system_title
 )
 SELECT 'duplicate-title' AS kind, 'st:' || system_title AS meter_id, system_title,
        's2c' AS direction, MIN(ts) AS ts, MAX(te) AS ref_ts,
