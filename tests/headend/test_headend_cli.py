@@ -173,3 +173,21 @@ def test_a_client_spoiled_by_a_refused_lie_fails(tmp_path: Path) -> None:
     check = next(c for c in results["checks"] if c["id"] == "HE-REPLAY-01")
     assert check["verdict"] == "fail"
     assert "refused the genuine response to GET 3 too" in check["reason"]
+
+
+@pytest.mark.parametrize(("profile", "suite_verdict"), [("suite2-general", "pass"),
+                                                        ("suite0.yaml", "not-applicable")])
+def test_other_suites(tmp_path: Path, profile: str, suite_verdict: str) -> None:
+    """Suite 2 (AES-256): a suite-0 response with the same keys is refused; in suite 0 there
+    is no lower suite, so HE-SUITE-01 does not apply."""
+    if profile.endswith(".yaml"):
+        path = tmp_path / profile
+        path.write_text("name: suite-0\nsecurity_suite: 0\n", encoding="utf-8")
+        profile = str(path)
+    out = tmp_path / "r"
+    proc = metercert("headend", "--meter-profile", profile, "--only", "HE-SUITE-01", "--only",
+                     "HE-TAG-02", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text("utf-8"))
+    got = {c["id"]: c["verdict"] for c in results["checks"] if c["verdict"] != "not-assessed"}
+    assert got == {"HE-SUITE-01": suite_verdict, "HE-TAG-02": "pass"}
