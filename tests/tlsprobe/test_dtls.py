@@ -34,7 +34,7 @@ def test_conformant_dtls12_server(external_server, test_pki, capsys) -> None:
     code, by_id = _audit(port, test_pki, capsys)
     for cid in (
         "TLS-VERSION-01", "TLS-FS-01", "TLS-CIPHER-01", "TLS-MUTUAL-01", "TLS-CERT-01",
-        "TLS-KEY-01", "TLS-VALID-01", "TLS-SAN-01", "TLS-RENEG-01", "TLS-EMS-01", "TLS-SIGALG-01",
+        "TLS-KEY-01", "TLS-VALID-01", "TLS-SAN-01", "TLS-RENEG-01", "TLS-EMS-01", "TLS-SIGALG-01", "TLS-RESUME-01",
     ):  # fmt: skip
         assert by_id[cid]["verdict"] == "pass", by_id[cid]
     assert "DTLS 1.2" in json.dumps(by_id["TLS-VERSION-01"]["evidence"])

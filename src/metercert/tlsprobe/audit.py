@@ -1013,8 +1013,9 @@ def scan_dtls_endpoint(
 
     Versions: DTLS 1.0 is judged as TLS 1.1 and DTLS 1.2 as TLS 1.2 (the TLS versions
     they are built on); DTLS has no SSL 2/3 or TLS 1.0 form, and DTLS 1.3 cannot be
-    offered (OpenSSL has none), so TLS-13-01 stays INCONCLUSIVE. Compression,
-    renegotiation, groups and resumption are not readable this way and stay unknown.
+    offered (OpenSSL has none), so TLS-13-01 stays INCONCLUSIVE. Compression and the
+    key-exchange groups are not readable this way and stay unknown; renegotiation and
+    resumption come from ``openssl s_client -dtls1_2``.
     """
     from OpenSSL import SSL
 
@@ -1151,7 +1152,12 @@ def scan_dtls_endpoint(
         rtt_s=round(timing.rtt_s, 4),
         extra_probes=(foreign,),
         validation_probes=validation,
-        resumption=ResumptionFacts(None, None, None, f"resumption {not_dtls}"),
+        resumption=ResumptionFacts(
+            cli_facts.ticket_lifetime_s,
+            cli_facts.resumed,
+            "DTLSv1.2" if "TLS 1.2" in versions else None,
+            f"openssl s_client -dtls1_2: {cli_facts.resumption_detail}",
+        ),
         sclient=cli_facts,
     )
 

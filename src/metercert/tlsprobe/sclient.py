@@ -33,6 +33,9 @@ class SClientFacts:
     secure_renegotiation: bool | None = None  # RFC 5746 extension in the ServerHello
     client_renegotiation: bool | None = None  # a client-initiated renegotiation completed
     renegotiation_detail: str = ""
+    ticket_lifetime_s: int | None = None  # the session ticket's lifetime hint, if any
+    resumed: bool | None = None  # a second connection with the saved session resumed it
+    resumption_detail: str = ""
 
 
 def _base(ip: str, port: int, sni: str | None, cert: str | None, key: str | None) -> list[str]:
@@ -67,6 +70,34 @@ def _ems(base: list[str], timing: Timing, v12: str) -> tuple[bool | None, str, b
         return None, "no TLS 1.2 handshake completed", secure
     ems = "Extended master secret: yes" in out
     return ems, f"TLS 1.2 session: Extended master secret: {'yes' if ems else 'no'}", secure
+
+
+def _resumption(base: list[str], timing: Timing, v12: str) -> tuple[int | None, bool | None, str]:
+    """Save the session of one connection, offer it on a second: ticket lifetime, reuse."""
+    import re
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="metercert-sess-") as tmp:
+        sess = f"{tmp}/session.pem"
+        first = _run(
+            [*base, v12, "-sess_out", sess, "-cipher", "ALL:@SECLEVEL=0"], timing.handshake_s + 2
+        )
+        if first is None or "Cipher is (NONE)" in first or not os.path.exists(sess):
+            return None, None, "no session to resume"
+        hint = re.search(r"ticket lifetime hint: (\d+)", first)
+        lifetime = int(hint.group(1)) if hint else None
+        second = _run(
+            [*base, v12, "-sess_in", sess, "-cipher", "ALL:@SECLEVEL=0"], timing.handshake_s + 2
+        )
+    resumed = None if second is None else ("Reused," in second)
+    return (
+        lifetime,
+        resumed,
+        (
+            f"ticket: {'yes, lifetime hint ' + str(lifetime) + ' s' if lifetime is not None else 'none'}"
+            f"; second connection with the saved session: resumed={resumed}"
+        ),
+    )
 
 
 def _stapling(base: list[str], timing: Timing, dtls: bool) -> bool | None:
@@ -230,7 +261,10 @@ def probe(
     sha1, sig_detail = _sha1_sigalgs(base, timing, v12) if tls12 else (None, "TLS 1.2 not offered")
     ku, ku_detail = _key_update(base, timing) if tls13 else (None, "TLS 1.3 not offered")
     stapled = _stapling(base, timing, dtls)
+    lifetime, resumed, resumption_detail = (
+        _resumption(base, timing, v12) if tls12 and dtls else (None, None, "not probed")
+    )
     return SClientFacts(
         ems, ems_detail, sha1, sig_detail, ku, ku_detail, stapled, secure, client_reneg,
-        reneg_detail,
+        reneg_detail, lifetime, resumed, resumption_detail,
     )  # fmt: skip
