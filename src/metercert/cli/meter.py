@@ -55,6 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--head-end", action="append", default=[], metavar="ADDR",
                        help="peer address that may use the reserved slots and is never shed "
                             "(repeatable)")
+    serve.add_argument("--push-to", metavar="URL",
+                       help="send pushes to tcp://HOST:PORT or udp://HOST:PORT: one at power-up, "
+                            "then every --push-interval seconds")
+    serve.add_argument("--push-interval", type=float, metavar="S",
+                       help="seconds between scheduled pushes (default: power-up push only)")
     serve.add_argument("--ready-line", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     profiles = cmds.add_parser("profiles", help="list the built-in meter profiles")
@@ -102,6 +107,14 @@ def _serve(args: argparse.Namespace) -> int:
             baud_char(args.baud)  # mode E switches only to a rate that has a character
     elif args.optical:
         raise UsageError("--optical needs --pty LINK or --serial DEVICE")
+    if args.push_to:
+        from metercert.meter.push import parse_push_target
+
+        parse_push_target(args.push_to)
+        if args.push_interval is not None and args.push_interval <= 0:
+            raise UsageError("--push-interval must be positive")
+    elif args.push_interval is not None:
+        raise UsageError("--push-interval needs --push-to URL")
     profile = load_profile(args.profile)
     state_dir = Path(args.state_dir)
     if state_dir.exists() and not state_dir.is_dir():
@@ -129,7 +142,8 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
                                                per_peer=args.max_per_peer,
                                                head_end=frozenset(args.head_end)),
                        line=f"pty:{args.pty}" if args.pty else args.serial, baud=args.baud,
-                       optical=args.optical)
+                       optical=args.optical, push_to=args.push_to,
+                       push_interval=args.push_interval)
     fresh_state = not state_dir.exists()
     try:
         try:

@@ -143,6 +143,11 @@ class MeterFleet:
     line: str | None = None
     baud: int = 9600
     optical: bool = False  # IEC 62056-21 mode E opening before each HDLC session
+    #: pushes: ``tcp://HOST:PORT`` or ``udp://HOST:PORT`` gets one at power-up, then one
+    #: every ``push_interval`` seconds (meter/push.py)
+    push_to: str | None = None
+    push_interval: float | None = None
+    push_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         rbac = load_rbac(self.profile.rbac)
@@ -203,6 +208,12 @@ class MeterFleet:
                                           transport=self.transport,  # type: ignore[arg-type]
                                           max_frame=max_frame, hdlc_flaws=link_flaws)
             self.servers.append(server)
+        if self.push_to is not None:
+            from metercert.meter.push import PushSender
+
+            for meter in self.meters:
+                sender = PushSender(meter, self.push_to, self.push_interval)
+                self.push_tasks.append(asyncio.create_task(sender.run()))
 
     def _admit(self, stream: ApduStream) -> Connection | None:
         """Register a new TCP connection with the gate (None: it was refused and closed)."""
@@ -225,6 +236,10 @@ class MeterFleet:
         return write_key_file(path, sets)
 
     async def stop(self) -> None:
+        for task in self.push_tasks:
+            task.cancel()
+        if self.push_tasks:
+            await asyncio.wait(self.push_tasks, timeout=2.0)
         restore = getattr(self, "_loud_accept", None)
         if restore is not None:
             restore()
