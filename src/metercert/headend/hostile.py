@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from metercert.cosem import (
+    AARQ,
     ActionRequestNormal,
     ActionResponseNormal,
     ActionResult,
@@ -201,7 +202,7 @@ class HostileSession(MeterSession):
         if ic is not None and not (lie and lie in (Lie.HIGH_COUNTER_BAD_TAG,)):
             self._last_tx_counter = ic
 
-    def _aarq(self, aarq):  # type: ignore[no-untyped-def]
+    def _aarq(self, aarq: AARQ) -> bytes:
         ic = None
         if aarq.user_information and is_ciphered(aarq.user_information):
             try:
