@@ -88,6 +88,13 @@ def register(subparsers: Any) -> None:
     init.add_argument(
         "--days", type=int, default=365, help="leaf validity in days (CA: twice that)"
     )
+    init.add_argument("--dlms", action="store_true",
+                      help="also DLMS suite-1/2 certificates (signing, key agreement) for the "
+                      "meter and the head-end, from the same root (P-256: suite 1, P-384: 2)")
+    init.add_argument("--meter-title", metavar="HEX", help="meter system title for --dlms "
+                      "(default 4D4D4D0000000001)")
+    init.add_argument("--client-title", metavar="HEX", help="head-end system title for --dlms "
+                      "(default 4D4D4D0000BC614E)")
     init.set_defaults(func=_pki_init)
     pki.set_defaults(func=lambda args: _usage(pki))
 
@@ -241,6 +248,7 @@ def _print_table(
 def _pki_init(args: argparse.Namespace) -> int:
     from metercert.tlsprobe.pki import write_pki
 
+    titles = _dlms_titles(args) if args.dlms else {}  # a bad title: nothing written
     paths = write_pki(args.directory, curve=args.curve, days=args.days)
     console = Console()
     table = Table(
@@ -259,5 +267,39 @@ def _pki_init(args: argparse.Namespace) -> int:
         (paths.headend_key, "head-end private key (0600)"),
     ):
         table.add_row(str(path), what)
+    if args.dlms:
+        _pki_dlms(args, paths, table, titles)
     console.print(table)
     return 0
+
+
+def _dlms_titles(args: argparse.Namespace) -> dict[str, bytes]:
+    from metercert.errors import UsageError
+    from metercert.security import InvalidKey, parse_system_title
+    from metercert.tlsprobe import dlms_pki
+
+    titles = {}
+    for name, default in (("meter_title", dlms_pki.DEFAULT_METER_TITLE),
+                          ("client_title", dlms_pki.DEFAULT_CLIENT_TITLE)):
+        value = getattr(args, name)
+        try:
+            titles[name] = parse_system_title(value, f"--{name.replace('_', '-')}") if value \
+                else default
+        except InvalidKey as exc:
+            raise UsageError(str(exc)) from None
+    return titles
+
+
+def _pki_dlms(args: argparse.Namespace, paths: Any, table: Table,
+              titles: dict[str, bytes]) -> None:
+    """``--dlms``: the DLMS certificates (tlsprobe/dlms_pki.py), rows added to ``table``."""
+    from metercert.tlsprobe import dlms_pki
+
+    dlms = dlms_pki.write_dlms_certificates(paths.directory, paths.ca_cert, paths.ca_key,
+                                            curve=args.curve, days=args.days, **titles)
+    for stem, (cert, key) in dlms.files.items():
+        who = "meter" if stem.startswith("meter") else "head-end"
+        what = "digital signature" if stem.endswith("signing") else "key agreement"
+        table.add_row(str(cert), f"DLMS suite-{dlms.suite} {who} {what} certificate "
+                      f"(CN = system title)")
+        table.add_row(str(key), "its private key (0600)")
