@@ -92,3 +92,51 @@ def test_bad_push_usage_is_one_line(tmp_path: Path, argv: list[str]) -> None:
                           text=True, timeout=60, cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_listener_takes_pushes_over_udp_and_a_serial_line(tmp_path: Path) -> None:
+    """UDP: one wrapper frame per datagram; serial: HDLC UI frames (LLC E6 E7 00), a frame
+    with a bad FCS dropped as the link layer does. Rows land in a dataset."""
+    import asyncio
+
+    from metercert.fleet.schema import dataset_files
+    from metercert.push.listener import PushListener
+    from metercert.transport.hdlc_frame import (
+        LLC_RESPONSE,
+        FrameKind,
+        HdlcAddress,
+        HdlcFrame,
+        encode_frame,
+    )
+    from metercert.transport.rawlink import corrupt_fcs
+    from metercert.transport.serial import open_pty_line
+    from metercert.transport.wrapper import encode_wrapper
+
+    async def main() -> list[str]:
+        keys = KeyRing([KeySet(server_system_title=TITLE, guek=EK, ak=AK)])
+        listener = PushListener(keys, out_dir=tmp_path / "ds")
+        host, port = await listener.start_udp("127.0.0.1", 0)
+        line = open_pty_line(tmp_path / "line.tty")
+        await listener.start_serial(str(tmp_path / "line.tty"), 9600)
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                     remote_addr=(host, port))
+        udp.sendto(encode_wrapper(1, 1, _push(30, 1)))
+
+        def ui(apdu: bytes) -> bytes:
+            return encode_frame(HdlcFrame(HdlcAddress(16), HdlcAddress(1), FrameKind.UI,
+                                          False, 0, 0, False, LLC_RESPONSE + apdu))
+
+        line.write(corrupt_fcs(ui(_push(31, 2))) + ui(_push(32, 3)) + ui(_push(30, 1)))
+        for _ in range(100):
+            if len(listener.records) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        udp.close()
+        await listener.close()
+        line.close()
+        assert listener.flush()
+        assert dataset_files(tmp_path / "ds")
+        return [f"{r.verdict}:{r.invocation_counter}" for r in listener.records]
+
+    assert asyncio.run(asyncio.wait_for(main(), 20)) == ["ok:30", "ok:32", "replay:30"]
