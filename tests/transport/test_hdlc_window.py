@@ -182,3 +182,59 @@ def test_reference_meter_with_window_4_and_segmentation(tmp_path: Path, line: bo
             await fleet.stop()
 
     asyncio.run(asyncio.wait_for(main(), 40))
+
+
+def test_gurux_client_reads_the_reference_meter_over_a_pty(tmp_path: Path) -> None:
+    """gurux-dlms's HDLC client (its frames, its segmentation at 32 bytes, window 1 as
+    it sends) associates with the reference meter on a pseudo-terminal and reads the
+    clock; our meter segments its AARE for gurux's 32-byte receive limit."""
+    import time
+
+    import serial
+    from gurux_dlms.objects import GXDLMSClock
+
+    from metercert.lab.power import MeterProcess
+
+    link = tmp_path / "meter.tty"
+    meter = MeterProcess(tmp_path / "state", port=0, extra_args=("--pty", str(link)))
+    meter.start()
+    client = GXDLMSClient(True, 16, 1, Authentication.NONE, None, InterfaceType.HDLC)
+    client.hdlcSettings.maxInfoTX, client.hdlcSettings.maxInfoRX = 32, 32
+    segmented = 0
+    port = serial.Serial(str(link), 9600, timeout=0.2)
+
+    def exchange(frame: bytes, reply: GXReplyData | None = None) -> GXReplyData:
+        reply = reply or GXReplyData()  # the same reply object collects every segment
+        port.write(frame)
+        data = GXByteBuffer()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            chunk = port.read(4096)
+            if chunk:
+                data.set(chunk)
+                if client.getData(data, reply):
+                    return reply
+        raise AssertionError("no complete answer from the meter")
+
+    try:
+        client.parseUAResponse(exchange(bytes(client.snrmRequest())).data)
+        assert client.hdlcSettings.maxInfoTX == 32
+        frames = [bytes(f) for f in client.aarqRequest()]
+        assert len(frames) >= 2  # gurux segments its AARQ
+        for frame in frames:
+            reply = exchange(frame)
+            while reply.isMoreData():  # a segmented answer: gurux asks for the rest
+                segmented += 1
+                reply = exchange(bytes(client.receiverReady(reply)), reply)
+        client.parseAareResponse(reply.data)
+        assert segmented >= 1
+        clock = GXDLMSClock("0.0.1.0.0.255")
+        reply = exchange(bytes(client.read(clock, 2)[0]))
+        while reply.isMoreData():
+            reply = exchange(bytes(client.receiverReady(reply)), reply)
+        client.updateValue(clock, 2, reply.value)
+        assert clock.time is not None and clock.time.value.year >= 2020
+        exchange(bytes(client.disconnectRequest()))
+    finally:
+        port.close()
+        meter.stop()
