@@ -194,3 +194,26 @@ def test_brainpool_only_server_gets_a_hint_about_groups(external_server, test_pk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "brainpool" in err and "--client-cert" not in err
     assert "sslyze" not in err and " -> " not in err
+
+
+def test_a_scanner_that_never_returns_is_abandoned_at_its_budget(
+    tls_server, test_pki, monkeypatch, capsys
+) -> None:
+    """sslyze blocked forever (as on a server that trickles answers): the audit goes on
+    with own handshakes, and what they cannot test (SSL 2/3) is INCONCLUSIVE."""
+    import threading
+
+    from metercert.tlsprobe import handshake as hs
+
+    never = threading.Event()
+    monkeypatch.setattr(audit, "_run_sslyze", lambda *a, **k: never.wait())
+    monkeypatch.setattr(hs.Timing, "scanner_budget_s", property(lambda self: 0.5))
+    server = tls_server("tls10")
+    code = main(["tls-audit", f"127.0.0.1:{server.port}", *_creds(test_pki), "--json"])
+    never.set()
+    by_id = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert code == 1  # the flaw is still seen by own handshakes
+    version = by_id["TLS-VERSION-01"]
+    assert version["verdict"] == "fail" and "TLS 1.0" in version["reason"]
+    assert "budget" in json.dumps(by_id["TLS-COMP-01"])
+    assert by_id["TLS-COMP-01"]["verdict"] == "inconclusive"

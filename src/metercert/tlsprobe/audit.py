@@ -541,6 +541,29 @@ def _run_sslyze(
     return results[0]
 
 
+def _sslyze_within(budget: float, *args, **kwargs):
+    """:func:`_run_sslyze` under a wall-clock budget; None when it ran out.
+
+    sslyze's per-socket timeout cannot bound a server that answers slowly but never
+    stops; its worker threads are daemons, so an abandoned scan does not hold up exit.
+    """
+    box: list = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(_run_sslyze(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="metercert-sslyze", daemon=True)
+    worker.start()
+    worker.join(budget)
+    if failure:
+        raise failure[0]
+    return box[0] if box else None
+
+
 def plain_error(exc_text: str) -> str:
     """An exception line without module or class names (``sslyze.errors.X: msg`` -> ``msg``)."""
     text = exc_text.strip().splitlines()[-1] if exc_text.strip() else ""
@@ -790,44 +813,38 @@ def scan_endpoint(
         rtt = preflight.reply_s
         peer = _Peer(ip, host, port, hs.Timing(rtt, timeout))
 
-    result = _run_sslyze(
-        host,
-        ip,
-        port,
-        client_cert=client_cert,
-        client_key=client_key,
-        ca=ca,
-        timeout=peer.timing.scanner_timeout_s,
-    )
-    if result.scan_status != sslyze.ServerScanStatusEnum.COMPLETED:
+    budget = peer.timing.scanner_budget_s
+    sslyze_args = {
+        "client_cert": client_cert,
+        "client_key": client_key,
+        "ca": ca,
+        "timeout": peer.timing.scanner_timeout_s,
+    }
+    result = _sslyze_within(budget, host, ip, port, **sslyze_args)
+    if result is not None and result.scan_status != sslyze.ServerScanStatusEnum.COMPLETED:
         raise _connectivity_failure(endpoint, result, preflight, client_cert)
 
     errors: dict[str, str] = {}
-    scan = result.scan_result
+    scan = result.scan_result if result is not None else None
     failed = [
         n
         for n in (*SSLYZE_VERSION_COMMANDS.values(), *_OTHER_COMMANDS)
-        if getattr(scan, n).result is None
+        if scan is not None and getattr(scan, n).result is None
     ]
     retry = None
     if failed:
         # A sequential server (openssl s_server) drops sslyze's parallel connections:
         # run the failed commands again, one connection at a time.
-        retry = _run_sslyze(
-            host,
-            ip,
-            port,
-            client_cert=client_cert,
-            client_key=client_key,
-            ca=ca,
-            timeout=peer.timing.scanner_timeout_s,
-            commands=tuple(failed),
-            concurrency=1,
+        retry = _sslyze_within(
+            budget, host, ip, port, **sslyze_args, commands=tuple(failed), concurrency=1
         )
-        if retry.scan_status != sslyze.ServerScanStatusEnum.COMPLETED:
+        if retry is not None and retry.scan_status != sslyze.ServerScanStatusEnum.COMPLETED:
             retry = None
 
     def outcome(name: str):
+        if scan is None:
+            errors[name] = f"scanner error: sslyze did not finish within its {budget:.0f} s budget"
+            return None
         first = getattr(scan, name)
         if first.result is None and retry is not None:
             again = getattr(retry.scan_result, name)
@@ -844,9 +861,9 @@ def scan_endpoint(
         found, gap, source = _enumerate_version(peer, version, res, errors.get(command))
         suites += found
         sources[version] = source
-        if gap and not found or gap:
+        if gap:
             incomplete[version] = gap
-        if res is not None or source != "own handshakes" or not gap or found:
+        if res is not None or found or not gap:
             versions_scanned.append(version)
 
     chain: tuple[CertificateFacts, ...] = ()
@@ -934,7 +951,12 @@ def scan_endpoint(
         "TLS 1.3" if "TLS 1.3" in versions else "TLS 1.2",
     )
 
-    highest = result.connectivity_result.highest_tls_version_supported.name
+    accepted_versions = [v for v in SCANNED_VERSIONS if v in versions]
+    highest_label = (
+        _version_label(result.connectivity_result.highest_tls_version_supported.name)
+        if result is not None
+        else (accepted_versions[-1] if accepted_versions else None)
+    )
     return TlsScanResult(
         endpoint=endpoint,
         started_at=started.isoformat(timespec="seconds"),
@@ -942,8 +964,10 @@ def scan_endpoint(
         tool=f"sslyze {sslyze_version}; own handshakes with {ssl.OPENSSL_VERSION}",
         suites=tuple(suites),
         versions_scanned=tuple(versions_scanned),
-        highest_version=_version_label(highest),
-        sslyze_client_auth=result.connectivity_result.client_auth_requirement.value,
+        highest_version=highest_label,
+        sslyze_client_auth=(
+            result.connectivity_result.client_auth_requirement.value if result is not None else None
+        ),
         chain=chain,
         chain_validated_with_ca=validated,
         chain_validation_detail=validation_detail,

@@ -64,6 +64,11 @@ class Timing:
         return 1.0 + 2 * self.rtt_s
 
     @property
+    def scanner_budget_s(self) -> float:
+        """Wall-clock budget of one sslyze run (hundreds of suite attempts, 5 in parallel)."""
+        return 60.0 + 12 * self.timeout_s + 250 * self.rtt_s
+
+    @property
     def scanner_timeout_s(self) -> int:
         """Per-operation timeout handed to sslyze (whole seconds)."""
         return max(1, int(self.timeout_s + 2 * self.rtt_s + 0.999))
