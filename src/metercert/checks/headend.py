@@ -34,6 +34,8 @@ from metercert.headend.observation import (
 _T = TargetKind.HEADEND
 _LIMIT = 120.0   # a check may run the client twice; each run has its own limit (30 s)
 PUSH_GENUINE = ("7001", "7004")
+#: ded-get/set/action requests and general-ded-ciphering (STANDARDS.md, ciphered APDU tags)
+_DEDICATED_TAGS = frozenset({0xD0, 0xD1, 0xD3, 0xDC})
 PUSH_FORGED = "907003"
 
 
@@ -400,9 +402,12 @@ async def client_counters_increase(target: Any) -> CheckOutcome:
     """Every counter the client sent under the management keys, in every run of this
     campaign (each run is a fresh start of the client process) plus one more run now."""
     await target.observe("restart", fresh=True)
+    # a dedicated key is new in every association, and so is its counter space: only the
+    # global-key forms count (service-specific global, general-glo, the AARQ's initiate)
     sequence = [(i, o.scenario, e.invocation_counter, e.summary)
                 for i, o in enumerate(target.history, 1) for e in o.management_events()
-                if e.direction == "rx" and e.invocation_counter is not None]
+                if e.direction == "rx" and e.invocation_counter is not None
+                and e.tag not in _DEDICATED_TAGS]
     runs = {i for i, *_ in sequence}
     if len(runs) < 2:
         return inconclusive(f"counters were seen in {len(runs)} client run(s); two are needed")
