@@ -100,7 +100,7 @@ def _judge_refusal(target: Any, obs: Observation, n: int, what: str,
     if answer is None:
         return inconclusive(f"the client never sent GET {n}, so it was never sent {what}", *ev)
     if not answer.hostile:
-        notes = "; ".join(n for c in obs.connections for n in c.notes) or "no reason recorded"
+        notes = "; ".join(note for c in obs.connections for note in c.notes) or "no reason recorded"
         return inconclusive(f"the meter could not send {what} ({notes})", *ev)
     printed = obs.run.values.get(n)
     if printed is not None:
