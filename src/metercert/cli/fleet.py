@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="DLMS TCP/UDP port (repeatable; default: DLMS is recognised on any "
                           "port by its framing)")
     ing.add_argument("--keys", help="key file: verify GCM tags, record tag_ok and plain_tag")
+    ing.add_argument("--engine", choices=("local", "spark"), default="local",
+                     help="local: this machine (default); spark: the binary-files source "
+                          "hands each capture to a Spark executor running the same parser "
+                          "(--out must be reachable from every executor)")
+    ing.add_argument("--master", default="local[*]",
+                     help="Spark master URL for --engine spark (default local[*])")
     ing.add_argument("--jobs", type=int, default=1,
                      help="read captures in this many processes, each file on its own "
                           "(default 1: files continue each other and duplicates across "
@@ -75,6 +81,9 @@ def _progress(console: Console) -> Progress:
 def _ingest(args: argparse.Namespace) -> int:
     from metercert.fleet.ingest import ingest
 
+    if args.engine == "spark":
+        return _ingest_spark(args)
+
     out = Path(args.out)
     if out.exists() and not out.is_dir():  # before any capture is read
         raise UsageError(f"--out {out}: is a file, not a dataset folder")
@@ -115,6 +124,22 @@ def _ingest(args: argparse.Namespace) -> int:
                       "DLMS traffic")
         return 1
     return 0
+
+
+def _ingest_spark(args: argparse.Namespace) -> int:
+    from metercert.fleet.engines import spark_session
+    from metercert.fleet.ingest import ingest_spark
+
+    spark = spark_session(args.master)
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        result = ingest_spark(args.captures, args.out, spark=spark, port=args.port,
+                              keys=args.keys)
+    finally:
+        spark.stop()
+    Console().print(f"{result.rows} APDU records written to {args.out} by Spark "
+                    f"({result.stats.get('bad_frames', 0)} undecodable frames)")
+    return 0 if result.rows else 1
 
 
 def _scan(args: argparse.Namespace) -> int:
