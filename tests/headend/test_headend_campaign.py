@@ -152,3 +152,21 @@ def test_tag_ignoring_client_fails_exactly_the_tag_checks(tmp_path: Path) -> Non
     assert {i for i, v in got.items() if v != "fail"} == set(HEADEND_IDS) - TAG_CHECKS
     assert all(got[i] == "pass" for i in set(HEADEND_IDS) - TAG_CHECKS)
     assert proc.returncode == 1
+
+
+def test_capture_lets_the_fleet_audit_see_the_same_counter_reuse(tmp_path: Path) -> None:
+    """--capture writes the hostile meter's traffic as pcap (also into the bundle); the fleet
+    audit, reading only that capture, finds the counter reuse HE-IC-SEND-01 reports for
+    dlms-cosem (it restarts at 0 every run)."""
+    pytest.importorskip("dlms_cosem")
+    _, results = run_headend(
+        tmp_path, "--campaign", str(campaign_file(tmp_path, peer("dlms_cosem_reader.py"))),
+        "--capture", str(tmp_path / "cap"), "--only", "HE-IC-SEND-01")
+    assert verdicts(results)["HE-IC-SEND-01"] == "fail"
+    pcaps = list((tmp_path / "cap").glob("*.pcap"))
+    assert len(pcaps) == 1 and (tmp_path / "report" / "bundle" / "traffic.pcap").exists()
+    ingest = metercert("fleet", "ingest", str(pcaps[0]), "--out", str(tmp_path / "ds"))
+    assert ingest.returncode == 0, ingest.stderr
+    scan = metercert("fleet", "scan", str(tmp_path / "ds"), "--report", str(tmp_path / "fleet"))
+    findings = json.loads((tmp_path / "fleet" / "findings.json").read_text("utf-8"))
+    assert findings["summary"]["ic-reuse"] >= 1, scan.stdout

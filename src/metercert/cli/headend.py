@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls", action="store_true",
                    help="serve the hostile meter behind mutual TLS (fresh PKI; the client gets "
                         "METERCERT_CA, METERCERT_CLIENT_CERT, METERCERT_CLIENT_KEY)")
+    p.add_argument("--capture", metavar="DIR",
+                   help="write the hostile meter's traffic to a pcap file in DIR (wrapper only); "
+                        "it goes into the evidence bundle")
     p.add_argument("--meter-profile", "--profile", default=None,
                    help="reference meter profile the hostile meter starts from (default conformant)")
     p.add_argument("--run-limit", type=float, default=None, metavar="S",
@@ -96,6 +99,8 @@ def _settings(args: argparse.Namespace) -> HeadendSettings:
         changes["framing"] = args.framing
     if args.tls:
         changes["tls"] = True
+    if args.capture:
+        changes["capture_dir"] = Path(args.capture)
     if args.meter_profile:
         changes["profile"] = args.meter_profile
     if args.run_limit is not None:
@@ -128,7 +133,10 @@ def _headend(args: argparse.Namespace) -> int:
     written = write_reports(run, Path(args.out))
     from metercert.lab.bundle import bundle_run  # the sealed evidence bundle, as certify/test
 
-    written["bundle"] = bundle_run(Path(args.out), campaign_file=args.campaign)
+    pcap = target.pcap.path if target.pcap is not None else None
+    written["bundle"] = bundle_run(Path(args.out), campaign_file=args.campaign, pcap=pcap)
+    if pcap is not None:
+        written["pcap"] = pcap
     for note in run.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if run.exit_code == EXIT_NO_VERDICT:

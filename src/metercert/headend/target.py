@@ -38,6 +38,7 @@ from metercert.headend.observation import (
     OutputProtocol,
     genuine_value,
 )
+from metercert.meter.capture import ConnectionRecorder, PcapRecorder
 from metercert.meter.model import Meter
 from metercert.meter.profile import MeterProfile, load_profile
 from metercert.meter.rbac import load_rbac
@@ -86,6 +87,8 @@ class HeadendSettings:
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
     workdir: Path | None = None
+    #: write the hostile meter's traffic (wrapper frames) to a pcap file in this folder
+    capture_dir: Path | None = None
 
 
 class HeadendTarget:
@@ -115,6 +118,7 @@ class HeadendTarget:
         self.state_dir: Path | None = None
         self.tls_files: dict[str, str] = {}
         self._secrets: list[bytes] = []
+        self.pcap: PcapRecorder | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- runner hooks -----------------------------------------------------------------------
@@ -134,6 +138,10 @@ class HeadendTarget:
             self._tmp = tempfile.TemporaryDirectory(prefix="metercert-headend-")
             base = Path(self._tmp.name)
         base.mkdir(parents=True, exist_ok=True)
+        if self.settings.capture_dir is not None:
+            if self.settings.framing != "wrapper":
+                raise UsageError("--capture records the wrapper framing only")
+            self.pcap = PcapRecorder(self.settings.capture_dir)
         self.state_dir = base / "client-state"
         self.state_dir.mkdir(exist_ok=True)
         self.meter = Meter(self.profile, base / "meter", 0, load_rbac(self.profile.rbac))
@@ -179,6 +187,8 @@ class HeadendTarget:
         if self.meter is not None:
             self.meter.close()
             self.meter = None
+        if self.pcap is not None:
+            self.pcap.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -291,6 +301,7 @@ class HeadendTarget:
             task.add_done_callback(self._handlers.discard)
         conn = ConnectionLog(stream.peer)
         self.connections.append(conn)
+        record = self._recorder(stream)
         plan, meter = self.plan, self.meter
         assert meter is not None
         sessions: dict[int, HostileSession] = {}
@@ -305,6 +316,8 @@ class HeadendTarget:
                     conn.ended_by = f"transport: {exc}"
                     break
                 sap = stream.client_address or 16
+                if record is not None:
+                    record.from_client(sap, 1, apdu)
                 session = sessions.get(sap)
                 if session is None:
                     session = sessions[sap] = HostileSession(
@@ -325,18 +338,27 @@ class HeadendTarget:
                     else:  # HDLC segments and acknowledges: the nearest lie is silence
                         conn.notes.append("HDLC: the response to GET 2 withheld (silence)")
                     continue
-                await stream.send(answer)
-                for wire in session.extra:
+                for wire in (answer, *session.extra):
+                    if record is not None:
+                        record.from_meter(1, sap, wire)
                     await stream.send(wire)
                 if session.just_associated:
                     session.just_associated = False
                     for wire, lie in session.pushes():
                         session.record_push(wire, lie)
+                        if record is not None:
+                            record.from_meter(1, sap, wire)
                         await stream.send(wire)
         except TransportError as exc:
             conn.ended_by = conn.ended_by or f"transport: {exc}"
         finally:
             stream.close()
+
+    def _recorder(self, stream: ApduStream) -> ConnectionRecorder | None:
+        peer, local = stream.get_extra_info("peername"), stream.get_extra_info("sockname")
+        if self.pcap is None or not (isinstance(peer, tuple) and isinstance(local, tuple)):
+            return None
+        return self.pcap.connection((peer[0], peer[1]), (local[0], local[1]))
 
     @staticmethod
     async def _short_frame(stream: ApduStream, sap: int) -> None:
