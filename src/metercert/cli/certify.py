@@ -102,14 +102,42 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
         from metercert.tlsprobe.pki import write_pki
 
         pki = write_pki(bench.temp / "pki")
+        expired, revoked, crl = _bench_client_certificates(pki)
         tls_meter = MeterProcess(bench.temp / "meter-tls", profile=served, port=0,
                                  extra_args=("--tls", "--cert", str(pki.meter_cert), "--key",
-                                             str(pki.meter_key), "--ca", str(pki.ca_cert)))
+                                             str(pki.meter_key), "--ca", str(pki.ca_cert),
+                                             "--crl", str(crl)))
         bench.processes.append(tls_meter)
         thost, tport = tls_meter.start()
         targets[TargetKind.TLS] = TlsTarget(thost, tport, pki.headend_cert, pki.headend_key,
-                                            pki.ca_cert)
+                                            pki.ca_cert, expired_client=expired,
+                                            revoked_client=revoked)
     return targets
+
+
+def _bench_client_certificates(pki: Any) -> tuple[tuple[str, str], tuple[str, str], Path]:
+    """An expired and a revoked head-end certificate from the bench CA, and the CRL that
+    revokes the second: TLS-CLIENTVAL-01 must see the meter refuse both."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from metercert.tlsprobe.pki import Issued, crl_revoking, issue, write_issued
+
+    ca = Issued(x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()),
+                serialization.load_pem_private_key(pki.ca_key.read_bytes(), None))
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    expired = issue("head-end-expired", "client", issuer=ca, days=1, not_before=past,
+                    crl_url=None)
+    revoked = issue("head-end-revoked", "client", issuer=ca, crl_url=None)
+    folder = Path(pki.directory)
+    e_cert, e_key = write_issued(folder, "headend-expired", expired)
+    r_cert, r_key = write_issued(folder, "headend-revoked", revoked)
+    crl = folder / "ca-revoking.crl"
+    crl.write_bytes(crl_revoking(ca, [revoked.certificate]).public_bytes(
+        serialization.Encoding.PEM))
+    return (str(e_cert), str(e_key)), (str(r_cert), str(r_key)), crl
 
 
 #: the built-in meter's lockout on the bench: long enough to be seen (DLMS-THROTTLE-01 needs
@@ -342,7 +370,7 @@ def _parse_target(url: str) -> tuple[str, str, int]:
         from metercert.transport.serial import parse_serial_url
 
         spec = parse_serial_url(url)
-        return spec.transport, spec.path, spec.baud
+        return spec.transport, spec.host, spec.baud
     scheme, sep, text = url.partition("://")
     if not sep:
         scheme, text = "tcp", url

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--cert", help="meter certificate (PEM), with --tls")
     serve.add_argument("--key", help="meter private key (PEM), with --tls")
     serve.add_argument("--ca", help="CA certificate(s) that sign client certificates, with --tls")
+    serve.add_argument("--crl", help="CRL (PEM) of that CA: revoked client certificates are "
+                                     "refused, with --tls")
     serve.add_argument("--capture", metavar="DIR",
                        help="write the meters' traffic to a pcap file in DIR (one per start)")
     line = serve.add_mutually_exclusive_group()
@@ -81,7 +83,7 @@ def _ssl_context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise UsageError("--tls needs --cert, --key and --ca")
     from metercert.tlsprobe.contexts import server_context
 
-    return server_context(args.cert, args.key, args.ca)
+    return server_context(args.cert, args.key, args.ca, crl=getattr(args, "crl", None))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -78,10 +78,19 @@ def server_context(
     ca: str | os.PathLike[str] | None,
     *,
     require_client_cert: bool = True,
+    crl: str | os.PathLike[str] | None = None,
 ) -> ssl.SSLContext:
-    """A meter-side context: 62351-3 suites, and a client certificate from ``ca`` required."""
+    """A meter-side context: 62351-3 suites, and a client certificate from ``ca`` required;
+    with ``crl`` (PEM, signed by the CA) a revoked client certificate is refused too."""
     ctx = _harden(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     _load_chain(ctx, cert, key)
+    if crl is not None:
+        crl_path = _path("CRL", crl)
+        try:
+            ctx.load_verify_locations(cafile=crl_path)
+        except ssl.SSLError as exc:
+            raise InputFileError(f"{crl_path}: not a PEM CRL ({exc.reason or exc})") from None
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     if require_client_cert:
         if ca is None:
             raise InputFileError("mutual TLS needs the operator CA certificate (--ca)")
