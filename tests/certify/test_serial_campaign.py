@@ -78,13 +78,14 @@ def test_metercert_test_takes_a_serial_target(tmp_path: Path) -> None:
                          extra_args=("--pty", str(link), "--optical", "--baud", "19200"))
     host, baud = meter.start()
     assert (host, baud) == (str(link), 19200)
-    url = f"serial://{link}?baud=19200&optical=1"
+    url = f"serial://{link}?baud=19200&optical=1&address=17"  # the meter's physical address
     try:
         out = tmp_path / "out"
         proc = subprocess.run(
             [sys.executable, "-m", "metercert", "test", url, "--keys", str(meter.keys_out),
              "--out", str(out), "--quiet", "--only", "DLMS-AUTH-DEFAULT-01", "--only",
-             "DLMS-REPLAY-01"], capture_output=True, text=True, timeout=180, check=False)
+             "DLMS-REPLAY-01", "--only", "DLMS-HDLC-*"], capture_output=True, text=True,
+            timeout=180, check=False)
         plain = subprocess.run(  # an optical port answers nothing before the sign-on
             [sys.executable, "-m", "metercert", "test", f"serial://{link}?baud=19200",
              "--keys", str(meter.keys_out), "--out", str(tmp_path / "o2"), "--quiet"],
@@ -94,7 +95,8 @@ def test_metercert_test_takes_a_serial_target(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr  # the factory password works: a failure
     results = json.loads((out / "results.json").read_text())
     assert {c["id"]: c["verdict"] for c in results["checks"]} == {
-        "DLMS-AUTH-DEFAULT-01": "fail", "DLMS-REPLAY-01": "pass"}
+        "DLMS-AUTH-DEFAULT-01": "fail", "DLMS-REPLAY-01": "pass", "DLMS-HDLC-FCS-01": "pass",
+        "DLMS-HDLC-SEQ-01": "pass", "DLMS-HDLC-INFO-01": "pass"}
     assert plain.returncode == 2
     assert len(plain.stderr.strip().splitlines()) == 1 and "SNRM" in plain.stderr
 

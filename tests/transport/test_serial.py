@@ -14,6 +14,7 @@ from metercert.errors import ConnectionFailed, UsageError
 from metercert.transport.hdlc_frame import HdlcParameters
 from metercert.transport.serial import (
     SerialSpec,
+    line_address,
     open_pty_line,
     parse_identification,
     parse_serial_url,
@@ -39,9 +40,13 @@ def test_serial_urls() -> None:
     spec = parse_serial_url("serial:///dev/ttyUSB0?baud=19200&optical=1")
     assert spec == SerialSpec("/dev/ttyUSB0", 19200, True) and spec.transport == "optical"
     assert parse_serial_url(spec.url()) == spec
+    bus = parse_serial_url("serial:///dev/ttyUSB1?baud=2400&address=17")
+    assert (bus.address, bus.host, line_address(bus.host)) == (17, "/dev/ttyUSB1#17",
+                                                               ("/dev/ttyUSB1", 17))
+    assert parse_serial_url(bus.url()) == bus
     for bad in ("serial://host/dev/x", "serial:///dev/x?baud=fast", "serial:///dev/x?parity=E",
                 "serial:///dev/x?baud=115200&optical=1", "serial:///dev/x?optical=maybe",
-                "serial:"):
+                "serial:", "serial:///dev/x?address=x", "serial:///dev/x?address=99999"):
         with pytest.raises(UsageError) as err:
             parse_serial_url(bad)
         assert "\n" not in str(err.value)
@@ -197,5 +202,27 @@ def test_client_skips_line_noise_before_the_identification(tmp_path: Path) -> No
             client.cancel()
         finally:
             line.close()
+
+    _run(main)
+
+
+def test_physical_address_of_a_meter_on_a_bus(tmp_path: Path) -> None:
+    """An RS-485 meter is addressed by its lower HDLC address; the host names it as
+    ``PATH#N`` (what serial://...&address=N becomes)."""
+    link = tmp_path / "bus.tty"
+
+    async def main() -> None:
+        line = open_pty_line(link, 9600)
+        server = await serve_serial_dlms(_echo, line)
+        try:
+            stream = await open_dlms_connection(f"{link}#17", 9600, framing="hdlc",
+                                                transport="serial", timeout=3)
+            assert (stream.server_address, stream.physical_address) == (1, 17)
+            await stream.send(b"\xC0\x07")
+            assert await stream.recv() == b"\x07\xC0" * 3
+            await stream.aclose()
+        finally:
+            server.close()
+            await server.wait_closed()
 
     _run(main)

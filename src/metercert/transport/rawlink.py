@@ -27,10 +27,11 @@ from metercert.transport.hdlc_frame import (
 __all__ = ["RawHdlcLink", "corrupt_fcs", "i_frame"]
 
 
-def i_frame(client: int, server: int, ns: int, nr: int, apdu: bytes, *,
+def i_frame(client: int, server: int | HdlcAddress, ns: int, nr: int, apdu: bytes, *,
             pf: bool = True) -> bytes:
     """One unsegmented command I-frame carrying ``apdu`` behind the LLC header."""
-    return encode_frame(HdlcFrame(HdlcAddress(server), HdlcAddress(client), FrameKind.I, pf,
+    dest = server if isinstance(server, HdlcAddress) else HdlcAddress(server)
+    return encode_frame(HdlcFrame(dest, HdlcAddress(client), FrameKind.I, pf,
                                   ns, nr, False, LLC_COMMAND + apdu))
 
 
@@ -55,10 +56,12 @@ class RawHdlcLink:
             from metercert.transport.serial import (
                 SIGN_ON_BAUD,
                 client_mode_e,
+                line_address,
                 open_serial_line,
             )
 
-            line = await open_serial_line(host, SIGN_ON_BAUD if transport == "optical" else port)
+            path, _ = line_address(host)
+            line = await open_serial_line(path, SIGN_ON_BAUD if transport == "optical" else port)
             try:
                 if transport == "optical":
                     await client_mode_e(line, port, timeout)

@@ -85,16 +85,33 @@ class SerialSpec:
     path: str
     baud: int = 9600
     optical: bool = False  # IEC 62056-21 mode E opening at 300 baud first
+    #: the lower (physical device) HDLC address: meters sharing an RS-485 bus differ here
+    address: int | None = None
 
     @property
     def transport(self) -> str:
         return "optical" if self.optical else "serial"
 
+    @property
+    def host(self) -> str:
+        """What the client takes as its host: the path, ``#N`` naming the lower address."""
+        return self.path if self.address is None else f"{self.path}#{self.address}"
+
     def url(self) -> str:
-        return f"serial://{self.path}?baud={self.baud}" + ("&optical=1" if self.optical else "")
+        return (f"serial://{self.path}?baud={self.baud}" + ("&optical=1" if self.optical else "")
+                + ("" if self.address is None else f"&address={self.address}"))
 
 
-_URL_HELP = "expected serial:///dev/ttyUSB0?baud=9600 (add &optical=1 for an optical probe)"
+def line_address(host: str) -> tuple[str, int | None]:
+    """Split a client host ``/dev/ttyX#17`` into the device path and the lower address."""
+    path, sep, lower = host.rpartition("#")
+    if sep and lower.isdigit():
+        return path, int(lower)
+    return host, None
+
+
+_URL_HELP = ("expected serial:///dev/ttyUSB0?baud=9600 (add &optical=1 for an optical probe, "
+             "&address=N for the meter's physical HDLC address)")
 
 
 def parse_serial_url(url: str) -> SerialSpec:
@@ -103,7 +120,7 @@ def parse_serial_url(url: str) -> SerialSpec:
     if parts.scheme != "serial" or not parts.path or parts.netloc:
         raise UsageError(f"bad target {url!r}: {_URL_HELP}")
     query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(query) - {"baud", "optical"}
+    unknown = set(query) - {"baud", "optical", "address"}
     if unknown:
         raise UsageError(f"bad target {url!r}: unknown option(s) {', '.join(sorted(unknown))}; "
                          f"{_URL_HELP}")
@@ -118,7 +135,14 @@ def parse_serial_url(url: str) -> SerialSpec:
     baud = int(baud_text)
     if optical:
         baud_char(baud)  # mode E can only switch to a rate that has a character
-    return SerialSpec(parts.path, baud, optical)
+    address: int | None = None
+    if "address" in query:
+        text = query["address"][-1]
+        if not text.isdigit() or not 0 <= int(text) <= 0x3FFF:
+            raise UsageError(f"bad target {url!r}: address is the physical HDLC address, "
+                             f"0..16383, not {text!r}")
+        address = int(text)
+    return SerialSpec(parts.path, baud, optical, address)
 
 
 class SerialLine:
@@ -543,7 +567,10 @@ async def open_serial_dlms(
     """Open the line (after the mode E opening when ``optical``) and set up HDLC (SNRM/UA).
 
     Returns an :class:`~metercert.transport.stream.ApduStream`; closing it (after DISC)
-    closes the serial port."""
+    closes the serial port. ``path`` may name the lower HDLC address as ``/dev/ttyX#17``."""
+    path, lower = line_address(path)
+    if physical_address is None:
+        physical_address = lower
     line = await open_serial_line(path, SIGN_ON_BAUD if optical else baud)
     try:
         if optical:

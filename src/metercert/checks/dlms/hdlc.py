@@ -43,11 +43,19 @@ from metercert.transport.hdlc_frame import (
     encode_frame,
 )
 from metercert.transport.rawlink import RawHdlcLink, corrupt_fcs, i_frame
+from metercert.transport.serial import line_address
 
 _PUBLIC = 16
 _QUIET = 1.5  # seconds a probe may go unanswered before it counts as discarded
 
 _REQUIREMENTS = ["DLMS:ROBUSTNESS", "EN303645:5.13-1", "CRA:I.2h"]
+
+
+def _server(target: DlmsTarget) -> HdlcAddress:
+    """The meter's HDLC address: its logical device, and on a serial line the physical
+    address the target names (``serial://...&address=N``)."""
+    lower = line_address(target.host)[1] if target.transport in ("serial", "optical") else None
+    return HdlcAddress(target.settings().server_sap, lower)
 
 
 def _applies(target: DlmsTarget) -> str | None:
@@ -68,8 +76,8 @@ async def _open(target: DlmsTarget, sent: list[tuple[str, bytes]]) -> RawHdlcLin
     """A raw link with the public client's SNRM answered by UA (None: no UA)."""
     link = await RawHdlcLink.open(target.transport, target.host, target.port,
                                   timeout=target.timeout)
-    server = target.settings().server_sap
-    snrm = encode_frame(HdlcFrame(HdlcAddress(server), HdlcAddress(_PUBLIC), FrameKind.SNRM))
+    server = _server(target)
+    snrm = encode_frame(HdlcFrame(server, HdlcAddress(_PUBLIC), FrameKind.SNRM))
     sent.append(("SNRM", snrm))
     await link.send(snrm)
     got = await link.collect(target.timeout, until=FrameKind.UA)
@@ -80,9 +88,9 @@ async def _open(target: DlmsTarget, sent: list[tuple[str, bytes]]) -> RawHdlcLin
 
 
 async def _close(target: DlmsTarget, link: RawHdlcLink) -> None:
-    server = target.settings().server_sap
+    server = _server(target)
     if not link.closed:
-        await link.send(encode_frame(HdlcFrame(HdlcAddress(server), HdlcAddress(_PUBLIC),
+        await link.send(encode_frame(HdlcFrame(server, HdlcAddress(_PUBLIC),
                                                FrameKind.DISC)))
         await link.collect(0.5, until=FrameKind.UA)
     await link.close()
@@ -123,7 +131,7 @@ async def bad_fcs_discarded(target: DlmsTarget) -> CheckOutcome:
     frame intact must be."""
     if (reason := _applies(target)) is not None:
         return not_applicable(reason)
-    server = target.settings().server_sap
+    server = _server(target)
     frame = i_frame(_PUBLIC, server, 0, 0, _public_aarq(target))
     sent: list[tuple[str, bytes]] = []
     try:
@@ -157,7 +165,7 @@ async def repeated_ns_refused(target: DlmsTarget) -> CheckOutcome:
     (the meter expects 1) must not be answered as a new request."""
     if (reason := _applies(target)) is not None:
         return not_applicable(reason)
-    server = target.settings().server_sap
+    server = _server(target)
     aarq = _public_aarq(target)
     first = i_frame(_PUBLIC, server, 0, 0, aarq)
     again = i_frame(_PUBLIC, server, 0, 1, aarq)  # N(R) acknowledges the answer; N(S) stale
@@ -169,7 +177,9 @@ async def repeated_ns_refused(target: DlmsTarget) -> CheckOutcome:
         try:
             sent.append(("I N(S)=0", first))
             await link.send(first)
-            if not _answered(await link.collect(target.timeout, until=FrameKind.I)):
+            answers = [f for f in await link.collect(target.timeout, until=FrameKind.I)
+                       if f.kind is FrameKind.I]
+            if not answers:
                 return inconclusive("the first AARQ was not answered: the repeat would prove "
                                     "nothing", _frames_text(link, sent))
             sent.append(("I N(S)=0 again", again))
@@ -180,7 +190,9 @@ async def repeated_ns_refused(target: DlmsTarget) -> CheckOutcome:
             await _close(target, link)
     except ConnectionFailed as exc:
         return inconclusive(f"the HDLC link could not be used: {exc}")
-    if _answered(got):
+    # a copy of the meter's previous answer (same N(S)) is a retransmission, not a new
+    # execution; a new I-frame is the repeated request answered again
+    if any(f.kind is FrameKind.I and f.ns != answers[0].ns for f in got):
         return fail("the meter answered an I-frame whose N(S) repeats the previous one: a "
                     "repeated frame executes its request twice", evidence)
     return passed("the repeated I-frame (N(S)=0 where 1 was due) was not answered; the first "
@@ -196,7 +208,7 @@ async def oversized_info_refused(target: DlmsTarget) -> CheckOutcome:
     information field must not be answered, the same request in two segments must be."""
     if (reason := _applies(target)) is not None:
         return not_applicable(reason)
-    server = target.settings().server_sap
+    server = _server(target)
     initiate = target.public().initiate_request()
     # an AARQ that needs about 200 bytes: LLS with a long (wrong) password to the public
     # client, which any meter answers with an AARE (accepted or not)
@@ -205,12 +217,12 @@ async def oversized_info_refused(target: DlmsTarget) -> CheckOutcome:
                 calling_authentication_value=b"metercert-oversized-field-probe" * 5,
                 user_information=initiate).to_bytes()
     info = LLC_COMMAND + aarq
-    big = encode_frame(HdlcFrame(HdlcAddress(server), HdlcAddress(_PUBLIC), FrameKind.I, True,
+    big = encode_frame(HdlcFrame(server, HdlcAddress(_PUBLIC), FrameKind.I, True,
                                  0, 0, False, info))
     cut = 128
-    segments = [encode_frame(HdlcFrame(HdlcAddress(server), HdlcAddress(_PUBLIC), FrameKind.I,
+    segments = [encode_frame(HdlcFrame(server, HdlcAddress(_PUBLIC), FrameKind.I,
                                        True, 0, 0, True, info[:cut])),
-                encode_frame(HdlcFrame(HdlcAddress(server), HdlcAddress(_PUBLIC), FrameKind.I,
+                encode_frame(HdlcFrame(server, HdlcAddress(_PUBLIC), FrameKind.I,
                                        True, 1, 0, False, info[cut:]))]
     sent: list[tuple[str, bytes]] = []
     try:
