@@ -5,6 +5,7 @@ object lists, a campaign file may name them, and a missing object is absent (nev
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -92,3 +93,21 @@ def test_a_challenge_length_the_meter_refuses_stops_the_campaign_up_front(start_
     # the default (16 bytes) interoperates
     assert asyncio.run(DlmsTarget(meter.host, meter.port,
                                   load_keyset(meter.keys_out)).discover()).security_suite == 1
+
+
+def test_the_meters_suite_is_read_not_taken_on_trust_from_the_key_file(start_meter) -> None:
+    meter = start_meter("conformant")            # a suite-1 meter
+    keys = load_keyset(meter.keys_out)
+    # left out of the key file: discovery finds the suite the meter takes
+    missing = dataclasses.replace(keys, extra={k: v for k, v in keys.extra.items()
+                                               if k != "security_suite"})
+    target = DlmsTarget(meter.host, meter.port, missing)
+    inv = asyncio.run(target.discover())
+    assert target.suite == 1 and inv.security_suite == 1
+    assert any("names no security_suite" in n for n in inv.notes)
+    # wrong in the key file: the mismatch is reported and the campaign runs in the real one
+    wrong = dataclasses.replace(keys, extra={**keys.extra, "security_suite": 0})
+    target = DlmsTarget(meter.host, meter.port, wrong)
+    inv = asyncio.run(target.discover())
+    assert target.suite == 1
+    assert any("says security_suite 0" in n and "took suite 1" in n for n in inv.notes)

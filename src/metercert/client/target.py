@@ -185,10 +185,14 @@ class DlmsTarget:
         return inv
 
     async def _open_management(self, inv: discovery.MeterInventory) -> None:
-        suites = [self.suite]
-        if not self.suite_from_key_file:
-            size = len(self.keys.guek.secret) if self.keys.guek is not None else 16
-            suites = [0, 1] if size == 16 else [2]
+        size = len(self.keys.guek.secret) if self.keys.guek is not None else 16
+        fitting = [0, 1] if size == 16 else [2]
+        if self.suite_from_key_file:
+            # the key file's suite first; the others its keys fit only to name the mismatch
+            suites = [self.suite] + [s for s in fitting if s != self.suite]
+        else:
+            suites = fitting
+        stated = self.suite if self.suite_from_key_file else None
         errors = []
         for suite in suites:
             if suite != self.suite:
@@ -219,6 +223,10 @@ class DlmsTarget:
             if self.suite_from_key_file and inv.security_suite not in (None, suite):
                 inv.notes.append(f"key file says security_suite {suite}; the meter's Security "
                                  f"Setup says {inv.security_suite}")
+            if stated is not None and suite != stated:
+                inv.notes.append(f"the key file says security_suite {stated}, but the meter "
+                                 f"refused that and took suite {suite}: the campaign runs in "
+                                 f"suite {suite}; correct the key file")
             return
         raise UsageError("the key file's management association (client SAP "
                          f"{self.settings().client_sap}) was refused: " + "; ".join(errors)
