@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--value-regex", metavar="RE",
                    help="regex with groups n and value for an accepted read")
     p.add_argument("--error-regex", metavar="RE", help="regex with group n for a refused read")
-    p.add_argument("--framing", choices=["wrapper", "hdlc"], default=None)
+    p.add_argument("--framing", choices=["wrapper", "hdlc"], default=None,
+                   help="frame format the hostile meter speaks (default: wrapper)")
     p.add_argument("--tls", action="store_true",
                    help="serve the hostile meter behind mutual TLS (fresh PKI; the client gets "
                         "METERCERT_CA, METERCERT_CLIENT_CERT, METERCERT_CLIENT_KEY)")
@@ -67,8 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-limit", type=float, default=None, metavar="S",
                    help="seconds a client run may take before it counts as hung (default 30)")
     p.add_argument("--out", default="metercert-report", help="report folder (default: %(default)s)")
-    p.add_argument("--only", action="append", default=[], metavar="ID|TAG")
-    p.add_argument("--skip", action="append", default=[], metavar="ID|TAG")
+    p.add_argument("--only", action="append", default=[], metavar="ID|TAG",
+                   help="run only matching checks (id, id glob such as 'HE-IC-*', or tag)")
+    p.add_argument("--skip", action="append", default=[], metavar="ID|TAG",
+                   help="skip matching checks")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_headend)
 
