@@ -58,6 +58,11 @@ def test_deferred_appends_wait_for_one_sync_per_batch(tmp_path, monkeypatch):
     j.close()
 
 
+def _active(root: Path) -> Path:
+    files = [root / f"{jmod.JOURNAL_NAME}.{i}" for i in (0, 1)]
+    return max(files, key=lambda f: (jmod.header_of(f.read_bytes()) or (0, 0))[0])
+
+
 def test_a_torn_tail_is_dropped_but_damage_inside_synced_data_refuses(tmp_path):
     j = ReplayJournal(tmp_path)
     g = guard(tmp_path, j)
@@ -65,28 +70,48 @@ def test_a_torn_tail_is_dropped_but_damage_inside_synced_data_refuses(tmp_path):
         g.accept(c)
     g.close()
     j.close()
-    path = tmp_path / jmod.JOURNAL_NAME
-    raw = path.read_bytes()
-    path.write_bytes(raw + raw[:20])  # half a record: a write cut short
+    path = _active(tmp_path)
+    raw = bytearray(path.read_bytes())
+    gen = jmod.header_of(bytes(raw))[0]
+    values, end = parse_journal(bytes(raw))
+    assert list(values.values()) == [4] and end == 4  # header, 3 appends (empty snapshot)
+    raw[end * 32:end * 32 + 20] = jmod._record(gen, b"k" * 14, 99)[:20]  # a write cut short
+    path.write_bytes(bytes(raw))
     j = ReplayJournal(tmp_path)
     assert guard(tmp_path, j).last_accepted == 3
     j.close()
-    good = path.read_bytes()
-    body = jmod._record(b"k" * 16, 1) * (jmod.MAX_BATCH + 2)
-    damaged = bytearray(good + body)
-    damaged[len(good) - 3] ^= 0xFF  # last synced record spoiled, a long log after it
+    # a damaged synced record with a long valid log after it cannot be a torn tail
+    body = b"".join(jmod._record(7, bytes([i % 251]) * 14, i) for i in range(jmod.MAX_BATCH + 3))
+    damaged = bytearray(jmod._record(7, bytes(14), 4096) + body + bytes(32 * 3000))
+    damaged[32 + 5] ^= 0xFF
     with pytest.raises(CounterStoreError, match="damaged"):
         parse_journal(bytes(damaged))
+
+
+def test_files_keep_their_size_while_serving(tmp_path):
+    """Written in place: a disk that fills after start does not stop the windows."""
+    j = ReplayJournal(tmp_path)
+    g = guard(tmp_path, j)
+    sizes = {f.name: f.stat().st_size for f in tmp_path.glob("replay.journal.*")}
+    for c in range(1, 5000):  # several generations
+        g.accept(c)
+    assert {f.name: f.stat().st_size for f in tmp_path.glob("replay.journal.*")} == sizes
+    g.close()
+    j.close()
+    j = ReplayJournal(tmp_path)
+    assert guard(tmp_path, j).last_accepted == 4999
+    j.close()
 
 
 def test_a_missing_journal_is_refused_never_recreated_empty(tmp_path):
     j = ReplayJournal(tmp_path)
     guard(tmp_path, j).accept(42)
     j.close()
-    (tmp_path / jmod.JOURNAL_NAME).unlink()
+    (tmp_path / f"{jmod.JOURNAL_NAME}.1").unlink()
     with pytest.raises(CounterStoreError, match="missing although it has been in use"):
         ReplayJournal(tmp_path)
     # ledger lost too: the counter folder still says its windows used a journal
+    (tmp_path / f"{jmod.JOURNAL_NAME}.0").unlink()
     (tmp_path / "counters.ledger").unlink()
     j = ReplayJournal(tmp_path)
     with pytest.raises(CounterStoreError, match="missing although the windows"):
@@ -120,7 +145,7 @@ def test_reset_and_write_errors(tmp_path, monkeypatch):
     def full(fd, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: full(fd, data))
     with pytest.raises(CounterStoreError, match="No space left"):
         g.accept(2)
     with pytest.raises(CounterStoreError):

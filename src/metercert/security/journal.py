@@ -27,19 +27,24 @@ Two ways of waiting:
 
 Format, recovery, failing closed
 --------------------------------
-A record is ``"MRJ1"``, the 16-byte BLAKE2b digest of the window's counter file path
-(relative to the journal's folder), the window value (last accepted + 1, as in the
-window files; 0 after a key change) and a CRC-32. The last record of a key wins; a
-window opens at the larger of its file's value and the journal's.
+Two files of fixed size, ``replay.journal.0`` and ``.1``, written in place and never
+grown while serving, so a disk that fills up after the meter started does not stop
+it (as with the fixed-size window files). A record (32 bytes) is a magic, the file's
+generation, the 14-byte BLAKE2b digest of the window's counter file path (relative to
+the journal's folder), the window value (last accepted + 1, as in the window files; 0
+after a key change) and a CRC-32. Record 0 of a file is its header (generation and
+size); the file with the newest valid header is the active one. Batches are written
+after the last record and synced. When the active file is full, a snapshot of every
+window (one record each) is written into the other file and synced, and only then its
+header with the next generation, synced: a crash leaves the old file in force, complete,
+or the new one, complete. Opening always starts a new generation this way; the files are
+sized for the windows known (4 snapshots' worth and 2 batches, at least 32 KiB).
 
-Records are read from the start. The first invalid one ends the log when at most one
-batch (:data:`MAX_BATCH` records) follows it: that is the torn tail of a batch whose
-sync never returned, so none of its requests was answered. Anything longer after an
-invalid record is damage to synced data: the journal is refused
-(:class:`CounterStoreError`) and the meter does not start. On open, and whenever it
-grows past :data:`COMPACT_BYTES`, the journal is rewritten with one record per key
-(temporary file synced, renamed, folder synced), so a crash leaves the old or the new
-journal, each complete.
+Reading the active file stops at the first record that is invalid or of another
+generation. When more than one batch (:data:`MAX_BATCH` records) of valid records of the
+active generation follows it, synced data was damaged: the journal is refused
+(:class:`CounterStoreError`) and the meter does not start; up to one batch is the torn
+tail of a batch whose sync never returned (none of its requests was answered).
 
 A journal that existed is never silently replaced by an empty one: its creation is
 recorded (and synced) in the folder's ``counters.ledger``, and every counter folder
@@ -62,40 +67,83 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from metercert.security.counters import _ledger_add, _ledger_names, _strerror, fsync_dir
+from metercert.security.counters import (
+    _ledger_add,
+    _ledger_names,
+    _strerror,
+    fsync_dir,
+    make_dirs_durable,
+)
 from metercert.security.errors import CounterStoreError
 
 JOURNAL_NAME = "replay.journal"
 FOLDER_MARK = "@replay-journal"  # in a counter folder's ledger: its windows use a journal
-MAGIC = b"MRJ1"
-_REC = struct.Struct(">4s16sQI")
+MAGIC = b"MJ"
+_REC = struct.Struct(">2sI14sQI")
 RECORD = _REC.size  # 32
-MAX_BATCH = 4096                 # records per write + sync (the longest possible torn tail)
-COMPACT_BYTES = 4 << 20          # rewrite the journal once it passes this size
+MAX_BATCH = 256                  # records per write + sync (the longest possible torn tail)
+MIN_RECORDS = 1024               # smallest file: 32 KiB
+_HEADER_KEY = bytes(14)
 
 _RECOVERY = ("replay windows cannot be proven; renew the meter's keys (remove its state "
              "folder); do not delete the journal")
 
 
-def _record(key: bytes, value: int) -> bytes:
-    head = struct.pack(">4s16sQ", MAGIC, key, value)
+def _record(gen: int, key: bytes, value: int) -> bytes:
+    head = struct.pack(">2sI14sQ", MAGIC, gen, key, value)
     return head + struct.pack(">I", zlib.crc32(head))
 
 
-def parse_journal(raw: bytes, *, path: Path | str = "journal") -> dict[bytes, int]:
-    """The last value of each key; raises CounterStoreError when synced data is damaged."""
+def _unpack(chunk: bytes) -> tuple[int, bytes, int] | None:
+    if len(chunk) < RECORD:
+        return None
+    magic, gen, key, value, crc = _REC.unpack(chunk)
+    if magic != MAGIC or zlib.crc32(chunk[:-4]) != crc:
+        return None
+    return gen, key, value
+
+
+def header_of(raw: bytes) -> tuple[int, int] | None:
+    """(generation, size in records) of a journal file, None if its header is not valid."""
+    rec = _unpack(raw[:RECORD])
+    if rec is None or rec[1] != _HEADER_KEY:
+        return None
+    return rec[0], rec[2]
+
+
+def parse_journal(raw: bytes, *, path: Path | str = "journal") -> tuple[dict[bytes, int], int]:
+    """(last value of each key, records in use) of an active journal file; raises
+    CounterStoreError when synced data is damaged."""
+    head = header_of(raw)
+    if head is None:
+        raise CounterStoreError(f"replay journal {path} has no valid header; {_RECOVERY}")
+    gen = head[0]
     values: dict[bytes, int] = {}
-    count = len(raw) // RECORD
-    for i in range(count):
-        chunk = raw[i * RECORD:(i + 1) * RECORD]
-        magic, key, value, crc = _REC.unpack(chunk)
-        if magic != MAGIC or zlib.crc32(chunk[:-4]) != crc:
-            if len(raw) - i * RECORD > MAX_BATCH * RECORD:
-                raise CounterStoreError(f"replay journal {path} is damaged at byte "
-                                        f"{i * RECORD}; {_RECOVERY}")
-            break  # the torn tail of a batch that was never synced (never answered)
-        values[key] = value
-    return values
+    end = 0
+    after = 0
+    for i in range(1, len(raw) // RECORD):
+        rec = _unpack(raw[i * RECORD:(i + 1) * RECORD])
+        current = rec is not None and rec[0] == gen
+        if not end:
+            if current:
+                assert rec is not None
+                values[rec[1]] = rec[2]
+                continue
+            end = i
+        elif current:
+            after += 1
+    if after > MAX_BATCH:
+        raise CounterStoreError(f"replay journal {path} is damaged at byte {end * RECORD}; "
+                                f"{_RECOVERY}")
+    return values, end or len(raw) // RECORD
+
+
+def _records_for(windows: int) -> int:
+    need = 4 * (windows + 1) + 2 * MAX_BATCH
+    size = MIN_RECORDS
+    while size < need:
+        size *= 2
+    return size
 
 
 class ReplayJournal:
@@ -103,27 +151,37 @@ class ReplayJournal:
 
     def __init__(self, folder: str | os.PathLike[str], *, name: str = JOURNAL_NAME) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / name
+        self.name = name
+        self.paths = (self.folder / f"{name}.0", self.folder / f"{name}.1")
         self.deferred = False
         self._values: dict[bytes, int] = {}
-        self._pending: list[bytes] = []
+        self._known: set[bytes] = set()
+        self._pending: list[tuple[bytes, int]] = []
         self._appended = 0   # records appended since open
         self._durable = 0    # of which durable
         self._lock = threading.Lock()      # values and pending
         self._io = threading.Lock()        # one writer at a time
         self._failed = False
-        self._fd = -1
-        self._size = 0
+        self._fds = [-1, -1]
+        self._lock_fd = -1
+        self._active = 0
+        self._gen = 0
+        self._pos = 0        # next record index in the active file
+        self._size = 0       # records per file
         self._writer: ThreadPoolExecutor | None = None
         self._inflight: asyncio.Future[None] | None = None
         self._users = 0
+        self._adopted: set[str] = set()  # counter folders checked (or marked) in this run
         #: the journal did not exist when opened (a counter folder that used one refuses)
         self.created = False
+        #: group-commit figures: fdatasync calls for batches, records they made durable
+        self.syncs = 0
+        self.synced_records = 0
         try:
             self._open()
         except OSError as exc:
             self.close()
-            raise CounterStoreError(f"cannot use replay journal {self.path}: "
+            raise CounterStoreError(f"cannot use replay journal {self.paths[0]}: "
                                     f"{_strerror(exc)}") from None
         except BaseException:
             self.close()
@@ -131,53 +189,107 @@ class ReplayJournal:
 
     # -- opening -------------------------------------------------------------------------
     def _open(self) -> None:
-        listed = _ledger_names(self.folder)
-        lock = os.open(self.folder / (self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        make_dirs_durable(self.folder)
+        lock = os.open(self.folder / f"{self.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock)
-            raise CounterStoreError(f"replay journal {self.path} is in use by another "
+            raise CounterStoreError(f"replay journal {self.paths[0]} is in use by another "
                                     "process: one meter process per state folder") from None
         self._lock_fd = lock
-        if self.path.exists():
-            self._values = parse_journal(self.path.read_bytes(), path=self.path)
-        elif listed is not None and self.path.name in listed:
-            raise CounterStoreError(f"replay journal {self.path} is missing although it has "
-                                    f"been in use; {_RECOVERY}")
-        else:
+        listed = self.name in (_ledger_names(self.folder) or set())
+        exists = [p.exists() for p in self.paths]
+        if listed and not all(exists):
+            raise CounterStoreError(f"replay journal {self.paths[exists.index(False)]} is "
+                                    f"missing although it has been in use; {_RECOVERY}")
+        heads = [None, None]
+        raws = [b"", b""]
+        if all(exists):
+            raws = [p.read_bytes() for p in self.paths]
+            heads = [header_of(r) for r in raws]
+        if heads == [None, None]:
+            if listed:
+                raise CounterStoreError(f"replay journal {self.paths[0]} is damaged (no valid "
+                                        f"header in either file); {_RECOVERY}")
+            # new (or never used: a crash while it was being made, before the ledger)
             self.created = True
-        self._compact()  # a clean file: no torn tail for appends to follow
-        if listed is None or self.path.name not in listed:
-            _ledger_add(self.folder, self.path.name)
+            self._size = MIN_RECORDS
+            for i, p in enumerate(self.paths):
+                fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                self._fds[i] = fd
+                self._fill(fd, 0, self._size)
+                if i == 0:
+                    self._put(fd, 0, _record(1, _HEADER_KEY, self._size))
+                os.fsync(fd)
+            fsync_dir(self.folder)
+            self._active, self._gen, self._pos = 0, 1, 1
+        else:
+            self._active = 0 if (heads[1] is None or (heads[0] is not None
+                                                      and heads[0][0] > heads[1][0])) else 1
+            head = heads[self._active]
+            assert head is not None
+            self._gen, self._size = head
+            self._values, self._pos = parse_journal(raws[self._active],
+                                                    path=self.paths[self._active])
+            self._fds = [os.open(p, os.O_RDWR) for p in self.paths]
+        if not listed:
+            _ledger_add(self.folder, self.name)
+        self._switch()  # a new generation: no torn tail for appends to follow
 
-    def _compact(self) -> None:
-        """Rewrite the journal as one record per key: synced, renamed, folder synced."""
+    def _fill(self, fd: int, start: int, end: int) -> None:
+        """Write zero records from ``start`` to ``end``: the space is taken now, not later."""
+        zeros = bytes(RECORD * 1024)
+        pos = start
+        while pos < end:
+            n = min(1024, end - pos)
+            self._put(fd, pos, zeros[:n * RECORD])
+            pos += n
+
+    @staticmethod
+    def _put(fd: int, index: int, data: bytes) -> None:
+        if os.pwrite(fd, data, index * RECORD) != len(data):
+            raise OSError(errno.ENOSPC, "short write")
+
+    def _switch(self) -> None:
+        """Snapshot every window into the other file, synced, then its header, synced."""
         with self._lock:
-            data = b"".join(_record(k, v) for k, v in self._values.items())
-        tmp = self.path.with_name(self.path.name + ".new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            if data and os.write(fd, data) != len(data):
-                raise OSError(errno.ENOSPC, "short write")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        fsync_dir(self.folder)
-        old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        if old >= 0:
-            os.close(old)
-        self._size = len(data)
+            values = list(self._values.items())
+            size = max(self._size, _records_for(max(len(self._known), len(values))))
+        other, gen = 1 - self._active, self._gen + 1
+        fd = self._fds[other]
+        current = os.fstat(fd).st_size // RECORD
+        if current < size:
+            self._fill(fd, current, size)
+        data = b"".join(_record(gen, k, v) for k, v in values)
+        if data:
+            self._put(fd, 1, data)
+        os.fdatasync(fd)
+        self._put(fd, 0, _record(gen, _HEADER_KEY, size))
+        os.fdatasync(fd)
+        self._active, self._gen, self._pos, self._size = other, gen, 1 + len(values), size
 
     # -- windows -------------------------------------------------------------------------
     def key_for(self, counter_file: Path) -> bytes:
-        """The record key of a window's counter file (its path below the journal's folder)."""
+        """The record key of a window's counter file (its path below the journal's folder);
+        the journal sizes its files for every window it was asked about."""
         try:
             rel = str(Path(counter_file).resolve().relative_to(self.folder.resolve()))
         except ValueError:
             rel = str(Path(counter_file).resolve())
-        return hashlib.blake2b(rel.encode(), digest_size=16).digest()
+        key = hashlib.blake2b(rel.encode(), digest_size=14).digest()
+        with self._lock:
+            self._known.add(key)
+            grow = 4 * (len(self._known) + 1) + 2 * MAX_BATCH > self._size
+        if grow:  # while the meters start up, not while they serve
+            with self._io:
+                try:
+                    self._switch()
+                except OSError as exc:
+                    self._failed = True
+                    raise CounterStoreError(f"cannot grow replay journal {self.paths[0]}: "
+                                            f"{_strerror(exc)}") from None
+        return key
 
     def value(self, key: bytes) -> int | None:
         with self._lock:
@@ -186,28 +298,33 @@ class ReplayJournal:
     def adopt_folder(self, counter_dir: Path) -> None:
         """Called before a window of ``counter_dir`` first appends: refuse a folder whose
         windows used a journal that is gone, and mark the folder as using one."""
+        folder = str(Path(counter_dir).resolve())
+        if folder in self._adopted:
+            return
         names = _ledger_names(counter_dir) or set()
         if FOLDER_MARK in names:
             if self.created:
-                raise CounterStoreError(f"replay journal {self.path} is missing although the "
-                                        f"windows in {counter_dir} used it; {_RECOVERY}")
+                raise CounterStoreError(f"replay journal {self.paths[0]} is missing although "
+                                        f"the windows in {counter_dir} used it; {_RECOVERY}")
+            self._adopted.add(folder)
             return
         try:
+            make_dirs_durable(Path(counter_dir))
             _ledger_add(counter_dir, FOLDER_MARK)
         except OSError as exc:
             raise CounterStoreError(f"cannot write the ledger of {counter_dir}: "
                                     f"{_strerror(exc)}") from None
+        self._adopted.add(folder)
 
     def append(self, key: bytes, value: int) -> int:
         """Record a window value; returns its sequence number. In immediate mode the record
         is durable on return; deferred, see :meth:`durable`."""
-        record = _record(key, value)
         with self._lock:
             if self._failed:
-                raise CounterStoreError(f"replay journal {self.path} failed earlier; "
+                raise CounterStoreError(f"replay journal {self.paths[0]} failed earlier; "
                                         "refusing requests")
             self._values[key] = value
-            self._pending.append(record)
+            self._pending.append((key, value))
             self._appended += 1
             seq = self._appended
         if not self.deferred:
@@ -228,7 +345,8 @@ class ReplayJournal:
         target = self._appended
         while self._durable < target:
             if self._failed:
-                raise CounterStoreError(f"replay journal {self.path} failed; refusing requests")
+                raise CounterStoreError(f"replay journal {self.paths[0]} failed; refusing "
+                                        "requests")
             inflight = self._inflight
             if inflight is None:
                 if self._writer is None:
@@ -250,22 +368,25 @@ class ReplayJournal:
             while self._durable < upto:
                 with self._lock:
                     if self._failed:
-                        raise CounterStoreError(f"replay journal {self.path} failed earlier; "
-                                                "refusing requests")
+                        raise CounterStoreError(f"replay journal {self.paths[0]} failed "
+                                                "earlier; refusing requests")
                     batch = self._pending[:MAX_BATCH]
                     del self._pending[:MAX_BATCH]
-                data = b"".join(batch)
                 try:
-                    if os.write(self._fd, data) != len(data):
-                        raise OSError(errno.ENOSPC, "short write")
-                    os.fdatasync(self._fd)
-                    self._size += len(data)
+                    if self._pos + len(batch) > self._size:
+                        self._switch()  # the snapshot holds this batch's values too
+                    else:
+                        fd = self._fds[self._active]
+                        gen = self._gen
+                        self._put(fd, self._pos, b"".join(_record(gen, k, v) for k, v in batch))
+                        os.fdatasync(fd)
+                        self._pos += len(batch)
+                    self.syncs += 1
+                    self.synced_records += len(batch)
                     self._durable += len(batch)
-                    if self._size > COMPACT_BYTES:
-                        self._compact()
                 except OSError as exc:
                     self._failed = True
-                    raise CounterStoreError(f"cannot persist replay journal {self.path}: "
+                    raise CounterStoreError(f"cannot persist replay journal {self.paths[0]}: "
                                             f"{_strerror(exc)}") from None
 
     # -- lifetime ------------------------------------------------------------------------
@@ -274,11 +395,13 @@ class ReplayJournal:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        for name in ("_fd", "_lock_fd"):
-            fd = getattr(self, name, -1)
+        for i, fd in enumerate(self._fds):
             if fd >= 0:
                 os.close(fd)
-                setattr(self, name, -1)
+                self._fds[i] = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
 
 _SHARED: dict[str, ReplayJournal] = {}
