@@ -42,15 +42,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                           description="Run the campaign against a meter at tcp://HOST:PORT or "
                                       "udp://HOST:PORT (DLMS wrapper, or HDLC over TCP).")
     test.add_argument("target", nargs="?",
-                      help="tcp://HOST:PORT, udp://HOST:PORT or serial:///dev/ttyX?baud=9600"
-                           "[&optical=1] (or set 'target:' in --campaign)")
+                      help="tcp://HOST:PORT, udp://HOST:PORT, dtls://HOST:PORT (the wrapper in "
+                           "mutual DTLS 1.2: --client-cert, --client-key, --ca) or "
+                           "serial:///dev/ttyX?baud=9600[&optical=1] (or set 'target:' in "
+                           "--campaign)")
     test.add_argument("--keys", help="key file (see README)")
     test.add_argument("--campaign", help="campaign file (YAML)")
     test.add_argument("--framing", choices=["wrapper", "hdlc"], default=None,
                       help="frame format on the connection (default: wrapper)")
     test.add_argument("--tls", metavar="HOST:PORT", help="also audit this TLS endpoint")
     test.add_argument("--client-cert", metavar="PEM",
-                      help="client certificate for the --tls audit (mutual TLS)")
+                      help="client certificate for the --tls audit (mutual TLS) and for a "
+                           "dtls:// target")
     test.add_argument("--client-key", metavar="PEM", help="private key of --client-cert")
     test.add_argument("--ca", metavar="PEM", help="CA certificate(s) that sign the meter's certificate")
     test.add_argument("--dossier", help="device dossier YAML to assess")
@@ -260,6 +263,9 @@ def _test(args: argparse.Namespace) -> int:
     if not url:
         raise UsageError("give the meter as tcp://HOST:PORT or 'target:' in --campaign")
     transport, host, port = _parse_target(url)
+    dtls = None
+    if transport == "dtls":  # the wrapper over UDP inside mutual DTLS 1.2
+        dtls, transport = _dtls_client(args), "udp"
     keys_path = args.keys or (str(config.keys) if config and config.keys else None)
     if not keys_path:
         raise UsageError("--keys FILE is required (or 'keys:' in --campaign)")
@@ -293,7 +299,8 @@ def _test(args: argparse.Namespace) -> int:
     targets: dict[TargetKind | str, object] = {
         TargetKind.DLMS: DlmsTarget(
             host, port, keys, framing=framing, transport=transport, power=power,
-            counter_dir=counters,
+            counter_dir=counters, ssl=dtls,
+            label=_dtls_label(host, port, keys) if dtls is not None else "",
             firmware_image=firmware.image if firmware else None,
             firmware_identifier=firmware.identifier if firmware else None,
             firmware_verify_timeout=firmware.verify_timeout_s if firmware else 60.0,
@@ -374,12 +381,27 @@ def _parse_target(url: str) -> tuple[str, str, int]:
     scheme, sep, text = url.partition("://")
     if not sep:
         scheme, text = "tcp", url
-    if scheme not in ("tcp", "udp"):
+    if scheme not in ("tcp", "udp", "dtls"):
         raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT or udp://HOST:PORT")
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT or udp://HOST:PORT")
     return scheme, host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _dtls_client(args: argparse.Namespace) -> Any:
+    """The head-end's DTLS context for a ``dtls://`` target (its certificate is required:
+    62351-3 authenticates both ends)."""
+    if not (args.client_cert and args.client_key and args.ca):
+        raise UsageError("a dtls:// target needs --client-cert, --client-key and --ca")
+    from metercert.transport.dtls import client_context
+
+    return client_context(args.ca, args.client_cert, args.client_key)
+
+
+def _dtls_label(host: str, port: int, keys: Any) -> str:
+    title = keys.server_system_title.hex().upper() if keys.server_system_title else "?"
+    return f"DLMS meter dtls://{host}:{port} (system title {title})"
 
 
 def _probe_udp(target: Any) -> None:
@@ -395,7 +417,8 @@ def _probe_udp(target: Any) -> None:
     try:
         asyncio.run(ask())
     except (DlmsError, ConnectionFailed) as exc:
-        raise ConnectionFailed(f"no DLMS answer from {target.transport}://{target.host}:"
+        scheme = "dtls" if target.ssl is not None else target.transport
+        raise ConnectionFailed(f"no DLMS answer from {scheme}://{target.host}:"
                                f"{target.port}: "
                                f"{str(exc).splitlines()[0]}") from None
 

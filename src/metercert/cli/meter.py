@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="where keys and counters persist (a restart is a power cycle)")
     serve.add_argument("--keys-out", metavar="FILE",
                        help="write the client key file here (default: STATE_DIR/client-keys.yaml)")
-    serve.add_argument("--tls", action="store_true", help="serve DLMS over mutual TLS")
+    serve.add_argument("--tls", action="store_true",
+                       help="serve DLMS over mutual TLS (with --udp: mutual DTLS 1.2)")
     serve.add_argument("--cert", help="meter certificate (PEM), with --tls")
     serve.add_argument("--key", help="meter private key (PEM), with --tls")
     serve.add_argument("--ca", help="CA certificate(s) that sign client certificates, with --tls")
@@ -81,6 +82,10 @@ def _ssl_context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return None
     if not (args.cert and args.key and args.ca):
         raise UsageError("--tls needs --cert, --key and --ca")
+    if args.udp:  # DTLS 1.2, 62351-3's profile for UDP
+        from metercert.transport.dtls import server_context as dtls_server_context
+
+        return dtls_server_context(args.cert, args.key, args.ca, crl=getattr(args, "crl", None))
     from metercert.tlsprobe.contexts import server_context
 
     return server_context(args.cert, args.key, args.ca, crl=getattr(args, "crl", None))
@@ -96,8 +101,9 @@ def _serve(args: argparse.Namespace) -> int:
                          "and the last of --count consecutive ports must be too")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.host.startswith("127."):
         Console(stderr=True).print(f"[yellow]warning:[/] serving on {args.host}, not loopback")
-    if args.udp and (args.framing != "wrapper" or args.tls or args.capture):
-        raise UsageError("--udp serves the wrapper without TLS or --capture")
+    if args.udp and (args.framing != "wrapper" or args.capture):
+        raise UsageError("--udp serves the wrapper (with --tls: inside DTLS 1.2), without "
+                         "--capture")
     if args.pty or args.serial:
         if args.udp or args.tls or args.capture or args.count != 1:
             raise UsageError("--pty/--serial serve one meter in HDLC, without --udp, --tls, "
@@ -172,7 +178,8 @@ async def _run(profile, state_dir: Path, keys_out: Path, args: argparse.Namespac
         if args.pty or args.serial:
             ports = f"at {first_port} baud{' (optical, mode E)' if args.optical else ''}"
         console.print(f"[bold]{args.count} {profile.name} meter(s)[/] on {first_host} {ports} "
-                      f"({args.framing}{' over UDP' if args.udp else ''}{', TLS' if ssl else ''})")
+                      f"({args.framing}{' over UDP' if args.udp else ''}"
+                      f"{(', DTLS 1.2' if args.udp else ', TLS') if ssl else ''})")
         console.print(f"client key file: {keys_out}  state: {state_dir}")
         console.print("Ctrl-C stops (a restart on the same --state-dir is a power cycle)")
     stop = asyncio.Event()

@@ -357,8 +357,10 @@ def _check_options(framing: str, max_frame: int, transport: str = "tcp",
         raise UsageError(f"unknown framing {framing!r}; use 'wrapper' or 'hdlc'")
     if transport not in ("tcp", "udp", "serial", "optical"):
         raise UsageError(f"transport must be tcp, udp, serial or optical, got {transport!r}")
-    if transport == "udp" and (framing != "wrapper" or ssl is not None):
-        raise UsageError("over udp DLMS uses the wrapper, without TLS")
+    if transport == "udp" and (framing != "wrapper"
+                               or (ssl is not None and not getattr(ssl, "dtls", False))):
+        raise UsageError("over udp DLMS uses the wrapper, without TLS (DTLS: a "
+                         "transport.dtls context)")
     if transport in ("serial", "optical") and (framing != "hdlc" or ssl is not None):
         raise UsageError("over a serial line DLMS uses HDLC framing, without TLS")
     limit = 0xFFFF if framing == "wrapper" else 16 * 1024 * 1024
@@ -418,6 +420,13 @@ async def open_dlms_connection(
                                       physical_address=physical_address, timeout=timeout,
                                       max_frame=max_frame, hdlc_parameters=hdlc_parameters)
     if transport == "udp":
+        if ssl is not None:  # DTLS 1.2 (see transport.dtls)
+            from metercert.transport.dtls import open_dlms_dtls
+
+            return await open_dlms_dtls(host, port, ssl,  # type: ignore[arg-type]
+                                        client_address=client_address,
+                                        server_address=server_address, timeout=timeout,
+                                        server_hostname=server_hostname, max_frame=max_frame)
         from metercert.transport.datagram import open_dlms_datagram
 
         return await open_dlms_datagram(host, port, client_address=client_address,
@@ -560,6 +569,12 @@ async def serve_dlms(
     """
     _check_options(framing, max_frame, transport, ssl)
     if transport == "udp":
+        if ssl is not None:  # DTLS 1.2 (see transport.dtls)
+            from metercert.transport.dtls import serve_dlms_dtls
+
+            return await serve_dlms_dtls(handler, host, port, ssl,  # type: ignore[arg-type]
+                                         max_frame=max_frame, idle_timeout=idle_timeout,
+                                         max_connections=max_connections)
         from metercert.transport.datagram import serve_dlms_datagram
 
         return await serve_dlms_datagram(handler, host, port, max_frame=max_frame,
