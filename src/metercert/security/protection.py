@@ -430,10 +430,10 @@ class ApduCipher:
                 nonce = self._peer + apdu[start + 1:start + 5]
                 payload = apdu[start + 5:]
                 encrypt = self._encrypt
-                # pass 1 recovers the plaintext (CTR); pass 2 recomputes ciphertext || tag,
-                # compared whole in constant time (the ciphertext part matches by design)
+                # pass 1 recovers the plaintext (CTR), pass 2 recomputes the tag
                 plaintext = encrypt(nonce, payload, None)[:-28]
-                if (hmac.compare_digest(encrypt(nonce, plaintext, self._aad)[:-4], payload)
+                if (hmac.compare_digest(encrypt(nonce, plaintext, self._aad)[-16:-4],
+                                        payload[-12:])
                         and plaintext[0] == plain_tag):
                     return plaintext
                 raise AuthenticationFailed()
