@@ -169,6 +169,12 @@ class _Framer:
         n = len(buf)
         while n - pos >= 8:
             version, src, dst, length = _WRAPPER_HEADER.unpack_from(buf, pos)
+            if version == 1 and length == 0:
+                stats.bad_frames += 1  # a frame that carries no APDU (a boundary, too)
+                self.frames += 1
+                self._hunting = False
+                pos += 8
+                continue
             # in step, the length field is trusted; hunting for a boundary, the bytes
             # after the header must also start a known APDU
             plausible = version == 1 and length > 0 and (not self._hunting or (
