@@ -142,10 +142,22 @@ def parse_ciphered(apdu: bytes) -> CipheredApdu:
     tag = apdu[0]
     system_title: bytes | None = None
     offset = 1
-    # fast path: service-specific form with a one-byte length covering the rest
-    if len(apdu) > 6 and apdu[1] == len(apdu) - 2 and apdu[1] < 0x80 and tag in _SPECIFIC_FORM:
-        return CipheredApdu(tag, _SPECIFIC_FORM[tag], _SC_TABLE[apdu[2]],
-                            int.from_bytes(apdu[3:7], "big"), apdu[7:], None)
+    # fast path: service-specific form whose 1-, 2- or 3-byte length covers the rest
+    size = len(apdu)
+    if size > 6 and tag in _SPECIFIC_FORM:
+        first = apdu[1]
+        if first < 0x80:
+            start, length = 2, first
+        elif first == 0x81:
+            start, length = 3, apdu[2]
+        elif first == 0x82 and size > 8:
+            start, length = 4, apdu[2] << 8 | apdu[3]
+        else:
+            start, length = 0, -1
+        if length == size - start and length >= 5:
+            return CipheredApdu(tag, _SPECIFIC_FORM[tag], _SC_TABLE[apdu[start]],
+                                int.from_bytes(apdu[start + 1:start + 5], "big"),
+                                apdu[start + 5:], None)
     if tag in GLOBAL_TAGS:
         form = CipheringForm.GLOBAL
     elif tag in DEDICATED_TAGS:
