@@ -139,6 +139,6 @@ def test_gurux_reads_the_reference_meters_attribute_6(tmp_path: Path) -> None:
     e.value = value
     setup.setValue(settings, e)
     seen = {(int(i.entity), int(i.type_)) for i in setup.certificates}
-    assert seen == {(0, 0), (0, 1), (1, 0)}
+    assert seen == {(0, 0), (0, 1), (1, 0), (1, 1)}
     subjects = {bytes(i.subject) for i in setup.certificates if int(i.entity) == 0}
     assert subjects == {certs.subject_for(title).public_bytes()}

@@ -43,7 +43,8 @@ def test_attribute_6_lists_the_factory_certificates_and_export_returns_them(tmp_
                     system_title=c.server_title)
                 result, exported = await c.action(64, SETUP, 7, ident.to_data())
         kinds = {(i.entity, i.certificate_type) for i in infos}
-        assert kinds == {(0, 0), (0, 1), (1, 0)}  # server signing / agreement, client signing
+        # server signing / agreement, client signing / agreement
+        assert kinds == {(0, 0), (0, 1), (1, 0), (1, 1)}
         assert result is ActionResult.SUCCESS and exported is not None
         cert = x509.load_der_x509_certificate(bytes(exported.value))
         assert cert.public_key() == target.keys.server_public_key

@@ -130,6 +130,40 @@ def test_wrapped_key_request_is_served_and_answered_with_a_wrapped_key(tmp_path:
     run(scenario)
 
 
+def test_agreed_key_request_is_served_and_answered_with_an_agreed_key(tmp_path: Path) -> None:
+    """C(1e, 1s) both ways: our ephemeral key against the meter's key-agreement certificate,
+    the meter's against the client's; an ephemeral key signed by another key is refused."""
+    async def scenario() -> None:
+        async with serving(tmp_path / "m", "suite1-general") as bench, \
+                bench.target().client() as c:
+            for layering in LAYERS:
+                value = await c.get(8, CLOCK, 2, general=layering, agreed=True)
+                assert value.type is DataType.OCTET_STRING
+                wire = c.trace.wires()[-1]
+                if wire[0] == 0xDF:
+                    wire = g.parse_general_signing(wire).content
+                answer = g.parse_general_ciphering(wire)
+                assert isinstance(answer.key_info, g.AgreedKey)
+                assert answer.key_info.scheme is agr.KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN
+            with pytest.raises(ExceptionResponseReceived):
+                # the APDU's signature is the client's, the ephemeral key's another key's:
+                # build the agreed key with a stranger's signing key, then sign the APDU
+                # with the client's key (ciphered-then-signed)
+                from metercert.client import general as cg
+
+                stranger = agr.generate_key_pair(1)
+                real = cg._originate
+                cg._originate = lambda cl, su, ti, pe, _k: real(cl, su, ti, pe, stranger)
+                try:
+                    await c.get(8, CLOCK, 2, general="ciphered-then-signed", agreed=True)
+                finally:
+                    cg._originate = real
+            details = [d for _, _, d in bench.meter.log.entries]
+        assert any("ephemeral key is not signed by the client" in d for d in details)
+
+    run(scenario)
+
+
 def test_client_refuses_an_answer_whose_signature_does_not_verify(tmp_path: Path) -> None:
     from dataclasses import replace
 

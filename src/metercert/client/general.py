@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from metercert.client.errors import DlmsError, ResponseNotTrusted
 from metercert.security import AuthenticationFailed, Key, SecurityControl, SecurityError
+from metercert.security import agreement as agr
 from metercert.security import general as g
+from metercert.security.keys import load_pem_key
 
 if TYPE_CHECKING:
     from metercert.client.session import DlmsClient
@@ -41,11 +43,13 @@ def protect(client: DlmsClient, plain: bytes, general: str, *, suite: int | None
             encrypted: bool | None = None, key_info: g.KeyInfo | None = None,
             encryption_key: Key | None = None, signing_key: ec.EllipticCurvePrivateKey | None = None,
             sign_suite: int | None = None, recipient: bytes | None = None,
-            **_: Any) -> bytes:
+            agreed: bool = False, **_: Any) -> bytes:
     """``plain`` in the general layers ``general`` names (each part overridable for checks).
 
     ``key_info`` defaults to the identified GUEK; with a wrapped key pass ``encryption_key``
-    (the key that ``key_info`` carries wrapped). ``signing_key`` / ``sign_suite`` replace
+    (the key that ``key_info`` carries wrapped); ``agreed`` agrees a one-APDU key with
+    C(1e, 1s): a fresh ephemeral key, signed with our signing key, against the meter's static
+    key-agreement key (``server_agreement_certificate`` in the key file). ``signing_key`` / ``sign_suite`` replace
     our signing key and the suite it signs in (a check signing with another key or curve).
     """
     layers = LAYERINGS.get(general)
@@ -76,10 +80,12 @@ def protect(client: DlmsClient, plain: bytes, general: str, *, suite: int | None
         sc = SecurityControl(chosen, s.authenticated if authenticated is None else authenticated,
                              s.encrypted if encrypted is None else encrypted)
         ek = encryption_key or s.keys.guek
+        info = g.IdentifiedKey(0) if key_info is None else key_info
+        if agreed:
+            ek, info = _originate(client, chosen, title, peer, signing_key)
         data = g.protect_general(data, header=header, security_control=sc, invocation_counter=ic,
                                  encryption_key=ek, authentication_key=s.keys.ak,
-                                 key_info=g.IdentifiedKey(0) if key_info is None else key_info,
-                                 key_size=client._key_size(ek, chosen))
+                                 key_info=info, key_size=client._key_size(ek, chosen))
     return data
 
 
@@ -117,7 +123,8 @@ def open_answer(client: DlmsClient, apdu: bytes, *, move_window: bool = True) ->
             if (s.authenticated and not sc.authenticated) or (s.encrypted and not sc.encrypted):
                 raise ResponseNotTrusted(f"answer protected less (SC 0x{sc.byte:02X}) than "
                                          "our requests")
-            key = g.receiver_key(gc, keys=s.keys)
+            key = g.receiver_key(gc, keys=s.keys, agreement=_agreement_keys(client)
+                                 if isinstance(gc.key_info, g.AgreedKey) else None)
             opened = g.unprotect_general(gc, encryption_key=key, authentication_key=s.keys.ak,
                                          key_size=client._key_size(key, sc.suite))
             if move_window and not client._rx.accept(gc.invocation_counter):
@@ -133,6 +140,33 @@ def open_answer(client: DlmsClient, apdu: bytes, *, move_window: bool = True) ->
         raise ResponseNotTrusted("general answer without general-ciphering on a ciphered "
                                  "association")
     return data
+
+
+def _key_file_key(client: DlmsClient, name: str, *, private: bool) -> Any:
+    keys = client.settings.keys
+    ref = keys.extra.get(name)
+    if not ref:
+        raise DlmsError(f"agreed key: the key file names no {name}")
+    return load_pem_key(ref, keys.base_dir, "key file", private=private)
+
+
+def _originate(client: DlmsClient, suite: int, title: bytes, peer: bytes,
+               signing_key: ec.EllipticCurvePrivateKey | None) -> tuple[Key, g.AgreedKey]:
+    key = signing_key or client.settings.keys.client_private_key
+    if key is None:
+        raise DlmsError("agreed key: C(1e, 1s) needs the client's signing key")
+    agreed, data = agr.one_pass_originate(
+        suite=suite, recipient_static=_key_file_key(client, "server_agreement_certificate",
+                                                    private=False),
+        signing_key=key, party_u=title, party_v=peer)
+    return agreed, g.AgreedKey(bytes((agr.KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN,)), data)
+
+
+def _agreement_keys(client: DlmsClient) -> g.AgreementKeys:
+    """What an agreed-key answer needs: our key-agreement key, the meter's signing key."""
+    return g.AgreementKeys(own_agreement_key=_key_file_key(client, "client_agreement_key",
+                                                           private=True),
+                           peer_signing_key=client.settings.keys.server_public_key)
 
 
 def _titles(client: DlmsClient, header: g.GeneralHeader) -> None:

@@ -9,8 +9,9 @@ What the meter checks, outermost layer first:
 * every layer names the association's client as originator and this meter as recipient
   (an empty or foreign recipient title is refused: a unicast request is not for anyone);
 * a 0xDD layer claims the configured suite (another one is a downgrade), meets the
-  security policy, resolves its key from key-info (identified GUEK, or a key wrapped under
-  the association's KEK), verifies, and carries an invocation counter above the last one
+  security policy, resolves its key from key-info (identified GUEK, a key wrapped under the
+  association's KEK, or a C(1e, 1s) agreed key whose ephemeral key the client's installed
+  certificate signed, with the meter's key-agreement key), verifies, and carries an invocation counter above the last one
   accepted from this originator on this association (the window the other forms share:
   the client draws every form's counter from one sequence);
 * a 0xDF layer verifies with the client's signing key in the configured suite (so a
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from metercert.meter.objects import Event
 from metercert.security import AuthenticationFailed, Key, KeySet, SecurityControl
+from metercert.security import agreement as agr
 from metercert.security import general as g
 from metercert.security.keywrap import wrap_key
 
@@ -92,10 +94,21 @@ def _open_ciphering(session: MeterSession, data: bytes) -> tuple[bytes, g.Genera
                              Event.UNPROTECTED_REQUEST)
     if isinstance(parsed.key_info, g.IdentifiedKey) and parsed.key_info.key_id != 0:
         raise GeneralRefused("general-ciphering names the broadcast key on a unicast request")
-    if isinstance(parsed.key_info, g.AgreedKey):
-        raise GeneralRefused("agreed keys in general-ciphering are not offered by this meter")
     keys = _keys(session)
-    key = g.receiver_key(parsed, keys=keys)  # a bad wrap raises KeyUnwrapFailed
+    agreement = None
+    if isinstance(parsed.key_info, g.AgreedKey):
+        pki = meter.state.pki
+        if parsed.key_info.scheme is not agr.KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN \
+                or pki is None:
+            raise GeneralRefused("agreed key: only C(1e, 1s) is offered by this meter")
+        signer = pki.client_signing_key(session.e, session.client_title)
+        if signer is None:
+            raise GeneralRefused("agreed key: no certificate of this client is installed")
+        agreement = g.AgreementKeys(own_agreement_key=pki.agreement_key, peer_signing_key=signer)
+    try:  # a bad wrap raises KeyUnwrapFailed; an unsigned or forged ephemeral key fails here
+        key = g.receiver_key(parsed, keys=keys, agreement=agreement)
+    except AuthenticationFailed:
+        raise GeneralRefused("agreed key: the ephemeral key is not signed by the client") from None
     if key is None:
         raise GeneralRefused("no key for this general-ciphering APDU")
     # the suite-unchecked flaw goes on with the keys it has, whatever suite was claimed
@@ -180,7 +193,21 @@ def protect_response(session: MeterSession, response: bytes, request: GeneralReq
             continue
         key_info = request.key_info
         key = secrets.guek
-        if isinstance(key_info, g.WrappedKey):
+        if isinstance(key_info, g.AgreedKey):
+            # C(1e, 1s) back: a fresh ephemeral key of ours against the client's static
+            # key-agreement key (its installed certificate), signed with our signing key
+            peer = (meter.state.pki.client_agreement_key(session.e, session.client_title)
+                    if meter.state.pki is not None else None)
+            if peer is None or meter.state.signing_key is None:
+                raise GeneralRefused("no key-agreement certificate of this client: cannot "
+                                     "answer with an agreed key")
+            key, data_ = agr.one_pass_originate(
+                suite=meter.profile.security_suite, recipient_static=peer,
+                signing_key=meter.state.signing_key, party_u=meter.state.system_title,
+                party_v=session.client_title)
+            key_info = g.AgreedKey(bytes((agr.KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN,)),
+                                   data_)
+        elif isinstance(key_info, g.WrappedKey):
             # a fresh key of our own for the answer, wrapped under the same KEK
             key = Key(os.urandom(len(secrets.kek)), "response key")
             key_info = g.WrappedKey(wrap_key(secrets.kek, key))

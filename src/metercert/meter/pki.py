@@ -94,6 +94,9 @@ class MeterPki:
         self.installed: dict[int, list[tuple[CertificateEntity, x509.Certificate]]] = {}
         #: key pairs made by generate_key_pair, by kind (never leave the meter)
         self.generated: dict[int, ec.EllipticCurvePrivateKey] = {}
+        #: each association's client key-agreement key, made at the factory like the client
+        #: signing keys (the meter uses the public half; the key file hands out the private)
+        self.client_agreement: dict[int, ec.EllipticCurvePrivateKey] = {}
         self._reused_ephemeral: ec.EllipticCurvePrivateKey | None = None
         #: the removed-certificate-still-used flaw: what it removed, still consulted
         self._retired: dict[int, list[tuple[CertificateEntity, x509.Certificate]]] = {}
@@ -124,6 +127,9 @@ class MeterPki:
                 entries.append((CertificateEntity.CLIENT, self._issue(
                     secrets.client_key.public_key(), self.client_title,
                     CertificateType.DIGITAL_SIGNATURE)))
+                agreement = self.client_agreement[e] = agr.generate_key_pair(self.suite)
+                entries.append((CertificateEntity.CLIENT, self._issue(
+                    agreement.public_key(), self.client_title, CertificateType.KEY_AGREEMENT)))
             self.installed[e] = entries
         self.save()
 
@@ -151,6 +157,8 @@ class MeterPki:
                           x509.load_pem_x509_certificate(item["pem"].encode())) for item in items]
                 for e, items in data["installed"].items()}
             self.generated = {int(k): _load_key(v) for k, v in (data.get("generated") or {}).items()}
+            self.client_agreement = {int(k): _load_key(v) for k, v in
+                                     (data.get("client_agreement") or {}).items()}
         except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError):
             raise InputFileError(f"meter state {self.path} is damaged; remove the state folder "
                                  "to start from factory keys") from None
@@ -164,6 +172,7 @@ class MeterPki:
             "installed": {e: [{"entity": int(ent), "pem": _pem_cert(c)} for ent, c in items]
                           for e, items in sorted(self.installed.items())},
             "generated": {k: _pem_key(v) for k, v in sorted(self.generated.items())},
+            "client_agreement": {k: _pem_key(v) for k, v in sorted(self.client_agreement.items())},
         }
         _write_private(self.path, "# reference meter DLMS certificates: secret\n"
                        + yaml.safe_dump(data, sort_keys=False))
@@ -191,6 +200,12 @@ class MeterPki:
             out[field_name] = name
         from metercert.meter.state import _write_private
 
+        agreement = self.client_agreement.get(association)
+        if agreement is not None:
+            name = f"client-agreement-{i:04d}-a{association}.pem"
+            _write_private(key_dir / name, _pem_key(agreement))
+            out["client_agreement_key"] = name
+
         _write_private(key_dir / f"dlms-ca-{i:04d}.key.pem", _pem_key(self.ca_key))
         out["dlms_ca_key"] = f"dlms-ca-{i:04d}.key.pem"
         return out
@@ -203,6 +218,20 @@ class MeterPki:
         for ent, cert in [*self.installed.get(association, []), *retired]:
             if (ent is CertificateEntity.CLIENT
                     and certs.certificate_type_of(cert) is CertificateType.DIGITAL_SIGNATURE):
+                try:
+                    if certs.system_title_of(cert) == title:
+                        key = cert.public_key()
+                        return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+                except CertificateRefused:
+                    continue
+        return None
+
+    def client_agreement_key(self, association: int,
+                             title: bytes | None) -> ec.EllipticCurvePublicKey | None:
+        """The public key of the installed key-agreement certificate of ``title``."""
+        for ent, cert in self.installed.get(association, []):
+            if (ent is CertificateEntity.CLIENT
+                    and certs.certificate_type_of(cert) is CertificateType.KEY_AGREEMENT):
                 try:
                     if certs.system_title_of(cert) == title:
                         key = cert.public_key()
