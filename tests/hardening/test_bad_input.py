@@ -333,9 +333,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("pki init over an existing pki", ["pki", "init", "{pki_dir}"], "already holds a PKI"),
     ("gaps schema-invalid results", ["gaps", "{bad_results}"], "not a valid results document"),
     pytest.param("test typo'd target", ["test", "TCP//127.0.0.1:{closed}", "--keys",
-                                        "{good_keys}", "--quiet"], "bad target",
-                 marks=pytest.mark.xfail(strict=True, reason="cli/certify.py _parse_target takes "
-                                         "'TCP//HOST' for a host name (lead's file; reported)")),
+                                        "{good_keys}", "--quiet"], "bad target"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -388,7 +389,16 @@ def _parse_target(url: str) -> tuple[str, str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"bad target {url!r}: expected tcp://HOST:PORT or udp://HOST:PORT")
-    return scheme, host.strip("[]") or "127.0.0.1", int(port)
+    host = host.strip("[]") or "127.0.0.1"
+    if not _HOST.fullmatch(host):
+        # "TCP//10.0.0.1" is a typo, not a host name to look up
+        raise UsageError(f"bad target {url!r}: {host!r} is not a host name or address "
+                         "(expected tcp://HOST:PORT or udp://HOST:PORT)")
+    return scheme, host, int(port)
+
+
+#: a DNS name, an IPv4 address or an IPv6 address (letters, digits, dots, dashes, colons)
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+(?:%\w+)?")
 
 
 def _dtls_client(args: argparse.Namespace) -> Any:

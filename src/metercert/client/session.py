@@ -137,8 +137,14 @@ class _Counter:
 
     store: InvocationCounterStore | None
     value: int = 0
+    #: the persistent store was released (the client closed): counting on in memory from
+    #: some old value would reuse nonces, so the client refuses to cipher again
+    released: bool = False
 
     def next(self) -> int:
+        if self.released:
+            raise DlmsError("this client was closed and its invocation counter released: "
+                            "make a new client (reusing it could repeat a counter)")
         if self.store is not None:
             return self.store.next()
         v = self.value
@@ -208,6 +214,7 @@ class DlmsClient:
         if self._counter.store is not None:
             self._counter.store.close()
             self._counter.store = None
+            self._counter.released = True
 
     async def open(self, **overrides: Any) -> AARE:
         """Synchronise the sending counter with the meter, then connect and associate.
