@@ -199,6 +199,33 @@ def test_lost_flights_are_retransmitted(bench: Bench) -> None:
     assert lossy["s2c"] > lossless["s2c"] and lossy["c2s"] > lossless["c2s"], (lossless, lossy)
 
 
+def test_a_new_client_hello_from_a_served_address_starts_a_new_session(bench: Bench) -> None:
+    """RFC 6347 4.2.8: a client that restarted on the same address and port sends an
+    epoch-0 ClientHello; the meter ends the old session and handshakes again (here both
+    clients reach the meter from the relay's one upstream address)."""
+
+    async def main() -> None:
+        async with await serve_dlms(_reverse, "127.0.0.1", 0, transport="udp",
+                                    ssl=bench.server_ctx()) as server:
+            protocol = server._server.transport.get_protocol()
+            _, port = await _relay(server.port, lambda d, n: False)
+            first = await open_dlms_connection("127.0.0.1", port, transport="udp",
+                                               ssl=bench.client_ctx(), timeout=5)
+            await first.send(b"\x01")
+            assert await first.recv() == b"\x01"
+            old = next(iter(protocol.sessions.values()))
+            second = await open_dlms_connection("127.0.0.1", port, transport="udp",
+                                                ssl=bench.client_ctx(), timeout=5)
+            await second.send(b"\x02\x03")
+            assert await second.recv() == b"\x03\x02"
+            assert old.closed and len(protocol.sessions) == 1
+            assert next(iter(protocol.sessions.values())) is not old
+            await second.aclose()
+            await first.aclose()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("who", ["no certificate", "foreign CA", "revoked", "expired"])
 def test_the_meter_refuses_clients_the_operator_ca_does_not_vouch_for(bench: Bench,
                                                                     who: str) -> None:
