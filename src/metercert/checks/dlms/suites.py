@@ -388,6 +388,13 @@ async def _use_and_restore(target: DlmsTarget, agreed: Key, original: Key,
     return problem
 
 
+def _names_certificates(target: DlmsTarget) -> bool:
+    """Does the key file say this meter has DLMS certificates (so key agreement applies)?"""
+    extra = target.keys.extra
+    return bool(extra.get("general_protection") or extra.get("client_signing_certificate")
+                or extra.get("server_signing_certificate"))
+
+
 def _key_agreement_unusable(target: DlmsTarget) -> str | None:
     reason = _unusable(target)
     if reason:
@@ -451,6 +458,9 @@ async def key_agreement_signature(target: DlmsTarget) -> CheckOutcome:
     evidence.append(Evidence("answers", "\n".join(seen), "value"))
     if accepted:
         return fail("key_agreement accepted an " + " and an ".join(accepted), *evidence)
+    if key is None and not _names_certificates(target):
+        return not_applicable(f"the meter does not run key_agreement ({seen[-1]}) and the key "
+                              "file names none of its certificates", *evidence)
     if control_problem:
         return inconclusive(f"forgeries refused, but {control_problem}: no verdict", *evidence)
     return passed("unsigned and wrongly signed ephemeral keys refused; a correctly signed "
@@ -485,6 +495,9 @@ async def key_agreement_fresh(target: DlmsTarget) -> CheckOutcome:
             await c.close()
             evidence.append(_trace(c, label=f"key agreement {round_}"))
         if key is None or point is None:
+            if not _names_certificates(target):
+                return not_applicable(f"the meter does not run key_agreement ({text}) and the "
+                                      "key file names none of its certificates", *evidence)
             return inconclusive(f"{text}: no verdict on freshness", *evidence)
         problem = await _use_and_restore(target, key, original, evidence)
         if problem:
