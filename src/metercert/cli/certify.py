@@ -268,7 +268,7 @@ def _test(args: argparse.Namespace) -> int:
     transport, host, port = _parse_target(url)
     dtls = None
     if transport == "dtls":  # the wrapper over UDP inside mutual DTLS 1.2
-        dtls, transport = _dtls_client(args), "udp"
+        dtls, transport = _dtls_client(args, config), "udp"
     keys_path = args.keys or (str(config.keys) if config and config.keys else None)
     if not keys_path:
         raise UsageError("--keys FILE is required (or 'keys:' in --campaign)")
@@ -401,14 +401,18 @@ def _parse_target(url: str) -> tuple[str, str, int]:
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+(?:%\w+)?")
 
 
-def _dtls_client(args: argparse.Namespace) -> Any:
+def _dtls_client(args: argparse.Namespace, config: Any) -> Any:
     """The head-end's DTLS context for a ``dtls://`` target (its certificate is required:
-    62351-3 authenticates both ends)."""
-    if not (args.client_cert and args.client_key and args.ca):
+    62351-3 authenticates both ends); the campaign file's ``tls:`` files fill in."""
+    tcfg = config.tls if config is not None and config.tls else None
+    cert = args.client_cert or (tcfg.client_cert if tcfg else None)
+    key = args.client_key or (tcfg.client_key if tcfg else None)
+    ca = args.ca or (tcfg.ca if tcfg else None)
+    if not (cert and key and ca):
         raise UsageError("a dtls:// target needs --client-cert, --client-key and --ca")
     from metercert.transport.dtls import client_context
 
-    return client_context(args.ca, args.client_cert, args.client_key)
+    return client_context(ca, cert, key)
 
 
 def _dtls_label(host: str, port: int, keys: Any) -> str:

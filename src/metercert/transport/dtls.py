@@ -176,7 +176,7 @@ def server_context(cert: str | os.PathLike[str], key: str | os.PathLike[str],
         assert store is not None
         store.add_crl(revocations)
         store.set_flags(crypto.X509StoreFlags.CRL_CHECK)  # the leaf, like the TLS meter
-    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda _c, _x, _e, _d, ok: ok)
+    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)  # OpenSSL's own result
     ctx.set_session_id(b"metercert-meter-dtls")  # resumption needs it once peers are verified
     ctx.set_timeout(300)  # bounded resumption: the session cache forgets after 5 minutes
     secret = secrets.token_bytes(32)  # per process: a restart invalidates pending cookies
@@ -199,7 +199,7 @@ def client_context(ca: str | os.PathLike[str], cert: str | os.PathLike[str] | No
         raise InputFileError("give both the client certificate and its private key, or neither")
     ctx = _base(SSL.DTLS_CLIENT_METHOD)
     _load_ca(ctx, ca)
-    ctx.set_verify(SSL.VERIFY_PEER, lambda _c, _x, _e, _d, ok: ok)
+    ctx.set_verify(SSL.VERIFY_PEER)  # OpenSSL's own chain verdict
     if cert is not None and key is not None:
         _load_chain(ctx, cert, key)
     return DtlsContext(ctx, server_side=False, check_hostname=check_hostname)
@@ -649,9 +649,11 @@ class _ServerProtocol(asyncio.DatagramProtocol):
         if not done:
             return
         assert self.server is not None and self.transport is not None
-        writer = _SessionWriter(session, self.transport,
-                                lambda: self.sessions.pop(addr, None)
-                                if self.sessions.get(addr) is session else None)
+        def forget() -> None:
+            if self.sessions.get(addr) is session:
+                del self.sessions[addr]
+
+        writer = _SessionWriter(session, self.transport, forget)
         link = _WrapperLink(Role.SERVER, None, None, self.max_frame)
         stream = ApduStream(session.reader, writer, link,  # type: ignore[arg-type]
                             framing="wrapper", timeout=self.idle_timeout,
