@@ -337,3 +337,46 @@ def test_openssl_s_client_completes_mutual_dtls12_with_the_meter_listener(bench:
             assert any("did not return a certificate" in d for d in server.drops), server.drops
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("gnutls-serv") is None, reason="gnutls-bin not installed")
+def test_our_client_exchanges_records_with_gnutls_serv(bench: Bench, tmp_path: Path) -> None:
+    """GnuTLS (another DTLS stack) as the server, requiring our client certificate: its
+    --echo sends our wrapper frame back, so records go both ways through both stacks
+    (client and server wPort are both 1, so the echoed frame is the answer we expect)."""
+    import socket
+
+    p = bench.paths
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (tmp_path / "gnutls.log").open("wb") as log:
+        proc = subprocess.Popen(
+            ["gnutls-serv", "--udp", "-p", str(port), "--echo", "--x509certfile",
+             str(p.meter_cert), "--x509keyfile", str(p.meter_key), "--x509cafile",
+             str(p.ca_cert), "--require-client-cert", "--verify-client-cert"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 20
+        while True:  # until gnutls-serv listens
+            try:
+                stream = await open_dlms_connection("127.0.0.1", port, transport="udp",
+                                                    ssl=bench.client_ctx(), timeout=2,
+                                                    client_address=1, server_address=1)
+                break
+            except ConnectionFailed:
+                if loop.time() > end:
+                    raise
+                await asyncio.sleep(0.2)
+        async with stream:
+            await stream.send(b"\xc0\x01\xc1\x00\x08")
+            assert await stream.recv(timeout=5) == b"\xc0\x01\xc1\x00\x08"
+            assert stream.get_extra_info("cipher").startswith("ECDHE-ECDSA-AES")
+
+    try:
+        asyncio.run(main())
+    finally:
+        proc.kill()
+        proc.wait(5)
