@@ -176,6 +176,89 @@ def test_cookie_exchange_keeps_no_state_for_a_hello_without_cookie(bench: Bench)
     asyncio.run(main())
 
 
+class _RawPeer(asyncio.DatagramProtocol):
+    """A UDP socket whose datagrams the test reads itself."""
+
+    def __init__(self) -> None:
+        self.got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.got.put_nowait(data)
+
+
+async def _raw_peer(port: int) -> tuple[asyncio.DatagramTransport, _RawPeer]:
+    peer = _RawPeer()
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: peer, remote_addr=("127.0.0.1", port))
+    return transport, peer
+
+
+def _hello(bench: Bench) -> tuple[SSL.Connection, bytes]:
+    conn = SSL.Connection(bench.client_ctx().context, None)
+    conn.set_ciphertext_mtu(dtls.MTU)
+    conn.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        conn.do_handshake()
+    return conn, conn.bio_read(65536)
+
+
+def test_a_cookie_is_bound_to_the_address_it_was_sent_to(bench: Bench) -> None:
+    """The ClientHello that carries A's cookie, sent from B, gets a fresh
+    HelloVerifyRequest and no session (a spoofer cannot reuse a cookie it saw); from A
+    it gets the ServerHello flight. The HelloVerifyRequest is smaller than the hello."""
+
+    async def main() -> None:
+        async with await serve_dlms(_reverse, "127.0.0.1", 0, transport="udp",
+                                    ssl=bench.server_ctx()) as server:
+            protocol = server._server.transport.get_protocol()
+            a, peer_a = await _raw_peer(server.port)
+            b, peer_b = await _raw_peer(server.port)
+            conn, hello = _hello(bench)
+            a.sendto(hello)
+            verify = await asyncio.wait_for(peer_a.got.get(), 5)
+            assert verify[13] == _HELLO_VERIFY_REQUEST and len(verify) < len(hello)
+            conn.bio_write(verify)
+            with pytest.raises(SSL.WantReadError):
+                conn.do_handshake()
+            with_cookie = conn.bio_read(65536)
+            b.sendto(with_cookie)
+            again = await asyncio.wait_for(peer_b.got.get(), 5)
+            assert again[13] == _HELLO_VERIFY_REQUEST and protocol.sessions == {}
+            a.sendto(with_cookie)
+            flight = await asyncio.wait_for(peer_a.got.get(), 5)
+            assert flight[13] == 2  # ServerHello
+            assert list(protocol.sessions) == [a.get_extra_info("sockname")]
+            a.close()
+            b.close()
+
+    asyncio.run(main())
+
+
+def test_a_handshake_left_unfinished_is_dropped(bench: Bench) -> None:
+    """A client that proves its address and then goes quiet holds its session only until
+    the handshake deadline (here the 1 s idle time-out)."""
+
+    async def main() -> None:
+        async with await serve_dlms(_reverse, "127.0.0.1", 0, transport="udp",
+                                    ssl=bench.server_ctx(), idle_timeout=1.0) as server:
+            protocol = server._server.transport.get_protocol()
+            a, peer = await _raw_peer(server.port)
+            conn, hello = _hello(bench)
+            a.sendto(hello)
+            conn.bio_write(await asyncio.wait_for(peer.got.get(), 5))
+            with pytest.raises(SSL.WantReadError):
+                conn.do_handshake()
+            a.sendto(conn.bio_read(65536))
+            await asyncio.wait_for(peer.got.get(), 5)  # the meter's flight; never answered
+            assert len(protocol.sessions) == 1
+            await asyncio.sleep(1.5)
+            assert protocol.sessions == {}
+            assert any("not completed in time" in d for d in server.drops), server.drops
+            a.close()
+
+    asyncio.run(main())
+
+
 def test_lost_flights_are_retransmitted(bench: Bench) -> None:
     """Drop the first datagram of the meter's certificate flight (the client's timer
     resends its ClientHello, the meter its flight) and the first datagram of the client's
