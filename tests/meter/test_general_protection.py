@@ -146,18 +146,9 @@ def test_agreed_key_request_is_served_and_answered_with_an_agreed_key(tmp_path: 
                 assert isinstance(answer.key_info, g.AgreedKey)
                 assert answer.key_info.scheme is agr.KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN
             with pytest.raises(ExceptionResponseReceived):
-                # the APDU's signature is the client's, the ephemeral key's another key's:
-                # build the agreed key with a stranger's signing key, then sign the APDU
-                # with the client's key (ciphered-then-signed)
-                from metercert.client import general as cg
-
-                stranger = agr.generate_key_pair(1)
-                real = cg._originate
-                cg._originate = lambda cl, su, ti, pe, _k: real(cl, su, ti, pe, stranger)
-                try:
-                    await c.get(8, CLOCK, 2, general="ciphered-then-signed", agreed=True)
-                finally:
-                    cg._originate = real
+                # the APDU's signature is the client's, the ephemeral key's a stranger's
+                await c.get(8, CLOCK, 2, general="ciphered-then-signed", agreed=True,
+                            ephemeral_signer=agr.generate_key_pair(1))
             details = [d for _, _, d in bench.meter.log.entries]
         assert any("ephemeral key is not signed by the client" in d for d in details)
 

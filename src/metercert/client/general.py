@@ -43,13 +43,15 @@ def protect(client: DlmsClient, plain: bytes, general: str, *, suite: int | None
             encrypted: bool | None = None, key_info: g.KeyInfo | None = None,
             encryption_key: Key | None = None, signing_key: ec.EllipticCurvePrivateKey | None = None,
             sign_suite: int | None = None, recipient: bytes | None = None,
-            agreed: bool = False, **_: Any) -> bytes:
+            agreed: bool = False, ephemeral_signer: ec.EllipticCurvePrivateKey | None = None,
+            **_: Any) -> bytes:
     """``plain`` in the general layers ``general`` names (each part overridable for checks).
 
     ``key_info`` defaults to the identified GUEK; with a wrapped key pass ``encryption_key``
     (the key that ``key_info`` carries wrapped); ``agreed`` agrees a one-APDU key with
     C(1e, 1s): a fresh ephemeral key, signed with our signing key, against the meter's static
-    key-agreement key (``server_agreement_certificate`` in the key file). ``signing_key`` / ``sign_suite`` replace
+    key-agreement key (``server_agreement_certificate`` in the key file); ``ephemeral_signer``
+    signs that ephemeral key instead of our signing key (a check's forgery). ``signing_key`` / ``sign_suite`` replace
     our signing key and the suite it signs in (a check signing with another key or curve).
     """
     layers = LAYERINGS.get(general)
@@ -82,7 +84,7 @@ def protect(client: DlmsClient, plain: bytes, general: str, *, suite: int | None
         ek = encryption_key or s.keys.guek
         info = g.IdentifiedKey(0) if key_info is None else key_info
         if agreed:
-            ek, info = _originate(client, chosen, title, peer, signing_key)
+            ek, info = _originate(client, chosen, title, peer, ephemeral_signer or signing_key)
         data = g.protect_general(data, header=header, security_control=sc, invocation_counter=ic,
                                  encryption_key=ek, authentication_key=s.keys.ak,
                                  key_info=info, key_size=client._key_size(ek, chosen))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from metercert.meter.objects import Event
-from metercert.security import AuthenticationFailed, Key, KeySet, SecurityControl
+from metercert.security import AuthenticationFailed, InvalidKey, Key, KeySet, SecurityControl
 from metercert.security import agreement as agr
 from metercert.security import general as g
 from metercert.security.keywrap import wrap_key
@@ -106,7 +106,10 @@ def _open_ciphering(session: MeterSession, data: bytes) -> tuple[bytes, g.Genera
             raise GeneralRefused("agreed key: no certificate of this client is installed")
         agreement = g.AgreementKeys(own_agreement_key=pki.agreement_key, peer_signing_key=signer)
     try:  # a bad wrap raises KeyUnwrapFailed; an unsigned or forged ephemeral key fails here
-        key = g.receiver_key(parsed, keys=keys, agreement=agreement)
+        if agreement is not None and meter.profile.has("key-agreement-unverified"):
+            key = _unverified_agreed_key(parsed, agreement, configured)
+        else:
+            key = g.receiver_key(parsed, keys=keys, agreement=agreement)
     except AuthenticationFailed:
         raise GeneralRefused("agreed key: the ephemeral key is not signed by the client") from None
     if key is None:
@@ -122,6 +125,21 @@ def _open_ciphering(session: MeterSession, data: bytes) -> tuple[bytes, g.Genera
         raise GeneralRefused(f"counter {parsed.invocation_counter}", Event.REPLAY_REJECTED,
                              counter_error=True)
     return opened.plaintext, parsed, key
+
+
+def _unverified_agreed_key(parsed: g.GeneralCiphering, agreement: g.AgreementKeys,
+                           suite: int) -> Key:
+    """The key-agreement-unverified flaw: the ephemeral point is used, its signature never
+    looked at (what a man in the middle needs)."""
+    assert isinstance(parsed.key_info, g.AgreedKey) and agreement.own_agreement_key is not None
+    size = 2 * agr.coordinate_bytes(suite)
+    try:
+        point = agr.public_key_from_bytes(parsed.key_info.key_ciphered_data[:size], suite)
+    except InvalidKey:
+        raise AuthenticationFailed() from None
+    secret = agr.shared_secret(agreement.own_agreement_key, point, suite)
+    return agr.kdf(secret, suite=suite, party_u=parsed.header.originator_system_title,
+                   party_v=parsed.header.recipient_system_title)
 
 
 def _open_signing(session: MeterSession, data: bytes) -> bytes:

@@ -58,7 +58,8 @@ FLAWS: dict[str, str] = {
     "private-key-exported": "generate_key_pair returns the new private key in its answer",
     "ephemeral-key-reused": "key_agreement answers every time with the same ephemeral key",
     "key-agreement-unverified":
-        "key_agreement uses the client's ephemeral key without checking its signature",
+        "key_agreement and agreed keys in general-ciphering use the client's ephemeral key "
+        "without checking its signature",
     "removed-certificate-still-used":
         "remove_certificate answers success and drops the certificate from attribute 6, but "
         "signatures by its key are still accepted",

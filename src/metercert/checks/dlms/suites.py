@@ -88,11 +88,16 @@ def _open_leniently(c: DlmsClient, apdu: bytes) -> bytes | None:
                 data = g.parse_general_signing(data).content
                 continue
             gc = g.parse_general_ciphering(data)
-            key = g.receiver_key(gc, keys=keys)
+            agreement = None
+            if isinstance(gc.key_info, g.AgreedKey):
+                from metercert.client import general as client_general
+
+                agreement = client_general._agreement_keys(c)
+            key = g.receiver_key(gc, keys=keys, agreement=agreement)
             size = len(key) if key is not None else None
             data = g.unprotect_general(gc, encryption_key=key, authentication_key=keys.ak,
                                        key_size=size).plaintext
-    except (SecurityError, ValueError):
+    except (SecurityError, ValueError, DlmsError, InputFileError):
         return None
     return None
 
@@ -455,6 +460,25 @@ async def key_agreement_signature(target: DlmsTarget) -> CheckOutcome:
         evidence.append(_trace(c, label="control"))
     control_problem = "the correct agreement failed" if key is None else await _use_and_restore(
         target, key, original, evidence)
+    if target.keys.extra.get("server_agreement_certificate"):
+        # the same in general-ciphering: an agreed key (C(1e, 1s)) whose ephemeral key is
+        # signed by another key, the APDU itself correctly signed by the client
+        async def agreed_key(c: DlmsClient) -> None:
+            plain = _clock_request(c)
+            good = await _send(c, c.protect_request(plain, general=SIGNED, agreed=True),
+                               "control: agreed-key general-ciphering")
+            forged = await _send(c, c.protect_request(
+                plain, general=SIGNED, agreed=True,
+                ephemeral_signer=_agreement.generate_key_pair(target.suite)),
+                "agreed-key general-ciphering, ephemeral key signed by another key")
+            seen.append(f"agreed-key GET: {good.text}; with a forged ephemeral key: "
+                        f"{forged.text}")
+            if forged.served:
+                accepted.append("agreed key in general-ciphering whose ephemeral key another "
+                                "key signed")
+            evidence.append(_trace(c, label="agreed keys in general-ciphering"))
+
+        await _with_management(target, agreed_key)  # type: ignore[arg-type]
     evidence.append(Evidence("answers", "\n".join(seen), "value"))
     if accepted:
         return fail("key_agreement accepted an " + " and an ".join(accepted), *evidence)
@@ -463,8 +487,10 @@ async def key_agreement_signature(target: DlmsTarget) -> CheckOutcome:
                               "file names none of its certificates", *evidence)
     if control_problem:
         return inconclusive(f"forgeries refused, but {control_problem}: no verdict", *evidence)
-    return passed("unsigned and wrongly signed ephemeral keys refused; a correctly signed "
-                  "agreement succeeded and its key was in use", *evidence)
+    also = (" (and a forged ephemeral key in agreed-key general-ciphering)"
+            if target.keys.extra.get("server_agreement_certificate") else "")
+    return passed("unsigned and wrongly signed ephemeral keys refused" + also + "; a correctly "
+                  "signed agreement succeeded and its key was in use", *evidence)
 
 
 @check("DLMS-KEYAGREE-02", "Agreed keys differ per key agreement (fresh ephemeral keys)",
