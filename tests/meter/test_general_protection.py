@@ -208,3 +208,15 @@ def test_general_protection_is_a_checked_profile_setting() -> None:
     with pytest.raises(InputFileError, match="needs security_suite 1 or 2"):
         profile_from_mapping({"general_protection": "signing", "security_suite": 0})
     assert profile_from_mapping({"general_protection": None}).general_protection is None
+
+
+def test_client_does_not_trust_a_downgraded_general_answer(tmp_path: Path) -> None:
+    """A meter that went along with a suite-1 request on a suite-2 association answers in
+    suite 1: our client refuses that answer, although it deciphers."""
+    async def scenario() -> None:
+        async with serving(tmp_path / "m", "general-suite-unchecked") as bench, \
+                bench.target().client() as c:
+            with pytest.raises(ResponseNotTrusted, match="suite 1 on a suite 2"):
+                await c.get(8, CLOCK, 2, general="signed-then-ciphered", suite=1, sign_suite=2)
+
+    run(scenario)
