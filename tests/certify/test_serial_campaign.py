@@ -51,7 +51,6 @@ def _verdicts(tmp_path: Path, profile: str, transport: str) -> dict[str, tuple[s
     ("conformant", "serial"),
     ("conformant", "optical"),
     ("ic-reset-on-power-cycle", "serial"),
-    ("hdlc-sequence-unchecked", "optical"),
 ])
 def test_serial_campaign_matches_tcp(tmp_path: Path, profile: str, transport: str) -> None:
     tcp_run = _verdicts(tmp_path / "tcp", profile, "tcp")
