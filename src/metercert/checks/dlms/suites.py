@@ -559,10 +559,11 @@ def _identify(cert: x509.Certificate) -> DlmsData:
        severity=Severity.CRITICAL, requirements=["EN303645:5.5-8", "EN303645:5.5-5"],
        tags=["suite", "certificates"], destructive=True, target=TargetKind.DLMS)
 async def certificate_import(target: DlmsTarget) -> CheckOutcome:
-    """A TLS certificate for the client's system title from a CA of our own (untrusted), and,
-    when the key file gives the operator CA's key, one from the operator CA that has expired:
-    both refused. Control: the client's own certificate (from the key file) is imported again.
-    A certificate the meter took wrongly is removed again."""
+    """A digital-signature certificate for the client's system title (a fresh key) from a CA
+    of our own (untrusted), and, when the key file gives the operator CA's key, one from the
+    operator CA that has expired: both refused. Control: the client's own certificate (same
+    type and title, from the key file) is imported again, which also replaces any forgery
+    the meter took; a forgery it took is removed first."""
     reason = _certificates_unusable(target)
     if reason:
         return not_applicable(reason)
@@ -576,7 +577,7 @@ async def certificate_import(target: DlmsTarget) -> CheckOutcome:
     rogue_ca = certs.build_ca(rogue_key, name="metercert untrusted test CA")
     leaf = _agreement.generate_key_pair(suite).public_key()
     tests.append(("certificate from an untrusted CA", certs.issue(
-        leaf, system_title=title, kind=certs.CertificateType.TLS, issuer=rogue_ca,
+        leaf, system_title=title, kind=certs.CertificateType.DIGITAL_SIGNATURE, issuer=rogue_ca,
         issuer_key=rogue_key)))
     ca = _certificate_field(target, "dlms_ca_certificate")
     ca_key = _ca_key(target)
@@ -584,7 +585,7 @@ async def certificate_import(target: DlmsTarget) -> CheckOutcome:
     if ca is not None and ca_key is not None:
         start = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
         tests.append(("expired certificate from the operator CA", certs.issue(
-            leaf, system_title=title, kind=certs.CertificateType.TLS, issuer=ca,
+            leaf, system_title=title, kind=certs.CertificateType.DIGITAL_SIGNATURE, issuer=ca,
             issuer_key=ca_key, not_before=start, days=2)))
     else:
         skipped = "; the key file gives no operator CA key (dlms_ca_key): expiry not tried"
