@@ -260,10 +260,14 @@ class AssociationInstance(CosemObject):
 _V0_POLICY = {0: (False, False), 1: (True, False), 2: (False, True), 3: (True, True)}
 
 
+#: version-1 security_policy bits (Blue Book class 64 v1, as gurux's SecurityPolicy has them):
+#: 2/3/4 authenticated/encrypted/signed request, 5/6/7 the same for the response
+_V1_AUTH, _V1_ENC, _V1_SIGNED = 0x04 | 0x20, 0x08 | 0x40, 0x10 | 0x80
+
+
 def _v1_policy_bits(auth: bool, enc: bool) -> int:
-    """Version-1 security_policy flags: bit 2/3 authenticated/encrypted request, 4/5 response."""
-    bits = (0x04 if auth else 0) | (0x08 if enc else 0)
-    return bits | (bits << 2)
+    """Version-1 security_policy flags for requests and responses alike."""
+    return (_V1_AUTH if auth else 0) | (_V1_ENC if enc else 0)
 
 
 class SecuritySetup(CosemObject):
@@ -290,11 +294,11 @@ class SecuritySetup(CosemObject):
             if requested is None:
                 return None
         else:
-            if value & ~0x3C:  # bits 0/1 reserved, 6/7 digital signature: not offered
+            if value & ~(_V1_AUTH | _V1_ENC):  # bits 0/1 reserved, 4/7 signature: not offered
                 return None
             if _v1_policy_bits(*current) & ~value:
                 return None  # a protection in force would be dropped
-            requested = (bool(value & 0x14), bool(value & 0x28))
+            requested = (bool(value & _V1_AUTH), bool(value & _V1_ENC))
         if (current[0] and not requested[0]) or (current[1] and not requested[1]):
             return None
         if requested[1] and not requested[0]:
@@ -305,7 +309,7 @@ class SecuritySetup(CosemObject):
         """The policy-can-be-lowered flaw: whatever the value says, lower ones included."""
         if self.version == 0:
             return _V0_POLICY.get(value)
-        return bool(value & 0x14), bool(value & 0x28)
+        return bool(value & _V1_AUTH), bool(value & _V1_ENC)
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         meter = session.meter
