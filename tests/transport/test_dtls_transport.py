@@ -284,19 +284,27 @@ def test_lost_flights_are_retransmitted(bench: Bench) -> None:
 
 def test_a_new_client_hello_from_a_served_address_starts_a_new_session(bench: Bench) -> None:
     """RFC 6347 4.2.8: a client that restarted on the same address and port sends an
-    epoch-0 ClientHello; the meter ends the old session and handshakes again (here both
-    clients reach the meter from the relay's one upstream address)."""
+    epoch-0 ClientHello; once it has come back with a valid cookie the meter ends the old
+    session and handshakes again, while a hello without cookie changes nothing (here
+    both clients reach the meter from the relay's one upstream address)."""
 
     async def main() -> None:
         async with await serve_dlms(_reverse, "127.0.0.1", 0, transport="udp",
                                     ssl=bench.server_ctx()) as server:
             protocol = server._server.transport.get_protocol()
-            _, port = await _relay(server.port, lambda d, n: False)
+            relay, port = await _relay(server.port, lambda d, n: False)
             first = await open_dlms_connection("127.0.0.1", port, transport="udp",
                                                ssl=bench.client_ctx(), timeout=5)
             await first.send(b"\x01")
             assert await first.recv() == b"\x01"
             old = next(iter(protocol.sessions.values()))
+            # a hello without cookie from that address (a spoofer could send it) ends nothing
+            assert relay.upstream is not None
+            relay.upstream.sendto(_hello(bench)[1])
+            await asyncio.sleep(0.2)
+            assert not old.closed and list(protocol.sessions.values()) == [old]
+            await first.send(b"\x04\x05")
+            assert await first.recv() == b"\x05\x04"
             second = await open_dlms_connection("127.0.0.1", port, transport="udp",
                                                 ssl=bench.client_ctx(), timeout=5)
             await second.send(b"\x02\x03")

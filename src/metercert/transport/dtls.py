@@ -261,6 +261,12 @@ def _is_client_hello(datagram: bytes) -> bool:
             and datagram[3:5] == b"\0\0" and datagram[_RECORD_HEADER] == _CLIENT_HELLO)
 
 
+def _client_random(datagram: bytes) -> bytes:
+    """The ClientHello's random (after the record and handshake headers and the version):
+    a retransmitted hello repeats it, a restarted client draws a new one."""
+    return datagram[_RECORD_HEADER + 14:_RECORD_HEADER + 46]
+
+
 def _reason(exc: BaseException) -> str:
     """OpenSSL's reason strings, short, for a one-line message."""
     if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
@@ -308,6 +314,7 @@ class _Session:
         self._assembler = _Assembler()
         self._timer: asyncio.TimerHandle | None = None
         self.on_failure: Callable[[str], None] | None = None
+        self.hello_random = b""  # of the ClientHello that opened the session (server side)
 
     # flushing and timers
     def flush(self) -> None:
@@ -578,10 +585,15 @@ class _ServerProtocol(asyncio.DatagramProtocol):
         if self.server is None or self.transport is None:
             return
         session = self.sessions.get(addr)
-        if session is not None and _is_client_hello(data) and session.established:
-            session.close()  # the peer restarted its client: a new handshake (RFC 6347 4.2.8)
-            self.sessions.pop(addr, None)
-            session = None
+        if session is not None and _is_client_hello(data):
+            if _client_random(data) == session.hello_random:
+                if session.established:
+                    return  # a late retransmission of the hello that opened this session
+            else:
+                # a new hello from a served address: a restarted client (RFC 6347 4.2.8);
+                # the old session ends only once the new one has proved the address
+                self._listen(data, addr, replacing=session)
+                return
         if session is None:
             self._listen(data, addr)
             return
@@ -591,9 +603,10 @@ class _ServerProtocol(asyncio.DatagramProtocol):
         session.conn.bio_write(data)
         self._advance(session)
 
-    def _listen(self, data: bytes, addr: Any) -> None:
+    def _listen(self, data: bytes, addr: Any, replacing: _Session | None = None) -> None:
         """A datagram from a peer without a session: only a ClientHello with a valid cookie
-        opens one; without a cookie it gets a HelloVerifyRequest and nothing is kept."""
+        opens one; without a cookie it gets a HelloVerifyRequest and nothing is kept (nor
+        is ``replacing``, the address's current session, touched)."""
         if not _is_client_hello(data):
             self._drop(addr, "datagram dropped: not a DTLS ClientHello (this meter speaks "
                              "DLMS inside DTLS 1.2)")
@@ -616,10 +629,15 @@ class _ServerProtocol(asyncio.DatagramProtocol):
         except SSL.Error as exc:
             self._drop(addr, f"ClientHello refused: {_reason(exc)}")
             return
+        if replacing is not None:
+            replacing.close()
+            self.sessions.pop(addr, None)
+            self._drop(addr, "new DTLS handshake from a served address: old session ended")
         if self.max_connections is not None and len(self.sessions) >= self.max_connections:
             self._drop(addr, f"refused, {self.max_connections} peer(s) already served")
             return
         session = _Session(conn, addr, send, self.max_frame)
+        session.hello_random = _client_random(data)
         session.on_failure = lambda why, a=addr: self._lost(a, why)
         self.sessions[addr] = session
         loop = asyncio.get_running_loop()
