@@ -35,7 +35,12 @@ CATALOG_NAME = "metercert"
 
 def _trestle(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(TRESTLE), *args], cwd=workspace, capture_output=True, text=True, timeout=120
+        [str(TRESTLE), *args],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -47,7 +52,9 @@ def trestle_ok() -> None:
             f"compliance-trestle is not installed at {TRESTLE}: run ./scripts/test once "
             "(it creates .cache/trestle-venv; needs network the first time)"
         )
-    version = subprocess.run([str(TRESTLE), "version"], capture_output=True, text=True, timeout=60)
+    version = subprocess.run(
+        [str(TRESTLE), "version"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert version.returncode == 0 and "Trestle version" in version.stdout, version.stderr
 
 
@@ -138,8 +145,11 @@ def _finding_targets(results: dict[str, Any]) -> set[str]:
 
 def test_trestle_imports_and_validates_every_export(trestle_ok, oscal_files, tmp_path: Path):
     ws = _workspace(tmp_path)
-    for name, path in (("metercert", oscal_files["catalog"]), ("plan", oscal_files["plan"]),
-                       ("results", oscal_files["results"])):
+    for name, path in (
+        ("metercert", oscal_files["catalog"]),
+        ("plan", oscal_files["plan"]),
+        ("results", oscal_files["results"]),
+    ):
         done = _import(ws, path, name)
         assert done.returncode == 0, f"trestle import {name}: {done.stdout}{done.stderr}"
     done = _trestle(ws, "validate", "-a")
@@ -192,7 +202,9 @@ def test_a_dangling_objective_is_not_in_trestles_resolved_catalog(
     plan = json.loads(oscal_files["plan"].read_text())
     results = json.loads(oscal_files["results"].read_text())
     broken = copy.deepcopy(results)
-    broken["assessment-results"]["results"][0]["findings"][0]["target"]["target-id"] = "cra-nope_obj"
+    broken["assessment-results"]["results"][0]["findings"][0]["target"]["target-id"] = (
+        "cra-nope_obj"
+    )
     code, output, parts = _resolve(ws, tmp_path, plan, broken)
     assert code == 0, output
     assert "cra-nope_obj" in _finding_targets(broken) - parts
