@@ -15,6 +15,13 @@ naming the file) instead of restarting its counters at 0 under the same keys.
 ``keys.yaml`` is replaced atomically (file and folder synced); a key transfer first
 writes the new key file next to it and answers success only once that is durable.
 One process per meter folder: ``lock`` is held with ``flock`` while it runs.
+
+Replay windows: every meter of a process appends its accepted counters to one journal,
+``<state dir>/replay.journal.0``/``.1`` (:mod:`metercert.security.journal`): one fsync serves a
+batch of requests across all meters, and no response leaves before the window that
+accepted its request is durable (the server awaits the journal; used without the
+server, ``accept`` syncs before it returns). Before a key or firmware file is written the
+journal is synced, so no effect of a request reaches the disk before its window.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from metercert.meter.rbac import Rbac, Role
 from metercert.safeload import load_yaml
 from metercert.security import CounterStoreError, InvocationCounterStore, Key, KeyId, ReplayGuard
 from metercert.security.counters import fsync_dir, make_dirs_durable
+from metercert.security.journal import ReplayJournal, release_journal, shared_journal
 
 log = logging.getLogger("metercert.meter")
 
@@ -131,9 +139,12 @@ class MeterState:
         self.profile = profile
         self.rbac = rbac
         self.folder = Path(root) / f"meter-{index:04d}"
+        #: the replay journal every meter under ``root`` in this process shares
+        self.journal: ReplayJournal | None = None
         try:
             make_dirs_durable(self.folder)
             self._unlock = weakref.finalize(self, _close_fd, _lock_folder(self.folder))
+            self.journal = shared_journal(Path(root))
         except OSError as exc:
             raise InputFileError(f"cannot use meter state folder {self.folder}: "
                                  f"{exc.strerror}") from None
@@ -311,6 +322,7 @@ class MeterState:
         :meth:`set_key` then only renames this file into place."""
         pending = self._keys_path().with_suffix(".yaml.new")
         self._prepared = None
+        self.sync_windows()
         try:
             _write_durable(pending, self._keys_text(list(changes)))
         except OSError:
@@ -320,6 +332,7 @@ class MeterState:
 
     def set_key(self, association: int, key_id: KeyId, key: Key) -> None:
         """Put a key in force: on disk (durably) first, then in RAM."""
+        self.sync_windows()
         prepared = self._prepared
         if prepared is not None and any(a == association and k == key_id and v.secret == key.secret
                                         for a, k, v in prepared):
@@ -345,6 +358,7 @@ class MeterState:
         setattr(self.secrets[association], key_id.name.lower(), Key(key.secret, key_id.name.lower()))
 
     def set_firmware(self, identifier: str) -> None:
+        self.sync_windows()
         _write_private(self.folder / "firmware.txt", identifier + "\n")
         self.active_firmware = identifier
 
@@ -369,7 +383,8 @@ class MeterState:
                     guard.accept(saved.last_accepted)
             else:
                 guard = ReplayGuard(self.counter_dir, self.system_title, f"a{association}-rx",
-                                    require_existing=self._require(association, self.counter_dir))
+                                    require_existing=self._require(association, self.counter_dir),
+                                    journal=self.journal)
             self._rx[association] = guard
         return guard
 
@@ -381,8 +396,16 @@ class MeterState:
             if last is not None and saved.is_fresh(last):
                 saved.accept(last)
 
+    def sync_windows(self) -> None:
+        """Make every accepted counter durable (before any effect of a request hits the disk)."""
+        if self.journal is not None:
+            self.journal.sync()
+
     def close(self) -> None:
         self._close_counters()
+        journal, self.journal = self.journal, None
+        if journal is not None:
+            release_journal(journal)
         self._unlock()  # last: the folder is free once every counter file is closed
 
     # -- what a client needs ------------------------------------------------------------

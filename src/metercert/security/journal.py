@@ -348,6 +348,10 @@ class ReplayJournal:
                 raise CounterStoreError(f"replay journal {self.paths[0]} failed; refusing "
                                         "requests")
             inflight = self._inflight
+            if inflight is not None and inflight.done():
+                if not inflight.cancelled():
+                    inflight.exception()  # seen (its waiters got it); it covers no more
+                inflight = self._inflight = None
             if inflight is None:
                 if self._writer is None:
                     self._writer = ThreadPoolExecutor(1, thread_name_prefix="replay-journal")
