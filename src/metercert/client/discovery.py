@@ -46,6 +46,7 @@ PROBES: dict[str, tuple[tuple[int, ...], tuple[str, ...], Any]] = {
     "security_log": ((7,), ("0.0.99.98.0.255",), lambda o: o.c == 99 and o.d == 98),
     "logical_device_name": ((1,), ("0.0.42.0.0.255",), lambda o: o.c == 42),
     "serial_number": ((1,), ("0.0.96.1.0.255",), lambda o: o.c == 96 and o.d == 1),
+    "push_setup": ((40,), ("0.0.25.9.0.255",), lambda o: o.c == 25 and o.d == 9),
 }
 PROBE_NAMES = tuple(PROBES) + ("security_setup",)
 

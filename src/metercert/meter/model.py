@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from metercert.cosem import DlmsData, ObisCode
 from metercert.meter import objects as o
 from metercert.meter.profile import LlsAssociation, MeterProfile
+from metercert.meter.push_setup import PushSetup
 from metercert.meter.rbac import ObjectRule, Rbac, Role, load_rbac
 from metercert.meter.state import MeterState
 
@@ -40,6 +41,7 @@ class Meter:
         self.clock = o.ClockObject()
         self.image_transfer = o.ImageTransfer()
         self.disconnect = o.DisconnectControl()
+        self.push_setup = PushSetup(profile.energy_register)
         serial = f"MCT{index + 1:08d}"
         objects: list[o.CosemObject] = [
             self.clock,
@@ -51,6 +53,7 @@ class Meter:
             self.image_transfer,
             self.disconnect,
             o.SecurityEventLog(self.log),
+            self.push_setup,
         ]
         for role in self.rbac.roles.values():
             lls = self.lls.get(role.client_sap)

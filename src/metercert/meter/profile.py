@@ -75,6 +75,12 @@ FLAWS: dict[str, str] = {
     "policy-can-be-lowered": "security_activate takes any policy, lower ones included",
     "key-id-unchecked": "key_transfer answers success for a key id that does not exist",
     "release-ignored": "a release is answered RLRE normal but the association stays open",
+    "push-unprotected":
+        "pushes (DataNotification) go out in the clear although the policy requires "
+        "authenticated and encrypted traffic",
+    "push-counter-reset-at-boot":
+        "pushes are counted in RAM from 1 at every boot: after a power cycle their "
+        "invocation counters repeat under the same key",
     # HDLC link-layer flaws (transport.hdlc.LINK_FLAWS carries the same names)
     "hdlc-bad-fcs-accepted":
         "HDLC frames are taken whatever their HCS/FCS say: a corrupted command is executed",

@@ -19,8 +19,7 @@ from metercert.cosem.cosem_time import CosemDateTime
 from metercert.cosem.xdlms.notification import DataNotification
 from metercert.errors import UsageError
 from metercert.meter.model import Meter
-from metercert.security import SecurityControl
-from metercert.security.protection import CipheringForm, protect
+from metercert.meter.push_setup import protect_push
 from metercert.transport.wrapper import encode_wrapper
 
 __all__ = ["PushSender", "parse_push_target"]
@@ -57,20 +56,13 @@ class PushSender:
 
     def build(self, number: int) -> bytes:
         """Push ``number``: the energy register's reading, ciphered with the next counter."""
-        state = self.meter.state
-        secrets = state.secrets[self.association]
         # the time of the reading is in the push, as in a real meter's: two pushes never
         # carry the same plaintext, so a reused counter shows as reuse, not as a copy
         stamp = CosemDateTime.from_datetime(datetime.now(UTC)).to_bytes()
         note = DataNotification(DlmsData.double_long_unsigned(1000 + number), number,
                                 stamp).to_bytes()
         with self.meter.lock:  # the counter store is shared with the sessions' threads
-            counter = state.tx_counter(self.association).next()
-        return protect(note, security_control=SecurityControl(self.meter.profile.security_suite,
-                                                              True, True),
-                       system_title=state.system_title, invocation_counter=counter,
-                       encryption_key=secrets.guek, authentication_key=secrets.ak,
-                       form=CipheringForm.GENERAL_GLO)
+            return protect_push(self.meter, note)  # as method 1 of the Push Setup does
 
     async def send(self, apdu: bytes) -> None:
         frame = encode_wrapper(1, self.client_sap, apdu)

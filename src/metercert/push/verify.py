@@ -62,6 +62,8 @@ class PushRecord:
     value: str = field(default="", repr=False)
     #: the push as received (ciphered, or plain as the meter sent it): evidence
     raw: bytes = field(default=b"", repr=False)
+    #: the notification's date-time field (12 bytes, or empty when the meter sends none)
+    date_time: bytes = field(default=b"", repr=False)
 
     def line(self) -> str:
         title = self.system_title or "?"
@@ -139,7 +141,8 @@ class PushVerifier:
             except (ApduFormatError, CosemDecodeError) as exc:
                 return PushRecord("malformed", sender, None, None, False, False, str(exc))
             return PushRecord("plaintext", sender, None, None, False, False,
-                              "a DataNotification without protection", repr(body.body))
+                              "a DataNotification without protection", repr(body.body),
+                              date_time=body.date_time)
         if not is_ciphered(apdu):
             return PushRecord("malformed", sender, None, None, False, False,
                               f"APDU tag 0x{apdu[0]:02X} is not a push")
@@ -181,4 +184,5 @@ class PushVerifier:
                               f"the protected APDU is not a DataNotification ({exc})")
         verdict, detail = self.book.judge(hex_title or "", ic,
                                           hashlib.sha256(parsed.payload).hexdigest())
-        return PushRecord(verdict, sender, hex_title, ic, True, True, detail, repr(body.body))
+        return PushRecord(verdict, sender, hex_title, ic, True, True, detail, repr(body.body),
+                          date_time=body.date_time)

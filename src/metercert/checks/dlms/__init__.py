@@ -24,4 +24,5 @@ from metercert.checks.dlms import robustness  # noqa: F401
 from metercert.checks.dlms import keys  # noqa: F401
 from metercert.checks.dlms import hdlc  # noqa: F401
 from metercert.checks.dlms import suites  # noqa: F401
+from metercert.checks.dlms import push  # noqa: F401
 # isort: on
