@@ -7,8 +7,8 @@
 
 Shapes: ``best`` (simulated fleet, second-resolution timestamps), ``coarse-ts`` (the
 same with every timestamp cut to the minute, as head-end logs have it) and
-``hot-meter`` (every record from one meter, in two counter spaces: what push traffic
-becomes). Simulates the records (anomalies planted), then runs each engine in its
+``hot-meter`` (every record from one meter under one suite, in two counter spaces:
+what push traffic becomes). Simulates the records (anomalies planted), then runs each engine in its
 own child process while sampling the RSS and CPU time of that process tree (the
 Spark JVM included) from /proc: DuckDB with the watch-list pruning, DuckDB naive
 (every counter space read in full) and Spark. Prints wall time, records/s, CPU
@@ -127,8 +127,10 @@ def reshape(data: Path, shape: str) -> None:
             "plain_tag, source")
     if shape == "coarse-ts":
         body = f"SELECT * REPLACE (date_trunc('minute', ts) AS ts) FROM read_parquet('{src}')"
-    else:  # one meter: every record in its two counter spaces, counters rising in order
+    else:  # one meter, one suite: every record in its two counter spaces, counters rising
         body = (f"SELECT * REPLACE ('10.0.0.1:4059/1' AS meter_id, 1 AS meter_key, "
+                f"CASE WHEN sc IS NULL THEN NULL ELSE CAST(48 AS SMALLINT) END AS sc, "
+                f"CASE WHEN suite IS NULL THEN NULL ELSE CAST(0 AS SMALLINT) END AS suite, "
                 f"'guk 10.0.0.1:4059/1/1' AS key_id, "
                 f"CASE WHEN NOT ciphered THEN NULL WHEN direction = 'c2s' THEN 11 ELSE 12 END "
                 f"AS space_key, "
