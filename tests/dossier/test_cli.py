@@ -9,7 +9,8 @@ from metercert.cli import main
 from metercert.dossier import sample_dossier
 
 
-def test_init_writes_a_template_that_assesses_clean(tmp_path: Path, capsys):
+def test_init_writes_a_template_that_passes_nothing(tmp_path: Path, capsys):
+    """An unedited template described metercert's reference meter and passed all 12 checks."""
     target = tmp_path / "my-meter"
     assert main(["dossier", "init", str(target)]) == 0
     text = (target / "dossier.yaml").read_text()
@@ -19,8 +20,9 @@ def test_init_writes_a_template_that_assesses_clean(tmp_path: Path, capsys):
                  "docs/eol-key-destruction.md"):
         assert (target / name).is_file(), name
     capsys.readouterr()
-    assert main(["dossier", "assess", str(target / "dossier.yaml")]) == 0
-    assert "12 passed, 0 failed" in capsys.readouterr().out
+    assert main(["dossier", "assess", str(target / "dossier.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "0 passed, 0 failed, 12 inconclusive" in out and "!placeholder" in out
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path, capsys):

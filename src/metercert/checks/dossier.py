@@ -11,9 +11,11 @@ artefact file it came from.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import time
+from collections.abc import Callable
 
 from metercert.checks.base import (
     CheckOutcome,
@@ -61,6 +63,8 @@ _DESTROY = re.compile(r"\b(destroy\w*|destruction|eras\w*|overwrit\w*|zeroi[sz]\
 _NEGATION = re.compile(r"\b(not|no|never|without|cannot)\b|n't\b", re.IGNORECASE)
 _URL = re.compile(r"^https://[^\s/]+\.[^\s]+$")
 _CONTACT = re.compile(r"^(mailto:)?[^@\s]+@[^@\s]+\.[^@\s]+$|^https://\S+$")
+#: Start of the reason of a check that met a ``dossier init`` example (``!placeholder``).
+PLACEHOLDER_REASON = "the dossier still holds the template's placeholder for"
 
 
 def _file_ev(label: str, art: Artifact, d: Dossier, content: str = "") -> Evidence:
@@ -79,6 +83,34 @@ def _value(label: str, value: object, d: Dossier, *where: str | int) -> Evidence
     return Evidence(label, str(value), "value", d.cite(*where))
 
 
+_DossierCheck = Callable[[Dossier], CheckOutcome]
+
+
+def _reads(*fields: str) -> Callable[[_DossierCheck], _DossierCheck]:
+    """Declare the dossier fields a check reads (``meter`` always: a statement about the
+    template's reference meter is none about the product). A field still holding the
+    ``dossier init`` example (``!placeholder``) is not judged: the check is INCONCLUSIVE
+    naming it, whichever runner calls the check."""
+    reads = ("meter", *fields)
+
+    def wrap(func: _DossierCheck) -> _DossierCheck:
+        @functools.wraps(func)
+        def guarded(d: Dossier) -> CheckOutcome:
+            held = d.placeholders_in(*reads)
+            if held:
+                return inconclusive(
+                    f"{PLACEHOLDER_REASON} {', '.join(held)}",
+                    *(_value("template placeholder", "!placeholder: replace the value, then remove "
+                             "the mark", d, *_split(path)) for path in held),
+                )
+            return func(d)
+
+        guarded.reads = reads  # type: ignore[attr-defined]
+        return guarded
+
+    return wrap
+
+
 @check(
     "DOSSIER-SBOM-01",
     "SBOM present, parseable, every component identified (name, version, purl or CPE)",
@@ -87,6 +119,7 @@ def _value(label: str, value: object, d: Dossier, *where: str | int) -> Evidence
     requirements=["CRA:II.1", "EN303645:5.2-3"],
     tags=["sbom", "supply-chain"],
 )
+@_reads("sbom")
 def sbom_complete(d: Dossier) -> CheckOutcome:
     """CRA Annex I Part II (1) asks for an SBOM; an SBOM whose components cannot be
     matched to advisories (no version, no purl/CPE) does not serve its purpose."""
@@ -119,6 +152,7 @@ def sbom_complete(d: Dossier) -> CheckOutcome:
     requirements=["CRA:I.2a", "CRA:II.2", "EN303645:5.2-3", "EN18031-1:GEC-1"],
     tags=["sbom", "vulnerabilities"],
 )
+@_reads("sbom", "advisories", "advisories_retrieved", "advisories_max_age_days")
 def known_vulnerabilities(d: Dossier) -> CheckOutcome:
     """CRA Annex I Part I (2)(a): no known exploitable vulnerabilities at release.
     The verdict is only as current as the advisory export the user supplied, so an
@@ -176,6 +210,7 @@ def known_vulnerabilities(d: Dossier) -> CheckOutcome:
                   "ENISA:GP-TM-18", "EN18031-1:SUM-2"],
     tags=["firmware", "signature"],
 )
+@_reads("firmware", "firmware_trust_anchor", "sbom")
 def firmware_signed(d: Dossier) -> CheckOutcome:
     """Update authenticity is the control against firmware tampering: the signer must be
     the manufacturer (a certificate chaining to the declared code-signing CA, valid when
@@ -265,6 +300,7 @@ def firmware_signed(d: Dossier) -> CheckOutcome:
     requirements=["EN303645:5.6-4", "IEC62443-4-2:EDR2.13", "CRA:I.2j", "ENISA:GP-TM-33"],
     tags=["hardware", "debug"],
 )
+@_reads("debug_interfaces")
 def debug_interfaces(d: Dossier) -> CheckOutcome:
     """EN 303 645 provision 5.6-4 asks that a physically accessible debug interface be
     disabled in software: "authentication-gated" is not disabled, so a gated UART or JTAG
@@ -305,6 +341,7 @@ def debug_interfaces(d: Dossier) -> CheckOutcome:
                   "EN18031-1:AUM-5"],
     tags=["credentials"],
 )
+@_reads("credentials")
 def default_password(d: Dossier) -> CheckOutcome:
     """A password shared by every meter of a model is known to every attacker once one leaks."""
     ev = [
@@ -328,6 +365,7 @@ def default_password(d: Dossier) -> CheckOutcome:
     requirements=["CRA:II.2", "EN303645:5.3-8", "EN303645:5.2-2"],
     tags=["lifecycle"],
 )
+@_reads("patch_policy")
 def patch_window(d: Dossier) -> CheckOutcome:
     """The CRA says "without delay"; the 90-day figure is the seed's policy default."""
     ev = [
@@ -350,6 +388,7 @@ def patch_window(d: Dossier) -> CheckOutcome:
     requirements=["EN303645:5.3-13", "CRA:ART13.8"],
     tags=["lifecycle"],
 )
+@_reads("support_period")
 def support_period(d: Dossier) -> CheckOutcome:
     """CRA Art. 13(8): security updates for at least five years, unless the product is
     expected to be in use for less; EN 303 645 5.3-13: the period is published. A date
@@ -387,6 +426,7 @@ def support_period(d: Dossier) -> CheckOutcome:
     requirements=["EN303645:5.2-1", "CRA:II.5", "CRA:II.6"],
     tags=["lifecycle", "cvd"],
 )
+@_reads("cvd")
 def disclosure_policy(d: Dossier) -> CheckOutcome:
     """Researchers need a way to report; the CRA makes both policy and contact mandatory."""
     ev = [
@@ -412,6 +452,7 @@ def disclosure_policy(d: Dossier) -> CheckOutcome:
     requirements=["CRA:ART14"],
     tags=["incident"],
 )
+@_reads("incident_notification")
 def incident_reporting(d: Dossier) -> CheckOutcome:
     """Art. 14: early warning within 24 h, notification within 72 h; the final report
     on an actively exploited vulnerability within 14 days after a corrective measure is
@@ -444,6 +485,7 @@ def incident_reporting(d: Dossier) -> CheckOutcome:
     requirements=["EN303645:5.5-8", "EN303645:5.4-4", "ENISA:GP-TM-35"],
     tags=["keys", "supply-chain"],
 )
+@_reads("key_injection")
 def key_injection_audit(d: Dossier) -> CheckOutcome:
     """Master-key injection at the factory is where DLMS security is most exposed
     and DLMS conformance testing does not look; a tamper-evident log closes that gap."""
@@ -479,6 +521,7 @@ def key_injection_audit(d: Dossier) -> CheckOutcome:
     requirements=["EN303645:5.5-8", "IEC62443-4-2:CR4.2", "ENISA:GP-TM-35"],
     tags=["keys", "lifecycle"],
 )
+@_reads("end_of_life")
 def eol_key_destruction(d: Dossier) -> CheckOutcome:
     """A decommissioned meter still holding fleet keys is a key-extraction target."""
     art = d.eol_procedure
@@ -513,6 +556,7 @@ def eol_key_destruction(d: Dossier) -> CheckOutcome:
     requirements=["CRA:I.2l", "IEC62443-4-2:CR2.8", "ENISA:GP-TM-55"],
     tags=["logging"],
 )
+@_reads("security_logging")
 def security_logging(d: Dossier) -> CheckOutcome:
     """Without a security log there is nothing to base an incident report on; a log of
     one unnamed event kept for a day is not one. The events must cover authentication

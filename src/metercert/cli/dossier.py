@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -15,9 +16,28 @@ from rich.console import Console
 from rich.table import Table
 
 from metercert import __version__
+from metercert.checks.dossier import PLACEHOLDER_REASON
 from metercert.dossier import sample_dossier
+from metercert.dossier.yamldoc import PLACEHOLDER_TAG
 from metercert.errors import InputFileError, UsageError
 from metercert.report.json import check_entry, lab_context, summary_of
+
+#: Top-level dossier fields ``init`` leaves unmarked: format settings, not product facts.
+_NOT_PLACEHOLDERS = ("dossier_version", "allow_absolute_paths")
+_TOP_LEVEL_KEY = re.compile(r"^([a-z_]+):(?=\s|$)", re.MULTILINE)
+
+
+def mark_placeholders(text: str) -> str:
+    """Tag every top-level product field of a dossier ``!placeholder``.
+
+    The template describes metercert's reference meter; an unedited copy must not pass
+    as the user's product, so each example value carries a mark the loader recognises
+    (one well-named YAML tag, not a guess from the values) until the user replaces it.
+    """
+    def mark(m: re.Match[str]) -> str:
+        return m.group(0) if m.group(1) in _NOT_PLACEHOLDERS else f"{m.group(0)} {PLACEHOLDER_TAG}"
+    return _TOP_LEVEL_KEY.sub(mark, text)
+
 
 _VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "not-applicable": "dim"}
 
@@ -53,10 +73,11 @@ def _init(args: argparse.Namespace) -> int:
         text = (target / "dossier.yaml").read_text(encoding="utf-8")
         header = (
             "# TEMPLATE written by `metercert dossier init`: it describes metercert's reference\n"
-            "# meter. Replace every value and file with your product's, then run\n"
+            "# meter. Replace every value and file with your product's and remove its\n"
+            f"# {PLACEHOLDER_TAG} mark (a check reading a field still marked gives no verdict), then run\n"
             f"#   metercert dossier assess {target / 'dossier.yaml'}\n"
         )
-        (target / "dossier.yaml").write_text(header + text, encoding="utf-8")
+        (target / "dossier.yaml").write_text(header + mark_placeholders(text), encoding="utf-8")
     except OSError as exc:
         raise InputFileError(f"{target}: cannot write: {exc.strerror or exc.__class__.__name__}") from None
     Console().print(f"wrote template dossier {target / 'dossier.yaml'} with example SBOM, firmware, "
@@ -108,7 +129,8 @@ def assess_document(path: Path, *, patch_limit_days: int | None = None) -> dict[
             "meter_profile": None,
             "targets": {"dossier": dossier.describe()},
             "deselected": [],
-            "notes": [],
+            "notes": [(f"{PLACEHOLDER_REASON} {', '.join(dossier.placeholders)}: "
+                       "no check reading these fields was judged")] if dossier.placeholders else [],
             **lab_context(),
         },
         "summary": summary,
@@ -150,4 +172,8 @@ def _assess(args: argparse.Namespace) -> int:
     if undecided:
         # a critical check that could not decide is no evidence of safety: gate on it
         console.print(f"[bold yellow]critical check(s) inconclusive: {', '.join(undecided)}[/]")
-    return 1 if s["fail"] or undecided else 0
+    templated = [e["id"] for e in doc["checks"] if e["reason"].startswith(PLACEHOLDER_REASON)]
+    if templated:
+        console.print(f"[bold yellow]{len(templated)} check(s) not judged: the dossier still holds "
+                      f"the template's placeholders ({PLACEHOLDER_TAG})[/]")
+    return 1 if s["fail"] or undecided or templated else 0

@@ -232,7 +232,7 @@ def load_dossier(path: str | Path) -> Dossier:
     p = Path(path)
     if p.is_dir():
         p = p / "dossier.yaml"
-    doc = read_yaml(p)
+    doc = read_yaml(p, placeholders=True)  # a template's examples stay marked
     if not isinstance(doc.data, dict):
         raise InputFileError(f"{p}:1: a dossier must be a YAML mapping")
     validate(doc, DOSSIER_SCHEMA)

@@ -188,6 +188,18 @@ class Dossier:
     def name(self) -> str:
         return f"{self.manufacturer} {self.model}".strip()
 
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """Fields still holding the ``dossier init`` template's example (tagged ``!placeholder``)."""
+        return self.doc.placeholders
+
+    def placeholders_in(self, *fields: str) -> list[str]:
+        """The placeholder paths at, under or above any of ``fields`` (top-level names or
+        dotted paths): a check reading one of them has nothing of the product to judge."""
+        def related(a: str, b: str) -> bool:
+            return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
+        return [p for p in self.placeholders if any(related(p, f) for f in fields)]
+
     def cite(self, *where: str | int) -> str:
         """``dossier.yaml:LINE field.path`` for evidence ``source``."""
         return f"{self.doc.path.name}:{self.doc.line_of(where)} {dotted_path(where)}".strip()

@@ -21,6 +21,9 @@ import yaml
 from metercert import safeload
 from metercert.errors import InputFileError
 
+#: YAML tag marking a value ``metercert dossier init`` wrote as an example to be replaced.
+PLACEHOLDER_TAG = "!placeholder"
+
 
 @dataclass(frozen=True)
 class YamlDocument:
@@ -29,6 +32,9 @@ class YamlDocument:
     path: Path
     data: Any
     root: yaml.Node | None
+    #: Dotted paths (``support_period``, ``firmware[0].image``) of values tagged
+    #: :data:`PLACEHOLDER_TAG`; only filled when read with ``placeholders=True``.
+    placeholders: tuple[str, ...] = ()
 
     def line_of(self, where: Sequence[str | int]) -> int:
         """1-based line of the value at ``where``, or of the deepest existing parent."""
@@ -76,9 +82,31 @@ def dotted_path(where: Sequence[str | int]) -> str:
     return out
 
 
-def read_yaml(path: Path) -> YamlDocument:
+def _untag_placeholders(loader: yaml.SafeLoader, node: yaml.Node, where: list[str | int],
+                        found: list[str]) -> None:
+    """Record the paths of ``!placeholder`` nodes and give each the tag YAML would have
+    resolved without the mark, so the value still loads (and is type-checked) as written."""
+    if node.tag == PLACEHOLDER_TAG:
+        found.append(dotted_path(where))
+        if isinstance(node, yaml.ScalarNode):
+            node.tag = loader.resolve(yaml.ScalarNode, node.value, (node.style is None, False))
+        elif isinstance(node, yaml.SequenceNode):
+            node.tag = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
+        else:
+            node.tag = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            _untag_placeholders(loader, value_node, [*where, str(key_node.value)], found)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _untag_placeholders(loader, item, [*where, index], found)
+
+
+def read_yaml(path: Path, *, placeholders: bool = False) -> YamlDocument:
     """Read ``path`` as YAML with safe constructors, keeping node positions.
 
+    ``placeholders``: accept values tagged ``!placeholder`` (a dossier template's examples)
+    and list their paths on the result; elsewhere the tag is an error like any unknown tag.
     Raises :class:`InputFileError` naming file and line for unreadable files and
     syntax errors; never lets a PyYAML exception or traceback escape.
     """
@@ -94,6 +122,9 @@ def read_yaml(path: Path) -> YamlDocument:
         loader = safeload.SafeLoader(text)  # no aliases, anchors or duplicate keys
         try:
             root = loader.get_single_node()
+            found: list[str] = []
+            if placeholders and root is not None:
+                _untag_placeholders(loader, root, [], found)
             data = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
@@ -106,7 +137,7 @@ def read_yaml(path: Path) -> YamlDocument:
         raise InputFileError(f"{path}: invalid YAML: {exc.__class__.__name__}") from None
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # a value YAML cannot build (2024-13-01), or nesting too deep
         raise InputFileError(f"{path}: invalid YAML value: {exc.__class__.__name__}") from None
-    return YamlDocument(path=path, data=data, root=root)
+    return YamlDocument(path=path, data=data, root=root, placeholders=tuple(found))
 
 
 def validate(doc: YamlDocument, schema: dict[str, Any]) -> None:
