@@ -67,12 +67,16 @@ class AssociationSecrets:
     #: HLS-ECDSA: the client's key pair, made at the factory like the symmetric keys (the
     #: meter uses only its public half; the private half is handed out in the key file)
     client_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+    #: the global broadcast key (key id 1); None in state folders made before it existed,
+    #: until a key transfer installs one
+    gbek: Key | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return "AssociationSecrets(<redacted>)"
 
     def key(self, key_id: KeyId) -> Key | None:
-        return {KeyId.GUEK: self.guek, KeyId.AK: self.ak, KeyId.KEK: self.kek}.get(key_id)
+        return {KeyId.GUEK: self.guek, KeyId.GBEK: self.gbek, KeyId.AK: self.ak,
+                KeyId.KEK: self.kek}.get(key_id)
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> str:
@@ -210,7 +214,8 @@ class MeterState:
                         Key(bytes.fromhex(entry["ak"]), "ak"),
                         Key(bytes.fromhex(entry["kek"]), "kek"),
                         bytes.fromhex(entry["hls_secret"]),
-                        _load_pem(client) if client else None)
+                        _load_pem(client) if client else None,
+                        Key(bytes.fromhex(entry["gbek"]), "gbek") if entry.get("gbek") else None)
                 self.vendor_key = _load_pem(data["vendor_signing_key"])
                 if data.get("meter_signing_key"):
                     self.signing_key = _load_pem(data["meter_signing_key"])
@@ -227,7 +232,8 @@ class MeterState:
             if role.authenticated:
                 self.secrets[role.association] = AssociationSecrets(
                     Key(os.urandom(self._key_size), "guek"), Key(os.urandom(self._key_size), "ak"),
-                    Key(os.urandom(self._key_size), "kek"), os.urandom(16))
+                    Key(os.urandom(self._key_size), "kek"), os.urandom(16),
+                    gbek=Key(os.urandom(self._key_size), "gbek"))
         self.vendor_key = ec.generate_private_key(self._curve())
         self._ensure_signing_keys()
         self._open_counters(required=False)  # durable before the keys they protect
@@ -293,6 +299,8 @@ class MeterState:
                                "kek": s.kek.secret.hex(), "hls_secret": s.hls_secret.hex()}
             if s.client_key is not None:
                 associations[e]["client_signing_key"] = _pem(s.client_key)
+            if s.gbek is not None:
+                associations[e]["gbek"] = s.gbek.secret.hex()
         data: dict[str, Any] = {
             "system_title": self.system_title.hex().upper(),
             "associations": associations,
@@ -451,7 +459,8 @@ class MeterState:
                          guek=s.guek.secret.hex().upper(),
                          ak=s.ak.secret.hex().upper(), kek=s.kek.secret.hex().upper(),
                          hls_secret=s.hls_secret.hex().upper(),
-                         **client_key(management.association, s))
+                         **client_key(management.association, s),
+                         **({"gbek": s.gbek.secret.hex().upper()} if s.gbek else {}))
             if self.pki is not None and key_dir is not None:
                 entry.update(self.pki.client_entry(key_dir, management.association))
         roles = []

@@ -73,18 +73,21 @@ async def kek_never_transmitted(target: DlmsTarget) -> CheckOutcome:
                   f"{len(target.traces)} sessions", _trace(c, label="key_transfer of the current GUEK"))
 
 
-@check("DLMS-KEYS-02", "key_transfer takes AK and GUEK in one call and refuses an unknown key id",
+@check("DLMS-KEYS-02", "key_transfer takes two keys in one call and refuses an unknown key id",
        severity=Severity.HIGH, requirements=["DLMS:KEY-WRAP", "CRA:I.2e"],
        tags=["keys"], destructive=True, timeout=60.0, target=TargetKind.DLMS)
 async def key_transfer_cases(target: DlmsTarget) -> CheckOutcome:
-    """The conformance cases beside DLMS-KEYWRAP-01: a new authentication key (key id 2) and
-    a new GUEK (key id 0) wrapped under the KEK in one key_transfer call take effect together
-    (the next association with both new keys works); a wrap under key id 7, which does not
-    exist, is refused and changes nothing. Both original keys are put back in one call."""
-    kek, guek, ak = target.keys.kek, target.keys.guek, target.keys.ak
+    """The conformance cases beside DLMS-KEYWRAP-01: a new authentication key (key id 2)
+    and a new broadcast key GBEK (key id 1; the GUEK, key id 0, when the key file names no
+    GBEK), wrapped under the KEK in one key_transfer call, take effect together (the next
+    association with the new AK works; the GUEK, if changed, too); a wrap under key id 7,
+    which does not exist, is refused. The original keys are put back in one call."""
+    kek, guek, ak, gbek = target.keys.kek, target.keys.guek, target.keys.ak, target.keys.gbek
     if kek is None or guek is None or ak is None:
         return not_applicable("the key file has no KEK, GUEK and AK")
-    new_guek, new_ak = Key(os.urandom(len(guek)), "guek"), Key(os.urandom(len(ak)), "ak")
+    second_id, second_name, second = (1, "gbek", gbek) if gbek is not None else (0, "guek", guek)
+    new_ak = Key(os.urandom(len(ak)), "ak")
+    new_second = Key(os.urandom(len(second)), second_name)
     evidence: list[Evidence] = []
     problems: list[str] = []
 
@@ -100,36 +103,37 @@ async def key_transfer_cases(target: DlmsTarget) -> CheckOutcome:
     c.trace.note(f"key id 7: {unknown.name}")
     if unknown is ActionResult.SUCCESS:
         problems.append("a key_transfer for key id 7 (no such key) was accepted")
-    both, _ = await c.action(64, setup, 2, pairs((2, new_ak), (0, new_guek)))
+    both, _ = await c.action(64, setup, 2, pairs((2, new_ak), (second_id, new_second)))
     await c.release()
     await c.close()
-    evidence.append(_trace(c, label="unknown key id, then AK and GUEK in one call"))
+    evidence.append(_trace(c, label=f"unknown key id, then AK and {second_name.upper()} in one "
+                                    "call"))
     if both is not ActionResult.SUCCESS:
-        problems.append(f"AK and GUEK in one call refused ({both.name})")
+        problems.append(f"AK and {second_name.upper()} in one call refused ({both.name})")
         return fail("; ".join(problems), *evidence)
-    target.replace_key("guek", new_guek)
     target.replace_key("ak", new_ak)
+    target.replace_key(second_name, new_second)
     try:
         d = await target.management()
         await d.get(8, d.clock_obis, 2)
-        restored, _ = await d.action(64, setup, 2, pairs((2, ak), (0, guek)))
+        restored, _ = await d.action(64, setup, 2, pairs((2, ak), (second_id, second)))
         await d.release()
         await d.close()
-        evidence.append(_trace(d, label="association with both new keys, originals restored"))
+        evidence.append(_trace(d, label="association with the new AK, originals restored"))
         if restored is ActionResult.SUCCESS:
-            target.replace_key("guek", guek)
             target.replace_key("ak", ak)
+            target.replace_key(second_name, second)
         else:
             problems.append(f"restoring the original keys was refused ({restored.name}); the "
                             "meter keeps the keys this check installed")
     except (AssociationRejected, DlmsError) as exc:
-        target.replace_key("guek", guek)
         target.replace_key("ak", ak)
-        problems.append(f"the association with both new keys failed: {exc}")
+        target.replace_key(second_name, second)
+        problems.append(f"the association with the new keys failed: {exc}")
     if problems:
         return fail("; ".join(problems), *evidence)
-    return passed("unknown key id refused; AK and GUEK changed together in one call; "
-                  "originals restored", *evidence)
+    return passed(f"unknown key id refused; AK and {second_name.upper()} changed together in "
+                  "one call; originals restored", *evidence)
 
 
 async def _restore_policy(target: DlmsTarget, policy: int) -> str:
