@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,33 @@ def trestle_ok() -> None:
         [str(TRESTLE), "version"], capture_output=True, text=True, timeout=60, check=False
     )
     assert version.returncode == 0 and "Trestle version" in version.stdout, version.stderr
+
+
+@pytest.fixture(scope="module")
+def certify_oscal(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Catalog, plan and results of a real `metercert certify --no-tls` run (its bundle):
+    the reference meter on a loopback port, DLMS and dossier checks."""
+    out = tmp_path_factory.mktemp("certify") / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "metercert", "certify", "--no-tls", "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
+    bundle = out / "bundle"
+    return {
+        "catalog": bundle / "oscal-catalog.json",
+        "plan": bundle / "assessment-plan.json",
+        "results": bundle / "assessment-results.json",
+    }
+
+
+@pytest.fixture(params=["report", "certify"])
+def any_oscal(request: pytest.FixtureRequest) -> dict[str, Path]:
+    """The OSCAL of a dossier assessment (report --oscal) and of a certify run."""
+    return request.getfixturevalue("oscal_files" if request.param == "report" else "certify_oscal")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +171,8 @@ def _finding_targets(results: dict[str, Any]) -> set[str]:
     }
 
 
-def test_trestle_imports_and_validates_every_export(trestle_ok, oscal_files, tmp_path: Path):
+def test_trestle_imports_and_validates_every_export(trestle_ok, any_oscal, tmp_path: Path):
+    oscal_files = any_oscal
     ws = _workspace(tmp_path)
     for name, path in (
         ("metercert", oscal_files["catalog"]),
@@ -169,7 +198,8 @@ def test_trestle_refuses_a_schema_invalid_results_file(trestle_ok, oscal_files, 
     assert done.returncode != 0, done.stdout + done.stderr
 
 
-def test_every_control_and_objective_resolves_in_trestle(trestle_ok, oscal_files, tmp_path: Path):
+def test_every_control_and_objective_resolves_in_trestle(trestle_ok, any_oscal, tmp_path: Path):
+    oscal_files = any_oscal
     ws = _workspace(tmp_path)
     assert _import(ws, oscal_files["catalog"], CATALOG_NAME).returncode == 0
     plan = json.loads(oscal_files["plan"].read_text())
