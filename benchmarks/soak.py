@@ -30,6 +30,7 @@ from metercert.checks.base import TargetKind
 from metercert.client.target import DlmsTarget
 from metercert.security import load_keyset
 from metercert.security.counters import read_counter_file
+from metercert.security.journal import read_journal, window_key
 
 
 @dataclass
@@ -51,10 +52,15 @@ class SoakResult:
 
 
 def read_counters(counter_dir: Path) -> dict[str, int]:
-    """Every counter file's persisted value (tx: reservation mark; rx: last accepted + 1)."""
+    """Every counter file's persisted value (tx: reservation mark; rx: last accepted + 1,
+    kept in the state folder's replay journal, security/journal.py)."""
     out = {}
+    root = counter_dir.parent.parent
+    journal = read_journal(root)
     for path in sorted(counter_dir.glob("*.ctr")):
         value = read_counter_file(path)  # the running meter holds the file's lock
+        if value is not None and "-rx" in path.name:
+            value = max(value, journal.get(window_key(root, path), 0))
         out[path.name] = -1 if value is None else value
     return out
 

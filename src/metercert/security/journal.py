@@ -138,6 +138,26 @@ def parse_journal(raw: bytes, *, path: Path | str = "journal") -> tuple[dict[byt
     return values, end or len(raw) // RECORD
 
 
+def window_key(folder: Path, counter_file: Path) -> bytes:
+    """The record key of a window's counter file: its path below the journal's folder."""
+    try:
+        rel = str(Path(counter_file).resolve().relative_to(Path(folder).resolve()))
+    except ValueError:
+        rel = str(Path(counter_file).resolve())
+    return hashlib.blake2b(rel.encode(), digest_size=14).digest()
+
+
+def read_journal(folder: str | os.PathLike[str], name: str = JOURNAL_NAME) -> dict[bytes, int]:
+    """The window values the journal of ``folder`` holds, without locking (for inspection:
+    a running meter owns the journal). Empty when there is none."""
+    raws = [p.read_bytes() for p in (Path(folder) / f"{name}.0", Path(folder) / f"{name}.1")
+            if p.exists()]
+    heads = [(header_of(r) or (0, 0))[0] for r in raws]
+    if not raws or max(heads) == 0:
+        return {}
+    return parse_journal(raws[heads.index(max(heads))])[0]
+
+
 def _records_for(windows: int) -> int:
     need = 4 * (windows + 1) + 2 * MAX_BATCH
     size = MIN_RECORDS
@@ -273,11 +293,7 @@ class ReplayJournal:
     def key_for(self, counter_file: Path) -> bytes:
         """The record key of a window's counter file (its path below the journal's folder);
         the journal sizes its files for every window it was asked about."""
-        try:
-            rel = str(Path(counter_file).resolve().relative_to(self.folder.resolve()))
-        except ValueError:
-            rel = str(Path(counter_file).resolve())
-        key = hashlib.blake2b(rel.encode(), digest_size=14).digest()
+        key = window_key(self.folder, counter_file)
         with self._lock:
             self._known.add(key)
             grow = 4 * (len(self._known) + 1) + 2 * MAX_BATCH > self._size
