@@ -175,7 +175,8 @@ async def policy_never_lowered(target: DlmsTarget) -> CheckOutcome:
     try:
         setup = await _security_setup(c, target)
         current = int((await c.get(64, setup, 2)).value)
-        lower = [0, 1] if version == 0 else [0x00, 0x14]
+        # version 1: 0x24 is authenticated requests and responses, without encryption
+        lower = [0, 1] if version == 0 else [0x00, 0x24]
         lower = [v for v in lower if v != current and (version != 0 or v < current)]
         same, _ = await c.action(64, setup, 1, DlmsData.enum(current))
         if same is not ActionResult.SUCCESS:
