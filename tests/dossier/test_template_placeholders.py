@@ -57,7 +57,7 @@ def _unmark(folder: Path, *fields: str) -> None:
 
 def _named(reason: str) -> set[str]:
     assert reason.startswith(PLACEHOLDER_REASON), reason
-    return {p.strip() for p in reason[len(PLACEHOLDER_REASON):].split(",")}
+    return {p.strip() for p in reason[len(PLACEHOLDER_REASON) :].split(",")}
 
 
 def test_unedited_template_passes_nothing_and_exits_non_zero(template: Path, tmp_path, capsys):
@@ -93,6 +93,19 @@ def test_each_check_is_guarded_whoever_runs_it(template: Path):
         assert spec.func(dossier).verdict is Verdict.INCONCLUSIVE, spec.id
 
 
+def test_campaign_run_on_the_template_passes_nothing(template: Path):
+    """The path of `metercert test --dossier` and `certify`: the campaign runner."""
+    from metercert.campaign import run_campaign
+    from metercert.checks.base import TargetKind
+
+    run = run_campaign({TargetKind.DOSSIER: load_dossier(template)}, dossier_checks())
+    assert {r.spec.id for r in run.results} == set(DOSSIER_CHECKS)
+    for result in run.results:
+        assert result.outcome.verdict is Verdict.INCONCLUSIVE, result.spec.id
+        assert "meter" in _named(result.outcome.reason)
+    assert run.exit_code != 0
+
+
 def test_removing_a_mark_lets_its_check_judge_the_value(template: Path):
     _unmark(template, "cvd")
     outcomes = assess(template)
@@ -115,7 +128,11 @@ def test_a_value_edited_but_still_marked_is_not_judged(template: Path):
 
 
 def test_a_nested_placeholder_holds_only_the_checks_reading_it(reference: Path):
-    line = edit(reference / "dossier.yaml", "    signature: firmware/", "    signature: !placeholder firmware/")
+    line = edit(
+        reference / "dossier.yaml",
+        "    signature: firmware/",
+        "    signature: !placeholder firmware/",
+    )
     outcomes = assess(reference)
     fw = outcomes["DOSSIER-FW-01"]
     assert fw.verdict is Verdict.INCONCLUSIVE
@@ -133,6 +150,8 @@ def test_the_mark_is_an_error_outside_a_dossier(tmp_path: Path):
 
 
 def test_built_in_samples_are_unaffected():
-    assert all(o.verdict is Verdict.PASS for o in assess(sample_dossier("reference-meter")).values())
+    assert all(
+        o.verdict is Verdict.PASS for o in assess(sample_dossier("reference-meter")).values()
+    )
     flawed = assess(sample_dossier("flawed-meter"))
     assert not any(o.reason.startswith(PLACEHOLDER_REASON) for o in flawed.values())
