@@ -74,7 +74,8 @@ def _init(args: argparse.Namespace) -> int:
         header = (
             "# TEMPLATE written by `metercert dossier init`: it describes metercert's reference\n"
             "# meter. Replace every value and file with your product's and remove its\n"
-            f"# {PLACEHOLDER_TAG} mark (a check reading a field still marked gives no verdict), then run\n"
+            f"# {PLACEHOLDER_TAG} mark (a check reading a field still marked gives no verdict),\n"
+            "# then run\n"
             f"#   metercert dossier assess {target / 'dossier.yaml'}\n"
         )
         (target / "dossier.yaml").write_text(header + mark_placeholders(text), encoding="utf-8")

@@ -190,7 +190,7 @@ class Dossier:
 
     @property
     def placeholders(self) -> tuple[str, ...]:
-        """Fields still holding the ``dossier init`` template's example (tagged ``!placeholder``)."""
+        """Fields still holding the ``dossier init`` template's example (``!placeholder``)."""
         return self.doc.placeholders
 
     def placeholders_in(self, *fields: str) -> list[str]:
