@@ -253,11 +253,16 @@ def load_pem_key(ref: Any, base_dir: Path | None, where: str, *, private: bool) 
     return key
 
 
+MAX_KEY_FILE_BYTES = 16 << 20
+
+
 def load_key_file(path: str | os.PathLike[str]) -> list[KeySet]:
     """Load every key set in a key file (one, or a list under ``meters``)."""
     p = Path(path)
     try:
-        text = safeload.read_text(p, what="key file")
+        # a fleet's key file (meter serve --count 1000 writes about 2.2 MB) is bigger than a
+        # config file; still bounded
+        text = safeload.read_text(p, what="key file", max_bytes=MAX_KEY_FILE_BYTES)
     except FileNotFoundError:
         raise InputFileError(f"key file {p}: no such file") from None
     except OSError as exc:
