@@ -68,8 +68,10 @@ def test_serial_campaign_matches_tcp(tmp_path: Path, profile: str, transport: st
     assert {k: v for k, v in over_serial.items() if k.startswith("DLMS-HDLC-")} == {
         k: ("fail" if profile == "hdlc-" + {"FCS": "bad-fcs-accepted",
                                              "SEQ": "sequence-unchecked",
-                                             "INFO": "info-length-unchecked"}[k.split("-")[2]]
-            else "pass") for k in ("DLMS-HDLC-FCS-01", "DLMS-HDLC-SEQ-01", "DLMS-HDLC-INFO-01")}
+                                             "INFO": "info-length-unchecked",
+                                             "ADDR": "any-address"}[k.split("-")[2]]
+            else "pass") for k in ("DLMS-HDLC-FCS-01", "DLMS-HDLC-SEQ-01", "DLMS-HDLC-INFO-01",
+                                   "DLMS-HDLC-ADDR-01")}
 
 
 def test_metercert_test_takes_a_serial_target(tmp_path: Path) -> None:
@@ -96,7 +98,7 @@ def test_metercert_test_takes_a_serial_target(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert {c["id"]: c["verdict"] for c in results["checks"]} == {
         "DLMS-AUTH-DEFAULT-01": "fail", "DLMS-REPLAY-01": "pass", "DLMS-HDLC-FCS-01": "pass",
-        "DLMS-HDLC-SEQ-01": "pass", "DLMS-HDLC-INFO-01": "pass"}
+        "DLMS-HDLC-SEQ-01": "pass", "DLMS-HDLC-INFO-01": "pass", "DLMS-HDLC-ADDR-01": "pass"}
     assert plain.returncode == 2
     assert len(plain.stderr.strip().splitlines()) == 1 and "SNRM" in plain.stderr
 

@@ -89,6 +89,9 @@ FLAWS: dict[str, str] = {
         "executes its request again",
     "hdlc-info-length-unchecked":
         "an HDLC information field longer than the negotiated maximum is taken",
+    "hdlc-any-address":
+        "the meter answers an SNRM whatever HDLC server address it names, not only its own "
+        "(upper address 1, the management logical device)",
 }
 
 _POLICIES = {"authenticated-encrypted": (True, True), "authenticated": (True, False)}

@@ -40,6 +40,8 @@ from metercert.transport.stream import ApduStream, DlmsServer, serve_dlms
 from metercert.transport.wrapper import MAX_PAYLOAD_FIELD
 
 log = logging.getLogger("metercert.meter")
+#: the HDLC upper address the meter answers: its management logical device (IEC 62056-46)
+_LOGICAL_DEVICE = 1
 
 
 _STORE_FAILED = ExceptionResponse(StateError.SERVICE_NOT_ALLOWED,
@@ -237,12 +239,14 @@ class MeterFleet:
                 server = await serve_meter_line(handler, self.line, self.baud,
                                                 optical=self.optical, max_frame=max_frame,
                                                 idle_timeout=self.idle_timeout,
-                                                hdlc_flaws=link_flaws)
+                                                hdlc_flaws=link_flaws,
+                                                server_address=_LOGICAL_DEVICE)
             else:
                 server = await serve_dlms(handler, self.host, port, framing=self.framing,  # type: ignore[arg-type]
                                           ssl=self.ssl, idle_timeout=self.idle_timeout,
                                           transport=self.transport,  # type: ignore[arg-type]
-                                          max_frame=max_frame, hdlc_flaws=link_flaws)
+                                          max_frame=max_frame, hdlc_flaws=link_flaws,
+                                          server_address=_LOGICAL_DEVICE)
             self.servers.append(server)
         if self.push_to is not None:
             from metercert.meter.push import PushSender

@@ -47,7 +47,12 @@ HCS/FCS, bad format, bytes outside flags) raises :class:`BadFrame` /
 reported as :class:`FrameDropped`. A frame or reassembled APDU above the limits
 raises :class:`FrameTooLarge`. A well-formed frame the current state does not
 allow (wrong sequence number, unsolicited I-frame, FRMR) raises
-:class:`ProtocolViolation`. No input makes it raise anything else.
+:class:`ProtocolViolation` on the client. The server answers a frame it cannot
+take with FRMR instead of dropping the connection (a frame kind the state does not
+allow, an N(R) that acknowledges frames it never sent, an information field above
+the negotiated maximum) and then answers every poll with that FRMR until SNRM or
+DISC; an out-of-sequence N(S), more frames than the window and an APDU above the
+reassembly limit still raise. No input makes it raise anything else.
 """
 
 from __future__ import annotations
@@ -102,7 +107,13 @@ LINK_FLAWS: dict[str, str] = {
         "its request again",
     "hdlc-info-length-unchecked":
         "an information field longer than the negotiated maximum is taken",
+    "hdlc-any-address":
+        "the meter answers an SNRM whatever HDLC server address it names, not only its own",
 }
+
+
+#: FRMR reason bits (third octet of its information field)
+_FRMR_W, _FRMR_Y, _FRMR_Z = 0x01, 0x04, 0x08
 
 
 class Role(enum.Enum):
@@ -118,6 +129,7 @@ class LinkState(enum.Enum):
     AWAITING_REPLY = "awaiting reply"  # client: request sent, poll is with the server
     RESPONDING = "responding"          # server: request complete, server holds the poll
     DISCONNECTING = "disconnecting"    # client: DISC sent, waiting for UA/DM
+    FRAME_REJECT = "frame reject"      # server: FRMR sent; only SNRM or DISC clears it
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,8 @@ class HdlcConnection:
         self.drop_bad_frames = drop_bad_frames
         self.state = LinkState.DISCONNECTED
         self.dropped_frames = 0
+        self.rejected_frames = 0  # server: frames answered with FRMR
+        self._frmr_info = b""
         self._decoder = HdlcFrameDecoder(
             max_info=MAX_INFO_LIMIT, verify_checksums="hdlc-bad-fcs-accepted" not in self.flaws)
         self._out = bytearray()
@@ -346,6 +360,20 @@ class HdlcConnection:
         else:
             self.state = LinkState.IDLE
 
+    def _reject(self, frame: HdlcFrame, reason: str, flag: int) -> None:
+        """Server: answer a well-formed frame it cannot take with FRMR (ISO/IEC 13239
+        basic format, as IEC 62056-46 uses it: the rejected control byte, our V(S) and
+        V(R), then the reason bits W=1 control, X=2 information not allowed, Y=4 too
+        long, Z=8 bad N(R)), and stay in the frame-reject state until SNRM or DISC."""
+        control = encode_control(frame.kind, pf=frame.pf, ns=frame.ns, nr=frame.nr)
+        self._frmr_info = bytes([control, (self._vs << 1) | (self._vr << 5), flag])
+        self._rx.clear()
+        self._tx_segments.clear()
+        self.state = LinkState.FRAME_REJECT
+        self.rejected_frames += 1
+        self._emit(FrameKind.FRMR, info=self._frmr_info)
+        self._events.append(FrameDropped(f"rejected with FRMR: {reason}"))
+
     def _drop(self, reason: str) -> None:
         self.dropped_frames += 1
         self._events.append(FrameDropped(reason))
@@ -368,8 +396,13 @@ class HdlcConnection:
             return
         own, peer = self._own_and_peer()
         if self.role is Role.SERVER and (frame.kind is FrameKind.SNRM or own is None):
-            # SNRM (re)binds the link, so only the configured addresses filter it.
+            # SNRM (re)binds the link, so only the configured addresses filter it: the
+            # upper address (logical device), and the lower (physical) one if configured
             own, peer = self._configured_server, self._configured_client
+            if "hdlc-any-address" in self.flaws:
+                own = None  # the flaw: any server address opens the link
+            elif own is not None and frame.dest.upper == own.upper and own.lower is None:
+                own = frame.dest  # no physical address configured: any lower one is ours
         if own is not None and frame.dest != own:
             self._drop(f"frame for HDLC address {frame.dest}, not {own}")
             return
@@ -503,8 +536,23 @@ class HdlcConnection:
                 self._reply_dm(frame)
             self._drop(f"{kind.value} frame before SNRM")
             return
+        if state is LinkState.FRAME_REJECT:
+            if frame.pf:  # the condition stands: every poll gets the same FRMR again
+                self._emit(FrameKind.FRMR, info=self._frmr_info)
+            self._drop(f"{kind.value} frame in the frame-reject state")
+            return
         if kind in (FrameKind.UA, FrameKind.DM, FrameKind.FRMR):
-            raise ProtocolViolation(f"the client sent a {kind.value} frame")
+            self._reject(frame, f"the client sent a {kind.value} frame", _FRMR_W)
+            return
+        if kind in (FrameKind.I, FrameKind.RR, FrameKind.RNR) and frame.nr != self._vs:
+            self._reject(frame, f"HDLC {kind.value} N(R)={frame.nr}, expected {self._vs}",
+                         _FRMR_Z)
+            return
+        if (kind is FrameKind.I and len(frame.info) > self.negotiated.max_info_rx
+                and "hdlc-info-length-unchecked" not in self.flaws):
+            self._reject(frame, f"HDLC information field of {len(frame.info)} bytes exceeds "
+                         f"the negotiated {self.negotiated.max_info_rx}", _FRMR_Y)
+            return
         if state is LinkState.IDLE:
             if kind is FrameKind.I:
                 if self._accept_i_frame(frame):
@@ -529,5 +577,5 @@ class HdlcConnection:
             if frame.pf:
                 self._answer_poll()
             return
-        raise ProtocolViolation(f"unexpected HDLC {kind.value} frame from the client while the "
-                                f"link is {state.value}")
+        self._reject(frame, f"unexpected HDLC {kind.value} frame from the client while the "
+                     f"link is {state.value}", _FRMR_W)

@@ -666,9 +666,11 @@ async def serve_serial_dlms(
 
 async def serve_meter_line(handler: Any, where: str, baud: int, *, optical: bool = False,
                            idle_timeout: float = 120.0, max_frame: int = 0xFFFF,
-                           hdlc_flaws: frozenset[str] = frozenset()) -> SerialServer:
+                           hdlc_flaws: frozenset[str] = frozenset(),
+                           server_address: int | None = None) -> SerialServer:
     """The reference meter on ``where``: a serial device path, or ``pty:LINK`` for a new
-    pseudo-terminal whose slave the symlink LINK names (stable across restarts)."""
+    pseudo-terminal whose slave the symlink LINK names (stable across restarts);
+    ``server_address``: the only upper HDLC address it answers (None: any)."""
     if where.startswith("pty:"):
         link = Path(where[4:]).absolute()
         if not link.parent.is_dir():
@@ -682,7 +684,7 @@ async def serve_meter_line(handler: Any, where: str, baud: int, *, optical: bool
         name = where
     return await serve_serial_dlms(handler, line, name=name, optical=optical,
                                    idle_timeout=idle_timeout, max_frame=max_frame,
-                                   hdlc_flaws=hdlc_flaws)
+                                   hdlc_flaws=hdlc_flaws, server_address=server_address)
 
 
 async def send_raw(path: str, baud: int, payload: bytes, *, optical: bool = False,

@@ -11,6 +11,9 @@ list names them on dlms.com (group HDLC_1, "Incorrect frame field values"):
   (a link-level replay that no invocation counter sees on an unciphered association).
 - DLMS-HDLC-INFO-01: HDLC_1 Subtest_12, too long information field: a frame above the
   negotiated maximum is refused, the classic way into a buffer overflow.
+- DLMS-HDLC-ADDR-01: HDLC_1 Subtest_4, unknown destination address: an SNRM to a server
+  address that is not the meter's is not answered. A meter that answers every address
+  on a shared RS-485 bus talks over its neighbours and opens links no head-end meant.
 
 Each check sends its probe on a raw link (no state machine of ours in between) and
 then the intact form of the same request as a positive control: the meter must answer
@@ -246,6 +249,57 @@ async def oversized_info_refused(target: DlmsTarget) -> CheckOutcome:
         return inconclusive(f"the HDLC link could not be used: {exc}")
     return passed(f"a {len(info)}-byte information field (limit 128) got no answer; the same "
                   "request in two segments was answered", evidence)
+
+
+#: upper addresses no meter of ours uses: 0x0F is reserved by IEC 62056-46, 0x66 is an
+#: ordinary logical device address a single-device meter does not have
+_FOREIGN_UPPER = (0x0F, 0x66)
+
+
+@check("DLMS-HDLC-ADDR-01", "HDLC frames to another server address are not answered",
+       severity=Severity.MEDIUM, requirements=_REQUIREMENTS, tags=["hdlc", "robustness"],
+       target=TargetKind.DLMS)
+async def foreign_address_ignored(target: DlmsTarget) -> CheckOutcome:
+    """SNRM to logical devices 0x0F and 0x66 (same physical address) must get no frame
+    back; SNRM to the meter's own address must get UA."""
+    if (reason := _applies(target)) is not None:
+        return not_applicable(reason)
+    own = _server(target)
+    sent: list[tuple[str, bytes]] = []
+    answered: list[str] = []
+    try:
+        link = await RawHdlcLink.open(target.transport, target.host, target.port,
+                                      timeout=target.timeout)
+        try:
+            for upper in _FOREIGN_UPPER:
+                if upper == own.upper:
+                    continue
+                other = HdlcAddress(upper, own.lower)
+                snrm = encode_frame(HdlcFrame(other, HdlcAddress(_PUBLIC), FrameKind.SNRM))
+                sent.append((f"SNRM to {other}", snrm))
+                await link.send(snrm)
+                got = await link.collect(_QUIET, until=FrameKind.UA)
+                if got:
+                    answered.append(f"{other}: {', '.join(f.kind.value for f in got)}")
+                    disc = encode_frame(HdlcFrame(other, HdlcAddress(_PUBLIC), FrameKind.DISC))
+                    sent.append((f"DISC to {other}", disc))
+                    await link.send(disc)
+                    await link.collect(0.5, until=FrameKind.UA)
+            evidence = _frames_text(link, sent)
+        finally:
+            await link.close()
+        if answered:
+            return fail("the meter answered frames addressed to another HDLC station: "
+                        + "; ".join(answered), evidence)
+        control = await _open(target, sent)
+        if control is None:
+            return inconclusive("the meter did not answer SNRM to its own address either, so "
+                                "the silence proves nothing", _frames_text_empty(sent))
+        await _close(target, control)
+    except ConnectionFailed as exc:
+        return inconclusive(f"the HDLC link could not be used: {exc}")
+    return passed(f"SNRM to {', '.join(hex(u) for u in _FOREIGN_UPPER if u != own.upper)} got no "
+                  f"answer; SNRM to the meter's own address {own} got UA", evidence)
 
 
 def _frames_text_empty(sent: list[tuple[str, bytes]]) -> Evidence:
