@@ -88,7 +88,8 @@ def _reference_targets(profile: str, bench: _Bench, tls: bool) -> dict[TargetKin
     served = _bench_profile(settings, profile, bench.temp)
     # a meter whose flaw is in its HDLC link layer is served over HDLC, where it shows
     hdlc = any(flaw.startswith("hdlc-") for flaw in settings.flaws)
-    capture = ("--capture", str(bench.temp / "capture"))  # the line traffic, for the bundle
+    # the line traffic, for the evidence bundle (the recorder writes wrapper frames only)
+    capture = () if hdlc else ("--capture", str(bench.temp / "capture"))
     meter = MeterProcess(bench.temp / "meter", profile=served, port=0,
                          extra_args=(("--framing", "hdlc") if hdlc else ()) + capture)
     bench.processes.append(meter)
