@@ -205,7 +205,7 @@ class MeterSession:
             return request
         refusal = self._unsupported(request.plaintext)
         response = refusal if refusal is not None else self._serve(request.plaintext)
-        if response[:1] == b"\xd8" and request.general is None and request.form not in (
+        if response.startswith(b"\xd8") and request.general is None and request.form not in (
                 CipheringForm.GENERAL_GLO, CipheringForm.GENERAL_DED):
             return response  # there is no glo-/ded- tag for exception-response: it goes plain
         out = self._close_response(response, request)
