@@ -10,13 +10,15 @@ Counters are never reused with different content: attacks replay identical
 bytes, and "stale counter" probes use counters the client skipped on purpose.
 
 The modules are imported in campaign order (checks of one kind run in the order
-they are declared): ciphering, counters, authentication, access, firmware,
-robustness, keys.
+they are declared): ciphering, counters, push, authentication, access, firmware,
+robustness, keys, hdlc, suites.
 """
 
 # isort: off
 from metercert.checks.dlms import ciphering  # noqa: F401 - importing registers the checks
 from metercert.checks.dlms import counters  # noqa: F401
+# push: its power cycle (DLMS-PUSH-02) runs next to DLMS-IC-PERSIST-01, before key changes
+from metercert.checks.dlms import push  # noqa: F401
 from metercert.checks.dlms import authentication  # noqa: F401
 from metercert.checks.dlms import access  # noqa: F401
 from metercert.checks.dlms import firmware  # noqa: F401
@@ -24,5 +26,4 @@ from metercert.checks.dlms import robustness  # noqa: F401
 from metercert.checks.dlms import keys  # noqa: F401
 from metercert.checks.dlms import hdlc  # noqa: F401
 from metercert.checks.dlms import suites  # noqa: F401
-from metercert.checks.dlms import push  # noqa: F401
 # isort: on
