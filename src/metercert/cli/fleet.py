@@ -123,6 +123,16 @@ def _ingest(args: argparse.Namespace) -> int:
                       f"({ports}); check --port, or that the capture holds wrapper/HDLC "
                       "DLMS traffic")
         return 1
+    if st and result.rows == 0 and not result.skipped:
+        damaged = st.get("bad_frames", 0)
+        console.print("warning: no packet could be read from "
+                      + ", ".join(map(str, args.captures))
+                      + (f" ({damaged} damaged record(s)): not a readable capture"
+                         if damaged else ": the capture holds no packets"))
+        return 1
+    if st.get("bad_frames"):
+        console.print(f"warning: {st['bad_frames']} frame(s) or capture record(s) could not be "
+                      "decoded (a damaged or cut capture): the audit covers what was read")
     return 0
 
 
