@@ -152,12 +152,16 @@ async def _required_protection(c: DlmsClient, target: DlmsTarget) -> tuple[bool,
     with contextlib.suppress(DlmsError, ConnectionFailed):
         setup = await _security_setup(c, target)
         value = await c.get(64, setup, 2)
-        if value.type is DataType.ENUM:  # version 0: an enumeration
+        if value.type not in (DataType.ENUM, DataType.UNSIGNED) or not isinstance(
+                value.value, int):
+            raise DlmsError(f"security_policy of type {value.type.name}")
+        bits = int(value.value)
+        # version 0 is the enumeration 0..3; version 1 leaves bits 0 and 1 reserved, so a
+        # value above 3 is version 1's flags: bit 5 authenticated, bit 6 encrypted response
+        if bits <= 3:
             auth, enc = {0: (False, False), 1: (True, False), 2: (False, True),
-                         3: (True, True)}.get(int(value.value), (True, True))
-        else:  # version 1 flags: bit 5 authenticated response, bit 6 encrypted response
-            bits = int(value.value) if isinstance(value.value, int) else int(
-                str(value.value) or "0", 2)
+                         3: (True, True)}[bits]
+        else:
             auth, enc = bool(bits & 0x20), bool(bits & 0x40)
         return auth, enc, f"security_policy of {setup} = {value.value}"
     s = c.settings
