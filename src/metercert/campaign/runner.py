@@ -486,7 +486,7 @@ async def run_campaign_async(
         started_at=started,
         finished_at=_now(),
         targets={kind.value: describe_target(t) for kind, t in by_kind.items()},
-        target_details={kind.value: _details(t) for kind, t in by_kind.items() if _details(t)},
+        target_details={kind.value: d for kind, t in by_kind.items() if (d := _details(t))},
         meter_profile=meter_profile,
         deselected=tuple(dropped),
         notes=tuple(notes),

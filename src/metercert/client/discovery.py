@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from metercert.client.errors import AssociationRejected, DlmsError, NoResponse
+from metercert.client.errors import DlmsError, NoResponse
 from metercert.cosem import CosemDecodeError, DlmsData, ObisCode
 from metercert.errors import ConnectionFailed
 
@@ -328,8 +328,6 @@ async def probe_public(c: DlmsClient) -> None:
         raise ConnectionFailed(f"the meter at {c.host}:{c.port} accepted the connection but "
                                f"did not answer an AARQ within {c.settings.timeout:g} s "
                                f"(framing {c.settings.framing}): {exc}") from None
-    except AssociationRejected:
-        raise
 
 
 __all__ = [

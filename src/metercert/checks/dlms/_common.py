@@ -2,7 +2,6 @@
 
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +13,7 @@ from metercert.checks.base import (
 from metercert.client.errors import AssociationRejected, DlmsError, NoResponse
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
+from metercert.client.trace import Trace
 from metercert.cosem import (
     ActionResult,
     CosemAttributeDescriptor,
@@ -175,22 +175,33 @@ async def _clock_served(c: DlmsClient, note: str) -> bool:
 
 
 
-def _meter_counters(client: DlmsClient, since: int = 0) -> list[int]:
+def _meter_counters(trace: Trace, *, global_only: bool = False,
+                    with_release: bool = False) -> list[int]:
+    """The meter's invocation counters on one trace, in the order received: its ciphered
+    answers and the ciphered initiate-response inside an AARE (and an RLRE, with
+    ``with_release``); ``global_only`` leaves out dedicated-key answers, whose counters
+    belong to a key of their own."""
+    from metercert.cosem import AARE, RLRE
+
+    unwrap = {0x61: AARE, 0x63: RLRE} if with_release else {0x61: AARE}
     out = []
-    for entry in client.trace.entries[since:]:
+    for entry in trace.entries:
         if entry.direction != "<-" or not entry.wire:
             continue
         wire = entry.wire
-        if wire[0] == 0x61:
-            from metercert.cosem import AARE
-
+        if wire[0] in unwrap:
             try:
-                wire = AARE.from_bytes(wire).user_information or b""
+                wire = unwrap[wire[0]].from_bytes(wire).user_information or b""
             except CosemDecodeError:
                 continue  # an answer that does not decode shows no counter
-        if is_ciphered(wire):
-            with contextlib.suppress(SecurityError):
-                out.append(parse_ciphered(wire).invocation_counter)
+        if not wire or not is_ciphered(wire):
+            continue
+        try:
+            parsed = parse_ciphered(wire)
+        except SecurityError:
+            continue
+        if not (global_only and parsed.form.dedicated):
+            out.append(parsed.invocation_counter)
     return out
 
 

@@ -334,7 +334,7 @@ async def roles_positive(target: DlmsTarget) -> CheckOutcome:
                              "every role can use its rights")
 
 
-def _must_not(label: str) -> Judge:
+def _must_not() -> Judge:
     def judge(role: str, op: str, outcome: str) -> str | None:
         if outcome == ALLOWED:
             return f"{role} can {op}"
@@ -353,7 +353,7 @@ def _must_not(label: str) -> Judge:
        tags=["rbac"], target=TargetKind.DLMS)
 async def only_operator_controls(target: DlmsTarget) -> CheckOutcome:
     return await _role_check(target, lambda r: ("reconnect",),
-                             _with_control("OPERATOR", _must_not("control")),
+                             _with_control("OPERATOR", _must_not()),
                              "remote connect/disconnect reserved to OPERATOR")
 
 
@@ -366,7 +366,7 @@ async def only_secadm_security(target: DlmsTarget) -> CheckOutcome:
     cannot transfer keys or activate firmware)."""
     return await _role_check(
         target, lambda r: ("key-transfer", "firmware-activate"),
-        _with_control("SECADM", _must_not("security")),
+        _with_control("SECADM", _must_not()),
         "key transfer and firmware activation: SECADM only")
 
 
@@ -376,7 +376,7 @@ async def only_secadm_security(target: DlmsTarget) -> CheckOutcome:
 async def read_only_roles(target: DlmsTarget) -> CheckOutcome:
     writes = ("set-clock", "reconnect", "key-transfer", "firmware-activate")
     return await _role_check(target, lambda r: writes if r in ("VIEWER", "SECAUD") else (),
-                             _must_not("write"), "VIEWER and SECAUD are read-only")
+                             _must_not(), "VIEWER and SECAUD are read-only")
 
 
 @check("DLMS-RBAC-SECAUD-01", "The security auditor reads the security log",

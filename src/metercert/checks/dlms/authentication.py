@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 
@@ -33,9 +34,14 @@ from metercert.client.errors import (
 )
 from metercert.client.target import DlmsTarget
 from metercert.cosem import (
+    AARE,
+    AARQ,
     AcseServiceUserDiagnostic,
     ActionResult,
+    AssociationResult,
+    AuthenticationMechanism,
     CosemDecodeError,
+    DlmsData,
 )
 from metercert.errors import ConnectionFailed
 from metercert.security import (
@@ -73,10 +79,6 @@ async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
     meter answers "accepted, authentication required", what counts is whether it serves
     anything: a GET before pass 3, and pass 3 itself with the MD5/SHA-1 reply computed over
     the key file's ``hls_secret`` when it has one. A FAIL needs something served."""
-    import hashlib
-
-    from metercert.cosem import AARE, AARQ, AssociationResult, AuthenticationMechanism
-
     served, pending, refused_later, ev = [], [], [], []
     role = "ENGINEER" if "ENGINEER" in target.roles() else None
     for mech, digest in ((Mechanism.HLS_MD5, hashlib.md5), (Mechanism.HLS_SHA1, hashlib.sha1)):
@@ -110,8 +112,6 @@ async def legacy_mechanisms_refused(target: DlmsTarget) -> CheckOutcome:
                                "hls_secret in the key file to try a correct pass 3")
                 continue
             reply = digest(stoc + secret).digest()
-            from metercert.cosem import DlmsData
-
             result, _data = await c.action(15, CURRENT_ASSOCIATION, 1,
                                            DlmsData.octet_string(reply), _during_hls=True)
             if result is ActionResult.SUCCESS and await _clock_served(c, f"GET after {label} "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 from metercert.checks.base import (
     CheckOutcome,
@@ -32,15 +31,7 @@ from metercert.client.errors import (
 )
 from metercert.client.session import DlmsClient
 from metercert.client.target import DlmsTarget
-from metercert.cosem import (
-    CosemDecodeError,
-)
 from metercert.errors import ConnectionFailed
-from metercert.security import (
-    SecurityError,
-    is_ciphered,
-    parse_ciphered,
-)
 
 
 @check("DLMS-REPLAY-01", "A replayed APDU is rejected",
@@ -91,32 +82,6 @@ async def stale_counter_rejected(target: DlmsTarget) -> CheckOutcome:
 # -- destructive: power cycle ------------------------------------------------------------
 
 
-def _sent_by_meter(trace: Any) -> list[int]:
-    """The meter's invocation counters on one trace: ciphered answers under the global key
-    (AARE user-information included), in the order received."""
-    out: list[int] = []
-    for entry in trace.entries:
-        if entry.direction != "<-" or not entry.wire:
-            continue
-        wire = entry.wire
-        if wire[0] in (0x61, 0x63):  # AARE / RLRE: the ciphered initiate-response inside
-            from metercert.cosem import AARE, RLRE
-
-            try:
-                wire = (AARE if wire[0] == 0x61 else RLRE).from_bytes(wire).user_information or b""
-            except CosemDecodeError:
-                continue
-        if not wire or not is_ciphered(wire):
-            continue
-        try:
-            parsed = parse_ciphered(wire)
-        except SecurityError:
-            continue
-        if not parsed.form.dedicated:
-            out.append(parsed.invocation_counter)
-    return out
-
-
 @check("DLMS-IC-OWN-01", "The meter's own invocation counter strictly increases",
        severity=Severity.CRITICAL, requirements=["DLMS:IC-UNIQUE"],
        tags=["invocation-counter"], target=TargetKind.DLMS)
@@ -138,7 +103,7 @@ async def meter_counter_increases(target: DlmsTarget) -> CheckOutcome:
         if not trace.counter_space:
             continue
         seen = spaces.setdefault(trace.counter_space, {})
-        counters = _sent_by_meter(trace)
+        counters = _meter_counters(trace, global_only=True, with_release=True)
         total += len(counters)
         for previous, current in itertools.pairwise(counters):
             if current <= previous:
@@ -197,7 +162,7 @@ async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
             return inconclusive("requests before the power cycle were not served", _trace(c))
         captured.append(wire)
     c.skip_counter_to(base + _GAP + 3)
-    before = _meter_counters(c)
+    before = _meter_counters(c.trace)
     c.trace.note(f"power cycle via {target.power.description} (association still open); "
                  f"counters {base}..{base + _GAP - 1} left unused")
     await target.power.power_cycle()
@@ -224,7 +189,7 @@ async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
             findings.append("the meter accepted counters below ones it saw before the cut, "
                             "but refused the replays")
         await _try(d, d.protect_request(_clock_request(d)), "fresh request (meter's counter)")
-        after += _meter_counters(d)
+        after += _meter_counters(d.trace)
         await d.release()
     except AssociationRejected as exc:
         window_kept = True
@@ -245,7 +210,7 @@ async def counter_survives_power_cycle(target: DlmsTarget) -> CheckOutcome:
                 if replayed is not None and _served(e, replayed):
                     problems.append("a captured request was served after the power cycle")
                     break
-        after += _meter_counters(e)
+        after += _meter_counters(e.trace)
         await e.release()
     except AssociationRejected as exc:
         problems.append(f"cannot associate after the power cycle: {exc}")

@@ -39,9 +39,11 @@ from metercert.security import (
 )
 
 
-async def _key_transfer(c: DlmsClient, setup: ObisCode, wrapped: bytes, key_id: int = 0) -> ActionResult:
-    params = DlmsData.array([DlmsData.structure([DlmsData.enum(key_id),
-                                                 DlmsData.octet_string(wrapped)])])
+async def _key_transfer(c: DlmsClient, setup: ObisCode, wrapped: bytes, key_id: int = 0,
+                        *more: tuple[int, bytes]) -> ActionResult:
+    """key_transfer (Security Setup method 2) of one wrapped key, or several in one call."""
+    params = DlmsData.array([DlmsData.structure([DlmsData.enum(i), DlmsData.octet_string(w)])
+                             for i, w in ((key_id, wrapped), *more)])
     result, _ = await c.action(64, setup, 2, params)
     return result
 
@@ -91,19 +93,14 @@ async def key_transfer_cases(target: DlmsTarget) -> CheckOutcome:
     evidence: list[Evidence] = []
     problems: list[str] = []
 
-    def pairs(*items: tuple[int, Key]) -> DlmsData:
-        return DlmsData.array([DlmsData.structure([DlmsData.enum(i),
-                                                   DlmsData.octet_string(wrap_key(kek, k))])
-                               for i, k in items])
-
     c = await target.management()
     setup = await _security_setup(c, target)
-    unknown, _ = await c.action(64, setup, 2, DlmsData.array([DlmsData.structure([
-        DlmsData.enum(7), DlmsData.octet_string(wrap_key(kek, Key(os.urandom(len(guek)))))])]))
+    unknown = await _key_transfer(c, setup, wrap_key(kek, Key(os.urandom(len(guek)))), 7)
     c.trace.note(f"key id 7: {unknown.name}")
     if unknown is ActionResult.SUCCESS:
         problems.append("a key_transfer for key id 7 (no such key) was accepted")
-    both, _ = await c.action(64, setup, 2, pairs((2, new_ak), (second_id, new_second)))
+    both = await _key_transfer(c, setup, wrap_key(kek, new_ak), 2,
+                               (second_id, wrap_key(kek, new_second)))
     await c.release()
     await c.close()
     evidence.append(_trace(c, label=f"unknown key id, then AK and {second_name.upper()} in one "
@@ -116,7 +113,8 @@ async def key_transfer_cases(target: DlmsTarget) -> CheckOutcome:
     try:
         d = await target.management()
         await d.get(8, d.clock_obis, 2)
-        restored, _ = await d.action(64, setup, 2, pairs((2, ak), (second_id, second)))
+        restored = await _key_transfer(d, setup, wrap_key(kek, ak), 2,
+                                       (second_id, wrap_key(kek, second)))
         await d.release()
         await d.close()
         evidence.append(_trace(d, label="association with the new AK, originals restored"))
