@@ -732,7 +732,22 @@ def _enumerate_version(
 def _resumption(
     peer: _Peer, cert: str | None, key: str | None, max_version: str
 ) -> ResumptionFacts:
-    """Handshake, then resume with the session it gave: is there a ticket, how long does it live."""
+    """Handshake, then resume with the session it gave: is there a ticket, how long does it live.
+
+    A session that resumed without a ticket seen is probed once more: on a loaded machine the
+    first handshake's ticket has been seen to go missing, and "resumes by session ID" is an
+    INCONCLUSIVE verdict that a second look may turn into a judged ticket lifetime."""
+    facts = _resumption_once(peer, cert, key, max_version)
+    if facts.resumed and facts.ticket_lifetime_s is None:
+        again = _resumption_once(peer, cert, key, max_version)
+        if again.ticket_lifetime_s is not None:
+            return again
+    return facts
+
+
+def _resumption_once(
+    peer: _Peer, cert: str | None, key: str | None, max_version: str
+) -> ResumptionFacts:
     try:
         ctx = hs.permissive_context(cert, key, max_version=max_version)
     except ssl.SSLError as exc:
