@@ -27,8 +27,8 @@ from metercert.security import (
     CipheringForm,
     SecurityControl,
     parse_ciphered,
+    protection,
 )
-from metercert.security import protection
 
 if not protection.NATIVE:
     if os.environ.get("METERCERT_REQUIRE_NATIVE") == "1":
@@ -48,8 +48,8 @@ OTHER_TITLE = bytes.fromhex("4D4D4D0000000001")
 
 
 def _pair(ek, ak, own, peer, sc, form=CipheringForm.GLOBAL, key_size=None):
-    kw = dict(encryption_key=ek, authentication_key=ak, own_title=own, peer_title=peer,
-              security_control=sc, form=form, key_size=key_size)
+    kw = {"encryption_key": ek, "authentication_key": ak, "own_title": own, "peer_title": peer,
+              "security_control": sc, "form": form, "key_size": key_size}
     return ApduCipher(native=True, **kw), ApduCipher(native=False, **kw)
 
 

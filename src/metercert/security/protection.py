@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import hmac
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -340,7 +341,7 @@ def _load_native() -> tuple[object | None, str]:
     if os.environ.get("METERCERT_PURE_PYTHON") == "1":
         return None, "METERCERT_PURE_PYTHON=1: pure-Python path forced"
     try:
-        from metercert.security import _gcm_native
+        from metercert.security import _gcm_native  # type: ignore[attr-defined]
     except ImportError as exc:
         return None, f"native AES-GCM helper not built ({exc}): pure-Python path"
     return _gcm_native, f"native AES-GCM helper on {_gcm_native.OPENSSL_VERSION}"
@@ -609,3 +610,33 @@ def cipher_for(encryption_key: Key | bytes | None, authentication_key: Key | byt
     ek = encryption_key.secret if isinstance(encryption_key, Key) else encryption_key
     ak = authentication_key.secret if isinstance(authentication_key, Key) else authentication_key
     return _cached_cipher(ek, ak, own_title, peer_title, security_control.byte, key_size)
+
+
+_UNSET = object()
+
+
+class HeldCiphers:
+    """An association's bound ciphers for its fast path, (receive, send), held by the session
+    rather than looked up per APDU, and re-made whenever anything they bind changes.
+
+    ``get(stamp)`` returns the pair ``make()`` built, calling ``make`` again only when
+    ``stamp`` differs from the last one. The caller puts in the stamp every object ``make``
+    reads (keys, system titles, settings or profile); ``Key`` and ``bytes`` are immutable and a
+    key transfer installs new ``Key`` objects, so a new key is a new stamp. (Comparing a
+    tuple of the same objects is an identity check per element: a few tens of nanoseconds,
+    where :func:`cipher_for`'s lookup by the secrets costs a few hundred.)
+    """
+
+    __slots__ = ("_make", "_pair", "_stamp")
+
+    def __init__(self, make: Callable[[], tuple[ApduCipher | None, ApduCipher | None]]) -> None:
+        self._make = make
+        self._stamp: object = _UNSET
+        self._pair: tuple[ApduCipher | None, ApduCipher | None] = (None, None)
+
+    def get(self, stamp: tuple[object, ...]) -> tuple[ApduCipher | None, ApduCipher | None]:
+        if stamp == self._stamp:
+            return self._pair
+        self._pair = self._make()
+        self._stamp = stamp
+        return self._pair
