@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hmac
+import importlib
 import os
 from collections.abc import Callable
 from functools import lru_cache
@@ -341,7 +342,7 @@ def _load_native() -> tuple[object | None, str]:
     if os.environ.get("METERCERT_PURE_PYTHON") == "1":
         return None, "METERCERT_PURE_PYTHON=1: pure-Python path forced"
     try:
-        from metercert.security import _gcm_native  # type: ignore[attr-defined]
+        _gcm_native = importlib.import_module("metercert.security._gcm_native")
     except ImportError as exc:
         return None, f"native AES-GCM helper not built ({exc}): pure-Python path"
     return _gcm_native, f"native AES-GCM helper on {_gcm_native.OPENSSL_VERSION}"
