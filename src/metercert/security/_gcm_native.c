@@ -82,10 +82,11 @@ static int Gcm_init(Gcm *self, PyObject *args, PyObject *kwds) {
     PyObject *peer, *heads, *auth_failed;
     int sc_byte, mode;
     int rc = -1;
-    if (self->enc) {
+    if (self->enc || self->dec || self->aad || self->auth_failed) {
         PyErr_SetString(PyExc_TypeError, "Gcm objects are initialised once");
         return -1;
     }
+    for (int i = 0; i < 256; i++) Py_CLEAR(self->heads[i]);  /* an earlier failed init */
     if (!PyArg_ParseTuple(args, "y*y*y*OiiOy*O:Gcm", &key, &aad, &own, &peer, &sc_byte, &mode,
                           &heads, &plain_tags, &auth_failed))
         return -1;
@@ -160,6 +161,23 @@ static PyObject *openssl_error(void) {
     return NULL;
 }
 
+/* EVP_{En,De}cryptUpdate over any length (EVP takes int lengths): 1 on success. `out` NULL:
+ * the bytes are additional authenticated data. */
+#define CHUNK (1 << 30)
+static int update(EVP_CIPHER_CTX *c, int decrypt, unsigned char *out, const unsigned char *in,
+                  Py_ssize_t len) {
+    while (len > 0) {
+        int n = len > CHUNK ? CHUNK : (int)len, outl;
+        if ((decrypt ? EVP_DecryptUpdate(c, out, &outl, in, n)
+                     : EVP_EncryptUpdate(c, out, &outl, in, n)) != 1)
+            return 0;
+        in += n;
+        if (out != NULL) out += n;
+        len -= n;
+    }
+    return 1;
+}
+
 /* The payload of `mode` for `plain` into `out` (len + 12 bytes for authenticated modes,
  * len for encrypt-only). Returns 0, or -1 with nothing set (caller raises). */
 static int seal_into(Gcm *self, const unsigned char *iv, const unsigned char *plain,
@@ -167,16 +185,14 @@ static int seal_into(Gcm *self, const unsigned char *iv, const unsigned char *pl
     EVP_CIPHER_CTX *c = self->enc;
     int outl;
     unsigned char tag[16];
-    if (len > INT_MAX) return -1;
     if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) != 1) return -1;
     if (self->mode & MODE_AUTH) {
-        if (self->aad_len && EVP_EncryptUpdate(c, NULL, &outl, self->aad, (int)self->aad_len) != 1)
-            return -1;
+        if (!update(c, 0, NULL, self->aad, self->aad_len)) return -1;
         if (self->mode & MODE_ENC) {
-            if (len && EVP_EncryptUpdate(c, out, &outl, plain, (int)len) != 1) return -1;
+            if (!update(c, 0, out, plain, len)) return -1;
         } else {
             /* GMAC: the plaintext is authenticated data and goes out as it is */
-            if (len && EVP_EncryptUpdate(c, NULL, &outl, plain, (int)len) != 1) return -1;
+            if (!update(c, 0, NULL, plain, len)) return -1;
             memcpy(out, plain, (size_t)len);
         }
         if (EVP_EncryptFinal_ex(c, out + len, &outl) != 1) return -1;
@@ -184,7 +200,7 @@ static int seal_into(Gcm *self, const unsigned char *iv, const unsigned char *pl
         memcpy(out + len, tag, TAG_BYTES);
     } else {
         /* encrypt-only: GCM's CTR part, no tag (the next IV set resets the context) */
-        if (len && EVP_EncryptUpdate(c, out, &outl, plain, (int)len) != 1) return -1;
+        if (!update(c, 0, out, plain, len)) return -1;
     }
     return 0;
 }
@@ -197,7 +213,6 @@ static PyObject *open_payload(Gcm *self, const unsigned char *iv, const unsigned
     unsigned char *out;
     int outl;
     Py_ssize_t ptlen;
-    if (len > INT_MAX) return openssl_error();
     if (self->mode & MODE_AUTH) {
         EVP_CIPHER_CTX *c = self->dec;
         if (len < TAG_BYTES) goto fail;
@@ -206,12 +221,11 @@ static PyObject *open_payload(Gcm *self, const unsigned char *iv, const unsigned
         if (result == NULL) return NULL;
         out = (unsigned char *)PyBytes_AS_STRING(result);
         if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, iv) != 1) goto ossl;
-        if (self->aad_len && EVP_DecryptUpdate(c, NULL, &outl, self->aad, (int)self->aad_len) != 1)
-            goto ossl;
+        if (!update(c, 1, NULL, self->aad, self->aad_len)) goto ossl;
         if (self->mode & MODE_ENC) {
-            if (ptlen && EVP_DecryptUpdate(c, out, &outl, payload, (int)ptlen) != 1) goto ossl;
+            if (!update(c, 1, out, payload, ptlen)) goto ossl;
         } else {
-            if (ptlen && EVP_DecryptUpdate(c, NULL, &outl, payload, (int)ptlen) != 1) goto ossl;
+            if (!update(c, 1, NULL, payload, ptlen)) goto ossl;
             memcpy(out, payload, (size_t)ptlen);
         }
         if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_BYTES,
@@ -229,7 +243,7 @@ static PyObject *open_payload(Gcm *self, const unsigned char *iv, const unsigned
         if (result == NULL) return NULL;
         out = (unsigned char *)PyBytes_AS_STRING(result);
         if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) != 1) goto ossl;
-        if (ptlen && EVP_EncryptUpdate(c, out, &outl, payload, (int)ptlen) != 1) goto ossl;
+        if (!update(c, 0, out, payload, ptlen)) goto ossl;
     }
     if (plain_tag >= 0 && (ptlen < 1 || out[0] != (unsigned char)plain_tag)) {
         /* the outer tag is not covered by the GCM tag: it must match the protected service */
