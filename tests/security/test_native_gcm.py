@@ -15,6 +15,7 @@ Where the helper is not built the tests here skip saying so, unless METERCERT_RE
 """
 
 import os
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ from metercert.security import (
     SecurityControl,
     parse_ciphered,
     protection,
+    unprotect_parsed,
 )
 
 if not protection.NATIVE:
@@ -142,7 +144,7 @@ def test_native_and_pure_python_agree(c):
     other_tag = bytearray(apdu)
     other_tag[0] = c["other_tag"]
     variants += [bytes(other_sc), bytes(other_tag), apdu[:-1], apdu + b"\x00"]
-    for bad in variants:
+    for bad in [apdu, *variants]:
         for method in ("unprotect", "unprotect_counted"):
             _same(receiver_n, receiver_p, method, bad)
         try:
@@ -150,6 +152,14 @@ def test_native_and_pure_python_agree(c):
         except ApduFormatError:
             continue
         _same(receiver_n, receiver_p, "open_parsed", parsed)
+        # the free function (what fleet ingest calls) runs the helper too: same verdicts
+        free = {}
+        for native in (True, False):
+            with mock.patch.object(protection, "_NATIVE", protection._NATIVE if native else None):
+                free[native] = _verdict(lambda p: unprotect_parsed(
+                    p, encryption_key=c["ek"], authentication_key=c["ak"],
+                    system_title=c["own"]).plaintext, parsed)
+        assert free[True] == free[False]
 
 
 @pytest.mark.parametrize("size", [64, 200, 1024, 60 * 1024])
