@@ -532,12 +532,14 @@ class MeterSession:
         if secrets is None:
             return None, None
         suite, size = meter.profile.security_suite, self._key_size(secrets.guek)
+        own, peer = meter.state.system_title, self.client_title
         try:
-            return tuple(cipher_for(secrets.guek, secrets.ak, meter.state.system_title,  # type: ignore[return-value]
-                                    self.client_title, sc, size)
-                         for sc in (SecurityControl(suite), SecurityControl(suite, *meter.requires)))
+            receive = cipher_for(secrets.guek, secrets.ak, own, peer, SecurityControl(suite), size)
+            send = cipher_for(secrets.guek, secrets.ak, own, peer,
+                              SecurityControl(suite, *meter.requires), size)
         except (InvalidKey, ApduFormatError):
             return None, None
+        return receive, send
 
     def _held_ciphers(self) -> tuple[ApduCipher | None, ApduCipher | None]:
         """The held (receive, send) pair, re-made when a key, a title or the profile changed
