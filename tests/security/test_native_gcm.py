@@ -234,3 +234,12 @@ def test_pure_python_can_be_forced(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("False False METERCERT_PURE_PYTHON=1")
+
+
+def test_a_stale_helper_is_not_used():
+    from types import SimpleNamespace
+
+    stale = SimpleNamespace(ABI_VERSION=0, OPENSSL_VERSION="x")
+    with mock.patch.object(protection.importlib, "import_module", return_value=stale):
+        module, status = protection._load_native()
+    assert module is None and "stale" in status and "pip install" in status

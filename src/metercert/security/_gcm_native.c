@@ -435,7 +435,9 @@ PyMODINIT_FUNC PyInit__gcm_native(void) {
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddStringConstant(m, "OPENSSL_VERSION", OpenSSL_version(OPENSSL_VERSION)) < 0) {
+    /* protection.py refuses a helper of another interface version (a stale editable build) */
+    if (PyModule_AddIntConstant(m, "ABI_VERSION", 1) < 0 ||
+        PyModule_AddStringConstant(m, "OPENSSL_VERSION", OpenSSL_version(OPENSSL_VERSION)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -344,6 +344,9 @@ def select_encryption_key(keys: KeySet, parsed: CipheredApdu,
 _DEFAULT_SC = SecurityControl(0)  # suite 0, authenticated and encrypted
 
 
+_NATIVE_ABI = 1  # the interface of _gcm_native.c this module calls (its ABI_VERSION)
+
+
 def _load_native() -> tuple[object | None, str]:
     """The OpenSSL helper (``_gcm_native.c``) and why it is or is not used."""
     if os.environ.get("METERCERT_PURE_PYTHON") == "1":
@@ -352,6 +355,10 @@ def _load_native() -> tuple[object | None, str]:
         _gcm_native = importlib.import_module("metercert.security._gcm_native")
     except ImportError as exc:
         return None, f"native AES-GCM helper not built ({exc}): pure-Python path"
+    abi = getattr(_gcm_native, "ABI_VERSION", None)
+    if abi != _NATIVE_ABI:
+        return None, (f"native AES-GCM helper is stale (interface {abi}, this code needs "
+                      f"{_NATIVE_ABI}; run the pip install again): pure-Python path")
     return _gcm_native, f"native AES-GCM helper on {_gcm_native.OPENSSL_VERSION}"
 
 
