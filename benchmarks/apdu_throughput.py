@@ -2,17 +2,24 @@
 
 Each implementation protects and unprotects a glo-get-response style APDU with
 authenticated encryption (SC 0x30, suite 0) at 64 and 1024 bytes (1- and 3-byte BER
-lengths), in the same process and run. The *product path* comes first: what the
-client and the reference meter call per APDU, the association's bound cipher looked
-up with ``cipher_for`` (protect: ``.protect(plain, ic)``; unprotect, as the meter does:
-``parse_ciphered`` then ``.open_parsed``). The floor is one one-shot
-``cryptography`` ``AESGCM.encrypt`` of the same plaintext and AAD; DLMS's 12-byte tag
-needs two GCM passes to verify (security/_gcm.py), so unprotect cannot go below 2x of it.
+lengths), in the same process and run. The *product path* comes first, and it is the
+reference meter's own code: a real ``MeterSession`` (on a stand-in meter object: keys,
+titles, the conformant profile) asked for its held ciphers as it is per APDU
+(``session._held_ciphers()``, meter/session.py), then ``send.protect(plain, ic)`` as
+``_close_response`` does and ``receive.unprotect_counted(apdu)`` as ``_open_request`` does.
+The client's per-APDU code is the same two calls (client/session.py ``protect_request`` and
+``_open``). ``product`` runs on the OpenSSL helper (security/_gcm_native.c, what
+``pip install`` builds); ``product pure-Py`` is the same session with the pure-Python
+fallback (``METERCERT_PURE_PYTHON=1``: ``ApduCipher(native=False)``). ``full path`` is what
+meter and client do for any other security control, form or framing: ``cipher_for`` lookup,
+``parse_ciphered``, ``open_parsed``. The floor is one one-shot ``cryptography``
+``AESGCM.encrypt`` of the same plaintext and AAD; in pure Python DLMS's 12-byte tag needs two
+GCM passes to verify (security/_gcm.py), OpenSSL's GCM verifies it in one.
 
 Implementations are interleaved: every round measures each of them for a short
 slice, in a rotated order, so a busy machine slows all of them alike; a slice counts
-its fastest batch of 100 calls. Prints the median microseconds per APDU, the median of the per-round ratios to the floor, and the
-product path's ratio in every round.
+its fastest batch of 100 calls. Prints the median microseconds per APDU, the median of the
+per-round ratios to the floor, and the product paths' ratios in every round.
 
 Then the general forms (suites 1/2): general-ciphering (0xDD, identified key, SC 0x31) against
 the raw AESGCM call with the same AAD length, and general-signing (0xDF) against the raw
@@ -31,17 +38,22 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from metercert.meter.profile import load_profile
+from metercert.meter.session import MeterSession
 from metercert.security import (
     ApduCipher,
     CipheringForm,
+    Key,
     SecurityControl,
     parse_ciphered,
     protect,
+    protection,
     unprotect,
 )
 from metercert.security import general as gen
@@ -75,21 +87,56 @@ def ours(plain: bytes) -> tuple[Callable[[], object], Callable[[], object]]:
             lambda: unprotect(apdu, encryption_key=EK, authentication_key=AK, system_title=TITLE))
 
 
+def _meter_session(native: bool) -> MeterSession:
+    """A reference-meter session in an association with a client of title TITLE: the real
+    MeterSession on a stand-in meter (what its cipher call sites read: keys, titles, the
+    conformant profile's suite and policy)."""
+    profile = load_profile("conformant")
+    meter = SimpleNamespace(profile=profile, requires=profile.requires,
+                            state=SimpleNamespace(system_title=TITLE))
+    session = MeterSession(meter, 1)  # type: ignore[arg-type]
+    session.secrets = SimpleNamespace(guek=Key(EK, "guek"), ak=Key(AK, "ak"))  # type: ignore[assignment]
+    session.client_title = TITLE
+    if not native:  # the fallback: the same session, ciphers without the OpenSSL helper
+        suite = profile.security_suite
+        session._held = protection.HeldCiphers(lambda: tuple(  # type: ignore[arg-type]
+            ApduCipher(encryption_key=EK, authentication_key=AK, own_title=TITLE,
+                       peer_title=TITLE, security_control=sc, native=False)
+            for sc in (SecurityControl(suite), SecurityControl(suite, *profile.requires))))
+    return session
+
+
+def _product(plain: bytes, native: bool) -> tuple[Callable[[], object], Callable[[], object]]:
+    session = _meter_session(native)
+    receive, send = session._held_ciphers()
+    assert receive is not None and send is not None and receive.native == native
+    apdu = send.protect(plain, 1)
+    assert receive.unprotect_counted(apdu) == (plain, 1)
+    held = session._held_ciphers
+    return (lambda: held()[1].protect(plain, 1),  # type: ignore[union-attr]
+            lambda: held()[0].unprotect_counted(apdu))  # type: ignore[union-attr]
+
+
 def product(plain: bytes) -> tuple[Callable[[], object], Callable[[], object]]:
-    """What client and meter run per APDU: the cached bound cipher of the association."""
+    """What meter (and client) run per APDU, on the OpenSSL helper."""
+    if not protection.NATIVE:
+        raise RuntimeError(protection.NATIVE_STATUS)
+    return _product(plain, True)
+
+
+def product_pure(plain: bytes) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The same, on the pure-Python fallback."""
+    return _product(plain, False)
+
+
+def full_path(plain: bytes) -> tuple[Callable[[], object], Callable[[], object]]:
+    """Any other SC, form or framing: cipher_for lookup, parse_ciphered, open_parsed."""
     apdu = cipher_for(EK, AK, TITLE, TITLE, SC).protect(plain, 1)
 
     def open_request() -> bytes:
         return cipher_for(EK, AK, TITLE, TITLE, SC).open_parsed(parse_ciphered(apdu))
 
     return (lambda: cipher_for(EK, AK, TITLE, TITLE, SC).protect(plain, 1), open_request)
-
-
-def bound(plain: bytes) -> tuple[Callable[[], object], Callable[[], object]]:
-    cipher = ApduCipher(encryption_key=EK, authentication_key=AK, own_title=TITLE,
-                        peer_title=TITLE, security_control=SC)
-    apdu = cipher.protect(plain, 1)
-    return (lambda: cipher.protect(plain, 1), lambda: cipher.unprotect(apdu))
 
 
 def floor(plain: bytes) -> tuple[Callable[[], object], Callable[[], object]]:
@@ -229,8 +276,9 @@ def per_call(fn: Callable[[], object], seconds: float) -> float:
 
 IMPLEMENTATIONS = {
     "floor": floor,                 # one AESGCM.encrypt, the goal's unit
-    "product": product,             # cipher_for + protect / parse_ciphered + open_parsed
-    "ApduCipher": bound,            # the bound cipher held directly (no lookup)
+    "product": product,             # meter session: held cipher, protect / unprotect_counted
+    "product pure-Py": product_pure,  # the same, pure-Python fallback
+    "full path": full_path,         # cipher_for + protect / parse_ciphered + open_parsed
     "free functions": ours,         # protect() / unprotect()
     "AESGCM decrypt": raw,          # full 16-byte tag: not what DLMS can use
     "dlms-cosem": dlms_cosem,
@@ -246,6 +294,8 @@ def interleaved(size: int, rounds: int, slice_s: float) -> None:
             pairs[name] = factory(plain)
         except ValueError as exc:  # dlms-cosem encodes lengths in one byte only
             print(f"{size:>5} {name:<15} cannot protect a {size}-byte APDU: {exc}")
+        except RuntimeError as exc:  # the OpenSSL helper is not built
+            print(f"{size:>5} {name:<15} not measured: {exc}")
     names = list(pairs)
     us: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in names}
     for r in range(rounds):
@@ -266,15 +316,20 @@ def interleaved(size: int, rounds: int, slice_s: float) -> None:
         print(f"{size:>5} {name:<15} {statistics.median(p):>10.2f} "
               f"{statistics.median(ratios(p, base_p)):>8.2f} {statistics.median(u):>12.2f} "
               f"{statistics.median(ratios(u, base_u)):>8.2f}")
-    pp, pu = (ratios(v, b) for v, b in zip(us["product"], (base_p, base_u)))
-    print(f"{size:>5} product/floor per round: protect "
-          + " ".join(f"{x:.2f}" for x in pp) + " | unprotect " + " ".join(f"{x:.2f}" for x in pu))
-    print(f"{size:>5} goals: protect <= 2.00x -> {statistics.median(pp):.2f}x, "
-          f"unprotect <= 2.50x -> {statistics.median(pu):.2f}x")
+    for product in ("product", "product pure-Py"):
+        if product not in us:
+            continue
+        pp, pu = (ratios(v, b) for v, b in zip(us[product], (base_p, base_u)))
+        print(f"{size:>5} {product}/floor per round: protect "
+              + " ".join(f"{x:.2f}" for x in pp) + " | unprotect "
+              + " ".join(f"{x:.2f}" for x in pu))
+        print(f"{size:>5} {product} goals: protect <= 2.00x -> {statistics.median(pp):.2f}x, "
+              f"unprotect <= 2.50x -> {statistics.median(pu):.2f}x")
+    main_path = "product" if "product" in us else "product pure-Py"
     for peer in ("gurux-dlms", "dlms-cosem"):
         if peer in us:
-            q, m = us[peer], us["product"]
-            print(f"{size:>5} product path vs {peer}: protect "
+            q, m = us[peer], us[main_path]
+            print(f"{size:>5} {main_path} vs {peer}: protect "
                   f"{statistics.median(ratios(q[0], m[0])):.1f}x faster, unprotect "
                   f"{statistics.median(ratios(q[1], m[1])):.1f}x faster")
 
@@ -287,6 +342,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.5,
                         help="time per measurement of the general-form table")
     args = parser.parse_args()
+    print(f"ApduCipher: {protection.NATIVE_STATUS}")
     for size in (64, 1024):
         interleaved(size, args.rounds, args.slice)
     general_table(args.seconds)

@@ -152,3 +152,28 @@ def test_cipher_for_reuses_one_object_and_follows_key_changes(ek, ak):
     changed = cipher_for(bytes(16), ak, GREEN_BOOK_TITLE, None, sc)
     assert changed is not first
     assert changed.protect(V1_PLAIN, 0x01234567) != V1_APDU
+
+
+def test_held_ciphers_are_remade_when_the_stamp_changes(ek, ak):
+    from metercert.security import Key
+    from metercert.security.protection import HeldCiphers
+
+    made = []
+    keys = {"ek": ek}
+
+    def make():
+        c = cipher_for(keys["ek"], ak, GREEN_BOOK_TITLE, GREEN_BOOK_TITLE, SecurityControl(0))
+        made.append(c)
+        return c, c
+
+    held = HeldCiphers(make)
+    first = held.get((keys["ek"], ak))
+    assert held.get((keys["ek"], ak)) is first and len(made) == 1
+    apdu = first[1].protect(V1_PLAIN, 1)
+    # a key transfer installs a new Key object: the next APDU gets the new key's cipher
+    keys["ek"] = Key(bytes(16), "guek")
+    second = held.get((keys["ek"], ak))
+    assert len(made) == 2 and second[0] is not first[0]
+    with pytest.raises(AuthenticationFailed):
+        second[0].unprotect_counted(apdu)
+    assert second[0].unprotect_counted(second[1].protect(V1_PLAIN, 2)) == (V1_PLAIN, 2)

@@ -60,6 +60,7 @@ from metercert.cosem import (
 )
 from metercert.errors import ConnectionFailed, InputFileError
 from metercert.security import (
+    ApduFormatError,
     AuthenticationFailed,
     CipheringForm,
     HlsCredentials,
@@ -78,7 +79,7 @@ from metercert.security import (
     unprotect_parsed,
 )
 from metercert.security.keys import load_pem_key
-from metercert.security.protection import cipher_for
+from metercert.security.protection import GLOBAL_TAGS, ApduCipher, HeldCiphers, cipher_for
 from metercert.transport.errors import TransportError
 from metercert.transport.stream import ApduStream, open_dlms_connection
 
@@ -174,6 +175,7 @@ class DlmsClient:
         self._dedicated: Key | None = None
         self._rx = ReplayGuard(None, b"\0" * 8, "server")
         self._rx_dedicated = ReplayGuard(None, b"\0" * 8, "server-dedicated")
+        self._held = HeldCiphers(self._make_held_ciphers)  # the association's bound ciphers
         self._ctos = b""
         store = None
         if settings.ciphered and settings.counter_dir is not None and settings.keys.client_system_title:
@@ -486,13 +488,42 @@ class DlmsClient:
             raise DlmsError("no dedicated key: associate with dedicated_key=True")
         ic = self._counter.next() if invocation_counter is None else invocation_counter
         self.last_sent_counter = ic
+        if (form is CipheringForm.GLOBAL and suite is None and authenticated is None
+                and encrypted is None):
+            send = self._held_ciphers()[1]  # fast path: the association's held cipher
+            if send is not None:
+                return send.protect(plain, ic)
         sc = SecurityControl(s.suite if suite is None else suite,
                              s.authenticated if authenticated is None else authenticated,
                              s.encrypted if encrypted is None else encrypted)
         assert s.keys.client_system_title is not None
-        # the association's bound cipher (made once per keys and titles, see cipher_for)
+        # the bound cipher of these keys, titles and SC (made once, see cipher_for)
         return cipher_for(key, s.keys.ak, s.keys.client_system_title, self._peer_title(), sc,
                           self._key_size(key, sc.suite)).protect(plain, ic, form)
+
+    def _make_held_ciphers(self) -> tuple[ApduCipher | None, ApduCipher | None]:
+        """The association's fast-path cipher, global form, GUEK, in the settings' security
+        control, for both directions: a response in that SC passes every check of
+        :meth:`_open` before the tag. None where the keys cannot serve it (the full path
+        says why)."""
+        s = self.settings
+        keys = s.keys
+        if keys.guek is None or keys.client_system_title is None:
+            return None, None
+        try:
+            cipher = cipher_for(keys.guek, keys.ak, keys.client_system_title, self._peer_title(),
+                                SecurityControl(s.suite, s.authenticated, s.encrypted),
+                                self._key_size(keys.guek, s.suite))
+        except (InvalidKey, ApduFormatError):
+            return None, None
+        return cipher, cipher
+
+    def _held_ciphers(self) -> tuple[ApduCipher | None, ApduCipher | None]:
+        """The held (receive, send) pair, re-made when a key, a title or the settings changed."""
+        s = self.settings
+        keys = s.keys
+        return self._held.get((keys.guek, keys.ak, keys.client_system_title, self.server_title,
+                               s, self._keys_suite))
 
     def _peer_title(self) -> bytes | None:
         """The meter's system title if it is one a cipher can use (8 bytes), else None."""
@@ -536,6 +567,20 @@ class DlmsClient:
             from metercert.client import general as _general
 
             return _general.open_answer(self, apdu)
+        if apdu and apdu[0] in GLOBAL_TAGS:
+            # fast path: the held cipher opens a response in the association's own security
+            # control (None: another SC or framing, the full path below)
+            receive = self._held_ciphers()[0]
+            if receive is not None:
+                try:
+                    opened = receive.unprotect_counted(apdu)
+                except AuthenticationFailed:
+                    raise ResponseNotTrusted("response does not verify") from None
+                if opened is not None:
+                    if not self._rx.accept(opened[1]):  # only after the tag verified
+                        raise ResponseNotTrusted(
+                            f"response replays or reuses invocation counter {opened[1]}")
+                    return opened[0]
         parsed = parse_ciphered(apdu)
         if parsed.system_title is not None and parsed.system_title != self.server_title:
             raise ResponseNotTrusted("response carries another system title")
@@ -550,6 +595,7 @@ class DlmsClient:
         key = self._dedicated if parsed.form.dedicated else self.settings.keys.guek
         try:
             own = self.settings.keys.client_system_title or bytes(8)  # not used to open
+            # the bound cipher of these keys, titles and SC (made once, see cipher_for)
             plaintext = cipher_for(key, self.settings.keys.ak, own, self._peer_title(), sc,
                                    self._key_size(key, sc.suite)).open_parsed(parsed)
         except (AuthenticationFailed, InvalidKey):  # InvalidKey: no key the suite can use

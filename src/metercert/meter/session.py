@@ -96,7 +96,7 @@ from metercert.security import (
     protect,
     unprotect_parsed,
 )
-from metercert.security.protection import cipher_for
+from metercert.security.protection import GLOBAL_TAGS, ApduCipher, HeldCiphers, cipher_for
 
 if TYPE_CHECKING:  # typing only: importing the model here would be circular
     from metercert.meter.model import Meter
@@ -165,6 +165,7 @@ class MeterSession:
         self.block_invoke = 0
         self.lls_password: bytes | None = None
         self.suite = self.meter.profile.security_suite
+        self._held = HeldCiphers(self._make_held_ciphers)  # the association's bound ciphers
 
     @property
     def associated(self) -> bool:
@@ -522,6 +523,32 @@ class MeterSession:
         return False
 
     # -- requests ---------------------------------------------------------------------------
+    def _make_held_ciphers(self) -> tuple[ApduCipher | None, ApduCipher | None]:
+        """The association's fast-path ciphers, global form, GUEK: (receive) requests in the
+        configured suite, authenticated and encrypted, the one security control that passes
+        every check of :meth:`_open_request` before the tag; (send) answers in the
+        configured suite. None where the keys cannot serve it (the full path says why)."""
+        secrets, meter = self.secrets, self.meter
+        if secrets is None:
+            return None, None
+        suite, size = meter.profile.security_suite, self._key_size(secrets.guek)
+        own, peer = meter.state.system_title, self.client_title
+        try:
+            receive = cipher_for(secrets.guek, secrets.ak, own, peer, SecurityControl(suite), size)
+            send = cipher_for(secrets.guek, secrets.ak, own, peer,
+                              SecurityControl(suite, *meter.requires), size)
+        except (InvalidKey, ApduFormatError):
+            return None, None
+        return receive, send
+
+    def _held_ciphers(self) -> tuple[ApduCipher | None, ApduCipher | None]:
+        """The held (receive, send) pair, re-made when a key, a title or the profile changed
+        (a key transfer installs new Key objects)."""
+        secrets, meter = self.secrets, self.meter
+        assert secrets is not None
+        return self._held.get((secrets.guek, secrets.ak, self.client_title,
+                               meter.state.system_title, meter.profile, meter.requires))
+
     def _open_request(self, apdu: bytes) -> _Request | bytes:
         if not self.protected:
             if is_ciphered(apdu):
@@ -532,6 +559,20 @@ class MeterSession:
             return _exception(ServiceError.OPERATION_NOT_POSSIBLE)
         if apdu[0] in _general.GENERAL_TAGS:
             return self._open_general(apdu)
+        if apdu[0] in GLOBAL_TAGS:
+            # fast path: the held cipher opens a request in the one security control that
+            # needs no other check (None: another SC or framing, the full path below)
+            receive = self._held_ciphers()[0]
+            if receive is not None:
+                try:
+                    opened = receive.unprotect_counted(apdu)
+                except AuthenticationFailed:
+                    self.meter.log.add(Event.DECIPHERING_ERROR, f"sap {self.client_sap}")
+                    return _exception(ServiceError.DECIPHERING_ERROR)
+                if opened is not None:
+                    return self._accepted(self.meter.state.rx_guard(self.e), opened[1],
+                                          _Request(opened[0], CipheringForm.GLOBAL,
+                                                   receive.security_control.suite))
         parsed = parse_ciphered(apdu)
         sc = parsed.security_control
         if self._suite_problem(sc):
@@ -551,17 +592,22 @@ class MeterSession:
         else:
             key, guard = self.secrets.guek, self.meter.state.rx_guard(self.e)
         try:
-            # the association's bound cipher (made once per keys and titles, see cipher_for)
+            # the bound cipher of these keys and titles (made once, see cipher_for)
             plaintext = cipher_for(key, self.secrets.ak, self.meter.state.system_title,
                                    self.client_title, sc, self._key_size(key)).open_parsed(parsed)
         except (AuthenticationFailed, InvalidKey):  # a key the named suite cannot use: unverifiable
             self.meter.log.add(Event.DECIPHERING_ERROR, f"sap {self.client_sap}")
             return _exception(ServiceError.DECIPHERING_ERROR)
-        if not self._fresh(guard, parsed.invocation_counter):
+        return self._accepted(guard, parsed.invocation_counter,
+                              _Request(plaintext, parsed.form, sc.suite))
+
+    def _accepted(self, guard: ReplayGuard, counter: int, request: _Request) -> _Request | bytes:
+        """The verified request if its counter is fresh, else the counter error."""
+        if not self._fresh(guard, counter):
             last = guard.last_accepted
             return _exception(ServiceError.INVOCATION_COUNTER_ERROR,
                               ic=0 if last is None else min(last + 1, 0xFFFFFFFF))
-        return _Request(plaintext, parsed.form, sc.suite)
+        return request
 
     def _open_general(self, apdu: bytes) -> _Request | bytes:
         """general-ciphering / general-signing: see :mod:`metercert.meter.general`."""
@@ -589,9 +635,14 @@ class MeterSession:
         if request.form is None:
             return response
         assert self.secrets is not None
+        counter = self._own_counter()
+        if (request.form is CipheringForm.GLOBAL
+                and request.suite == self.meter.profile.security_suite):
+            send = self._held_ciphers()[1]  # fast path: the association's held cipher
+            if send is not None:
+                return send.protect(response, counter)
         key = self.dedicated_key if request.form.dedicated else self.secrets.guek
         sc = SecurityControl(request.suite, *self.meter.requires)
-        counter = self._own_counter()
         return cipher_for(key, self.secrets.ak, self.meter.state.system_title, self.client_title,
                           sc, self._key_size(key)).protect(response, counter, request.form)
 

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import enum
 import hmac
+import importlib
+import os
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -296,12 +299,19 @@ def unprotect_parsed(
     ek = _secret(encryption_key, "encryption key", size) if sc.protected else None
     aad = (bytes((sc.byte,)) + _secret(authentication_key, "authentication key", size)
            if sc.authenticated else b"")
-    plaintext = _gcm.unprotect_payload(sc.authenticated, sc.encrypted, ek, nonce, payload, aad)
     expected_tag = parsed.plain_tag
-    if expected_tag is not None and plaintext[:1] != bytes((expected_tag,)):
-        # The outer tag is not covered by the tag: a receiver must check that it
-        # matches the protected service, or a glo-get could be relabelled glo-set.
-        raise AuthenticationFailed()
+    if ek is not None and _NATIVE is not None and type(title) is bytes:
+        # the bound cipher of these secrets (cached) on the OpenSSL helper: the same checks,
+        # the outer tag's included, in one GCM pass
+        plaintext = _cached_cipher(ek, aad[1:] if sc.authenticated else None, title, title,
+                                   sc.byte, size)._open(sc.byte, nonce, payload, expected_tag)
+    else:
+        plaintext = _gcm.unprotect_payload(sc.authenticated, sc.encrypted, ek, nonce, payload,
+                                           aad)
+        if expected_tag is not None and plaintext[:1] != bytes((expected_tag,)):
+            # The outer tag is not covered by the tag: a receiver must check that it
+            # matches the protected service, or a glo-get could be relabelled glo-set.
+            raise AuthenticationFailed()
     return Unprotected(plaintext, parsed.tag, parsed.form, sc, parsed.invocation_counter, title,
                        sc.authenticated)
 
@@ -332,6 +342,33 @@ def select_encryption_key(keys: KeySet, parsed: CipheredApdu,
 
 
 _DEFAULT_SC = SecurityControl(0)  # suite 0, authenticated and encrypted
+
+
+_NATIVE_ABI = 1  # the interface of _gcm_native.c this module calls (its ABI_VERSION)
+
+
+def _load_native() -> tuple[object | None, str]:
+    """The OpenSSL helper (``_gcm_native.c``) and why it is or is not used."""
+    if os.environ.get("METERCERT_PURE_PYTHON") == "1":
+        return None, "METERCERT_PURE_PYTHON=1: pure-Python path forced"
+    try:
+        _gcm_native = importlib.import_module("metercert.security._gcm_native")
+    except ImportError as exc:
+        return None, f"native AES-GCM helper not built ({exc}): pure-Python path"
+    abi = getattr(_gcm_native, "ABI_VERSION", None)
+    if abi != _NATIVE_ABI:
+        return None, (f"native AES-GCM helper is stale (interface {abi}, this code needs "
+                      f"{_NATIVE_ABI}; run the pip install again): pure-Python path")
+    return _gcm_native, f"native AES-GCM helper on {_gcm_native.OPENSSL_VERSION}"
+
+
+_NATIVE, NATIVE_STATUS = _load_native()
+#: True when ApduCipher runs on the OpenSSL helper by default (see ``NATIVE_STATUS``)
+NATIVE = _NATIVE is not None
+# outer service-specific tag -> plain tag, for the helper's in-place framing
+_PLAIN_TAG_TABLE = bytes(_PLAIN_TAG.get(t, 0) for t in range(256))
+
+
 @lru_cache(maxsize=1024)
 def _heads(form: CipheringForm, own_title: bytes) -> dict[int, bytes]:
     """Plaintext service tag -> the bytes a ciphered APDU of ``form`` starts with (shared:
@@ -343,6 +380,12 @@ def _heads(form: CipheringForm, own_title: bytes) -> dict[int, bytes]:
     tag = GENERAL_GLO_CIPHERING if form is CipheringForm.GENERAL_GLO else GENERAL_DED_CIPHERING
     head = bytes((tag, 8)) + own_title
     return {t: head for t in range(256)}
+
+
+@lru_cache(maxsize=1024)
+def _heads_table(form: CipheringForm, own_title: bytes) -> tuple[bytes | None, ...]:
+    heads = _heads(form, own_title)
+    return tuple(heads.get(t) for t in range(256))
 
 
 def _length(n: int) -> bytes:
@@ -367,16 +410,23 @@ class ApduCipher:
     downgrade override of :func:`protect`. Framing is read in place for every BER length
     form a service-specific APDU uses (1, 2 and 3 bytes); other framings go through
     :func:`parse_ciphered`.
+
+    With the OpenSSL helper (``_gcm_native``, built by ``pip install``; ``native=False`` or
+    ``METERCERT_PURE_PYTHON=1`` turn it off) one C call protects or unprotects an APDU of
+    those framings in the bound security control: GCM with the key schedule set once and a
+    12-byte tag checked by OpenSSL in one pass. Everything else, and every refusal message
+    other than :class:`AuthenticationFailed`, is the pure-Python path's.
     """
 
-    __slots__ = ("_aad", "_authenticated", "_encrypt", "_encrypted", "_heads", "_own", "_peer",
-                 "_sc1", "_sc_byte", "_sealed", "security_control")
+    __slots__ = ("_aad", "_authenticated", "_encrypt", "_encrypted", "_form", "_heads",
+                 "_native", "_own", "_peer", "_sc1", "_sc_byte", "_sealed", "security_control")
 
     def __init__(self, *, encryption_key: Key | bytes | None,
                  authentication_key: Key | bytes | None, own_title: bytes,
                  peer_title: bytes | None = None,
                  security_control: SecurityControl = _DEFAULT_SC,
-                 form: CipheringForm = CipheringForm.GLOBAL, key_size: int | None = None) -> None:
+                 form: CipheringForm = CipheringForm.GLOBAL, key_size: int | None = None,
+                 native: bool | None = None) -> None:
         sc = security_control
         if sc.compressed:
             raise ApduFormatError("compression is not supported")
@@ -391,15 +441,43 @@ class ApduCipher:
         self._own, self._peer = own_title, peer_title
         self._aad = (self._sc1 + _secret(authentication_key, "authentication key", size)
                      if sc.authenticated else b"")
-        self._encrypt = (_gcm._aead(_secret(encryption_key, "encryption key", size)).encrypt
-                         if sc.protected else None)
+        ek = _secret(encryption_key, "encryption key", size) if sc.protected else None
+        self._encrypt = _gcm._aead(ek).encrypt if ek is not None else None
+        self._form = form
         self._heads = _heads(form, own_title)
         self._sealed = sc.authenticated and sc.encrypted
+        self._native = None
+        if ek is not None and (NATIVE if native is None else native):
+            if _NATIVE is None:
+                raise RuntimeError(NATIVE_STATUS)
+            self._native = _NATIVE.Gcm(  # type: ignore[attr-defined]
+                ek, self._aad, own_title, peer_title, self._sc_byte,
+                (1 if sc.authenticated else 0) | (2 if sc.encrypted else 0),
+                _heads_table(form, own_title), _PLAIN_TAG_TABLE, AuthenticationFailed)
+
+    @property
+    def native(self) -> bool:
+        """Whether this cipher runs on the OpenSSL helper."""
+        return self._native is not None
+
+    def __repr__(self) -> str:
+        return (f"ApduCipher(SC 0x{self._sc_byte:02X}, {self._form.value}, "
+                f"{'native' if self._native is not None else 'pure Python'})")
 
     def protect(self, plaintext: bytes, invocation_counter: int,
                 form: CipheringForm | None = None) -> bytes:
         """The ciphered APDU; ``form`` overrides the bound one (a meter answers in the form
         it was asked in)."""
+        native = self._native
+        if native is not None:
+            if form is None or form is self._form:
+                out = native.protect(plaintext, invocation_counter)
+            else:
+                head = _heads(form, self._own).get(plaintext[0]) if plaintext else None
+                out = None if head is None else native.protect(plaintext, invocation_counter,
+                                                               head)
+            if out is not None:
+                return out  # type: ignore[no-any-return]
         head = ((self._heads if form is None else _heads(form, self._own)).get(plaintext[0])
                 if plaintext else None)
         if head is None:
@@ -424,6 +502,11 @@ class ApduCipher:
 
     def unprotect(self, apdu: bytes) -> bytes:
         """Plaintext of a verified APDU from the peer; raises AuthenticationFailed otherwise."""
+        native = self._native
+        if native is not None:
+            plaintext = native.unprotect(apdu)
+            if plaintext is not None:
+                return plaintext  # type: ignore[no-any-return]
         size = len(apdu)
         if size > 21 and self._sealed and self._peer is not None:
             # service-specific form, authenticated and encrypted: framing read in place,
@@ -453,6 +536,38 @@ class ApduCipher:
             raise ApduFormatError("the peer's system title is needed for service-specific forms")
         return self.open_parsed(parse_ciphered(apdu))
 
+    def unprotect_counted(self, apdu: bytes) -> tuple[bytes, int] | None:
+        """(plaintext, invocation counter) of a service-specific APDU from the peer in this
+        cipher's security control, framed with a 1-, 2- or 3-byte length; None for any other
+        APDU (another SC byte, tag or framing: the caller's full path then parses, checks and
+        refuses it). Raises :class:`AuthenticationFailed` if such an APDU does not verify.
+
+        The fast path of a receiver that has checked this security control once: the meter
+        and the client hold the cipher of the SC they accept."""
+        native = self._native
+        if native is not None:
+            return native.unprotect_counted(apdu)  # type: ignore[no-any-return]
+        size = len(apdu)
+        if size < 7 or self._peer is None or self._encrypt is None:
+            return None
+        plain_tag = _PLAIN_TAG.get(apdu[0])
+        if plain_tag is None:
+            return None
+        first = apdu[1]
+        if first < 0x80:
+            start, length = 2, first
+        elif first == 0x81:
+            start, length = 3, apdu[2]
+        elif first == 0x82:
+            start, length = 4, apdu[2] << 8 | apdu[3]
+        else:
+            return None
+        if length < 5 or length != size - start or apdu[start] != self._sc_byte:
+            return None
+        counter = apdu[start + 1:start + 5]
+        return (self._open(self._sc_byte, self._peer + counter, apdu[start + 5:], plain_tag),
+                int.from_bytes(counter, "big"))
+
     def open_parsed(self, parsed: CipheredApdu) -> bytes:
         """As :meth:`unprotect`, for an APDU the caller has parsed (and checked) already."""
         title = parsed.system_title or self._peer
@@ -465,6 +580,10 @@ class ApduCipher:
     def _open(self, sc_byte: int, nonce: bytes, payload: bytes, plain_tag: int | None) -> bytes:
         if sc_byte != self._sc_byte:
             raise AuthenticationFailed()  # protected otherwise than this association
+        native = self._native
+        if native is not None and type(payload) is bytes and type(nonce) is bytes:
+            return native.open(nonce, payload,  # type: ignore[no-any-return]
+                               -1 if plain_tag is None else plain_tag)
         encrypt = self._encrypt
         if encrypt is None:
             plaintext = payload
@@ -506,3 +625,33 @@ def cipher_for(encryption_key: Key | bytes | None, authentication_key: Key | byt
     ek = encryption_key.secret if isinstance(encryption_key, Key) else encryption_key
     ak = authentication_key.secret if isinstance(authentication_key, Key) else authentication_key
     return _cached_cipher(ek, ak, own_title, peer_title, security_control.byte, key_size)
+
+
+_UNSET = object()
+
+
+class HeldCiphers:
+    """An association's bound ciphers for its fast path, (receive, send), held by the session
+    rather than looked up per APDU, and re-made whenever anything they bind changes.
+
+    ``get(stamp)`` returns the pair ``make()`` built, calling ``make`` again only when
+    ``stamp`` differs from the last one. The caller puts in the stamp every object ``make``
+    reads (keys, system titles, settings or profile); ``Key`` and ``bytes`` are immutable and a
+    key transfer installs new ``Key`` objects, so a new key is a new stamp. (Comparing a
+    tuple of the same objects is an identity check per element: a few tens of nanoseconds,
+    where :func:`cipher_for`'s lookup by the secrets costs a few hundred.)
+    """
+
+    __slots__ = ("_make", "_pair", "_stamp")
+
+    def __init__(self, make: Callable[[], tuple[ApduCipher | None, ApduCipher | None]]) -> None:
+        self._make = make
+        self._stamp: object = _UNSET
+        self._pair: tuple[ApduCipher | None, ApduCipher | None] = (None, None)
+
+    def get(self, stamp: tuple[object, ...]) -> tuple[ApduCipher | None, ApduCipher | None]:
+        if stamp == self._stamp:
+            return self._pair
+        self._pair = self._make()
+        self._stamp = stamp
+        return self._pair
