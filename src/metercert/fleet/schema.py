@@ -49,6 +49,7 @@ source         string            capture or log file the row came from, as given
 from __future__ import annotations
 
 import hashlib
+import operator
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -134,6 +135,17 @@ def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
             cols["key_id"][i] = kid
             skeys[i] = space_key(row.get("system_title") or f"?{row.get('direction')}", kid)
     return pa.table(cols, schema=APDU_SCHEMA)
+
+
+_GETTERS = [operator.itemgetter(i) for i in range(len(COLUMNS))]
+
+
+def table_from_lists(rows: list[list[Any]]) -> pa.Table:
+    """Build a schema table from complete rows: lists in :data:`COLUMNS` order with every
+    value filled in (the ingest's rows; ``meter_key`` and ``space_key`` computed)."""
+    arrays = [pa.array(list(map(get, rows)), type=f.type)
+              for get, f in zip(_GETTERS, APDU_SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=APDU_SCHEMA)
 
 
 def write_dataset(table: pa.Table, out_dir: str | Path) -> list[Path]:
