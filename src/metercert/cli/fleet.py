@@ -117,6 +117,14 @@ def _ingest(args: argparse.Namespace) -> int:
         console.print(f"warning: {st['undecoded_ciphered']} ciphered APDU(s) of a form that "
                       "could not be split (general-ciphering/signing or damaged): recorded "
                       "as ciphered without security control")
+    if st.get("short_tags"):
+        console.print(f"warning: {st['short_tags']} authenticated APDU(s) too short for the "
+                      "12-byte GCM tag of every DLMS suite (a non-standard tag length, or "
+                      "cut): their protection cannot be verified as DLMS defines it")
+    if st.get("key_size_mismatch"):
+        console.print(f"warning: {st['key_size_mismatch']} APDU(s) not verified: the key "
+                      "file's keys for them do not have the size their security suite needs "
+                      "(tag_ok left empty, not counted as a tag failure)")
     if st and result.rows == 0 and st.get("packets", 0):
         ports = ", ".join(map(str, args.port)) if args.port else "any port"
         console.print(f"warning: no DLMS APDU decoded from {st.get('packets', 0)} packets "
