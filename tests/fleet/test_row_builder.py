@@ -161,3 +161,41 @@ def test_an_authenticated_apdu_shorter_than_the_tag_is_named(tmp_path: Path) -> 
     rows = pq.read_table(tmp_path / "d3").to_pylist()
     assert [r["tag_ok"] for r in rows if r["ic"] == 9] == [False]
     assert res.stats["short_tags"] == 1
+
+
+def _wire(files: list[Path], ports: list[int] | None, fast: bool) -> tuple[list, dict]:
+    reader = CaptureReader(ports)
+    reader.fast_path = fast
+    out = [w for f in files for w in reader.read(f, str(f))]
+    out += list(reader.finish())
+    assert fast or not reader._fast
+    return out, dict(vars(reader.stats)) | {"fast_halves": bool(reader._fast)}
+
+
+def _same_wire(files: list[Path], ports: list[int] | None) -> bool:
+    fast, fast_stats = _wire(files, ports, True)
+    slow, slow_stats = _wire(files, ports, False)
+    assert fast == slow
+    used = fast_stats.pop("fast_halves")
+    slow_stats.pop("fast_halves")
+    assert fast_stats == slow_stats
+    return used
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_edge_case_reader_fast_path_reads_what_the_general_path_reads(
+        name: str, tmp_path: Path) -> None:
+    case = CASES[name](tmp_path)
+    used = _same_wire(case.files, case.ports)
+    assert used or name in ("udp-push", "hdlc-ui", "gateway"), name  # HDLC, UDP: general
+
+
+def test_public_captures_reader_fast_path_reads_what_the_general_path_reads() -> None:
+    used = [_same_wire([CAPTURES / name], None) for name in FILES]
+    assert sum(used) >= 10  # most TCP captures have streams the fast path serves
+
+
+def test_sample_capture_reader_fast_path_reads_what_the_general_path_reads(
+        tmp_path: Path) -> None:
+    sample = write_sample_capture(tmp_path / "s.pcap", meters=12, requests=5)
+    _same_wire([sample.pcap, sample.pcap], None)  # twice: the second copy is all duplicates
