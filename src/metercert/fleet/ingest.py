@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pyarrow as pa
 
@@ -142,8 +143,10 @@ def _role_keysets(ks: KeySet) -> list[KeySet]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def _ap_title(apdu: bytes, tag: int) -> tuple[bytes | None, bytes | None]:
-    """(AP-title, user-information) of an AARQ or AARE; ``(None, None)`` if it won't parse."""
+    """(AP-title, user-information) of an AARQ or AARE; ``(None, None)`` if it won't parse.
+    (Memoised: a head-end sends the same AARQ to every meter.)"""
     try:
         if tag == AARQ_TAG:
             q = AARQ.from_bytes(apdu)
@@ -169,21 +172,17 @@ _SHA256 = hashlib.sha256
 GCM_TAG_BYTES = 12  # the tag length of every DLMS security suite
 
 
-class _Cipher(NamedTuple):
-    """What a finished row needs of its ciphered APDU (the APDU itself is parsed again,
-    by :func:`parse_ciphered`, only to verify it with keys)."""
-
-    protected: bytes
-    facts: tuple[int, int, str, bool, bool, SecurityControl]
-    dedicated: bool
-    explicit_title: bytes | None
-    short_tag: bool  # authenticated, but the payload cannot hold the 12-byte tag
+# what a finished row needs of its ciphered APDU, as a plain tuple (one per APDU):
+# (APDU, SC facts, dedicated form, system title it carries, authenticated but shorter than
+# the tag); the APDU itself is parsed again by parse_ciphered only to verify it with keys
+_C_APDU, _C_FACTS, _C_DED, _C_TITLE, _C_SHORT = range(5)
+_Cipher = tuple[bytes, tuple[int, int, str, bool, bool, SecurityControl], bool, "bytes | None",
+                bool]
 
 
 def _split_ciphered(protected: bytes) -> tuple[_Cipher, int, bytes] | None:
-    """(facts, invocation counter, payload) of a ciphered APDU; None if it won't split.
-
-    Service-specific forms whose 1-, 2- or 3-byte length covers the rest are read in
+    """(cipher facts, invocation counter, payload) of a ciphered APDU; None if it won't
+    split. Service-specific forms whose 1-, 2- or 3-byte length covers the rest are read in
     place (as :func:`parse_ciphered` does); anything else goes through it."""
     size = len(protected)
     tag = protected[0]
@@ -199,17 +198,16 @@ def _split_ciphered(protected: bytes) -> tuple[_Cipher, int, bytes] | None:
             start, length = 0, -1
         if length == size - start and length >= 5:
             facts = _SC_FACTS[protected[start]]
-            payload = protected[start + 5:]
-            return (_Cipher(protected, facts, tag in DEDICATED_TAGS, None,
-                            facts[3] and len(payload) < GCM_TAG_BYTES),
-                    int.from_bytes(protected[start + 1:start + 5], "big"), payload)
+            return ((protected, facts, tag in DEDICATED_TAGS, None,
+                     facts[3] and length < 5 + GCM_TAG_BYTES),
+                    int.from_bytes(protected[start + 1:start + 5], "big"), protected[start + 5:])
     try:
         parsed = parse_ciphered(protected)
     except (ApduFormatError, SecurityError):
         return None
     facts = _SC_FACTS[parsed.security_control.byte]
-    return (_Cipher(protected, facts, parsed.form.dedicated, parsed.system_title,
-                    facts[3] and len(parsed.payload) < GCM_TAG_BYTES),
+    return ((protected, facts, parsed.form.dedicated, parsed.system_title,
+             facts[3] and len(parsed.payload) < GCM_TAG_BYTES),
             parsed.invocation_counter, parsed.payload)
 
 
@@ -292,26 +290,30 @@ class ApduRecorder:
         finally:
             self.sink = sink
 
+    def _association(self, path: tuple[str, int | None, str, str]) -> _Association:
+        stream, client_sap, endpoint, server_addr = path
+        # one association per client and server address pair on a connection: the
+        # wrapper multiplexes by wPort, an HDLC gateway by the meters' addresses
+        where = endpoint[len(server_addr) + 1:] or "-"
+        akey = f"{stream} {client_sap}>{where}"
+        assoc = self._assocs.get(akey)
+        if assoc is None:
+            assoc = self._assocs[akey] = _Association(akey)
+        self._by_path[path] = assoc
+        return assoc
+
     def add(self, w: WireApdu) -> None:
         """Append the rows that are complete after ``w`` to ``sink``."""
-        apdu = w.apdu
+        (ts, direction, client_addr, server_addr, client_sap, server_sap, link, stream, apdu,
+         endpoint, source) = w
         tag = apdu[0]
-        endpoint = w.endpoint
-        path = (w.stream, w.client_sap, endpoint, w.server_addr)
+        path = (stream, client_sap, endpoint, server_addr)
         assoc = self._by_path.get(path)
         if assoc is None:
-            # one association per client and server address pair on a connection: the
-            # wrapper multiplexes by wPort, an HDLC gateway by the meters' addresses
-            where = endpoint[len(w.server_addr) + 1:] or "-"
-            akey = f"{w.stream} {w.client_sap}>{where}"
-            assoc = self._assocs.get(akey)
-            if assoc is None:
-                assoc = self._assocs[akey] = _Association(akey)
-            self._by_path[path] = assoc
-        protected: bytes | None = None
+            assoc = self._association(path)
         released = False
         if tag in CIPHERED_TAGS:
-            protected = apdu
+            protected: bytes | None = apdu
         elif tag == AARQ_TAG:
             if assoc.held:
                 self._resolve(assoc, endpoint)
@@ -326,28 +328,31 @@ class ApduRecorder:
             if title:
                 assoc.meter_title = title
             protected = info if info and info[0] in CIPHERED_TAGS else None
-        row = [None, w.ts, w.direction, w.client_addr, w.server_addr, w.client_sap,
-               w.server_sap, w.link, None, None, endpoint, assoc.label, None, None, None,
-               None, None, None, None, tag, len(apdu), None, False, False, None, None,
-               w.source or self.source]
+        else:
+            protected = None
         cipher: _Cipher | None = None
-        if protected is not None:
-            row[_CIPH] = True
+        if protected is None:
+            row = [None, ts, direction, client_addr, server_addr, client_sap, server_sap, link,
+                   None, None, endpoint, assoc.label, None, None, None, None, None, None, None,
+                   tag, len(apdu), None, False, False, None, None, source or self.source]
+        else:
             split = _split_ciphered(protected)
             if split is None:
                 self.malformed += 1  # ciphered, but a form we cannot split: no SC claimed
+                row = [None, ts, direction, client_addr, server_addr, client_sap, server_sap,
+                       link, None, None, endpoint, assoc.label, None, None, None, None, None,
+                       None, None, tag, len(apdu), None, True, False, None, None,
+                       source or self.source]
             else:
                 cipher, ic, payload = split
-                facts = cipher.facts
-                if (cipher.explicit_title and assoc.meter_title is None
-                        and w.direction == "s2c"):
-                    assoc.meter_title = cipher.explicit_title
-                row[_SC] = facts[0]
-                row[_SUITE] = facts[1]
-                row[_KSET] = facts[2]
-                row[_IC] = ic
-                row[_SHA] = _SHA256(payload).digest()
-                row[_AUTH] = facts[3]
+                facts = cipher[_C_FACTS]
+                explicit = cipher[_C_TITLE]
+                if explicit and assoc.meter_title is None and direction == "s2c":
+                    assoc.meter_title = explicit
+                row = [None, ts, direction, client_addr, server_addr, client_sap, server_sap,
+                       link, None, None, endpoint, assoc.label, None, facts[0], facts[1],
+                       facts[2], None, None, ic, tag, len(apdu), _SHA256(payload).digest(),
+                       True, facts[3], None, None, source or self.source]
         if assoc.meter_title is not None and not released and not assoc.held:
             self.sink.append(self._finish(row, cipher, assoc, assoc.meter_title))
             return
@@ -379,35 +384,38 @@ class ApduRecorder:
         meter = row[_MID] = ident[0]
         row[_MKEY] = ident[1]
         if cipher is None:
-            if row[_CIPH]:  # a ciphered form we cannot split: the default counter space
+            if row[_CIPH] and meter:  # a ciphered form we cannot split: the default space
                 key_id = row[_KID] = default_key_id(meter, None, row[_CSAP])
                 row[_SKEY] = self._space(f"?{row[_DIR]}", key_id)
             return row
-        sender = cipher.explicit_title or (
+        sender = cipher[_C_TITLE] or (
             assoc.client_title if row[_DIR] == "c2s" else meter_title)
         if sender:
-            hexed = self._hex.get(sender)
-            if hexed is None:
-                hexed = self._hex[sender] = sender.hex().upper()
-            row[_ST] = who = hexed
+            who = self._hex.get(sender)
+            if who is None:
+                who = self._hex[sender] = sender.hex().upper()
+            row[_ST] = who
         else:
             who = f"?{row[_DIR]}"
-        if sender is None:
-            self.unattributed += 1
-        if cipher.short_tag:
+            if sender is None:
+                self.unattributed += 1
+        if cipher[_C_SHORT]:
             self.short_tags += 1
         generation = ""
-        if self.keys is not None and sender is not None and not cipher.dedicated:
+        if self.keys is not None and sender is not None and not cipher[_C_DED]:
             generation = self._verify(row, cipher, sender, endpoint, meter_title,
                                       assoc.client_title)
-        if cipher.dedicated:
+        if cipher[_C_DED]:
             key_id = f"ded {row[_ASSOC]}"
-        elif cipher.facts[4]:
+        elif cipher[_C_FACTS][4]:
             key_id = f"gbk{generation}"
         else:
             key_id = f"guk {meter}/{row[_CSAP]}{generation}"
         row[_KID] = key_id
-        row[_SKEY] = self._space(who, key_id)
+        sk = self._spaces.get((who, key_id))
+        if sk is None:
+            sk = self._spaces[(who, key_id)] = space_key(who, key_id)
+        row[_SKEY] = sk
         return row
 
     def _space(self, who: str, key_id: str) -> int:
@@ -430,7 +438,7 @@ class ApduRecorder:
         if not cands:
             return ""
         try:
-            parsed = parse_ciphered(cipher.protected)
+            parsed = parse_ciphered(cipher[_C_APDU])
         except (ApduFormatError, SecurityError):
             return ""
         memo = f"{endpoint}/{row[_CSAP]}"
