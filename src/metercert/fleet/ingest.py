@@ -16,6 +16,7 @@ entry in the key file. Key bytes never leave :mod:`metercert.security`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -488,6 +489,26 @@ class IngestResult:
     skipped: tuple[Path, ...] = ()
 
 
+class _GcPause:
+    """Holds the cyclic garbage collector off while rows are built (and turns it back on
+    around every yield and at the end, if it was on). The row builder makes no reference
+    cycles, but it makes a few container objects per APDU, and each collection walks all
+    the rows held so far: 10-15 % of the ingest's CPU time for nothing."""
+
+    def __init__(self) -> None:
+        self._paused = False
+
+    def pause(self) -> None:
+        if gc.isenabled():
+            gc.disable()
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            gc.enable()
+
+
 def _capture_tables(reader: CaptureReader, rec: ApduRecorder,
                     files: Iterable[tuple[str | Path, str]], chunk_rows: int = 250_000,
                     on_file: Callable[[Any, int], None] | None = None) -> Iterator[pa.Table]:
@@ -496,21 +517,33 @@ def _capture_tables(reader: CaptureReader, rec: ApduRecorder,
     sink: list[list[Any]] = []
     rec.sink = sink
     add = rec.add
-    for path, source in files:
-        before = rec.rows_done
-        for w in reader.read(path, source):
+    gc_pause = _GcPause()
+    gc_pause.pause()
+    try:
+        for path, source in files:
+            before = rec.rows_done
+            for w in reader.read(path, source):
+                add(w)
+                if len(sink) >= chunk_rows:
+                    table = table_from_lists(sink)
+                    sink.clear()
+                    gc_pause.resume()
+                    yield table
+                    gc_pause.pause()
+            if on_file:
+                gc_pause.resume()
+                on_file(path, rec.rows_done - before)
+                gc_pause.pause()
+        for w in reader.finish():
             add(w)
-            if len(sink) >= chunk_rows:
-                yield table_from_lists(sink)
-                sink.clear()
-        if on_file:
-            on_file(path, rec.rows_done - before)
-    for w in reader.finish():
-        add(w)
-    rec.flush_rows()
-    if sink:
-        yield table_from_lists(sink)
-        sink.clear()
+        rec.flush_rows()
+        if sink:
+            table = table_from_lists(sink)
+            sink.clear()
+            gc_pause.resume()
+            yield table
+    finally:
+        gc_pause.resume()
 
 
 def _recorder_stats(rec: ApduRecorder) -> dict[str, int]:

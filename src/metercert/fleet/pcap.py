@@ -338,6 +338,8 @@ _SYN_FIN_RST = _SYN | _FIN | _RST
 _REC = struct.Struct("<IIII")
 _REC_BE = struct.Struct(">IIII")
 _TCP_HEAD = struct.Struct(">HHI")
+_IP4 = struct.Struct(">BxHHHxB2x4s4s")  # version/IHL, length, id, fragment, protocol, addresses
+_TCP = struct.Struct(">HHI4xBB")  # ports, sequence number, data offset, flags
 _ETHER_SKIP = {0x8100: 4, 0x88A8: 4}  # VLAN tags before the real EtherType
 Packet = tuple[int, bytes, bytes, int, int, int, int, int, bytes]
 
@@ -391,6 +393,18 @@ def _pcapng_records(reader: Any, st: CaptureStats) -> Iterator[tuple[int, bytes]
 def _parse(linktype: int, buf: bytes) -> Packet | None:
     """(protocol, src ip, dst ip, sport, dport, seq, flags, ip id, payload) of a TCP or
     UDP packet over IPv4/IPv6; protocol 0 for other IP traffic; None if not IP."""
+    if linktype == 1 and buf[12:14] == b"\x08\x00":
+        # the common case, TCP in unfragmented IPv4 on Ethernet, in two unpacks; anything
+        # short or else takes the general path below
+        try:
+            vihl, total, ipid, frag, proto, src, dst = _IP4.unpack_from(buf, 14)
+            if proto == 6 and not frag & 0x3FFF:
+                l4 = 14 + (vihl & 0x0F) * 4
+                sport, dport, seq, doff, flags = _TCP.unpack_from(buf, l4)
+                return (6, src, dst, sport, dport, seq, flags, ipid,
+                        buf[l4 + (doff >> 4) * 4:14 + total if total else len(buf)])
+        except struct.error:
+            pass
     try:
         if linktype == 1:  # Ethernet
             etype, off = int.from_bytes(buf[12:14], "big"), 14
