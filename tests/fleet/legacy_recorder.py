@@ -21,6 +21,7 @@ from metercert.security import (
 )
 from metercert.security.protection import CIPHERED_TAGS, CipheredApdu
 
+
 @dataclass
 class _Held:
     """A row whose identity waits for the meter's system title (and its parsed APDU)."""

@@ -144,7 +144,7 @@ def test_an_authenticated_apdu_shorter_than_the_tag_is_named(tmp_path: Path) -> 
     path = _session_capture(tmp_path, short)
     res = ingest([path], tmp_path / "d")
     assert res.stats["short_tags"] == 1
-    row = [r for r in pq.read_table(tmp_path / "d").to_pylist() if r["ic"] == 9][0]
+    row = next(r for r in pq.read_table(tmp_path / "d").to_pylist() if r["ic"] == 9)
     assert row["ciphered"] and row["authenticated"] and row["length"] == len(short)
     proc = subprocess.run([sys.executable, "-m", "metercert", "fleet", "ingest", str(path),
                            "--out", str(tmp_path / "d2")],

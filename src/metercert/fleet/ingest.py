@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -176,7 +176,11 @@ GCM_TAG_BYTES = 12  # the tag length of every DLMS security suite
 # what a finished row needs of its ciphered APDU, as a plain tuple (one per APDU):
 # (APDU, SC facts, dedicated form, system title it carries, authenticated but shorter than
 # the tag); the APDU itself is parsed again by parse_ciphered only to verify it with keys
-_C_APDU, _C_FACTS, _C_DED, _C_TITLE, _C_SHORT = range(5)
+_C_APDU: Final = 0
+_C_FACTS: Final = 1
+_C_DED: Final = 2
+_C_TITLE: Final = 3
+_C_SHORT: Final = 4
 _Cipher = tuple[bytes, tuple[int, int, str, bool, bool, SecurityControl], bool, "bytes | None",
                 bool]
 
@@ -332,6 +336,7 @@ class ApduRecorder:
         else:
             protected = None
         cipher: _Cipher | None = None
+        row: list[Any]
         if protected is None:
             row = [None, ts, direction, client_addr, server_addr, client_sap, server_sap, link,
                    None, None, endpoint, assoc.label, None, None, None, None, None, None, None,
@@ -711,8 +716,7 @@ def ingest(paths: Iterable[str | Path], out_dir: str | Path, *,
         elif pcaps:
             stats = CaptureStats()
             rec = ApduRecorder(keys=ring, first_id=first)
-            ports = [port] if isinstance(port, int) else port
-            reader = CaptureReader(ports, stats)
+            reader = CaptureReader([port] if isinstance(port, int) else port, stats)
             rows = 0
             for table in _capture_tables(reader, rec, [(f, str(f)) for f in pcaps],
                                          on_file=on_file):

@@ -481,8 +481,16 @@ class _Fast:
     holding exactly one whole wrapper frame needs to become a :class:`WireApdu` without
     the general reassembly and framing path (which gives the same APDU, see ``read``)."""
 
-    __slots__ = ("client_addr", "direction", "framer", "half", "name", "saps", "server_addr",
-                 "s2c")
+    __slots__ = (
+        "client_addr",
+        "direction",
+        "framer",
+        "half",
+        "name",
+        "s2c",
+        "saps",
+        "server_addr",
+    )
 
     def __init__(self, conn: _Conn, half: _HalfStream, s2c: bool, server_addr: str,
                  client_addr: str) -> None:
