@@ -219,7 +219,7 @@ def _split_ciphered(protected: bytes) -> tuple[_Cipher, int, bytes] | None:
 class _Association:
     """What one stream has told us so far about its current association."""
 
-    __slots__ = ("client_title", "held", "key", "label", "meter_title", "number")
+    __slots__ = ("client_title", "held", "ident", "key", "label", "meter_title", "number")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -227,6 +227,7 @@ class _Association:
         self.label = f"{key}/0"
         self.client_title: bytes | None = None
         self.meter_title: bytes | None = None
+        self.ident: tuple[bytes | None, str, tuple[str, int]] | None = None
         # rows waiting for the meter's system title: (row, cipher facts or None)
         self.held: list[tuple[list[Any], _Cipher | None]] = []
 
@@ -383,12 +384,15 @@ class ApduRecorder:
         row[_ID] = self.first_id + self._next
         self._next += 1
         endpoint = row[_EP]
-        ident = self._ids.get((meter_title, endpoint))
-        if ident is None:
-            mid = meter_identity(meter_title, endpoint)
-            ident = self._ids[(meter_title, endpoint)] = (mid, meter_key(mid))
-        meter = row[_MID] = ident[0]
-        row[_MKEY] = ident[1]
+        last = assoc.ident  # (meter title, endpoint, (meter id, meter key)) last used
+        if last is None or last[0] is not meter_title or last[1] is not endpoint:
+            found = self._ids.get((meter_title, endpoint))
+            if found is None:
+                mid = meter_identity(meter_title, endpoint)
+                found = self._ids[(meter_title, endpoint)] = (mid, meter_key(mid))
+            last = assoc.ident = (meter_title, endpoint, found)
+        meter = row[_MID] = last[2][0]
+        row[_MKEY] = last[2][1]
         if cipher is None:
             if row[_CIPH] and meter:  # a ciphered form we cannot split: the default space
                 key_id = row[_KID] = default_key_id(meter, None, row[_CSAP])

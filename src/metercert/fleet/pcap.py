@@ -55,6 +55,7 @@ APDU_TAGS = frozenset({0x01, 0x05, 0x06, 0x08, 0x0C, 0x0D, 0x0E, 0x0F, 0x21, 0x2
 _CLIENT_TAGS = frozenset({0x60, 0x62, 0xC0, 0xC1, 0xC3, 0xC8, 0xC9, 0xCB, 0xD0, 0xD1, 0xD3})
 _METER_TAGS = frozenset({0x61, 0x63, 0x0F, 0xC2, 0xC4, 0xC5, 0xC7, 0xCA, 0xCC, 0xCD, 0xCF,
                          0xD2, 0xD4, 0xD5, 0xD7, 0xD8})
+_new_tuple = tuple.__new__  # a WireApdu from its 11 fields without the keyword handling
 _GAP_SEGMENTS = 64  # later segments held before a never-filled gap is skipped
 _DEDUP_WINDOW = 1 << 20  # UDP datagram digests remembered for cross-file duplicates
 
@@ -623,9 +624,10 @@ class CaptureReader:
                                 csap, ssap = (wdst, wsrc) if fast.s2c else (wsrc, wdst)
                                 saps = fast.saps = (wsrc, wdst, csap, ssap, _endpoint(
                                     fast.server_addr, "wrapper", ssap))
-                            yield WireApdu(when, fast.direction, fast.client_addr,
-                                           fast.server_addr, saps[2], saps[3], "wrapper",
-                                           fast.name, data[8:], saps[4], src_name)
+                            yield _new_tuple(WireApdu, (
+                                when, fast.direction, fast.client_addr, fast.server_addr,
+                                saps[2], saps[3], "wrapper", fast.name, data[8:], saps[4],
+                                src_name))
                             continue
                 if proto == 0 or (ports is not None and sport not in ports
                                   and dport not in ports):
