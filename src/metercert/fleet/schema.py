@@ -138,12 +138,14 @@ def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 
 _GETTERS = [operator.itemgetter(i) for i in range(len(COLUMNS))]
-# columns that repeat along a stream (addresses, identity, association, counter space):
-# converted once per distinct combination and spread over the rows by index
+# columns that repeat along a stream (addresses, identity, association, counter space,
+# protection, service): converted once per distinct combination and spread over the rows
+# by index. (Each position holds one type, so 1 and True never meet in a comparison.)
 _CONTEXT = tuple(COLUMNS.index(c) for c in (
     "direction", "client_addr", "server_addr", "client_sap", "server_sap", "link",
-    "meter_id", "meter_key", "endpoint", "assoc_id", "system_title", "suite", "key_set",
-    "key_id", "space_key", "source"))
+    "meter_id", "meter_key", "endpoint", "assoc_id", "system_title", "sc", "suite",
+    "key_set", "key_id", "space_key", "apdu_tag", "ciphered", "authenticated", "tag_ok",
+    "plain_tag", "source"))
 _CONTEXT_OF = operator.itemgetter(*_CONTEXT)
 
 
