@@ -4,11 +4,13 @@ Writes N capture files of ciphered wrapper traffic (many meters, one TCP connect
 each, glo-get request/response pairs, frames split across segments now and then),
 then ingests them with the function ``metercert fleet ingest`` calls, serially (one
 process) and in parallel (``--jobs`` worker processes, one file each), alternating the two
-in ``--rounds`` rounds, and prints per round and as medians the APDUs per CPU-second
-(user + system time of this process and of every worker it waited for) and per
-wall-second, with the load average (the machine may be shared). Usage:
+in ``--rounds`` rounds (with ``--cli`` also the ``metercert fleet ingest`` command as a
+child process, interpreter start and imports included), and prints per round and as
+medians the APDUs per CPU-second (user + system time of this process and of every
+process it waited for) and per wall-second, with the load average (the machine may be
+shared). Usage:
 
-    python benchmarks/fleet_ingest.py --apdus 400000 --files 4 --jobs 2
+    python benchmarks/fleet_ingest.py --apdus 400000 --files 4 --jobs 2 [--cli]
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import random
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,6 +112,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=4, help="capture files")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes for the parallel run")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of serial + parallel runs")
+    ap.add_argument("--cli", action="store_true",
+                    help="also run the metercert fleet ingest command (a child process)")
     args = ap.parse_args()
     from metercert.fleet.ingest import ingest
 
@@ -118,23 +124,33 @@ def main() -> None:
         size = sum(f.stat().st_size for f in files)
         print(f"{args.files} files, {total} APDUs, {size / 1e6:.1f} MB; "
               f"load average {os.getloadavg()[0]:.2f}")
-        results: dict[int, list[tuple[float, float]]] = {1: [], args.jobs: []}
+        runs = [("ingest()", 1), ("ingest()", args.jobs)]
+        if args.cli:
+            runs += [("CLI", 1), ("CLI", args.jobs)]
+        results: dict[tuple[str, int], list[tuple[float, float]]] = {r: [] for r in runs}
         for rnd in range(args.rounds):
-            for jobs in (1, args.jobs):
-                out = work / f"out-{rnd}-{jobs}"
+            for how, jobs in runs:
+                out = work / f"out-{rnd}-{how}-{jobs}"
                 c0, w0 = _cpu(), time.perf_counter()
-                res = ingest(files, out, jobs=jobs)
+                if how == "CLI":  # the whole command: interpreter, imports, digests, ingest
+                    proc = subprocess.run(
+                        [sys.executable, "-m", "metercert", "fleet", "ingest", *map(str, files),
+                         "--out", str(out), "--jobs", str(jobs)],
+                        capture_output=True, text=True, check=True)
+                    rows = int(proc.stdout.split()[0])
+                else:
+                    rows = ingest(files, out, jobs=jobs).rows
                 cpu, wall = _cpu() - c0, time.perf_counter() - w0
-                assert res.rows == total, (res.rows, total)
-                results[jobs].append((cpu, wall))
-                print(f"round {rnd + 1} jobs={jobs}: {res.rows} APDUs, {cpu:.2f} CPU-s, "
-                      f"{wall:.2f} s wall: {res.rows / cpu / 1000:.1f} k APDUs per CPU-second, "
-                      f"{res.rows / wall / 1000:.1f} k per wall-second")
+                assert rows == total, (rows, total)
+                results[(how, jobs)].append((cpu, wall))
+                print(f"round {rnd + 1} {how} jobs={jobs}: {rows} APDUs, {cpu:.2f} CPU-s, "
+                      f"{wall:.2f} s wall: {rows / cpu / 1000:.1f} k APDUs per CPU-second, "
+                      f"{rows / wall / 1000:.1f} k per wall-second")
                 shutil.rmtree(out, ignore_errors=True)
-        for jobs, runs in results.items():
-            cpu = statistics.median(c for c, _ in runs)
-            wall = statistics.median(w for _, w in runs)
-            print(f"median jobs={jobs}: {cpu:.2f} CPU-s, {wall:.2f} s wall: "
+        for (how, jobs), got in results.items():
+            cpu = statistics.median(c for c, _ in got)
+            wall = statistics.median(w for _, w in got)
+            print(f"median {how} jobs={jobs}: {cpu:.2f} CPU-s, {wall:.2f} s wall: "
                   f"{total / cpu / 1000:.1f} k APDUs per CPU-second, "
                   f"{total / wall / 1000:.1f} k per wall-second")
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
