@@ -4,6 +4,7 @@ when parallel and serial ingests append to one dataset in turn."""
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,8 +13,32 @@ from metercert.fleet.capture import write_sample_capture
 from metercert.fleet.ingest import _start_method, ingest
 
 
-def test_workers_fork_on_linux() -> None:
+def test_workers_fork_on_linux_only_when_no_other_thread_runs() -> None:
     assert _start_method() == ("fork" if sys.platform == "linux" else "spawn")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _start_method() == "spawn"  # a lock of that thread could be held at a fork
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_parallel_ingest_with_another_thread_running_spawns_and_matches(
+        tmp_path: Path) -> None:
+    caps = [write_sample_capture(tmp_path / f"c{i}.pcap", meters=2, requests=2, seed=i + 1)
+            for i in range(2)]
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        spawned = ingest([c.pcap for c in caps], tmp_path / "p", jobs=2)
+    finally:
+        stop.set()
+        other.join()
+    serial = ingest([c.pcap for c in caps], tmp_path / "s")
+    assert spawned.rows == serial.rows == sum(c.apdus for c in caps)
 
 
 def test_row_ids_stay_unique_across_parallel_and_serial_appends(tmp_path: Path) -> None:

@@ -72,10 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sim.set_defaults(func=_simulate)
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, *, auto_refresh: bool = True) -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    console=console, transient=True)
+                    console=console, transient=True, auto_refresh=auto_refresh)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -88,11 +88,14 @@ def _ingest(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():  # before any capture is read
         raise UsageError(f"--out {out}: is a file, not a dataset folder")
     console = Console(stderr=True)
-    with _progress(console) as prog:
+    # with --jobs the display redraws per file only: no refresh thread, so that the
+    # ingest's workers can be forked (see metercert.fleet.ingest._start_method)
+    with _progress(console, auto_refresh=args.jobs == 1) as prog:
         task = prog.add_task("ingesting", total=len(args.captures))
 
         def done(path: Path, rows: int) -> None:
-            prog.update(task, advance=1, description=f"{path.name}: {rows} APDUs")
+            prog.update(task, advance=1, description=f"{path.name}: {rows} APDUs",
+                        refresh=True)
 
         if args.jobs < 1:
             raise UsageError("--jobs must be at least 1")

@@ -633,16 +633,19 @@ def _ingest_one(path: str, out: str, ports: list[int] | None, keys: str | None,
 
 
 def _start_method() -> str:
-    """How workers of a parallel ingest start: forked on Linux (they inherit the imported
-    modules instead of importing pyarrow and the rest again, about 0.4 CPU-s each), spawned
-    elsewhere. Forking is safe here: the workers run only :func:`_ingest_one` (no output,
-    no logging, no locks shared with the parent's threads), the native libraries loaded by
-    then (OpenSSL, Arrow, jemalloc) reinitialise their state in a forked child, and the
-    executor forks all workers before it starts its own thread."""
+    """How workers of a parallel ingest start: forked on Linux when no other Python
+    thread runs (the workers inherit the imported modules instead of importing pyarrow
+    and the rest again), spawned otherwise. With no other thread, no lock the workers
+    could touch (the standard streams' at exit, a console's) is held by someone else at
+    the fork; the native libraries loaded by then (OpenSSL, Arrow, jemalloc) reinitialise
+    their state in a forked child, and the executor forks all its workers before it
+    starts its own thread. (The CLI keeps its progress display threadless for --jobs.)"""
     import multiprocessing
     import sys
+    import threading
 
-    if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
+    if (sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1):
         return "fork"
     return "spawn"
 
