@@ -15,12 +15,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metercert.fleet.capture import write_sample_capture
 from metercert.fleet.engines import DuckDbEngine, run_detectors
-from metercert.fleet.ingest import ApduRecorder, KeyRing, ingest, iter_pcap_tables
+from metercert.fleet.ingest import (
+    ApduRecorder,
+    KeyRing,
+    _split_ciphered,
+    ingest,
+    iter_pcap_tables,
+)
 from metercert.fleet.pcap import CaptureReader
 from metercert.fleet.schema import table_from_rows
+from metercert.security import ApduFormatError, SecurityError, parse_ciphered
+from metercert.security.protection import CIPHERED_TAGS
 
 from .cases import CASES, HEAD, MT, meter
 from .gen import AK, EK, HE, T0, Pcap, Session, cipher, key_file
@@ -199,3 +209,30 @@ def test_sample_capture_reader_fast_path_reads_what_the_general_path_reads(
         tmp_path: Path) -> None:
     sample = write_sample_capture(tmp_path / "s.pcap", meters=12, requests=5)
     _same_wire([sample.pcap, sample.pcap], None)  # twice: the second copy is all duplicates
+
+
+@settings(max_examples=400, deadline=None)
+@given(tag=st.sampled_from(sorted(CIPHERED_TAGS) + [0x00, 0xC0, 0x60]),
+       body=st.binary(max_size=300), form=st.integers(0, 4))
+def test_split_in_place_reads_what_parse_ciphered_reads(tag: int, body: bytes,
+                                                         form: int) -> None:
+    """The row builder reads service-specific framing in place; whatever the bytes, it
+    must say what parse_ciphered says (SC, counter, payload, form, title) or refuse alike."""
+    n = len(body)
+    length = [bytes([n & 0x7F]), b"\x81" + bytes([n & 0xFF]), b"\x82" + n.to_bytes(2, "big"),
+              b"\x83\x00" + n.to_bytes(2, "big"), b""][form]
+    apdu = bytes([tag]) + length + body
+    try:
+        parsed = parse_ciphered(apdu)
+    except (ApduFormatError, SecurityError):
+        parsed = None
+    split = _split_ciphered(apdu)
+    if parsed is None:
+        assert split is None
+        return
+    assert split is not None
+    cipher, ic, payload = split
+    assert (ic, payload) == (parsed.invocation_counter, parsed.payload)
+    assert cipher[1][5] == parsed.security_control and cipher[1][0] == parsed.security_control.byte
+    assert cipher[2] == parsed.form.dedicated and cipher[3] == parsed.system_title
+    assert cipher[4] == (parsed.security_control.authenticated and len(parsed.payload) < 12)
