@@ -3,6 +3,7 @@ when parallel and serial ingests append to one dataset in turn."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +15,11 @@ from metercert.fleet.ingest import _start_method, ingest
 
 
 def test_workers_fork_on_linux_only_when_no_other_thread_runs() -> None:
-    assert _start_method() == ("fork" if sys.platform == "linux" else "spawn")
+    # a fresh process (as the CLI is) has no other thread: its workers fork on Linux
+    code = "from metercert.fleet.ingest import _start_method; print(_start_method())"
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=120, check=True)
+    assert fresh.stdout.strip() == ("fork" if sys.platform == "linux" else "spawn")
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
