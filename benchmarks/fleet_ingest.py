@@ -2,11 +2,15 @@
 
 Writes N capture files of ciphered wrapper traffic (many meters, one TCP connection
 each, glo-get request/response pairs, frames split across segments now and then),
-then ingests them serially (one process) and in parallel (``--jobs`` worker
-processes, one file each), and prints APDUs per CPU-second (user + system time of
-every process involved) and per wall-second. Usage:
+then ingests them with the function ``metercert fleet ingest`` calls, serially (one
+process) and in parallel (``--jobs`` worker processes, one file each), alternating the two
+in ``--rounds`` rounds (with ``--cli`` also the ``metercert fleet ingest`` command as a
+child process, interpreter start and imports included), and prints per round and as
+medians the APDUs per CPU-second (user + system time of this process and of every
+process it waited for) and per wall-second, with the load average (the machine may be
+shared). Usage:
 
-    python benchmarks/fleet_ingest.py --apdus 400000 --files 4 --jobs 2
+    python benchmarks/fleet_ingest.py --apdus 400000 --files 4 --jobs 2 [--cli]
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import os
 import random
 import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,6 +111,9 @@ def main() -> None:
     ap.add_argument("--apdus", type=int, default=400_000, help="APDUs in all files together")
     ap.add_argument("--files", type=int, default=4, help="capture files")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes for the parallel run")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of serial + parallel runs")
+    ap.add_argument("--cli", action="store_true",
+                    help="also run the metercert fleet ingest command (a child process)")
     args = ap.parse_args()
     from metercert.fleet.ingest import ingest
 
@@ -112,16 +122,38 @@ def main() -> None:
         files = [work / f"cap-{i}.pcap" for i in range(args.files)]
         total = sum(write_capture(f, args.apdus // args.files, i + 1) for i, f in enumerate(files))
         size = sum(f.stat().st_size for f in files)
-        print(f"{args.files} files, {total} APDUs, {size / 1e6:.1f} MB")
-        for jobs in (1, args.jobs):
-            out = work / f"out-{jobs}"
-            c0, w0 = _cpu(), time.perf_counter()
-            res = ingest(files, out, jobs=jobs)
-            cpu, wall = _cpu() - c0, time.perf_counter() - w0
-            assert res.rows == total, (res.rows, total)
-            print(f"jobs={jobs}: {res.rows} APDUs, {cpu:.2f} CPU-s, {wall:.2f} s wall: "
-                  f"{res.rows / cpu / 1000:.1f} k APDUs per CPU-second, "
-                  f"{res.rows / wall / 1000:.1f} k per wall-second")
+        print(f"{args.files} files, {total} APDUs, {size / 1e6:.1f} MB; "
+              f"load average {os.getloadavg()[0]:.2f}")
+        runs = [("ingest()", 1), ("ingest()", args.jobs)]
+        if args.cli:
+            runs += [("CLI", 1), ("CLI", args.jobs)]
+        results: dict[tuple[str, int], list[tuple[float, float]]] = {r: [] for r in runs}
+        for rnd in range(args.rounds):
+            for how, jobs in runs:
+                out = work / f"out-{rnd}-{how}-{jobs}"
+                c0, w0 = _cpu(), time.perf_counter()
+                if how == "CLI":  # the whole command: interpreter, imports, digests, ingest
+                    proc = subprocess.run(
+                        [sys.executable, "-m", "metercert", "fleet", "ingest", *map(str, files),
+                         "--out", str(out), "--jobs", str(jobs)],
+                        capture_output=True, text=True, check=True)
+                    rows = int(proc.stdout.split()[0])
+                else:
+                    rows = ingest(files, out, jobs=jobs).rows
+                cpu, wall = _cpu() - c0, time.perf_counter() - w0
+                assert rows == total, (rows, total)
+                results[(how, jobs)].append((cpu, wall))
+                print(f"round {rnd + 1} {how} jobs={jobs}: {rows} APDUs, {cpu:.2f} CPU-s, "
+                      f"{wall:.2f} s wall: {rows / cpu / 1000:.1f} k APDUs per CPU-second, "
+                      f"{rows / wall / 1000:.1f} k per wall-second")
+                shutil.rmtree(out, ignore_errors=True)
+        for (how, jobs), got in results.items():
+            cpu = statistics.median(c for c, _ in got)
+            wall = statistics.median(w for _, w in got)
+            print(f"median {how} jobs={jobs}: {cpu:.2f} CPU-s, {wall:.2f} s wall: "
+                  f"{total / cpu / 1000:.1f} k APDUs per CPU-second, "
+                  f"{total / wall / 1000:.1f} k per wall-second")
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

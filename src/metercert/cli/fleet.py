@@ -72,10 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sim.set_defaults(func=_simulate)
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, *, auto_refresh: bool = True) -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    console=console, transient=True)
+                    console=console, transient=True, auto_refresh=auto_refresh)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -88,11 +88,14 @@ def _ingest(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():  # before any capture is read
         raise UsageError(f"--out {out}: is a file, not a dataset folder")
     console = Console(stderr=True)
-    with _progress(console) as prog:
+    # with --jobs the display redraws per file only: no refresh thread, so that the
+    # ingest's workers can be forked (see metercert.fleet.ingest._start_method)
+    with _progress(console, auto_refresh=args.jobs == 1) as prog:
         task = prog.add_task("ingesting", total=len(args.captures))
 
         def done(path: Path, rows: int) -> None:
-            prog.update(task, advance=1, description=f"{path.name}: {rows} APDUs")
+            prog.update(task, advance=1, description=f"{path.name}: {rows} APDUs",
+                        refresh=True)
 
         if args.jobs < 1:
             raise UsageError("--jobs must be at least 1")
@@ -117,6 +120,14 @@ def _ingest(args: argparse.Namespace) -> int:
         console.print(f"warning: {st['undecoded_ciphered']} ciphered APDU(s) of a form that "
                       "could not be split (general-ciphering/signing or damaged): recorded "
                       "as ciphered without security control")
+    if st.get("short_tags"):
+        console.print(f"warning: {st['short_tags']} authenticated APDU(s) too short for the "
+                      "12-byte GCM tag of every DLMS suite (a non-standard tag length, or "
+                      "cut): their protection cannot be verified as DLMS defines it")
+    if st.get("key_size_mismatch"):
+        console.print(f"warning: {st['key_size_mismatch']} APDU(s) not verified: the key "
+                      "file's keys for them do not have the size their security suite needs "
+                      "(tag_ok left empty, not counted as a tag failure)")
     if st and result.rows == 0 and st.get("packets", 0):
         ports = ", ".join(map(str, args.port)) if args.port else "any port"
         console.print(f"warning: no DLMS APDU decoded from {st.get('packets', 0)} packets "

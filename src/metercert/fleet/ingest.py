@@ -16,30 +16,45 @@ entry in the key file. Key bytes never leave :mod:`metercert.security`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 
 from metercert.cosem.acse import AARE, AARQ
 from metercert.errors import InputFileError, MetercertError, UsageError
 from metercert.fleet.pcap import CaptureReader, CaptureStats, WireApdu
-from metercert.fleet.schema import space_key, table_from_rows, write_dataset
+from metercert.fleet.schema import (
+    COLUMNS,
+    default_key_id,
+    meter_key,
+    space_key,
+    table_from_lists,
+    write_dataset,
+)
 from metercert.security import (
+    SUITES,
     ApduFormatError,
     AuthenticationFailed,
     Key,
     KeySet,
+    SecurityControl,
     SecurityError,
     load_key_file,
     parse_ciphered,
     select_encryption_key,
-    unprotect_parsed,
 )
-from metercert.security.protection import CIPHERED_TAGS, CipheredApdu
+from metercert.security.protection import (
+    CIPHERED_TAGS,
+    DEDICATED_TAGS,
+    GLOBAL_TAGS,
+    cipher_for,
+)
 
 AARQ_TAG, AARE_TAG = 0x60, 0x61
 
@@ -129,8 +144,10 @@ def _role_keysets(ks: KeySet) -> list[KeySet]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def _ap_title(apdu: bytes, tag: int) -> tuple[bytes | None, bytes | None]:
-    """(AP-title, user-information) of an AARQ or AARE; ``(None, None)`` if it won't parse."""
+    """(AP-title, user-information) of an AARQ or AARE; ``(None, None)`` if it won't parse.
+    (Memoised: a head-end sends the same AARQ to every meter.)"""
     try:
         if tag == AARQ_TAG:
             q = AARQ.from_bytes(apdu)
@@ -141,25 +158,78 @@ def _ap_title(apdu: bytes, tag: int) -> tuple[bytes | None, bytes | None]:
         return None, None
 
 
-@dataclass
-class _Held:
-    """A row whose identity waits for the meter's system title (and its parsed APDU)."""
+# column positions of a row list (the order of schema.COLUMNS)
+(_ID, _TS, _DIR, _CADDR, _SADDR, _CSAP, _SSAP, _LINK, _MID, _MKEY, _EP, _ASSOC, _ST, _SC,
+ _SUITE, _KSET, _KID, _SKEY, _IC, _TAG, _LEN, _SHA, _CIPH, _AUTH, _TAGOK, _PTAG,
+ _SRC) = range(27)
+assert len(COLUMNS) == 27 and COLUMNS[_SRC] == "source" and COLUMNS[_PTAG] == "plain_tag"
 
-    row: dict[str, Any]
-    parsed: CipheredApdu | None
-    explicit_title: bytes | None
+_SPECIFIC = frozenset(GLOBAL_TAGS) | frozenset(DEDICATED_TAGS)
+# per security control byte: (byte, suite, key_set, authenticated, broadcast, SecurityControl)
+_SC_FACTS = [(sc.byte, sc.suite, "broadcast" if sc.broadcast else "unicast", sc.authenticated,
+              sc.broadcast, sc) for sc in (SecurityControl.from_byte(b) for b in range(256))]
+_KEY_BYTES = {n: s.key_bytes for n, s in SUITES.items()}
+_SHA256 = hashlib.sha256
+GCM_TAG_BYTES = 12  # the tag length of every DLMS security suite
 
 
-@dataclass
+# what a finished row needs of its ciphered APDU, as a plain tuple (one per APDU):
+# (APDU, SC facts, dedicated form, system title it carries, authenticated but shorter than
+# the tag); the APDU itself is parsed again by parse_ciphered only to verify it with keys
+_C_APDU: Final = 0
+_C_FACTS: Final = 1
+_C_DED: Final = 2
+_C_TITLE: Final = 3
+_C_SHORT: Final = 4
+_Cipher = tuple[bytes, tuple[int, int, str, bool, bool, SecurityControl], bool, "bytes | None",
+                bool]
+
+
+def _split_ciphered(protected: bytes) -> tuple[_Cipher, int, bytes] | None:
+    """(cipher facts, invocation counter, payload) of a ciphered APDU; None if it won't
+    split. Service-specific forms whose 1-, 2- or 3-byte length covers the rest are read in
+    place (as :func:`parse_ciphered` does); anything else goes through it."""
+    size = len(protected)
+    tag = protected[0]
+    if size > 6 and tag in _SPECIFIC:
+        first = protected[1]
+        if first < 0x80:
+            start, length = 2, first
+        elif first == 0x81:
+            start, length = 3, protected[2]
+        elif first == 0x82 and size > 8:
+            start, length = 4, protected[2] << 8 | protected[3]
+        else:
+            start, length = 0, -1
+        if length == size - start and length >= 5:
+            facts = _SC_FACTS[protected[start]]
+            return ((protected, facts, tag in DEDICATED_TAGS, None,
+                     facts[3] and length < 5 + GCM_TAG_BYTES),
+                    int.from_bytes(protected[start + 1:start + 5], "big"), protected[start + 5:])
+    try:
+        parsed = parse_ciphered(protected)
+    except (ApduFormatError, SecurityError):
+        return None
+    facts = _SC_FACTS[parsed.security_control.byte]
+    return ((protected, facts, parsed.form.dedicated, parsed.system_title,
+             facts[3] and len(parsed.payload) < GCM_TAG_BYTES),
+            parsed.invocation_counter, parsed.payload)
+
+
 class _Association:
     """What one stream has told us so far about its current association."""
 
-    stream: str
-    number: int = 0
-    client_title: bytes | None = None
-    meter_title: bytes | None = None
-    resolved: bool = False
-    held: list[_Held] = field(default_factory=list)
+    __slots__ = ("client_title", "held", "ident", "key", "label", "meter_title", "number")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.number = 0
+        self.label = f"{key}/0"
+        self.client_title: bytes | None = None
+        self.meter_title: bytes | None = None
+        self.ident: tuple[bytes | None, str, tuple[str, int]] | None = None
+        # rows waiting for the meter's system title: (row, cipher facts or None)
+        self.held: list[tuple[list[Any], _Cipher | None]] = []
 
 
 _HOLD_LIMIT = 10_000  # rows held for a title before the endpoint's last title is used
@@ -179,6 +249,10 @@ class ApduRecorder:
     gets the meter's identity and the AARQ's ciphered initiate-request can be
     verified with the meter's keys. Held rows are released in stream order.
     ``flush`` releases what is still held at the end of the ingest.
+
+    Rows are lists in :data:`~metercert.fleet.schema.COLUMNS` order (``add`` appends
+    them to ``sink``, what the ingest turns into tables with
+    :func:`~metercert.fleet.schema.table_from_lists`); ``record`` returns them as dicts.
     """
 
     keys: KeyRing | None = None
@@ -186,170 +260,234 @@ class ApduRecorder:
     first_id: int = 0
     malformed: int = 0
     unattributed: int = 0
+    short_tags: int = 0  # authenticated APDUs too short for the 12-byte GCM tag
+    key_size_mismatch: int = 0  # APDUs not verified: no key of the suite's size
+    sink: list[list[Any]] = field(default_factory=list)
     _assocs: dict[str, _Association] = field(default_factory=dict)
+    _by_path: dict[tuple[str, int | None, str, str], _Association] = field(
+        default_factory=dict)
     _endpoint_title: dict[str, bytes] = field(default_factory=dict)
     _last_key: dict[str, int] = field(default_factory=dict)
     _next: int = 0
     _spaces: dict[tuple[str, str], int] = field(default_factory=dict)  # memo: digests
-    _ids: dict[tuple[bytes | None, str], str] = field(default_factory=dict)
+    _ids: dict[tuple[bytes | None, str], tuple[str, int]] = field(default_factory=dict)
     _hex: dict[bytes, str] = field(default_factory=dict)
+
+    @property
+    def rows_done(self) -> int:
+        """Rows finished so far (given their row id)."""
+        return self._next
 
     def record(self, w: WireApdu) -> list[dict[str, Any]]:
         """The rows that are complete after ``w`` (held rows are released in order)."""
-        apdu = w.apdu
-        tag = apdu[0]
+        sink, self.sink = self.sink, []
+        try:
+            self.add(w)
+            return [dict(zip(COLUMNS, r, strict=True)) for r in self.sink]
+        finally:
+            self.sink = sink
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Release every held row (end of the ingest)."""
+        sink, self.sink = self.sink, []
+        try:
+            self.flush_rows()
+            return [dict(zip(COLUMNS, r, strict=True)) for r in self.sink]
+        finally:
+            self.sink = sink
+
+    def _association(self, path: tuple[str, int | None, str, str]) -> _Association:
+        stream, client_sap, endpoint, server_addr = path
         # one association per client and server address pair on a connection: the
         # wrapper multiplexes by wPort, an HDLC gateway by the meters' addresses
-        where = w.endpoint[len(w.server_addr) + 1:] or "-"
-        akey = f"{w.stream} {w.client_sap}>{where}"
+        where = endpoint[len(server_addr) + 1:] or "-"
+        akey = f"{stream} {client_sap}>{where}"
         assoc = self._assocs.get(akey)
-        out: list[dict[str, Any]] = []
         if assoc is None:
             assoc = self._assocs[akey] = _Association(akey)
-        protected: bytes | None = None
-        if tag == AARQ_TAG:
-            out += self._resolve(assoc, w.endpoint)
+        self._by_path[path] = assoc
+        return assoc
+
+    def add(self, w: WireApdu) -> None:
+        """Append the rows that are complete after ``w`` to ``sink``."""
+        (ts, direction, client_addr, server_addr, client_sap, server_sap, link, stream, apdu,
+         endpoint, source) = w
+        tag = apdu[0]
+        path = (stream, client_sap, endpoint, server_addr)
+        assoc = self._by_path.get(path)
+        if assoc is None:
+            assoc = self._association(path)
+        released = False
+        if tag in CIPHERED_TAGS:
+            protected: bytes | None = apdu
+        elif tag == AARQ_TAG:
+            if assoc.held:
+                self._resolve(assoc, endpoint)
+                released = True
             title, info = _ap_title(apdu, tag)
             assoc.number += 1
-            assoc.client_title, assoc.meter_title, assoc.resolved = title, None, False
+            assoc.label = f"{assoc.key}/{assoc.number}"
+            assoc.client_title, assoc.meter_title = title, None
             protected = info if info and info[0] in CIPHERED_TAGS else None
         elif tag == AARE_TAG:
             title, info = _ap_title(apdu, tag)
             if title:
                 assoc.meter_title = title
             protected = info if info and info[0] in CIPHERED_TAGS else None
-        elif tag in CIPHERED_TAGS:
-            protected = apdu
-        row: dict[str, Any] = {
-            "ts": w.ts, "direction": w.direction,
-            "client_addr": w.client_addr, "server_addr": w.server_addr,
-            "client_sap": w.client_sap, "server_sap": w.server_sap, "link": w.link,
-            "endpoint": w.endpoint, "assoc_id": f"{akey}/{assoc.number}",
-            "apdu_tag": tag, "length": len(apdu), "ciphered": False, "authenticated": False,
-            "source": w.source or self.source,
-        }
-        parsed: CipheredApdu | None = None
-        explicit: bytes | None = None
-        if protected is not None:
-            row["ciphered"] = True
-            try:
-                parsed = parse_ciphered(protected)
-            except (ApduFormatError, SecurityError):
+        else:
+            protected = None
+        cipher: _Cipher | None = None
+        row: list[Any]
+        if protected is None:
+            row = [None, ts, direction, client_addr, server_addr, client_sap, server_sap, link,
+                   None, None, endpoint, assoc.label, None, None, None, None, None, None, None,
+                   tag, len(apdu), None, False, False, None, None, source or self.source]
+        else:
+            split = _split_ciphered(protected)
+            if split is None:
                 self.malformed += 1  # ciphered, but a form we cannot split: no SC claimed
-            if parsed is not None:
-                sc = parsed.security_control
-                explicit = parsed.system_title
-                if w.direction == "s2c" and explicit and assoc.meter_title is None:
+                row = [None, ts, direction, client_addr, server_addr, client_sap, server_sap,
+                       link, None, None, endpoint, assoc.label, None, None, None, None, None,
+                       None, None, tag, len(apdu), None, True, False, None, None,
+                       source or self.source]
+            else:
+                cipher, ic, payload = split
+                facts = cipher[_C_FACTS]
+                explicit = cipher[_C_TITLE]
+                if explicit and assoc.meter_title is None and direction == "s2c":
                     assoc.meter_title = explicit
-                row.update({
-                    "sc": sc.byte, "suite": sc.suite,
-                    "key_set": "broadcast" if sc.broadcast else "unicast",
-                    "ic": parsed.invocation_counter,
-                    "ct_sha256": hashlib.sha256(parsed.payload).digest(),
-                    "authenticated": sc.authenticated,
-                })
-        if assoc.meter_title is not None and not assoc.held and not out:
-            return [self._finish_row(_Held(row, parsed, explicit), assoc, assoc.meter_title)]
-        assoc.held.append(_Held(row, parsed, explicit))
+                row = [None, ts, direction, client_addr, server_addr, client_sap, server_sap,
+                       link, None, None, endpoint, assoc.label, None, facts[0], facts[1],
+                       facts[2], None, None, ic, tag, len(apdu), _SHA256(payload).digest(),
+                       True, facts[3], None, None, source or self.source]
+        if assoc.meter_title is not None and not released and not assoc.held:
+            self.sink.append(self._finish(row, cipher, assoc, assoc.meter_title))
+            return
+        assoc.held.append((row, cipher))
         if assoc.meter_title is not None or tag == 0x63 or len(assoc.held) > _HOLD_LIMIT:
-            out += self._resolve(assoc, w.endpoint)
-        return out
+            self._resolve(assoc, endpoint)
 
-    def _resolve(self, assoc: _Association, endpoint: str) -> list[dict[str, Any]]:
+    def _resolve(self, assoc: _Association, endpoint: str) -> None:
         """Give held rows their identity, counter space and tag verdict, in order."""
         if not assoc.held:
-            return []
+            return
         if assoc.meter_title is not None:
             self._endpoint_title[endpoint] = assoc.meter_title
         meter_title = assoc.meter_title or self._endpoint_title.get(endpoint)
-        out = []
-        for h in assoc.held:
-            out.append(self._finish_row(h, assoc, meter_title))
-        assoc.held.clear()
-        return out
+        finish, sink = self._finish, self.sink
+        for row, cipher in assoc.held:
+            sink.append(finish(row, cipher, assoc, meter_title))
+        assoc.held = []
 
-    def _finish_row(self, h: _Held, assoc: _Association,
-                    meter_title: bytes | None) -> dict[str, Any]:
-        row = h.row
-        row["id"] = self.first_id + self._next
+    def _finish(self, row: list[Any], cipher: _Cipher | None, assoc: _Association,
+                meter_title: bytes | None) -> list[Any]:
+        row[_ID] = self.first_id + self._next
         self._next += 1
-        endpoint = row["endpoint"]
-        meter = self._ids.get((meter_title, endpoint))
-        if meter is None:
-            meter = self._ids[(meter_title, endpoint)] = meter_identity(meter_title, endpoint)
-        row["meter_id"] = meter
-        parsed = h.parsed
-        if parsed is None:
+        endpoint = row[_EP]
+        last = assoc.ident  # (meter title, endpoint, (meter id, meter key)) last used
+        if last is None or last[0] is not meter_title or last[1] is not endpoint:
+            found = self._ids.get((meter_title, endpoint))
+            if found is None:
+                mid = meter_identity(meter_title, endpoint)
+                found = self._ids[(meter_title, endpoint)] = (mid, meter_key(mid))
+            last = assoc.ident = (meter_title, endpoint, found)
+        meter = row[_MID] = last[2][0]
+        row[_MKEY] = last[2][1]
+        if cipher is None:
+            if row[_CIPH] and meter:  # a ciphered form we cannot split: the default space
+                key_id = row[_KID] = default_key_id(meter, None, row[_CSAP])
+                row[_SKEY] = self._space(f"?{row[_DIR]}", key_id)
             return row
-        c2s = row["direction"] == "c2s"
-        sender = h.explicit_title or (assoc.client_title if c2s else meter_title)
+        sender = cipher[_C_TITLE] or (
+            assoc.client_title if row[_DIR] == "c2s" else meter_title)
         if sender:
-            hexed = self._hex.get(sender)
-            if hexed is None:
-                hexed = self._hex[sender] = sender.hex().upper()
-            row["system_title"] = hexed
+            who = self._hex.get(sender)
+            if who is None:
+                who = self._hex[sender] = sender.hex().upper()
+            row[_ST] = who
         else:
-            row["system_title"] = None
-        if sender is None:
-            self.unattributed += 1
+            who = f"?{row[_DIR]}"
+            if sender is None:
+                self.unattributed += 1
+        if cipher[_C_SHORT]:
+            self.short_tags += 1
         generation = ""
-        if self.keys is not None and sender is not None and not parsed.form.dedicated:
-            generation = self._verify(row, parsed, sender, endpoint, meter_title,
+        if self.keys is not None and sender is not None and not cipher[_C_DED]:
+            generation = self._verify(row, cipher, sender, endpoint, meter_title,
                                       assoc.client_title)
-        sc = parsed.security_control
-        if parsed.form.dedicated:
-            key_id = f"ded {row['assoc_id']}"
-        elif sc.broadcast:
+        if cipher[_C_DED]:
+            key_id = f"ded {row[_ASSOC]}"
+        elif cipher[_C_FACTS][4]:
             key_id = f"gbk{generation}"
         else:
-            key_id = f"guk {meter}/{row['client_sap']}{generation}"
-        who = row["system_title"] or f"?{row['direction']}"
-        row["key_id"] = key_id
+            key_id = f"guk {meter}/{row[_CSAP]}{generation}"
+        row[_KID] = key_id
         sk = self._spaces.get((who, key_id))
         if sk is None:
             sk = self._spaces[(who, key_id)] = space_key(who, key_id)
-        row["space_key"] = sk
+        row[_SKEY] = sk
         return row
 
-    def _verify(self, row: dict[str, Any], parsed: CipheredApdu, sender: bytes, endpoint: str,
+    def _space(self, who: str, key_id: str) -> int:
+        sk = self._spaces.get((who, key_id))
+        if sk is None:
+            sk = self._spaces[(who, key_id)] = space_key(who, key_id)
+        return sk
+
+    def _verify(self, row: list[Any], cipher: _Cipher, sender: bytes, endpoint: str,
                 meter_title: bytes | None, client_title: bytes | None) -> str:
-        """Check the tag with each candidate key set; return the key generation label."""
+        """Check the tag with each candidate key set (through the bound cipher the client
+        and meter use); return the key generation label.
+
+        ``tag_ok`` is True when a key set verifies, False when the tag fails with every
+        key set that could serve the suite, None (not verified) when none could: no key
+        of the size the APDU's suite needs (counted in ``key_size_mismatch``), a title
+        that is no system title, or a form the ingest does not open."""
         assert self.keys is not None
-        cands = self.keys.candidates(endpoint, meter_title, client_title, row["client_sap"])
+        cands = self.keys.candidates(endpoint, meter_title, client_title, row[_CSAP])
         if not cands:
             return ""
-        memo = f"{endpoint}/{row['client_sap']}"
+        try:
+            parsed = parse_ciphered(cipher[_C_APDU])
+        except (ApduFormatError, SecurityError):
+            return ""
+        memo = f"{endpoint}/{row[_CSAP]}"
         first = self._last_key.get(memo, 0)
         order = [first, *(i for i in range(len(cands)) if i != first)] if first < len(
             cands) else list(range(len(cands)))
         sc = parsed.security_control
-        failed = False
+        size = _KEY_BYTES.get(sc.suite)
+        failed = wrong_size = False
         for i in order:
             ks = cands[i]
+            ek = select_encryption_key(ks, parsed)
+            ak = ks.ak if sc.authenticated else None
+            if size is not None and ((sc.protected and ek is not None and len(ek) != size)
+                                     or (ak is not None and len(ak) != size)):
+                wrong_size = True  # this key set cannot serve the APDU's suite
+                continue
             try:
-                plain = unprotect_parsed(
-                    parsed, encryption_key=select_encryption_key(ks, parsed),
-                    authentication_key=ks.ak, system_title=sender)
+                plain = cipher_for(ek, ak, sender, sender, sc).open_parsed(parsed)
             except AuthenticationFailed:
                 failed = True
                 continue
             except SecurityError:
-                continue  # a key is missing or the wrong size: nothing verified
+                continue  # a key is missing, a title is no system title: nothing verified
             self._last_key[memo] = i
-            row["tag_ok"] = True if sc.authenticated else None
-            row["plain_tag"] = plain.plaintext[0] if plain.plaintext else None
+            row[_TAGOK] = True if sc.authenticated else None
+            row[_PTAG] = plain[0] if plain else None
             return f"#k{i}" if len(cands) > 1 else ""
         if failed and sc.authenticated:
-            row["tag_ok"] = False
+            row[_TAGOK] = False
+        elif wrong_size:
+            self.key_size_mismatch += 1
         return ""
 
-    def flush(self) -> list[dict[str, Any]]:
-        """Release every held row (end of the ingest)."""
-        out: list[dict[str, Any]] = []
+    def flush_rows(self) -> None:
+        """Release every held row into ``sink`` (end of the ingest)."""
         for assoc in self._assocs.values():
             if assoc.held:
-                out += self._resolve(assoc, assoc.held[0].row["endpoint"])
-        return out
+                self._resolve(assoc, assoc.held[0][0][_EP])
 
 
 @dataclass(frozen=True)
@@ -360,15 +498,66 @@ class IngestResult:
     skipped: tuple[Path, ...] = ()
 
 
-def _tables(rows_iter: Iterator[list[dict[str, Any]]], chunk_rows: int) -> Iterator[pa.Table]:
-    rows: list[dict[str, Any]] = []
-    for batch in rows_iter:
-        rows += batch
-        if len(rows) >= chunk_rows:
-            yield table_from_rows(rows)
-            rows = []
-    if rows:
-        yield table_from_rows(rows)
+class _GcPause:
+    """Holds the cyclic garbage collector off while rows are built (and turns it back on
+    around every yield and at the end, if it was on). The row builder makes no reference
+    cycles, but it makes a few container objects per APDU, and each collection walks all
+    the rows held so far: 10-15 % of the ingest's CPU time for nothing."""
+
+    def __init__(self) -> None:
+        self._paused = False
+
+    def pause(self) -> None:
+        if gc.isenabled():
+            gc.disable()
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            gc.enable()
+
+
+def _capture_tables(reader: CaptureReader, rec: ApduRecorder,
+                    files: Iterable[tuple[str | Path, str]], chunk_rows: int = 250_000,
+                    on_file: Callable[[Any, int], None] | None = None) -> Iterator[pa.Table]:
+    """The rows of ``files`` ((path, source name) pairs, read as one ingest) as schema
+    tables of at most about ``chunk_rows`` rows (bounded memory)."""
+    sink: list[list[Any]] = []
+    rec.sink = sink
+    add = rec.add
+    gc_pause = _GcPause()
+    gc_pause.pause()
+    try:
+        for path, source in files:
+            before = rec.rows_done
+            for w in reader.read(path, source):
+                add(w)
+                if len(sink) >= chunk_rows:
+                    table = table_from_lists(sink)
+                    sink.clear()
+                    gc_pause.resume()
+                    yield table
+                    gc_pause.pause()
+            if on_file:
+                gc_pause.resume()
+                on_file(path, rec.rows_done - before)
+                gc_pause.pause()
+        for w in reader.finish():
+            add(w)
+        rec.flush_rows()
+        if sink:
+            table = table_from_lists(sink)
+            sink.clear()
+            gc_pause.resume()
+            yield table
+    finally:
+        gc_pause.resume()
+
+
+def _recorder_stats(rec: ApduRecorder) -> dict[str, int]:
+    return {"unattributed": rec.unattributed, "undecoded_ciphered": rec.malformed,
+            "short_tags": rec.short_tags, "key_size_mismatch": rec.key_size_mismatch}
 
 
 def iter_pcap_tables(path: str | Path | Iterable[str | Path], *,
@@ -383,16 +572,7 @@ def iter_pcap_tables(path: str | Path | Iterable[str | Path], *,
     ports = [port] if isinstance(port, int) else port
     reader = CaptureReader(ports, stats)
     rec = recorder if recorder is not None else ApduRecorder(keys=ring, first_id=first_id)
-
-    def rows() -> Iterator[list[dict[str, Any]]]:
-        for p in paths:
-            for w in reader.read(p, str(p)):
-                yield rec.record(w)
-        for w in reader.finish():
-            yield rec.record(w)
-        yield rec.flush()
-
-    yield from _tables(rows(), chunk_rows)
+    yield from _capture_tables(reader, rec, [(p, str(p)) for p in paths], chunk_rows)
 
 
 def ingest_pcap(path: str | Path, *, port: int | Iterable[int] | None = None,
@@ -403,7 +583,7 @@ def ingest_pcap(path: str | Path, *, port: int | Iterable[int] | None = None,
     ``keys`` is a key file path or a :class:`KeyRing`; row ids start at ``first_id``.
     """
     tables = list(iter_pcap_tables(path, port=port, keys=keys, first_id=first_id, stats=stats))
-    return pa.concat_tables(tables) if tables else table_from_rows([])
+    return pa.concat_tables(tables) if tables else table_from_lists([])
 
 
 def sniff_kind(path: Path) -> str:
@@ -443,22 +623,31 @@ def _ingest_one(path: str, out: str, ports: list[int] | None, keys: str | None,
     ring = KeyRing.load(keys) if keys else None
     rec = ApduRecorder(keys=ring, first_id=first_id)
     reader = CaptureReader(ports, stats)
-
-    def batches() -> Iterator[list[dict[str, Any]]]:
-        for w in reader.read(path, path):
-            yield rec.record(w)
-        for w in reader.finish():
-            yield rec.record(w)
-        yield rec.flush()
-
     rows, written = 0, []
-    for table in _tables(batches(), 250_000):
+    for table in _capture_tables(reader, rec, [(path, path)]):
         written += [str(p) for p in write_dataset(table, out)]
         rows += table.num_rows
     agg = dict(vars(stats))
-    agg["unattributed"] = rec.unattributed
-    agg["undecoded_ciphered"] = rec.malformed
+    agg.update(_recorder_stats(rec))
     return rows, written, agg
+
+
+def _start_method() -> str:
+    """How workers of a parallel ingest start: forked on Linux when no other Python
+    thread runs (the workers inherit the imported modules instead of importing pyarrow
+    and the rest again), spawned otherwise. With no other thread, no lock the workers
+    could touch (the standard streams' at exit, a console's) is held by someone else at
+    the fork; the native libraries loaded by then (OpenSSL, Arrow, jemalloc) reinitialise
+    their state in a forked child, and the executor forks all its workers before it
+    starts its own thread. (The CLI keeps its progress display threadless for --jobs.)"""
+    import multiprocessing
+    import sys
+    import threading
+
+    if (sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1):
+        return "fork"
+    return "spawn"
 
 
 def ingest(paths: Iterable[str | Path], out_dir: str | Path, *,
@@ -517,7 +706,7 @@ def ingest(paths: Iterable[str | Path], out_dir: str | Path, *,
             from concurrent.futures import ProcessPoolExecutor
 
             ports = [port] if isinstance(port, int) else (list(port) if port else None)
-            ctx = multiprocessing.get_context("spawn")
+            ctx = multiprocessing.get_context(_start_method())
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
                 futures = [pool.submit(_ingest_one, str(f), str(out), ports,
                                        str(keys) if keys else None, first + i * ID_STRIDE)
@@ -534,30 +723,16 @@ def ingest(paths: Iterable[str | Path], out_dir: str | Path, *,
         elif pcaps:
             stats = CaptureStats()
             rec = ApduRecorder(keys=ring, first_id=first)
-            ports = [port] if isinstance(port, int) else port
-            reader = CaptureReader(ports, stats)
+            reader = CaptureReader([port] if isinstance(port, int) else port, stats)
             rows = 0
-
-            def batches() -> Iterator[list[dict[str, Any]]]:
-                nonlocal rows
-                for f in pcaps:
-                    before = rec._next
-                    for w in reader.read(f, str(f)):
-                        yield rec.record(w)
-                    if on_file:
-                        on_file(f, rec._next - before)
-                for w in reader.finish():
-                    yield rec.record(w)
-                yield rec.flush()
-
-            for table in _tables(batches(), 250_000):
+            for table in _capture_tables(reader, rec, [(f, str(f)) for f in pcaps],
+                                         on_file=on_file):
                 written += write_dataset(table, out)
                 rows += table.num_rows
             first += rows
             total += rows
             agg.update(vars(stats))
-            agg["unattributed"] = rec.unattributed
-            agg["undecoded_ciphered"] = rec.malformed
+            agg.update(_recorder_stats(rec))
         for f, kind, _ in fresh:
             if kind == "pcap":
                 continue
@@ -591,17 +766,8 @@ def _spark_partition(items: Iterable[Any], out: str, ports: list[int] | None,
             rec = ApduRecorder(keys=KeyRing.load(keys) if keys else None,
                                first_id=first + index * ID_STRIDE)
             reader = CaptureReader(ports, stats)
-
-            def batches(tmp: str = tmp, local: str = local, rec: ApduRecorder = rec,
-                        reader: CaptureReader = reader) -> Iterator[list[dict[str, Any]]]:
-                for w in reader.read(tmp, local):
-                    yield rec.record(w)
-                for w in reader.finish():
-                    yield rec.record(w)
-                yield rec.flush()
-
             rows = 0
-            for table in _tables(batches(), 250_000):
+            for table in _capture_tables(reader, rec, [(tmp, local)]):
                 write_dataset(table, out)
                 rows += table.num_rows
             yield local, rows, stats.bad_frames

@@ -49,6 +49,7 @@ source         string            capture or log file the row came from, as given
 from __future__ import annotations
 
 import hashlib
+import operator
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -136,6 +137,39 @@ def table_from_rows(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.table(cols, schema=APDU_SCHEMA)
 
 
+_GETTERS = [operator.itemgetter(i) for i in range(len(COLUMNS))]
+# columns that repeat along a stream (addresses, identity, association, counter space,
+# protection, service): converted once per distinct combination and spread over the rows
+# by index. (Each position holds one type, so 1 and True never meet in a comparison.)
+_CONTEXT = tuple(COLUMNS.index(c) for c in (
+    "direction", "client_addr", "server_addr", "client_sap", "server_sap", "link",
+    "meter_id", "meter_key", "endpoint", "assoc_id", "system_title", "sc", "suite",
+    "key_set", "key_id", "space_key", "apdu_tag", "ciphered", "authenticated", "tag_ok",
+    "plain_tag", "source"))
+_CONTEXT_OF = operator.itemgetter(*_CONTEXT)
+
+
+def table_from_lists(rows: list[list[Any]]) -> pa.Table:
+    """Build a schema table from complete rows: lists in :data:`COLUMNS` order with every
+    value filled in (the ingest's rows; ``meter_key`` and ``space_key`` computed)."""
+    contexts: dict[tuple[Any, ...], int] = {}
+    index = [contexts.setdefault(c, len(contexts)) for c in map(_CONTEXT_OF, rows)]
+    take = pa.array(index, type=pa.int32())
+    distinct = list(zip(*contexts, strict=True)) if contexts else [()] * len(_CONTEXT)
+    arrays: list[pa.Array] = [None] * len(COLUMNS)  # type: ignore[list-item]
+    for pos, values in zip(_CONTEXT, distinct, strict=True):
+        arrays[pos] = pa.array(values, type=APDU_SCHEMA.field(pos).type).take(take)
+    for pos, (get, f) in enumerate(zip(_GETTERS, APDU_SCHEMA, strict=True)):
+        if arrays[pos] is None:
+            arrays[pos] = pa.array(list(map(get, rows)), type=f.type)
+    return pa.Table.from_arrays(arrays, schema=APDU_SCHEMA)
+
+
+# dictionary pages pay for the repeating columns only: ids, times, counters and payload
+# digests are (nearly) unique, and trying a dictionary on them costs write time for nothing
+_DICTIONARY_COLUMNS = [c for c in COLUMNS if c not in ("id", "ts", "ic", "ct_sha256")]
+
+
 def write_dataset(table: pa.Table, out_dir: str | Path) -> list[Path]:
     """Append ``table`` to the day-partitioned dataset under ``out_dir``.
 
@@ -149,15 +183,18 @@ def write_dataset(table: pa.Table, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     if table.num_rows == 0:
         return []
-    table = table.cast(APDU_SCHEMA)
-    days = pc.strftime(table.column("ts"), format="%Y-%m-%d")
+    if not table.schema.equals(APDU_SCHEMA):
+        table = table.cast(APDU_SCHEMA)
+    days = table.column("ts").cast(pa.date32())  # the UTC day (the column is UTC)
+    present = sorted(pc.unique(days).to_pylist())
     stem = f"part-{uuid.uuid4().hex}"
     written: list[Path] = []
-    for day in sorted(pc.unique(days).to_pylist()):
-        folder = out / f"{PARTITION}={day}"
+    for day in present:
+        folder = out / f"{PARTITION}={day.isoformat()}"
         folder.mkdir(exist_ok=True)
         path = folder / f"{stem}.parquet"
-        pq.write_table(table.filter(pc.equal(days, day)), path)
+        part = table if len(present) == 1 else table.filter(pc.equal(days, day))
+        pq.write_table(part, path, use_dictionary=_DICTIONARY_COLUMNS)
         written.append(path)
     return written
 
