@@ -127,10 +127,11 @@ def reshape(data: Path, shape: str) -> None:
             "plain_tag, source")
     if shape == "coarse-ts":
         body = f"SELECT * REPLACE (date_trunc('minute', ts) AS ts) FROM read_parquet('{src}')"
-    else:  # one meter, one suite: every record in its two counter spaces, counters rising
-        body = (f"SELECT * REPLACE ('10.0.0.1:4059/1' AS meter_id, 1 AS meter_key, "
-                f"CASE WHEN sc IS NULL THEN NULL ELSE CAST(48 AS SMALLINT) END AS sc, "
-                f"CASE WHEN suite IS NULL THEN NULL ELSE CAST(0 AS SMALLINT) END AS suite, "
+    else:  # one meter: every record in its two counter spaces, counters rising
+        one_suite = ("" if shape == "hot-meter-mixed" else
+                     "CASE WHEN sc IS NULL THEN NULL ELSE CAST(48 AS SMALLINT) END AS sc, "
+                     "CASE WHEN suite IS NULL THEN NULL ELSE CAST(0 AS SMALLINT) END AS suite, ")
+        body = (f"SELECT * REPLACE ('10.0.0.1:4059/1' AS meter_id, 1 AS meter_key, {one_suite}"
                 f"'guk 10.0.0.1:4059/1/1' AS key_id, "
                 f"CASE WHEN NOT ciphered THEN NULL WHEN direction = 'c2s' THEN 11 ELSE 12 END "
                 f"AS space_key, "
@@ -159,7 +160,8 @@ def main() -> None:
     ap.add_argument("--dir", help="where to put the dataset (default: a temp dir)")
     ap.add_argument("--engines", default="duckdb,naive,spark",
                     help="duckdb (pruned), naive (DuckDB, every space read) and/or spark")
-    ap.add_argument("--shape", choices=("best", "coarse-ts", "hot-meter"), default="best")
+    ap.add_argument("--shape", choices=("best", "coarse-ts", "hot-meter", "hot-meter-mixed"),
+                    default="best")
     ap.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit")
     ap.add_argument("--spark-memory", default="4g", help="Spark driver memory")
     ap.add_argument("--keep", action="store_true", help="keep the dataset")
