@@ -61,8 +61,7 @@ DEFAULT_PARAMS: dict[str, int] = {
     "exhaustion_margin": 1 << 24,
 }
 
-STAGES: tuple[str, ...] = ("pairs", "suspects", "seq_rows", "candidates", "replayed", "copies",
-                          "titles")
+STAGES: tuple[str, ...] = ("pairs", "suspects", "seq_rows", "replayed", "copies", "titles")
 DETECTORS: tuple[str, ...] = ("ic_reuse", "replay", "counter_sequence", "plaintext",
                               "suite_downgrade", "ic_exhaustion", "encryption_only",
                               "tag_failure", "shared_space", "duplicate_title")

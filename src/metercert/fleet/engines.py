@@ -132,14 +132,15 @@ class DuckDbEngine:
                 f"--memory-limit {memory_limit} is too small: this process already holds "
                 f"{_mib(base)} and the scan needs at least "
                 f"{_mib(base + int(MIN_DUCK_BYTES / DUCK_SHARE))}")
-        # a database file (not an in-memory one) in the spill directory: the stage tables
-        # of a scan whose watch list is the whole fleet are evicted to disk, not held
+        # a database file (not an in-memory one) in the spill directory: only then can the
+        # temp tables of a scan whose watch list is the whole fleet be evicted to disk
         self._tmp = tempfile.TemporaryDirectory(prefix="metercert-duck-",
                                                 dir=str(temp_dir) if temp_dir else None)
         spill = self._tmp.name
         self._con = duckdb.connect(str(Path(spill) / "scan.duckdb"))
         self._con.execute(f"SET memory_limit='{self.duck_bytes}B'")
         self._con.execute(f"SET temp_directory={_sql_str(spill)}")
+        self._con.execute("PRAGMA disable_checkpoint_on_shutdown")  # the file is thrown away
         self._con.execute("SET preserve_insertion_order=false")
         self._con.execute("SET enable_progress_bar=false")
         self._con.execute("SET TimeZone='UTC'")
@@ -147,6 +148,7 @@ class DuckDbEngine:
             threads = 1  # every thread holds its own Parquet buffers and partial states
         if threads:
             self._con.execute(f"SET threads={int(threads)}")
+        self.threads = int(self._con.execute("SELECT current_setting('threads')").fetchone()[0])  # type: ignore[index]
         self._over: int | None = None
 
     def register(self, dataset: Path) -> None:
@@ -165,11 +167,13 @@ class DuckDbEngine:
         self._over = None
 
         def watch() -> None:
-            while not done.wait(WATCH_SECONDS):
+            while True:  # a first sample at once: a process already past the limit stops
                 rss = _rss()
                 if rss is not None and rss > self.limit_bytes:
                     self._over = rss
                     self._con.interrupt()
+                    return
+                if done.wait(WATCH_SECONDS):
                     return
 
         watcher = threading.Thread(target=watch, name="metercert-rss-watch", daemon=True)
@@ -192,14 +196,25 @@ class DuckDbEngine:
         return (f"the scan needs more memory than --memory-limit {self.memory_limit} "
                 f"({where}); raise --memory-limit, or give --temp-dir on a disk with free space")
 
+    def _execute(self, sql: str) -> Any:
+        """Run one statement; out of memory with several threads, run it again on one."""
+        while True:
+            try:
+                with self._guard():
+                    return self._con.execute(sql)
+            except ScanTooLarge:
+                if self.threads <= 1:
+                    raise
+                self.threads = 1  # each thread's Parquet buffers and partial states add up
+                self._con.execute("SET threads=1")
+
     def stage(self, name: str, sql: str) -> None:
-        with self._guard():
-            self._con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
+        self._execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
 
     def query(self, sql: str) -> Iterator[dict[str, Any]]:
+        cur = self._execute(for_engine(sql, self.name))
+        names = [d[0] for d in cur.description]
         with self._guard():
-            cur = self._con.execute(for_engine(sql, self.name))
-            names = [d[0] for d in cur.description]
             while batch := cur.fetchmany(1024):
                 for row in batch:
                     yield dict(zip(names, row, strict=True))

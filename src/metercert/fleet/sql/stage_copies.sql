@@ -14,10 +14,12 @@
 WITH copy_rows AS (
   SELECT a.id, a.ts, a.meter_id, a.system_title, a.direction, a.key_set, a.key_id,
          a.space_key, a.assoc_id, a.ic, a.ct_sha256, r.scope, r.first_id
-  FROM candidates a
+  FROM apdus a
   JOIN replayed r
     ON a.ic = r.ic AND a.ct_sha256 = r.ct_sha256
    AND (CASE WHEN a.key_set = 'broadcast' THEN a.meter_id ELSE '*' END) = r.scope
+  WHERE a.ciphered
+    AND a.ic IN (SELECT ic FROM replayed)  -- implied by the join; lets the scan filter first
 ),
 copy_keys AS (SELECT DISTINCT ic, ct_sha256 FROM replayed),
 marked AS (
