@@ -272,8 +272,10 @@ def main() -> None:
         rate = rows / out["seconds"] / 1e6
         print(f"DuckDB target >= 5 M records/s for the whole detector set: "
               f"{'met' if rate >= 5 else 'NOT met'} ({rate:.2f} M/s wall); "
-              f"<= 8 CPU-s for 20 M records: {'met' if cpu * 20e6 / rows <= 8 else 'NOT met'} "
-              f"({cpu:.1f} CPU-s, {cpu * 20e6 / rows:.1f} per 20 M); peak RSS within "
+              + (f"<= 8 CPU-s for 20 M records: {'met' if cpu <= 8 else 'NOT met'} "
+                 f"({cpu:.1f} CPU-s, the whole worker process)" if rows >= 20_000_000 else
+                 f"{cpu:.1f} CPU-s (the CPU goal is for 20 M records)")
+              + f"; peak RSS within "
               f"--memory-limit {args.memory_limit}: {'yes' if peak <= limit else 'NO'}")
     if "duckdb" in results and "spark" in results:
         ratio = results["spark"][0]["seconds"] / results["duckdb"][0]["seconds"]
