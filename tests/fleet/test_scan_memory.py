@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from metercert.fleet.detectors import EVIDENCE_CAP
-from metercert.fleet.engines import DuckDbEngine, ScanTooLarge, parse_size, run_detectors
+from metercert.fleet.engines import (
+    DUCK_SHARE,
+    DuckDbEngine,
+    ScanTooLarge,
+    _rss,
+    parse_size,
+    run_detectors,
+)
 from metercert.fleet.schema import table_from_rows, write_dataset
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -88,10 +95,13 @@ def test_memory_limit_sizes(text: str, size: int) -> None:
 
 
 def test_duckdb_gets_a_share_of_the_limit_and_one_thread_when_small() -> None:
-    big, small = DuckDbEngine(memory_limit="4GB"), DuckDbEngine(memory_limit="600MB")
+    base = _rss() or 0
+    big = DuckDbEngine(memory_limit="4GB")
+    small = DuckDbEngine(memory_limit=f"{(base >> 20) + 300}MiB")  # 300 MiB above this process
     try:
-        assert big.duck_bytes < 0.5 * 4e9 and big.threads >= 1
-        assert small.duck_bytes < 300e6 and small.threads == 1
+        assert 0 < big.duck_bytes <= DUCK_SHARE * 4e9 and big.threads >= 1
+        assert small.duck_bytes <= DUCK_SHARE * (310 << 20) < (256 << 20)
+        assert small.threads == 1
     finally:
         big.close()
         small.close()

@@ -96,7 +96,7 @@ def _rss() -> int | None:
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-DUCK_SHARE = 0.5          # of the limit left over by the process: DuckDB's buffer manager
+DUCK_SHARE = 0.7          # of the limit left over by the process: DuckDB's buffer manager
 MIN_DUCK_BYTES = 48 << 20  # below this DuckDB cannot hold one row group's hash tables
 WATCH_SECONDS = 0.02
 
