@@ -76,3 +76,21 @@ def test_cli_scan_on_spark_of_an_ingested_capture(tmp_path) -> None:  # type: ig
     assert found["scan"]["engine"] == "spark"
     assert [(f["kind"], f["meter_id"]) for f in found["findings"]] == [
         ("ic-reuse", "st:4D4D4D0000000000")]
+
+
+def test_spark_caps_evidence_like_duckdb(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # findings over more than EVIDENCE_CAP rows: each engine's spelling of the capped
+    # array_agg (DuckDB min(x, n), Spark a sorted slice) keeps the same smallest ids
+    from metercert.fleet.schema import table_from_rows, write_dataset
+
+    from .test_scan_memory import big_findings_rows, check_capped
+
+    write_dataset(table_from_rows(big_findings_rows()), tmp_path / "d")
+    on_spark = run_detectors(SparkEngine(session=spark), tmp_path / "d")
+    duck = DuckDbEngine(memory_limit="1GB")
+    try:
+        on_duck = run_detectors(duck, tmp_path / "d")
+    finally:
+        duck.close()
+    check_capped(on_spark.findings)
+    assert on_spark.findings == on_duck.findings

@@ -49,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="duckdb: embedded, out of core (default); spark: local or --master")
     scan.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     scan.add_argument("--report", help="write fleet-report.html and findings.{json,csv,parquet} here")
-    scan.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit (default 4GB)")
+    scan.add_argument("--memory-limit", default="4GB",
+                      help="peak memory of the scan process (DuckDB gets a share and spills "
+                           "to --temp-dir; past it the scan stops with exit 2; default 4GB)")
     scan.add_argument("--temp-dir", help="DuckDB spill directory (default: a fresh temp dir)")
     scan.add_argument("--gap-threshold", type=int, default=None,
                       help="counter jump reported as ic-gap (default 1000000)")

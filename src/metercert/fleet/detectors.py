@@ -8,6 +8,7 @@ requirements), renders the ``${name}`` parameters and turns engine rows into
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -84,6 +85,31 @@ def render_sql(name: str, params: Mapping[str, int] | None = None) -> str:
         return string.Template(load_sql(name)).substitute({k: str(v) for k, v in values.items()})
     except KeyError as exc:
         raise UsageError(f"detector {name}: unknown parameter {exc.args[0]}") from None
+
+
+_EVIDENCE_AGG = re.compile(r"array_agg\((DISTINCT )?([^()]*)\) AS evidence_ids")
+_CAPPED = {
+    # the EVIDENCE_CAP smallest ids, which is what finding_from_row keeps: a finding over
+    # millions of rows hands back 200 ids, not millions (n keeps the full count). A
+    # detector whose groups can hold one id twice says array_agg(DISTINCT id).
+    "duckdb": (f"min(\\2, {EVIDENCE_CAP}) AS evidence_ids",
+               f"min(DISTINCT \\2, {EVIDENCE_CAP}) AS evidence_ids"),
+    "spark": (f"slice(array_sort(collect_list(\\2)), 1, {EVIDENCE_CAP}) AS evidence_ids",
+              f"slice(array_sort(collect_set(\\2)), 1, {EVIDENCE_CAP}) AS evidence_ids"),
+}
+
+
+def for_engine(sql: str, engine: str) -> str:
+    """One detector text in one engine's dialect: the only rewrite is the evidence cap.
+
+    ``array_agg([DISTINCT] x) AS evidence_ids`` becomes that engine's spelling of "the
+    EVIDENCE_CAP smallest x" (DuckDB's top-n ``min(x, n)``, Spark's sorted slice); the
+    detector logic stays the one text that both engines run.
+    """
+    if engine not in _CAPPED:
+        return sql
+    plain, distinct = _CAPPED[engine]
+    return _EVIDENCE_AGG.sub(lambda m: m.expand(distinct if m.group(1) else plain), sql)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,12 @@ a spill directory bound what one scan may hold.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +25,7 @@ from metercert.fleet.detectors import (
     STAGES,
     Finding,
     finding_from_row,
+    for_engine,
     render_sql,
     sort_findings,
 )
@@ -35,7 +39,7 @@ class Engine(Protocol):
 
     def register(self, dataset: Path) -> None: ...
     def stage(self, name: str, sql: str) -> None: ...
-    def query(self, sql: str) -> list[dict[str, Any]]: ...
+    def query(self, sql: str) -> Iterable[dict[str, Any]]: ...
     def count(self) -> int: ...
     def close(self) -> None: ...
 
@@ -69,8 +73,49 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*", re.IGNORECASE)
+_UNIT = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size like ``4GB``, ``512MB`` or ``1GiB`` (DuckDB's units: GB = 10^9)."""
+    m = _SIZE.fullmatch(str(text))
+    if not m:
+        raise UsageError(f"--memory-limit {text!r}: not a size like 4GB")
+    return int(float(m.group(1)) * _UNIT[(m.group(2) or "b").lower()])
+
+
+def _rss() -> int | None:
+    """Resident bytes of this process (Linux /proc), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+DUCK_SHARE = 0.7          # of the limit left over by the process: DuckDB's buffer manager
+MIN_DUCK_BYTES = 48 << 20  # below this DuckDB cannot hold one row group's hash tables
+WATCH_SECONDS = 0.02
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
 class DuckDbEngine:
-    """DuckDB over the Parquet files, bounded by ``memory_limit`` with spilling."""
+    """DuckDB over the Parquet files; the whole process stays within ``memory_limit``.
+
+    DuckDB's own ``memory_limit`` bounds its buffer manager only (hash tables, sorts,
+    temp tables, which spill to ``temp_dir``), not the process: Parquet decoding, the
+    result being fetched and the interpreter come on top. So DuckDB gets a share
+    (DUCK_SHARE) of what the limit leaves above the process's size at start, one
+    thread when that share is small, and a watchdog samples the process's resident
+    size while a query runs: past the limit it interrupts the query and the scan
+    stops with a one-line :class:`ScanTooLarge`, never an out-of-memory kill.
+    """
 
     name = "duckdb"
 
@@ -78,20 +123,33 @@ class DuckDbEngine:
                  threads: int | None = None) -> None:
         import duckdb
 
-        self._con = duckdb.connect()
         self.memory_limit = memory_limit
-        self._tmp = None if temp_dir else tempfile.TemporaryDirectory(prefix="metercert-duck-")
-        spill = str(temp_dir) if temp_dir else self._tmp.name  # type: ignore[union-attr]
-        try:
-            self._con.execute(f"SET memory_limit={_sql_str(memory_limit)}")
-        except duckdb.Error:
-            raise UsageError(f"--memory-limit {memory_limit!r}: not a size like 4GB") from None
+        self.limit_bytes = parse_size(memory_limit)
+        base = _rss() or 0
+        self.duck_bytes = int((self.limit_bytes - base) * DUCK_SHARE)
+        if self.duck_bytes < MIN_DUCK_BYTES:
+            raise ScanTooLarge(
+                f"--memory-limit {memory_limit} is too small: this process already holds "
+                f"{_mib(base)} and the scan needs at least "
+                f"{_mib(base + int(MIN_DUCK_BYTES / DUCK_SHARE))}")
+        # a database file (not an in-memory one) in the spill directory: only then can the
+        # temp tables of a scan whose watch list is the whole fleet be evicted to disk
+        self._tmp = tempfile.TemporaryDirectory(prefix="metercert-duck-",
+                                                dir=str(temp_dir) if temp_dir else None)
+        spill = self._tmp.name
+        self._con = duckdb.connect(str(Path(spill) / "scan.duckdb"))
+        self._con.execute(f"SET memory_limit='{self.duck_bytes}B'")
         self._con.execute(f"SET temp_directory={_sql_str(spill)}")
+        self._con.execute("PRAGMA disable_checkpoint_on_shutdown")  # the file is thrown away
         self._con.execute("SET preserve_insertion_order=false")
         self._con.execute("SET enable_progress_bar=false")
         self._con.execute("SET TimeZone='UTC'")
+        if not threads and self.duck_bytes < (256 << 20):
+            threads = 1  # every thread holds its own Parquet buffers and partial states
         if threads:
             self._con.execute(f"SET threads={int(threads)}")
+        self.threads = int(self._con.execute("SELECT current_setting('threads')").fetchone()[0])  # type: ignore[index]
+        self._over: int | None = None
 
     def register(self, dataset: Path) -> None:
         pattern = str(dataset / "day=*" / "*.parquet")
@@ -100,32 +158,73 @@ class DuckDbEngine:
             f"CREATE OR REPLACE VIEW apdus AS SELECT {cols} FROM read_parquet("
             f"{_sql_str(pattern)}, hive_partitioning=true, union_by_name=true)")
 
-    def _run(self, sql: str) -> Any:
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Interrupt DuckDB if the process grows past the limit; refuse in one line."""
         import duckdb
 
+        done = threading.Event()
+        self._over = None
+
+        def watch() -> None:
+            while True:  # a first sample at once: a process already past the limit stops
+                rss = _rss()
+                if rss is not None and rss > self.limit_bytes:
+                    self._over = rss
+                    self._con.interrupt()
+                    return
+                if done.wait(WATCH_SECONDS):
+                    return
+
+        watcher = threading.Thread(target=watch, name="metercert-rss-watch", daemon=True)
+        watcher.start()
         try:
-            return self._con.execute(sql)
-        except duckdb.OutOfMemoryException:
-            raise ScanTooLarge(
-                f"the scan needs more memory than --memory-limit {self.memory_limit} and "
-                "could not spill enough to the temp dir; raise --memory-limit or give "
-                "--temp-dir on a disk with free space") from None
+            yield
+        except (duckdb.OutOfMemoryException, duckdb.InterruptException) as exc:
+            if isinstance(exc, duckdb.InterruptException) and self._over is None:
+                raise
+            raise ScanTooLarge(self._refusal()) from None
+        finally:
+            done.set()
+            watcher.join()
+        if self._over is not None:
+            raise ScanTooLarge(self._refusal())
+
+    def _refusal(self) -> str:
+        where = (f"the process reached {_mib(self._over)}" if self._over is not None else
+                 f"DuckDB could not spill enough within its {_mib(self.duck_bytes)}")
+        return (f"the scan needs more memory than --memory-limit {self.memory_limit} "
+                f"({where}); raise --memory-limit, or give --temp-dir on a disk with free space")
+
+    def _execute(self, sql: str) -> Any:
+        """Run one statement; out of memory with several threads, run it again on one."""
+        while True:
+            try:
+                with self._guard():
+                    return self._con.execute(sql)
+            except ScanTooLarge:
+                if self.threads <= 1:
+                    raise
+                self.threads = 1  # each thread's Parquet buffers and partial states add up
+                self._con.execute("SET threads=1")
 
     def stage(self, name: str, sql: str) -> None:
-        self._run(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self._execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        cur = self._run(sql)
+    def query(self, sql: str) -> Iterator[dict[str, Any]]:
+        cur = self._execute(for_engine(sql, self.name))
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        with self._guard():
+            while batch := cur.fetchmany(1024):
+                for row in batch:
+                    yield dict(zip(names, row, strict=True))
 
     def count(self) -> int:
         return int(self._con.execute("SELECT COUNT(*) FROM apdus").fetchone()[0])  # type: ignore[index]
 
     def close(self) -> None:
         self._con.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self._tmp.cleanup()
 
 
 def spark_session(master: str = "local[*]", *, driver_memory: str = "2g",
@@ -173,8 +272,9 @@ class SparkEngine:
         self._cached.append(df)
         df.createOrReplaceTempView(name)
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        return [row.asDict(recursive=True) for row in self.spark.sql(sql).collect()]
+    def query(self, sql: str) -> Iterator[dict[str, Any]]:
+        for row in self.spark.sql(for_engine(sql, self.name)).toLocalIterator():
+            yield row.asDict(recursive=True)
 
     def count(self) -> int:
         return int(self.spark.sql("SELECT COUNT(*) AS n FROM apdus").collect()[0]["n"])

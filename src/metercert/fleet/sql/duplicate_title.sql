@@ -33,6 +33,6 @@ ev AS (
 SELECT 'duplicate-title' AS kind, 'st:' || system_title AS meter_id, system_title,
        's2c' AS direction, MIN(ts) AS ts, MAX(te) AS ref_ts,
        COUNT(DISTINCT ep) AS value, COUNT(DISTINCT ep) AS n,
-       MIN(ep) AS assoc_id, MAX(ep) AS ref_assoc_id, array_agg(id) AS evidence_ids
+       MIN(ep) AS assoc_id, MAX(ep) AS ref_assoc_id, array_agg(DISTINCT id) AS evidence_ids
 FROM ev
 GROUP BY system_title

@@ -32,6 +32,6 @@ SELECT 'ic-reuse' AS kind,
        MIN(ts) AS ts, MAX(ts) AS ref_ts, ic AS value, COUNT(DISTINCT id) AS n,
        MIN(assoc_id) AS assoc_id, MAX(assoc_id) AS ref_assoc_id,
        MIN(same_ct) AS ref_value,
-       array_agg(id) AS evidence_ids
+       array_agg(DISTINCT id) AS evidence_ids
 FROM hits
 GROUP BY space_key, ic

@@ -24,7 +24,7 @@ rows_ AS (
   FROM seq_rows a JOIN shared s ON a.space_key = s.space_key
   GROUP BY a.space_key
 ),
-ids AS (SELECT space_key, array_agg(id) AS evidence_ids FROM ev GROUP BY space_key)
+ids AS (SELECT space_key, array_agg(DISTINCT id) AS evidence_ids FROM ev GROUP BY space_key)
 SELECT 'shared-space' AS kind, r.meter_id, r.system_title, 'both' AS direction, r.key_set,
        r.key_id, r.ts, r.ref_ts, r.n, r.assoc_id, r.ref_assoc_id, i.evidence_ids
 FROM rows_ r JOIN ids i ON r.space_key = i.space_key

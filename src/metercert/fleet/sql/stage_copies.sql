@@ -19,6 +19,7 @@ WITH copy_rows AS (
     ON a.ic = r.ic AND a.ct_sha256 = r.ct_sha256
    AND (CASE WHEN a.key_set = 'broadcast' THEN a.meter_id ELSE '*' END) = r.scope
   WHERE a.ciphered
+    AND a.ic IN (SELECT ic FROM replayed)  -- implied by the join; lets the scan filter first
 ),
 copy_keys AS (SELECT DISTINCT ic, ct_sha256 FROM replayed),
 marked AS (
