@@ -171,6 +171,7 @@ class Load:
         self.verify = verify
         self.verified = 0
         self.ciphered_in_loop = 0
+        self.generator_ms: list[float] = []  # this process's CPU-ms per GET, each phase
         self._reset(0, 0.0)
 
     def _reset(self, workers: int, deadline: float) -> None:
@@ -351,10 +352,11 @@ async def phase(load: Load, pid: int, workers: int, seconds: float,
     requests ciphered ahead for it (more are ciphered in the loop if they run out)."""
     n_assoc = len(load.assocs)
     load.prepare(int(guess * seconds * 1.5 / n_assoc) + 4)
-    c0 = cpu_seconds(pid)
+    c0, own = cpu_seconds(pid), time.process_time()
     n, took = await load.gets(workers, seconds)
-    cpu = cpu_seconds(pid) - c0
+    cpu, own = cpu_seconds(pid) - c0, time.process_time() - own
     load.verify_answers()  # every answer's tag, before the next phase
+    load.generator_ms.append(own / n * 1000 if n else float("nan"))
     return (n / took if took > 0 else 0.0), (cpu / n * 1000 if n else float("nan"))
 
 
@@ -394,6 +396,7 @@ async def main_async(args: argparse.Namespace, work: Path) -> int:
                 rate, cpu = await phase(load, pid, workers, args.phase, guess)
                 runs.setdefault(name, []).append((rate, cpu))
                 print(f"  round {r + 1} {name:<15} {rate:9,.0f} GETs/s  {cpu:7.3f} CPU-ms/GET"
+                      f"  (load generator {load.generator_ms[-1]:.3f})"
                       + (f"  errors so far: {load.errors} ({load.first_error})"
                          if load.errors else ""))
         print("medians:")
