@@ -134,24 +134,25 @@ class RegisterObject(CosemObject):
 
 class ClockObject(CosemObject):
     class_id = ClassId.CLOCK
+    #: the last time value encoded, and its encoding (the value depends on the time only)
+    _encoded: tuple[dt.datetime | None, D] = (None, D.null())
 
     def __init__(self) -> None:
         self.obis = ObisCode.parse("0.0.1.0.0.255")
         self.offset = dt.timedelta()
         self.time_zone = 0
-        self._encoded_at: dt.datetime | None = None
-        self._encoded = D.null()
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC).replace(microsecond=0) + self.offset
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         if attribute == 2:
-            now = self.now()  # whole seconds: one encoding serves every read in that second
-            if now != self._encoded_at:
-                self._encoded = D.octet_string(D.date_time(now).to_bytes()[1:])
-                self._encoded_at = now
-            return self._encoded
+            now = self.now()  # whole seconds: one encoding serves every read of that time
+            at, value = ClockObject._encoded  # shared by every meter of the process
+            if at != now:
+                value = D.octet_string(D.date_time(now).to_bytes()[1:])
+                ClockObject._encoded = (now, value)
+            return value
         if attribute == 3:
             return D.long(self.time_zone)
         return super().get(attribute, session)

@@ -180,6 +180,10 @@ class MeterSession:
         self.block_invoke = 0
         self.lls_password: bytes | None = None
         self.suite = self.meter.profile.security_suite
+        #: this role's object lookups (Meter.lookup, which depends on the role only)
+        self._lookups: dict[tuple[int, ObisCode, str, int],
+                            tuple[CosemObject | None, DataAccessResult]] = {}
+        self._lookups_role: Role | None = None
 
     @property
     def associated(self) -> bool:
@@ -673,7 +677,16 @@ class MeterSession:
                 index: int) -> tuple[CosemObject | None, DataAccessResult]:
         """The object, or None and why it may not be used (undefined / denied)."""
         assert self.role is not None
-        return self.meter.lookup(self.role, class_id, obis, kind, index)
+        if self._lookups_role is not self.role:  # another association on this session
+            self._lookups, self._lookups_role = {}, self.role
+        key = (class_id, obis, kind, index)
+        found = self._lookups.get(key)
+        if found is None:
+            found = self._lookups[key] = self.meter.lookup(self.role, class_id, obis, kind,
+                                                           index)
+            if len(self._lookups) > 256:  # requests may name any OBIS code
+                self._lookups.clear()
+        return found
 
     def _block_limit(self) -> int:
         return max(64, min(self.client_max_pdu, self.meter.profile.max_pdu) - 40)
@@ -685,11 +698,16 @@ class MeterSession:
         if obj is None:
             return GetResponseNormal(denied, iip).to_bytes()
         value = obj.get(a.attribute_id, self)
-        response = GetResponseNormal(value, iip).to_bytes()
-        limit = self._block_limit()
-        if len(response) <= limit or isinstance(value, DataAccessResult):
-            return response
+        if isinstance(value, DataAccessResult):
+            return GetResponseNormal(value, iip).to_bytes()
         raw = encode_data(value)
+        # get-response-normal with data: tag C4 01, invoke-id-and-priority, choice 0, data
+        response = b"\xc4\x01" + bytes((iip,)) + b"\x00" + raw
+        if len(response) <= 64:  # the least block limit
+            return response
+        limit = self._block_limit()
+        if len(response) <= limit:
+            return response
         self.blocks = [raw[i:i + limit - 16] for i in range(0, len(raw), limit - 16)]
         self.block_invoke = iip
         return self._block(1)
