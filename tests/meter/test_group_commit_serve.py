@@ -1,11 +1,13 @@
 """The served meter's group commit: an answer leaves only once its window is durable.
 
 Plain TCP wrapper meters are served by callbacks (meter/server.py,
-``_WrapperMeterConnection``): the GET's answer is written only when the process's
-replay journal calls back that the record of its counter is synced. Here the
-journal's sync is held back: the answer must not arrive while it is; a journal that
-cannot persist gets the plain exception-response and the connection closes; requests
-sent back to back on one connection are answered in order, each after its window.
+``_WrapperMeterConnection``). With ``commit="inline"`` (the default) the requests of
+one pass of the event loop wait for one sync made in the loop; with ``"thread"`` the
+journal's writer thread syncs and calls back. Either way: each answer is written only
+when no record appended so far is pending; with the writer thread held back, the
+answer does not arrive; a journal that cannot persist gets the plain
+exception-response and the connection closes; requests sent back to back on one
+connection are answered in order, each after its window.
 """
 
 from __future__ import annotations
@@ -40,9 +42,52 @@ def _hold_syncs(journal):  # type: ignore[no-untyped-def]
     return gate, flushes
 
 
+def _watch_answers(monkeypatch: pytest.MonkeyPatch, journal) -> list[bool]:  # type: ignore[no-untyped-def]
+    """Record, for every answer the meter writes, whether a journal record was pending."""
+    seen: list[bool] = []
+    real = _WrapperMeterConnection._answer
+
+    def answer(self, source, dest, data, last):  # type: ignore[no-untyped-def]
+        if data:
+            seen.append(journal.pending)
+        real(self, source, dest, data, last)
+
+    monkeypatch.setattr(_WrapperMeterConnection, "_answer", answer)
+    return seen
+
+
+# inline: the answers of one pass leave right after its sync, before anything else is
+# appended, so three meters at once still see nothing pending; thread: another meter's
+# request may be appended while an answer waits, so one meter at a time
+@pytest.mark.parametrize(("commit", "meters"), [("inline", 3), ("thread", 1)])
+def test_no_answer_is_written_while_a_record_is_pending(tmp_path: Path, commit: str,
+                                                        meters: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with serving(tmp_path / "m", count=meters) as bench:
+            bench.fleet.commit = commit
+            journal = bench.meter.state.journal
+            assert journal is not None and journal.deferred
+            seen = _watch_answers(monkeypatch, journal)
+            syncs = journal.syncs
+            clients = [await bench.target(i).management() for i in range(meters)]
+            try:
+                for _ in range(5):
+                    values = await asyncio.gather(*(c.get(8, CLOCK, 2) for c in clients))
+                    assert all(len(v.value) == 12 for v in values)
+            finally:
+                for c in clients:
+                    await c.close()
+            assert len(seen) >= 5 * meters and not any(seen)
+            assert journal.syncs > syncs
+
+    run(scenario)
+
+
 def test_answer_waits_for_the_sync_of_its_window(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(tmp_path / "m") as bench:
+            bench.fleet.commit = "thread"  # the writer thread can be held back
             client = await bench.target().management()
             try:
                 journal = bench.meter.state.journal
@@ -65,9 +110,11 @@ def test_answer_waits_for_the_sync_of_its_window(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_journal_that_cannot_persist_refuses_and_closes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("commit", ["inline", "thread"])
+def test_journal_that_cannot_persist_refuses_and_closes(tmp_path: Path, commit: str) -> None:
     async def scenario() -> None:
         async with serving(tmp_path / "m") as bench:
+            bench.fleet.commit = commit
             client = await bench.target().management()
             try:
                 journal = bench.meter.state.journal
@@ -93,6 +140,7 @@ def test_journal_that_cannot_persist_refuses_and_closes(tmp_path: Path) -> None:
 def test_back_to_back_requests_are_answered_in_order(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(tmp_path / "m") as bench:
+            bench.fleet.commit = "thread"  # held back while the three requests arrive
             client = await bench.target().management()
             try:
                 assert client.stream is not None

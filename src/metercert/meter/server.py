@@ -34,6 +34,7 @@ from metercert.meter.profile import MeterProfile
 from metercert.meter.rbac import load_rbac
 from metercert.meter.session import CloseConnection, MeterSession
 from metercert.security import CounterStoreError, write_key_file
+from metercert.security.journal import ReplayJournal
 from metercert.security.keys import keyset_from_mapping
 from metercert.transport.errors import FrameTooLarge, TransportError
 from metercert.transport.hdlc import LINK_FLAWS
@@ -270,7 +271,10 @@ class _WrapperMeterConnection(asyncio.Protocol):
             journal = meter.state.journal
             if journal is not None and journal.pending:
                 self.busy = True  # the answer leaves once its window is durable
-                journal.when_durable(lambda error, reply=reply: self._durable(error, reply))
+                if self.fleet.commit == "inline":
+                    _InlineCommit.of(journal).add(self, reply)
+                else:
+                    journal.when_durable(lambda error, reply=reply: self._durable(error, reply))
                 return
             self._answer(*reply)
         if self.read_paused and not self.queue and not self.closed:
@@ -334,6 +338,41 @@ class _WrapperMeterConnection(asyncio.Protocol):
             self.meter.state.save_volatile_counters()  # a disconnect (replay-window flaw)
 
 
+class _InlineCommit:
+    """Group commit in the event loop: the requests handled in one pass of the loop (on
+    any meter of the journal) wait for one sync, made at the start of the next pass,
+    then all their answers leave. No thread: the loop waits for the disk once a batch."""
+
+    _by_journal: dict[int, _InlineCommit] = {}
+
+    def __init__(self, journal: ReplayJournal) -> None:
+        self.journal = journal
+        self.waiting: list[tuple[_WrapperMeterConnection, tuple[int, int, bytes | None, bool]]] = []
+
+    @classmethod
+    def of(cls, journal: ReplayJournal) -> _InlineCommit:
+        commit = cls._by_journal.get(id(journal))
+        if commit is None or commit.journal is not journal:
+            commit = cls._by_journal[id(journal)] = cls(journal)
+        return commit
+
+    def add(self, conn: _WrapperMeterConnection,
+            reply: tuple[int, int, bytes | None, bool]) -> None:
+        if not self.waiting:
+            asyncio.get_running_loop().call_soon(self.run)
+        self.waiting.append((conn, reply))
+
+    def run(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        error: BaseException | None = None
+        try:
+            self.journal.sync()
+        except CounterStoreError as exc:
+            error = exc
+        for conn, reply in waiting:
+            conn._durable(error, reply)
+
+
 #: frames read ahead on one connection before it stops reading until they are answered
 _QUEUED_FRAMES = 64
 
@@ -385,6 +424,9 @@ class MeterFleet:
     push_to: str | None = None
     push_interval: float | None = None
     push_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: how plain TCP wrapper meters wait for the journal: "inline" (one sync per pass of
+    #: the event loop, in the loop) or "thread" (the journal's writer thread)
+    commit: str = "inline"
 
     async def start(self) -> None:
         rbac = load_rbac(self.profile.rbac)
