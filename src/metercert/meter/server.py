@@ -1,11 +1,21 @@
 """Serving reference meters over TCP (wrapper or HDLC framing, optionally TLS).
 
-Requests are answered in the event loop, without a thread hop: a session only
-*appends* the counters it accepts to the process's replay journal (deferred mode), and
-the connection awaits the journal before it sends the answer. The first waiter hands
-one flush to the journal's writer thread; every request that arrives on any meter while
-that fsync runs joins the next batch (group commit). So no response leaves before the
-window that accepted its request is durable, and one fsync serves many requests.
+Requests are answered in the event loop, without a thread hop per request: a session
+only *appends* the counters it accepts to the process's replay journal (deferred mode),
+and its answer is written only once the journal has made that record durable (group
+commit: one fsync serves many requests, on any meter). So no response leaves before the
+window that accepted its request is durable.
+
+* Plain TCP wrapper meters (no TLS, capture or connection slots) are served by
+  callbacks, :class:`_WrapperMeterConnection`: no task, future, lock or timer per
+  request. By default (``MeterFleet.commit = "inline"``) the requests handled in one
+  pass of the event loop wait for one sync made at the start of the next pass, in the
+  loop, then all their answers leave; ``"thread"`` hands each batch to the journal's
+  writer thread instead (:meth:`ReplayJournal.when_durable`), which keeps the loop
+  running during the sync but costs two thread wake-ups per batch.
+* Everything else (TLS, HDLC, UDP, serial lines, captures, connection slots) goes
+  through :func:`serve_session` on an :class:`ApduStream`, which awaits
+  :meth:`ReplayJournal.durable` (the writer thread) before it sends.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -343,7 +354,8 @@ class _InlineCommit:
     any meter of the journal) wait for one sync, made at the start of the next pass,
     then all their answers leave. No thread: the loop waits for the disk once a batch."""
 
-    _by_journal: dict[int, _InlineCommit] = {}
+    _by_journal: weakref.WeakKeyDictionary[ReplayJournal, _InlineCommit] = (
+        weakref.WeakKeyDictionary())
 
     def __init__(self, journal: ReplayJournal) -> None:
         self.journal = journal
@@ -351,9 +363,9 @@ class _InlineCommit:
 
     @classmethod
     def of(cls, journal: ReplayJournal) -> _InlineCommit:
-        commit = cls._by_journal.get(id(journal))
-        if commit is None or commit.journal is not journal:
-            commit = cls._by_journal[id(journal)] = cls(journal)
+        commit = cls._by_journal.get(journal)
+        if commit is None:
+            commit = cls._by_journal[journal] = cls(journal)
         return commit
 
     def add(self, conn: _WrapperMeterConnection,
