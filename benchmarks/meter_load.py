@@ -50,6 +50,7 @@ from collections import Counter, deque
 from importlib import resources
 from pathlib import Path
 
+from metercert.client.session import ClientSettings, DlmsClient, settings_for_role
 from metercert.cosem import (
     CosemAttributeDescriptor,
     DlmsData,
@@ -58,7 +59,6 @@ from metercert.cosem import (
     ObisCode,
     decode_apdu,
 )
-from metercert.client.session import ClientSettings, DlmsClient, settings_for_role
 from metercert.errors import MetercertError
 from metercert.lab.power import MeterProcess
 from metercert.security import Key, KeySet, Mechanism, load_key_file
@@ -94,8 +94,20 @@ class _Association:
     """One open association driven by :class:`Load`: its socket's protocol during a phase,
     the requests ciphered for it ahead of time and the answers it got."""
 
-    __slots__ = ("client", "index", "transport", "saved", "queue", "busy", "buf", "last_ic",
-                 "answers", "prefix", "load", "ciphered_in_loop")
+    __slots__ = (
+        "answers",
+        "buf",
+        "busy",
+        "ciphered_in_loop",
+        "client",
+        "index",
+        "last_ic",
+        "load",
+        "prefix",
+        "queue",
+        "saved",
+        "transport",
+    )
 
     def __init__(self, client: DlmsClient, index: int) -> None:
         self.client, self.index = client, index

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from metercert.cosem import CosemAttributeDescriptor, GetRequestNormal, ObisCode, ServiceError
 from metercert.client.errors import ExceptionResponseReceived
+from metercert.cosem import CosemAttributeDescriptor, GetRequestNormal, ObisCode, ServiceError
 from metercert.errors import MetercertError
 from metercert.meter.server import _WrapperMeterConnection
 from metercert.security import CounterStoreError

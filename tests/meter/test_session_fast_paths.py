@@ -15,7 +15,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -47,7 +46,7 @@ def test_decode_request_reads_get_normal_as_decode_apdu_does(iip: int, class_id:
 def test_decode_request_leaves_everything_else_to_decode_apdu(apdu: bytes) -> None:
     try:
         expected = decode_apdu(apdu)
-    except Exception as exc:  # noqa: BLE001 - the same error, whatever it is
+    except Exception as exc:
         try:
             decode_request(apdu)
         except type(exc):

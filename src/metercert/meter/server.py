@@ -21,6 +21,7 @@ window that accepted its request is durable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl as ssl_module
 import weakref
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from metercert.cosem import ExceptionResponse, ServiceError, StateError
 from metercert.errors import ConnectionFailed, UsageError
@@ -50,7 +52,12 @@ from metercert.security.keys import keyset_from_mapping
 from metercert.transport.errors import FrameTooLarge, TransportError
 from metercert.transport.hdlc import LINK_FLAWS
 from metercert.transport.stream import ApduStream, DlmsServer, serve_dlms
-from metercert.transport.wrapper import MAX_PAYLOAD_FIELD, WrapperDecoder, WrapperFrame, encode_wrapper
+from metercert.transport.wrapper import (
+    MAX_PAYLOAD_FIELD,
+    WrapperDecoder,
+    WrapperFrame,
+    encode_wrapper,
+)
 
 log = logging.getLogger("metercert.meter")
 #: the HDLC upper address the meter answers: its management logical device (IEC 62056-46)
@@ -285,7 +292,7 @@ class _WrapperMeterConnection(asyncio.Protocol):
                 if self.fleet.commit == "inline":
                     _InlineCommit.of(journal).add(self, reply)
                 else:
-                    journal.when_durable(lambda error, reply=reply: self._durable(error, reply))
+                    journal.when_durable(functools.partial(self._durable, reply=reply))
                 return
             self._answer(*reply)
         if self.read_paused and not self.queue and not self.closed:
@@ -354,7 +361,7 @@ class _InlineCommit:
     any meter of the journal) wait for one sync, made at the start of the next pass,
     then all their answers leave. No thread: the loop waits for the disk once a batch."""
 
-    _by_journal: weakref.WeakKeyDictionary[ReplayJournal, _InlineCommit] = (
+    _by_journal: ClassVar[weakref.WeakKeyDictionary[ReplayJournal, _InlineCommit]] = (
         weakref.WeakKeyDictionary())
 
     def __init__(self, journal: ReplayJournal) -> None:
