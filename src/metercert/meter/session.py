@@ -156,6 +156,11 @@ class MeterSession:
         self.meter = meter
         self.client_sap = client_sap
         self.phase = Phase.IDLE
+        #: the object lookups of the session's role (Meter.lookup, which depends on the
+        #: role only; emptied when another role associates, see _lookup)
+        self._lookups: dict[tuple[int, ObisCode, str, int],
+                            tuple[CosemObject | None, DataAccessResult]] = {}
+        self._lookups_role: Role | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -180,10 +185,6 @@ class MeterSession:
         self.block_invoke = 0
         self.lls_password: bytes | None = None
         self.suite = self.meter.profile.security_suite
-        #: this role's object lookups (Meter.lookup, which depends on the role only)
-        self._lookups: dict[tuple[int, ObisCode, str, int],
-                            tuple[CosemObject | None, DataAccessResult]] = {}
-        self._lookups_role: Role | None = None
 
     @property
     def associated(self) -> bool:
