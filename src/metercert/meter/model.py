@@ -8,7 +8,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metercert.cosem import DlmsData, ObisCode
+from metercert.cosem import DataAccessResult, DlmsData, ObisCode
 from metercert.meter import objects as o
 from metercert.meter.profile import LlsAssociation, MeterProfile
 from metercert.meter.push_setup import PushSetup
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from metercert.meter.session import MeterSession
 
 _FAILURE_WINDOW_S = 60.0
+_LOOKUPS = 4096  # object lookups remembered per meter (requests may name any OBIS code)
 
 
 class Meter:
@@ -68,9 +69,30 @@ class Meter:
         self.objects: dict[ObisCode, o.CosemObject] = {
             obj.obis: obj for obj in objects if obj.obis not in omitted}
         self._failures: dict[int, deque[float]] = defaultdict(deque)
+        self._lookups: dict[tuple[Role, int, ObisCode, str, int],
+                            tuple[o.CosemObject | None, DataAccessResult]] = {}
         self._locked_until: dict[int, float] = {}
 
     # -- access ---------------------------------------------------------------------------
+    def lookup(self, role: Role, class_id: int, obis: ObisCode, kind: str,
+               index: int) -> tuple[o.CosemObject | None, DataAccessResult]:
+        """The object a request names, or None and why it may not be used (undefined /
+        denied). The answer depends only on the role, the RBAC table, the profile and the
+        objects, none of which change while the meter runs: it is worked out once."""
+        key = (role, class_id, obis, kind, index)
+        found = self._lookups.get(key)
+        if found is None:
+            obj = self.objects.get(obis)
+            if obj is None or int(obj.class_id) != class_id or not self.visible(role, obj):
+                found = (None, DataAccessResult.OBJECT_UNDEFINED)
+            elif not self.grants(role, obis, kind, index):
+                found = (None, DataAccessResult.READ_WRITE_DENIED)
+            else:
+                found = (obj, DataAccessResult.SUCCESS)
+            if len(self._lookups) < _LOOKUPS:
+                self._lookups[key] = found
+        return found
+
     def grants(self, role: Role, obis: ObisCode, kind: str, index: int) -> bool:
         required = self.rbac.required(obis, role.association, kind, index)
         if required is None:

@@ -134,6 +134,8 @@ class RegisterObject(CosemObject):
 
 class ClockObject(CosemObject):
     class_id = ClassId.CLOCK
+    #: the last time value encoded, and its encoding (the value depends on the time only)
+    _encoded: tuple[int, dt.timedelta, D] = (-1, dt.timedelta(), D.null())
 
     def __init__(self) -> None:
         self.obis = ObisCode.parse("0.0.1.0.0.255")
@@ -145,7 +147,15 @@ class ClockObject(CosemObject):
 
     def get(self, attribute: int, session: MeterSession) -> D | DataAccessResult:
         if attribute == 2:
-            return D.octet_string(D.date_time(self.now()).to_bytes()[1:])
+            # whole seconds: one encoding serves every read of that second and offset,
+            # shared by every meter of the process (now() is the same second, offset added)
+            second, offset = int(time.time()), self.offset
+            at, shift, value = ClockObject._encoded
+            if at != second or shift != offset:
+                now = dt.datetime.fromtimestamp(second, dt.UTC) + offset
+                value = D.octet_string(D.date_time(now).to_bytes()[1:])
+                ClockObject._encoded = (second, offset, value)
+            return value
         if attribute == 3:
             return D.long(self.time_zone)
         return super().get(attribute, session)

@@ -1,25 +1,39 @@
 """Serving reference meters over TCP (wrapper or HDLC framing, optionally TLS).
 
-Requests are answered in the event loop, without a thread hop: a session only
-*appends* the counters it accepts to the process's replay journal (deferred mode), and
-the connection awaits the journal before it sends the answer. The first waiter hands
-one flush to the journal's writer thread; every request that arrives on any meter while
-that fsync runs joins the next batch (group commit). So no response leaves before the
-window that accepted its request is durable, and one fsync serves many requests.
+Requests are answered in the event loop, without a thread hop per request: a session
+only *appends* the counters it accepts to the process's replay journal (deferred mode),
+and its answer is written only once the journal has made that record durable (group
+commit: one fsync serves many requests, on any meter). So no response leaves before the
+window that accepted its request is durable.
+
+* Plain TCP wrapper meters (no TLS, capture or connection slots) are served by
+  callbacks, :class:`_WrapperMeterConnection`: no task, future, lock or timer per
+  request. By default (``MeterFleet.commit = "inline"``) the requests handled in one
+  pass of the event loop wait for one sync made at the start of the next pass, in the
+  loop, then all their answers leave; ``"thread"`` hands each batch to the journal's
+  writer thread instead (:meth:`ReplayJournal.when_durable`), which keeps the loop
+  running during the sync but costs two thread wake-ups per batch.
+* Everything else (TLS, HDLC, UDP, serial lines, captures, connection slots) goes
+  through :func:`serve_session` on an :class:`ApduStream`, which awaits
+  :meth:`ReplayJournal.durable` (the writer thread) before it sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl as ssl_module
+import weakref
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from metercert.cosem import ExceptionResponse, ServiceError, StateError
-from metercert.errors import UsageError
+from metercert.errors import ConnectionFailed, UsageError
 from metercert.meter.capture import ConnectionRecorder, PcapRecorder
 from metercert.meter.limits import (
     Connection,
@@ -33,11 +47,17 @@ from metercert.meter.profile import MeterProfile
 from metercert.meter.rbac import load_rbac
 from metercert.meter.session import CloseConnection, MeterSession
 from metercert.security import CounterStoreError, write_key_file
+from metercert.security.journal import ReplayJournal
 from metercert.security.keys import keyset_from_mapping
 from metercert.transport.errors import FrameTooLarge, TransportError
 from metercert.transport.hdlc import LINK_FLAWS
 from metercert.transport.stream import ApduStream, DlmsServer, serve_dlms
-from metercert.transport.wrapper import MAX_PAYLOAD_FIELD
+from metercert.transport.wrapper import (
+    MAX_PAYLOAD_FIELD,
+    WrapperDecoder,
+    WrapperFrame,
+    encode_wrapper,
+)
 
 log = logging.getLogger("metercert.meter")
 #: the HDLC upper address the meter answers: its management logical device (IEC 62056-46)
@@ -153,6 +173,245 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
             meter.state.save_volatile_counters()  # a clean disconnect (replay-window flaw)
 
 
+class _WrapperMeterConnection(asyncio.Protocol):
+    """One plain TCP connection of a wrapper meter, driven by the event loop's callbacks.
+
+    The service is :func:`serve_session`'s (which serves TLS, HDLC, UDP, serial lines,
+    captures and connection slots): one association per client wPort, requests handled
+    one at a time in arrival order, an answer written only once the journal says the
+    window that accepted its request is durable (:meth:`ReplayJournal.when_durable`;
+    a journal that cannot persist: the plain exception-response and the connection
+    closes), a frame that breaks the framing closes the connection, so does
+    ``idle_timeout`` seconds without a whole frame while no answer is due. What it saves
+    is the machinery: no task, future, lock or timer per request.
+    """
+
+    def __init__(self, fleet: MeterFleet, meter: Meter, max_frame: int,
+                 server: list[DlmsServer]) -> None:
+        self.fleet, self.meter, self.max_frame, self._server = fleet, meter, max_frame, server
+        self.transport: asyncio.Transport | None = None
+        self.conn: Connection | None = None
+        self.closed = False
+        self.sessions: dict[int, MeterSession] = {}
+        self.queue: deque[WrapperFrame] = deque()
+        self.busy = False           # an answer awaits the journal
+        self.write_paused = False
+        self.read_paused = False
+        self.last = 0.0             # the last whole frame or answer (the idle clock)
+        self.timer: asyncio.TimerHandle | None = None
+        self.peer = "?"
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        gate = self.fleet.gate
+        if gate is not None and isinstance(peer, tuple):
+            self.conn = gate.admit(str(peer[0]), self.close)
+            if self.conn is None:
+                self.closed = True
+                transport.close()
+                return
+        else:
+            self.conn = Connection("", self.close, 0.0)
+        self.decoder = WrapperDecoder(max_payload=self.max_frame)
+        if self._server:
+            self._server[0].active.add(self)  # type: ignore[arg-type]
+            self._server[0].served += 1
+        loop = asyncio.get_running_loop()
+        self.last = loop.time()
+        self.timer = loop.call_at(self.last + self.fleet.idle_timeout, self._idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        meter = self.meter
+        try:
+            self.decoder.feed(data)
+            frames = list(self.decoder)
+        except FrameTooLarge:
+            if meter.profile.has("wedged-by-oversized-frame"):
+                meter.wedged = True  # the flaw: deaf on every connection until restart
+                log.info("meter %d wedged by an oversized frame", meter.state.index)
+            self.close()
+            return
+        except TransportError:
+            self.close()
+            return
+        for frame in frames:
+            assert self.conn is not None
+            self.conn.touch()
+            self.last = asyncio.get_running_loop().time()
+            if not meter.wedged:  # wedged: accepted and read, never answered
+                self.queue.append(frame)
+        if len(self.queue) > _QUEUED_FRAMES and not self.read_paused:
+            assert self.transport is not None
+            self.read_paused = True  # a peer that sends faster than it is answered waits
+            self.transport.pause_reading()
+        self._serve()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._serve()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended()
+
+    # -- serving ---------------------------------------------------------------------------
+    def _serve(self) -> None:
+        """Handle queued requests until one must wait for the journal (or the peer)."""
+        meter = self.meter
+        while self.queue and not (self.busy or self.write_paused or self.closed):
+            frame = self.queue.popleft()
+            client_sap = frame.source_wport or 16
+            session = self.sessions.get(client_sap)
+            if session is None:
+                if len(self.sessions) >= _SESSIONS_PER_CONNECTION:
+                    del self.sessions[next(iter(self.sessions))]  # the oldest association
+                session = self.sessions[client_sap] = MeterSession(meter, client_sap)
+            last = False
+            try:
+                answer = session.handle(frame.payload)
+            except CloseConnection as close:
+                answer, last = close.last, True
+            except Exception as exc:  # a defect must close this connection only
+                log.warning("meter %d: handler failed for %s: %s", meter.state.index,
+                            self.peer, exc.__class__.__name__,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
+                self.close()
+                return
+            reply = (frame.dest_wport, frame.source_wport, answer, last)
+            journal = meter.state.journal
+            if journal is not None and journal.pending:
+                self.busy = True  # the answer leaves once its window is durable
+                if self.fleet.commit == "inline":
+                    _InlineCommit.of(journal).add(self, reply)
+                else:
+                    journal.when_durable(functools.partial(self._durable, reply=reply))
+                return
+            self._answer(*reply)
+        if self.read_paused and not self.queue and not self.closed:
+            assert self.transport is not None
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _durable(self, error: BaseException | None,
+                 reply: tuple[int, int, bytes | None, bool]) -> None:
+        self.busy = False
+        if self.closed:
+            return
+        if error is not None:
+            log.error("meter %d: %s", self.meter.state.index, error)
+            # the window is not durable: the answer must not leave
+            self._answer(reply[0], reply[1], _STORE_FAILED, True)
+            return
+        self._answer(*reply)
+        self._serve()
+
+    def _answer(self, source: int, dest: int, answer: bytes | None, last: bool) -> None:
+        if answer and not self.closed:
+            assert self.transport is not None
+            self.transport.write(encode_wrapper(source, dest, answer))
+            self.last = asyncio.get_running_loop().time()
+        if last:
+            self.close()
+
+    def _idle(self) -> None:
+        """The idle clock: a connection without a whole frame for idle_timeout seconds
+        (and no answer due) is closed; otherwise look again when that time is up."""
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        due = self.last + self.fleet.idle_timeout
+        if self.busy or self.queue or loop.time() < due:
+            self.timer = loop.call_at(max(due, loop.time() + 0.01), self._idle)
+            return
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()  # connection_lost follows: _ended
+
+    def _ended(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.conn is None:
+            return  # refused at the gate: it never served
+        conn, self.conn = self.conn, None
+        if self._server:
+            self._server[0].active.discard(self)  # type: ignore[arg-type]
+        if self.fleet.gate is not None:
+            self.fleet.gate.release(conn)
+        if not self.meter.wedged:
+            self.meter.state.save_volatile_counters()  # a disconnect (replay-window flaw)
+
+
+class _InlineCommit:
+    """Group commit in the event loop: the requests handled in one pass of the loop (on
+    any meter of the journal) wait for one sync, made at the start of the next pass,
+    then all their answers leave. No thread: the loop waits for the disk once a batch."""
+
+    _by_journal: ClassVar[weakref.WeakKeyDictionary[ReplayJournal, _InlineCommit]] = (
+        weakref.WeakKeyDictionary())
+
+    def __init__(self, journal: ReplayJournal) -> None:
+        self.journal = journal
+        self.waiting: list[tuple[_WrapperMeterConnection, tuple[int, int, bytes | None, bool]]] = []
+
+    @classmethod
+    def of(cls, journal: ReplayJournal) -> _InlineCommit:
+        commit = cls._by_journal.get(journal)
+        if commit is None:
+            commit = cls._by_journal[journal] = cls(journal)
+        return commit
+
+    def add(self, conn: _WrapperMeterConnection,
+            reply: tuple[int, int, bytes | None, bool]) -> None:
+        if not self.waiting:
+            asyncio.get_running_loop().call_soon(self.run)
+        self.waiting.append((conn, reply))
+
+    def run(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        error: BaseException | None = None
+        try:
+            self.journal.sync()
+        except CounterStoreError as exc:
+            error = exc
+        for conn, reply in waiting:
+            conn._durable(error, reply)
+
+
+#: frames read ahead on one connection before it stops reading until they are answered
+_QUEUED_FRAMES = 64
+
+
+async def _serve_wrapper_tcp(fleet: MeterFleet, meter: Meter, host: str, port: int,
+                             max_frame: int) -> DlmsServer:
+    """Listen for one wrapper meter over plain TCP (see :class:`_WrapperMeterConnection`)."""
+    holder: list[DlmsServer] = []
+    loop = asyncio.get_running_loop()
+    try:
+        raw = await loop.create_server(
+            lambda: _WrapperMeterConnection(fleet, meter, max_frame, holder), host, port,
+            reuse_address=True)
+    except OSError as exc:
+        raise ConnectionFailed(f"cannot listen on {host}:{port}: "
+                               f"{exc.strerror or exc.__class__.__name__}") from None
+    holder.append(DlmsServer(raw, "wrapper"))
+    return holder[0]
+
+
 @dataclass
 class MeterFleet:
     """``count`` meters on consecutive ports, each with its own state folder."""
@@ -184,6 +443,9 @@ class MeterFleet:
     push_to: str | None = None
     push_interval: float | None = None
     push_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: how plain TCP wrapper meters wait for the journal: "inline" (one sync per pass of
+    #: the event loop, in the loop) or "thread" (the journal's writer thread)
+    commit: str = "inline"
 
     async def start(self) -> None:
         rbac = load_rbac(self.profile.rbac)
@@ -203,6 +465,10 @@ class MeterFleet:
         max_frame = (MAX_PAYLOAD_FIELD - 1 if self.profile.has("wedged-by-oversized-frame")
                      else MAX_PAYLOAD_FIELD)
         link_flaws = frozenset(f for f in self.profile.flaws if f in LINK_FLAWS)  # HDLC ones
+        # plain TCP wrapper meters without connection slots or capture are served by
+        # _WrapperMeterConnection (callbacks, no task per request); the rest by serve_session
+        fast = (self.line is None and self.framing == "wrapper" and self.transport == "tcp"
+                and self.ssl is None and self.pcap is None and not self.profile.max_connections)
         for i in range(self.count):
             meter = Meter(self.profile, self.state_dir, i, rbac)
             self.meters.append(meter)  # closed by stop() even if it never serves
@@ -233,6 +499,10 @@ class MeterFleet:
                     if self.gate is not None:
                         self.gate.release(conn)
 
+            if fast:
+                server = await _serve_wrapper_tcp(self, meter, self.host, port, max_frame)
+                self.servers.append(server)
+                continue
             if self.line is not None:
                 from metercert.transport.serial import serve_meter_line
 

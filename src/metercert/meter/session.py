@@ -53,6 +53,7 @@ from metercert.cosem import (
     AssociationResult,
     AuthenticationMechanism,
     Conformance,
+    CosemAttributeDescriptor,
     CosemDecodeError,
     DataAccessResult,
     DataType,
@@ -131,6 +132,20 @@ class _Request:
     general: _general.GeneralRequest | None = None  # 0xDD / 0xDF layers to mirror
 
 
+def decode_request(plain: bytes) -> object:
+    """:func:`decode_apdu`, with the commonest request read directly: a get-request-normal
+    without selective access (13 bytes: tag C0 01, invoke-id-and-priority, class id,
+    logical name, attribute id, no access selection). Anything else goes to decode_apdu,
+    and both give the same request (tests/meter/test_session_fast_paths.py)."""
+    if len(plain) == 13 and plain[0] == 0xC0 and plain[1] == 0x01 and plain[12] == 0:
+        attribute = plain[11]
+        return GetRequestNormal(
+            CosemAttributeDescriptor((plain[3] << 8) | plain[4], ObisCode(*plain[5:11]),
+                                     attribute - 256 if attribute > 127 else attribute),
+            None, plain[2])
+    return decode_apdu(plain)
+
+
 def _exception(service: ServiceError, ic: int | None = None,
                state: StateError = StateError.SERVICE_NOT_ALLOWED) -> bytes:
     return ExceptionResponse(state, service, ic).to_bytes()
@@ -141,6 +156,11 @@ class MeterSession:
         self.meter = meter
         self.client_sap = client_sap
         self.phase = Phase.IDLE
+        #: the object lookups of the session's role (Meter.lookup, which depends on the
+        #: role only; emptied when another role associates, see _lookup)
+        self._lookups: dict[tuple[int, ObisCode, str, int],
+                            tuple[CosemObject | None, DataAccessResult]] = {}
+        self._lookups_role: Role | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -654,7 +674,7 @@ class MeterSession:
         self.pending_keys.clear()
 
     def _serve(self, plain: bytes) -> bytes:
-        request = decode_apdu(plain)
+        request = decode_request(plain)
         if self.phase is Phase.PENDING:
             if (isinstance(request, ActionRequestNormal)
                     and request.method.class_id == 15   # Association LN, not any class
@@ -709,12 +729,16 @@ class MeterSession:
                 index: int) -> tuple[CosemObject | None, DataAccessResult]:
         """The object, or None and why it may not be used (undefined / denied)."""
         assert self.role is not None
-        obj = self.meter.objects.get(obis)
-        if obj is None or int(obj.class_id) != class_id or not self.meter.visible(self.role, obj):
-            return None, DataAccessResult.OBJECT_UNDEFINED
-        if not self.meter.grants(self.role, obis, kind, index):
-            return None, DataAccessResult.READ_WRITE_DENIED
-        return obj, DataAccessResult.SUCCESS
+        if self._lookups_role is not self.role:  # another association on this session
+            self._lookups, self._lookups_role = {}, self.role
+        key = (class_id, obis, kind, index)
+        found = self._lookups.get(key)
+        if found is None:
+            found = self._lookups[key] = self.meter.lookup(self.role, class_id, obis, kind,
+                                                           index)
+            if len(self._lookups) > 256:  # requests may name any OBIS code
+                self._lookups.clear()
+        return found
 
     def _block_limit(self) -> int:
         return max(64, min(self.client_max_pdu, self.meter.profile.max_pdu) - 40)
@@ -726,11 +750,16 @@ class MeterSession:
         if obj is None:
             return GetResponseNormal(denied, iip).to_bytes()
         value = obj.get(a.attribute_id, self)
-        response = GetResponseNormal(value, iip).to_bytes()
-        limit = self._block_limit()
-        if len(response) <= limit or isinstance(value, DataAccessResult):
-            return response
+        if isinstance(value, DataAccessResult):
+            return GetResponseNormal(value, iip).to_bytes()
         raw = encode_data(value)
+        # get-response-normal with data: tag C4 01, invoke-id-and-priority, choice 0, data
+        response = b"\xc4\x01" + bytes((iip,)) + b"\x00" + raw
+        if len(response) <= 64:  # the least block limit
+            return response
+        limit = self._block_limit()
+        if len(response) <= limit:
+            return response
         self.blocks = [raw[i:i + limit - 16] for i in range(0, len(raw), limit - 16)]
         self.block_invoke = iip
         return self._block(1)

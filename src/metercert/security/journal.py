@@ -20,10 +20,11 @@ Two ways of waiting:
   as the sans-IO session used directly): :meth:`ReplayJournal.append` returns once its
   record is durable, one sync per record;
 * deferred (the asyncio server, ``journal.deferred = True``): ``append`` only buffers;
-  the server awaits :meth:`ReplayJournal.durable` before it sends the response. The
-  first waiter hands a flush to the journal's one writer thread; records appended while
-  that sync runs form the next batch (pipelined group commit: one thread hop per batch,
-  none per request, and the event loop never waits for the disk).
+  the server sends the response only once :meth:`ReplayJournal.when_durable` calls
+  back (or :meth:`ReplayJournal.durable`, awaited, returns). The first waiter hands a
+  flush to the journal's one writer thread; records appended while that sync runs form
+  the next batch (pipelined group commit: one thread hop per batch, none per request,
+  and the event loop never waits for the disk).
 
 Format, recovery, failing closed
 --------------------------------
@@ -64,6 +65,8 @@ import os
 import struct
 import threading
 import zlib
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -87,6 +90,15 @@ _HEADER_KEY = bytes(14)
 
 _RECOVERY = ("replay windows cannot be proven; renew the meter's keys (remove its state "
              "folder); do not delete the journal")
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # its waiter was cancelled
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _record(gen: int, key: bytes, value: int) -> bytes:
@@ -190,6 +202,8 @@ class ReplayJournal:
         self._size = 0       # records per file
         self._writer: ThreadPoolExecutor | None = None
         self._inflight: asyncio.Future[None] | None = None
+        #: (records that must be durable, callback) of when_durable, oldest first
+        self._waiters: deque[tuple[int, Callable[[BaseException | None], None]]] = deque()
         self._users = 0
         self._adopted: set[str] = set()  # counter folders checked (or marked) in this run
         #: the journal did not exist when opened (a counter folder that used one refuses)
@@ -358,30 +372,61 @@ class ReplayJournal:
 
     async def durable(self) -> None:
         """Return once every record appended before the call is durable (group commit)."""
+        if self._durable >= self._appended:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self.when_durable(lambda error: _settle(future, error))
+        await future  # a cancelled waiter leaves the flush running for the others
+
+    def when_durable(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(None)`` in the event loop once every record appended before
+        this call is durable, or ``callback(error)`` when the journal cannot persist them
+        (a :class:`CounterStoreError`: it has failed for good). Never calls back before
+        returning.
+
+        The first waiter hands one flush to the writer thread; whoever asks while it runs
+        waits for the next one, which covers every record appended meanwhile (group
+        commit: one thread hop and one sync per batch, none per request)."""
+        loop = asyncio.get_running_loop()
+        if self._failed:
+            loop.call_soon(callback, self._failure("failed"))
+            return
         target = self._appended
-        while self._durable < target:
-            if self._failed:
-                raise CounterStoreError(f"replay journal {self.paths[0]} failed; refusing "
-                                        "requests")
-            inflight = self._inflight
-            if inflight is not None and inflight.done():
-                if not inflight.cancelled():
-                    inflight.exception()  # seen (its waiters got it); it covers no more
-                inflight = self._inflight = None
-            if inflight is None:
-                if self._writer is None:
-                    self._writer = ThreadPoolExecutor(1, thread_name_prefix="replay-journal")
-                inflight = asyncio.get_running_loop().run_in_executor(
-                    self._writer, self._flush, self._appended)
-                self._inflight = inflight
-                inflight.add_done_callback(self._flush_done)
-            await asyncio.shield(inflight)
+        if self._durable >= target:
+            loop.call_soon(callback, None)
+            return
+        self._waiters.append((target, callback))
+        if self._inflight is None:
+            self._start_flush(loop)
+
+    def _failure(self, how: str) -> CounterStoreError:
+        return CounterStoreError(f"replay journal {self.paths[0]} {how}; refusing requests")
+
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="replay-journal")
+        inflight = loop.run_in_executor(self._writer, self._flush, self._appended)
+        self._inflight = inflight
+        inflight.add_done_callback(self._flush_done)
 
     def _flush_done(self, future: asyncio.Future[None]) -> None:
-        if self._inflight is future:
-            self._inflight = None
-        if not future.cancelled():
-            future.exception()  # retrieved: waiters see it through their shield
+        self._inflight = None
+        error: BaseException | None = None
+        if future.cancelled():
+            error = self._failure("flush was cancelled")
+        else:
+            error = future.exception()  # a CounterStoreError: the journal failed for good
+        waiters = self._waiters
+        if error is not None or self._failed:
+            error = error or self._failure("failed")
+            while waiters:
+                waiters.popleft()[1](error)
+            return
+        durable = self._durable
+        while waiters and waiters[0][0] <= durable:
+            waiters.popleft()[1](None)
+        if waiters:  # records appended while that sync ran: the next batch
+            self._start_flush(future.get_loop())
 
     def _flush(self, upto: int) -> None:
         with self._io:
