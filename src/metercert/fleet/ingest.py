@@ -54,6 +54,7 @@ from metercert.security.protection import (
     DEDICATED_TAGS,
     GLOBAL_TAGS,
     cipher_for,
+    specific_start,
 )
 
 AARQ_TAG, AARE_TAG = 0x60, 0x61
@@ -189,22 +190,13 @@ def _split_ciphered(protected: bytes) -> tuple[_Cipher, int, bytes] | None:
     """(cipher facts, invocation counter, payload) of a ciphered APDU; None if it won't
     split. Service-specific forms whose 1-, 2- or 3-byte length covers the rest are read in
     place (as :func:`parse_ciphered` does); anything else goes through it."""
-    size = len(protected)
     tag = protected[0]
-    if size > 6 and tag in _SPECIFIC:
-        first = protected[1]
-        if first < 0x80:
-            start, length = 2, first
-        elif first == 0x81:
-            start, length = 3, protected[2]
-        elif first == 0x82 and size > 8:
-            start, length = 4, protected[2] << 8 | protected[3]
-        else:
-            start, length = 0, -1
-        if length == size - start and length >= 5:
+    if tag in _SPECIFIC:
+        start = specific_start(protected)
+        if start:
             facts = _SC_FACTS[protected[start]]
             return ((protected, facts, tag in DEDICATED_TAGS, None,
-                     facts[3] and length < 5 + GCM_TAG_BYTES),
+                     facts[3] and len(protected) - start < 5 + GCM_TAG_BYTES),
                     int.from_bytes(protected[start + 1:start + 5], "big"), protected[start + 5:])
     try:
         parsed = parse_ciphered(protected)

@@ -138,6 +138,27 @@ def is_ciphered(apdu: bytes) -> bool:
     return bool(apdu) and apdu[0] in CIPHERED_TAGS
 
 
+def specific_start(apdu: bytes) -> int:
+    """Offset of the security control byte in a service-specific ciphered APDU whose 1-, 2-
+    or 3-byte BER length covers exactly the rest and holds at least SC and counter; 0 for
+    any other framing (:func:`parse_ciphered` then reads or refuses it). The tag byte is the
+    caller's to check. The one in-place framing reader of the hot paths (parser, bound
+    cipher, fleet ingest)."""
+    size = len(apdu)
+    if size < 7:
+        return 0
+    first = apdu[1]
+    if first < 0x80:
+        start, length = 2, first
+    elif first == 0x81:
+        start, length = 3, apdu[2]
+    elif first == 0x82:
+        start, length = 4, apdu[2] << 8 | apdu[3]
+    else:
+        return 0
+    return start if length == size - start and length >= 5 else 0
+
+
 def parse_ciphered(apdu: bytes) -> CipheredApdu:
     """Split a ciphered APDU into its fields. Raises :class:`ApduFormatError`."""
     if not apdu:
@@ -146,18 +167,9 @@ def parse_ciphered(apdu: bytes) -> CipheredApdu:
     system_title: bytes | None = None
     offset = 1
     # fast path: service-specific form whose 1-, 2- or 3-byte length covers the rest
-    size = len(apdu)
-    if size > 6 and tag in _SPECIFIC_FORM:
-        first = apdu[1]
-        if first < 0x80:
-            start, length = 2, first
-        elif first == 0x81:
-            start, length = 3, apdu[2]
-        elif first == 0x82 and size > 8:
-            start, length = 4, apdu[2] << 8 | apdu[3]
-        else:
-            start, length = 0, -1
-        if length == size - start and length >= 5:
+    if tag in _SPECIFIC_FORM:
+        start = specific_start(apdu)
+        if start:
             return CipheredApdu(tag, _SPECIFIC_FORM[tag], _SC_TABLE[apdu[start]],
                                 int.from_bytes(apdu[start + 1:start + 5], "big"),
                                 apdu[start + 5:], None)
@@ -511,17 +523,9 @@ class ApduCipher:
         if size > 21 and self._sealed and self._peer is not None:
             # service-specific form, authenticated and encrypted: framing read in place,
             # whichever of the three length forms it uses
-            first = apdu[1]
-            if first < 0x80:
-                start, ok = 2, first == size - 2
-            elif first == 0x81:
-                start, ok = 3, apdu[2] == size - 3
-            elif first == 0x82:
-                start, ok = 4, (apdu[2] << 8 | apdu[3]) == size - 4
-            else:
-                start, ok = 0, False
+            start = specific_start(apdu)
             plain_tag = _PLAIN_TAG.get(apdu[0])
-            if ok and plain_tag is not None and apdu[start] == self._sc_byte:
+            if start and plain_tag is not None and apdu[start] == self._sc_byte:
                 nonce = self._peer + apdu[start + 1:start + 5]
                 payload = apdu[start + 5:]
                 encrypt = self._encrypt
@@ -547,22 +551,13 @@ class ApduCipher:
         native = self._native
         if native is not None:
             return native.unprotect_counted(apdu)  # type: ignore[no-any-return]
-        size = len(apdu)
-        if size < 7 or self._peer is None or self._encrypt is None:
+        if not apdu or self._peer is None or self._encrypt is None:
             return None
         plain_tag = _PLAIN_TAG.get(apdu[0])
         if plain_tag is None:
             return None
-        first = apdu[1]
-        if first < 0x80:
-            start, length = 2, first
-        elif first == 0x81:
-            start, length = 3, apdu[2]
-        elif first == 0x82:
-            start, length = 4, apdu[2] << 8 | apdu[3]
-        else:
-            return None
-        if length < 5 or length != size - start or apdu[start] != self._sc_byte:
+        start = specific_start(apdu)
+        if not start or apdu[start] != self._sc_byte:
             return None
         counter = apdu[start + 1:start + 5]
         return (self._open(self._sc_byte, self._peer + counter, apdu[start + 5:], plain_tag),
