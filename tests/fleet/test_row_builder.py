@@ -38,23 +38,11 @@ from .legacy_recorder import LegacyRecorder
 from .test_public_captures import CAPTURES, FILES, GURUX_KEYS, NOT_DLMS
 
 
-def _legacy_table(files: list[Path], keys: KeyRing | None, ports: list[int] | None) -> pa.Table:
+def _recorded_table(recorder: type[LegacyRecorder | ApduRecorder], files: list[Path],
+                    keys: KeyRing | None, ports: list[int] | None) -> pa.Table:
+    """The table of the rows ``recorder``'s dict API gives for ``files``."""
     reader = CaptureReader(ports)
-    rec = LegacyRecorder(keys=keys)
-    rows = []
-    for f in files:
-        for w in reader.read(f, str(f)):
-            rows += rec.record(w)
-    for w in reader.finish():
-        rows += rec.record(w)
-    rows += rec.flush()
-    return table_from_rows(rows)
-
-
-def _dict_api_table(files: list[Path], keys: KeyRing | None,
-                    ports: list[int] | None) -> pa.Table:
-    reader = CaptureReader(ports)
-    rec = ApduRecorder(keys=keys)
+    rec = recorder(keys=keys)
     rows = []
     for f in files:
         for w in reader.read(f, str(f)):
@@ -67,13 +55,13 @@ def _dict_api_table(files: list[Path], keys: KeyRing | None,
 
 def _same_rows(files: list[Path], keys_path: Path | None, ports: list[int] | None) -> int:
     keys = KeyRing.load(keys_path) if keys_path else None
-    old = _legacy_table(files, keys, ports).to_pylist()
+    old = _recorded_table(LegacyRecorder, files, keys, ports).to_pylist()
     tables = list(iter_pcap_tables(files, port=ports, keys=keys, chunk_rows=7))
     new = pa.concat_tables(tables).to_pylist() if tables else []
     assert len(new) == len(old)
     for a, b in zip(new, old, strict=True):
         assert a == b
-    assert _dict_api_table(files, keys, ports).to_pylist() == old
+    assert _recorded_table(ApduRecorder, files, keys, ports).to_pylist() == old
     return len(old)
 
 
