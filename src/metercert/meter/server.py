@@ -100,6 +100,26 @@ def _recorder_for(stream: ApduStream, pcap: PcapRecorder | None) -> ConnectionRe
 _SESSIONS_PER_CONNECTION = 16
 
 
+def _session_for(sessions: dict[int, MeterSession], meter: Meter,
+                 client_sap: int) -> MeterSession:
+    """The association of ``client_sap`` on one connection, made on its first frame; the
+    oldest goes when a connection holds :data:`_SESSIONS_PER_CONNECTION` of them."""
+    session = sessions.get(client_sap)
+    if session is None:
+        if len(sessions) >= _SESSIONS_PER_CONNECTION:
+            del sessions[next(iter(sessions))]
+        session = sessions[client_sap] = MeterSession(meter, client_sap)
+    return session
+
+
+def _oversized_frame(meter: Meter) -> None:
+    """A frame over the size limit: the connection closes, and a meter with the
+    ``wedged-by-oversized-frame`` flaw goes deaf on every connection until restart."""
+    if meter.profile.has("wedged-by-oversized-frame"):
+        meter.wedged = True
+        log.info("meter %d wedged by an oversized frame", meter.state.index)
+
+
 async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float = 120.0,
                         executor: Executor | None = None,
                         pcap: PcapRecorder | None = None,
@@ -124,9 +144,7 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
             try:
                 apdu = await stream.recv(timeout=idle_timeout)
             except FrameTooLarge:
-                if meter.profile.has("wedged-by-oversized-frame"):
-                    meter.wedged = True  # the flaw: deaf on every connection until restart
-                    log.info("meter %d wedged by an oversized frame", meter.state.index)
+                _oversized_frame(meter)
                 raise
             if on_frame is not None:
                 on_frame()
@@ -135,11 +153,7 @@ async def serve_session(meter: Meter, stream: ApduStream, *, idle_timeout: float
             client_sap, server_sap = stream.client_address or 16, stream.server_address or 1
             if record is not None:
                 record.from_client(client_sap, server_sap, apdu)
-            session = sessions.get(client_sap)
-            if session is None:
-                if len(sessions) >= _SESSIONS_PER_CONNECTION:
-                    del sessions[next(iter(sessions))]  # the oldest association goes
-                session = sessions[client_sap] = MeterSession(meter, client_sap)
+            session = _session_for(sessions, meter, client_sap)
             try:
                 if executor is None:
                     answer = session.handle(apdu)
@@ -232,9 +246,7 @@ class _WrapperMeterConnection(asyncio.Protocol):
             self.decoder.feed(data)
             frames = list(self.decoder)
         except FrameTooLarge:
-            if meter.profile.has("wedged-by-oversized-frame"):
-                meter.wedged = True  # the flaw: deaf on every connection until restart
-                log.info("meter %d wedged by an oversized frame", meter.state.index)
+            _oversized_frame(meter)
             self.close()
             return
         except TransportError:
@@ -268,12 +280,7 @@ class _WrapperMeterConnection(asyncio.Protocol):
         meter = self.meter
         while self.queue and not (self.busy or self.write_paused or self.closed):
             frame = self.queue.popleft()
-            client_sap = frame.source_wport or 16
-            session = self.sessions.get(client_sap)
-            if session is None:
-                if len(self.sessions) >= _SESSIONS_PER_CONNECTION:
-                    del self.sessions[next(iter(self.sessions))]  # the oldest association
-                session = self.sessions[client_sap] = MeterSession(meter, client_sap)
+            session = _session_for(self.sessions, meter, frame.source_wport or 16)
             last = False
             try:
                 answer = session.handle(frame.payload)
