@@ -24,7 +24,9 @@ Two ways of waiting:
   back (or :meth:`ReplayJournal.durable`, awaited, returns). The first waiter hands a
   flush to the journal's one writer thread; records appended while that sync runs form
   the next batch (pipelined group commit: one thread hop per batch, none per request,
-  and the event loop never waits for the disk).
+  and the event loop never waits for the disk). The reference meter's plain TCP
+  connections commit inline by default instead (:meth:`ReplayJournal.sync` once per
+  pass of the event loop, in the loop: ``meter/server.py``).
 
 Format, recovery, failing closed
 --------------------------------
