@@ -53,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs {args.runs}: at least one run")
     walls, cpus = [], []
     print(f"{'run':>3} {'wall s':>7} {'printed s':>9} {'CPU s':>6} {'exit':>4}  verdicts")
     with tempfile.TemporaryDirectory(prefix="certify-time-") as tmp:

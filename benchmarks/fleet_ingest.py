@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--cli", action="store_true",
                     help="also run the metercert fleet ingest command (a child process)")
     args = ap.parse_args()
+    if args.apdus < 1 or args.files < 1 or args.jobs < 1 or args.rounds < 1:
+        ap.error("--apdus, --files, --jobs and --rounds must be at least 1")
     from metercert.fleet.ingest import ingest
 
     work = Path(tempfile.mkdtemp(prefix="metercert-ingest-bench-"))

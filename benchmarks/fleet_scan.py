@@ -178,6 +178,8 @@ def main() -> None:
                     help="scan the dataset already in --dir (skip the simulation)")
     ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rows < 1 or args.days < 1 or args.requests < 1 or args.rounds < 1:
+        ap.error("--rows, --days, --requests and --rounds must be at least 1")
     if args.worker:
         worker(args.worker[0], args.worker[1], args.memory_limit, args.spark_memory)
         return
@@ -286,4 +288,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from metercert.errors import MetercertError
+
+    try:
+        main()
+    except MetercertError as exc:  # bad input (too few rows for the planted anomalies...)
+        sys.exit(f"fleet_scan.py: error: {exc}")
